@@ -1,0 +1,131 @@
+//! `backout sim`: a simulated cluster in the foreground until interrupted.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use base64::Engine;
+use clap::Args;
+use serde_json::json;
+
+use crate::sim::api::auth::{EDITOR_TOKEN, VIEWER_TOKEN};
+use crate::sim::scenario::Scenario;
+use crate::sim::{Sim, SimOptions};
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to serve the Kubernetes and Prometheus APIs on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// A shipped scenario name (bad-deploy, crashloop, ...) or a path to a scenario TOML file.
+    #[arg(long, default_value = "bad-deploy")]
+    pub scenario: String,
+    /// Seed for the simulated traffic noise.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write DIR/kubeconfig and DIR/backout.toml for this cluster.
+    #[arg(long, value_name = "DIR")]
+    pub write_config: Option<PathBuf>,
+}
+
+pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let sim = Sim::start(SimOptions {
+        listen: args.listen,
+        scenario: Some(scenario.clone()),
+        seed: args.seed,
+        ..SimOptions::default()
+    })
+    .await?;
+    println!(
+        "simulated cluster for scenario {:?} at {}",
+        scenario.name,
+        sim.url()
+    );
+    println!("  {}", scenario.description);
+    if let Some(dir) = &args.write_config {
+        write_config(dir, &sim.url(), &sim.ca_pem, &scenario)?;
+        println!("  wrote {0}/kubeconfig and {0}/backout.toml", dir.display());
+        println!(
+            "  try: KUBECONFIG={}/kubeconfig kubectl get deploy",
+            dir.display()
+        );
+    }
+    println!("press Ctrl-C to stop");
+    wait_for_stop().await;
+    sim.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { if let Some(s) = term.as_mut() { s.recv().await; } else { std::future::pending::<()>().await } } => {}
+        _ = async { if let Some(s) = hup.as_mut() { s.recv().await; } else { std::future::pending::<()>().await } } => {}
+    }
+}
+
+/// A kubeconfig with an editor and a viewer context (JSON is valid kubeconfig YAML),
+/// and a backout.toml pointing at the simulator's Prometheus API.
+pub fn write_config(
+    dir: &Path,
+    url: &str,
+    ca_pem: &str,
+    scenario: &Scenario,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let ns = &scenario.namespace;
+    let kubeconfig = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "backout-sim", "cluster": {"server": url, "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca_pem)}}],
+        "users": [
+            {"name": "oncall-editor", "user": {"token": EDITOR_TOKEN}},
+            {"name": "oncall-viewer", "user": {"token": VIEWER_TOKEN}},
+        ],
+        "contexts": [
+            {"name": "backout-sim", "context": {"cluster": "backout-sim", "user": "oncall-editor", "namespace": ns}},
+            {"name": "backout-sim-viewer", "context": {"cluster": "backout-sim", "user": "oncall-viewer", "namespace": ns}},
+        ],
+        "current-context": "backout-sim",
+    });
+    let ca_path = dir.join("ca.crt");
+    std::fs::write(&ca_path, ca_pem)
+        .with_context(|| format!("cannot write {}", ca_path.display()))?;
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, serde_json::to_string_pretty(&kubeconfig)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut toml = format!(
+        "# Written by `backout sim --write-config` for scenario {:?}.\n\n[prometheus]\nurl = {:?}\nca_file = \"ca.crt\"\n\n[[watch]]\nnamespace = {:?}\ndeployments = [{}]\n",
+        scenario.name,
+        url,
+        ns,
+        scenario.services.iter().map(|s| format!("{:?}", s.name)).collect::<Vec<_>>().join(", "),
+    );
+    let deps: Vec<_> = scenario
+        .services
+        .iter()
+        .filter(|s| !s.depends_on.is_empty())
+        .collect();
+    if !deps.is_empty() {
+        toml.push_str("\n[dependencies]\n");
+        for s in deps {
+            toml.push_str(&format!(
+                "{:?} = [{}]\n",
+                s.name,
+                s.depends_on
+                    .iter()
+                    .map(|d| format!("{d:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let path = dir.join("backout.toml");
+    std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! backout: a terminal incident console for deploy rollbacks.
+//!
+//! The modules follow the data flow; docs/ARCHITECTURE.md draws it.
+
+pub mod cli;
+pub mod sim;

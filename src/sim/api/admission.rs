@@ -1,0 +1,147 @@
+//! Defaults and validation applied before a write is stored, as the API server's
+//! defaulting and validation stages do for the kinds the simulator reasons about.
+
+use serde_json::{json, Value};
+
+use super::status::ApiError;
+use crate::sim::resources::ResourceDef;
+
+pub fn admit(res: &ResourceDef, obj: &mut Value, current: Option<&Value>) -> Result<(), ApiError> {
+    match res.kind {
+        "Deployment" => {
+            default_deployment(obj);
+            validate_workload(res, obj, current)
+        }
+        "ReplicaSet" => {
+            if obj["spec"]["replicas"].is_null() {
+                obj["spec"]["replicas"] = json!(1);
+            }
+            validate_workload(res, obj, current)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn default_deployment(obj: &mut Value) {
+    let spec = &mut obj["spec"];
+    for (field, value) in [
+        ("replicas", json!(1)),
+        ("revisionHistoryLimit", json!(10)),
+        ("progressDeadlineSeconds", json!(600)),
+    ] {
+        if spec[field].is_null() {
+            spec[field] = value;
+        }
+    }
+    if spec["strategy"]["type"].is_null() {
+        spec["strategy"]["type"] = json!("RollingUpdate");
+    }
+    if spec["strategy"]["type"] == "RollingUpdate" {
+        let ru = &mut spec["strategy"]["rollingUpdate"];
+        for field in ["maxSurge", "maxUnavailable"] {
+            if ru[field].is_null() {
+                ru[field] = json!("25%");
+            }
+        }
+    }
+}
+
+fn validate_workload(
+    res: &ResourceDef,
+    obj: &Value,
+    current: Option<&Value>,
+) -> Result<(), ApiError> {
+    let name = obj["metadata"]["name"].as_str().unwrap_or("");
+    let invalid = |field: &str, why: &str| {
+        ApiError::invalid(format!(
+            "{}.{} \"{name}\" is invalid: {field}: {why}",
+            res.kind, res.group
+        ))
+    };
+    let spec = &obj["spec"];
+    let selector = &spec["selector"]["matchLabels"];
+    let Some(selector_map) = selector.as_object().filter(|m| !m.is_empty()) else {
+        return Err(invalid("spec.selector", "Required value"));
+    };
+    let labels = &spec["template"]["metadata"]["labels"];
+    if selector_map.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+        return Err(invalid(
+            "spec.template.metadata.labels",
+            &format!("Invalid value: {labels}: `selector` does not match template `labels`"),
+        ));
+    }
+    if let Some(current) = current {
+        if current["spec"]["selector"] != spec["selector"] {
+            return Err(invalid(
+                "spec.selector",
+                &format!("Invalid value: {}: field is immutable", spec["selector"]),
+            ));
+        }
+    }
+    if spec["replicas"].as_i64().is_some_and(|r| r < 0) {
+        return Err(invalid(
+            "spec.replicas",
+            "Invalid value: must be greater than or equal to 0",
+        ));
+    }
+    let containers = spec["template"]["spec"]["containers"].as_array();
+    if containers.is_none_or(|c| c.is_empty()) {
+        return Err(invalid("spec.template.spec.containers", "Required value"));
+    }
+    for (i, c) in containers.into_iter().flatten().enumerate() {
+        for field in ["name", "image"] {
+            if c[field].as_str().is_none_or(str::is_empty) {
+                return Err(invalid(
+                    &format!("spec.template.spec.containers[{i}].{field}"),
+                    "Required value",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::resources::DEPLOYMENTS;
+
+    fn deployment() -> Value {
+        json!({"metadata": {"name": "web"}, "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "web:1"}]}}}})
+    }
+
+    #[test]
+    fn a_deployment_gets_kubernetes_defaults() {
+        let mut d = deployment();
+        admit(&DEPLOYMENTS, &mut d, None).unwrap();
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    }
+
+    #[test]
+    fn a_selector_that_misses_the_template_is_invalid() {
+        let mut d = deployment();
+        d["spec"]["template"]["metadata"]["labels"]["app"] = json!("other");
+        let err = admit(&DEPLOYMENTS, &mut d, None).unwrap_err();
+        assert_eq!(err.code.as_u16(), 422);
+        assert!(
+            err.message
+                .contains("`selector` does not match template `labels`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn the_selector_is_immutable() {
+        let current = deployment();
+        let mut d = deployment();
+        d["spec"]["selector"]["matchLabels"]["tier"] = json!("x");
+        d["spec"]["template"]["metadata"]["labels"]["tier"] = json!("x");
+        let err = admit(&DEPLOYMENTS, &mut d, Some(&current)).unwrap_err();
+        assert!(err.message.contains("field is immutable"));
+    }
+}

@@ -1,0 +1,160 @@
+//! Bearer tokens, users and their roles. Two users ship: an on-call editor who may
+//! roll back, and a viewer who may only look (and is told so in Kubernetes' words).
+
+use axum::http::{HeaderMap, StatusCode};
+
+use super::status::ApiError;
+use crate::sim::resources::ResourceDef;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, as `cluster-admin` in the simulator's one cluster.
+    Editor,
+    /// get, list and watch, as the built-in `view` ClusterRole.
+    Viewer,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub token: String,
+    pub role: Role,
+}
+
+impl User {
+    pub fn groups(&self) -> Vec<&'static str> {
+        match self.role {
+            Role::Editor => vec!["oncall", "system:authenticated"],
+            Role::Viewer => vec!["viewers", "system:authenticated"],
+        }
+    }
+}
+
+pub const EDITOR_TOKEN: &str = "backout-sim-editor";
+pub const VIEWER_TOKEN: &str = "backout-sim-viewer";
+
+#[derive(Debug, Clone)]
+pub struct Users(Vec<User>);
+
+impl Default for Users {
+    fn default() -> Self {
+        Users(vec![
+            User {
+                name: "oncall-editor".into(),
+                token: EDITOR_TOKEN.into(),
+                role: Role::Editor,
+            },
+            User {
+                name: "oncall-viewer".into(),
+                token: VIEWER_TOKEN.into(),
+                role: Role::Viewer,
+            },
+        ])
+    }
+}
+
+impl Users {
+    pub fn all(&self) -> &[User] {
+        &self.0
+    }
+
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<&User, ApiError> {
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        token
+            .and_then(|t| self.0.iter().find(|u| u.token == t))
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized"))
+    }
+}
+
+/// What a request asks to do, in RBAC's terms.
+pub struct Attributes<'a> {
+    pub verb: &'a str,
+    pub resource: &'a ResourceDef,
+    pub subresource: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+pub fn allowed(user: &User, attrs: &Attributes) -> bool {
+    if attrs.resource.review {
+        return true; // every authenticated user may ask who they are and what they may do
+    }
+    match user.role {
+        Role::Editor => true,
+        Role::Viewer => matches!(attrs.verb, "get" | "list" | "watch"),
+    }
+}
+
+pub fn authorize(user: &User, attrs: &Attributes) -> Result<(), ApiError> {
+    if allowed(user, attrs) {
+        return Ok(());
+    }
+    let res = attrs.resource;
+    let object = match attrs.name {
+        Some(n) => format!("{} \"{n}\"", res.qualified()),
+        None => res.qualified(),
+    };
+    let resource = match attrs.subresource {
+        Some(s) => format!("{}/{s}", res.plural),
+        None => res.plural.to_string(),
+    };
+    let scope = match attrs.namespace {
+        Some(ns) => format!(" in the namespace \"{ns}\""),
+        None => " at the cluster scope".to_string(),
+    };
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!(
+            "{object} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\"{scope}",
+            user.name, attrs.verb, res.group
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::resources::DEPLOYMENTS;
+
+    #[test]
+    fn a_viewer_is_forbidden_to_patch_in_kubernetes_words() {
+        let users = Users::default();
+        let viewer = users.all().iter().find(|u| u.role == Role::Viewer).unwrap();
+        let attrs = Attributes {
+            verb: "patch",
+            resource: &DEPLOYMENTS,
+            subresource: None,
+            namespace: Some("shop"),
+            name: Some("web"),
+        };
+        let err = authorize(viewer, &attrs).unwrap_err();
+        assert_eq!(err.code, StatusCode::FORBIDDEN);
+        assert_eq!(
+            err.message,
+            "deployments.apps \"web\" is forbidden: User \"oncall-viewer\" cannot patch resource \"deployments\" in API group \"apps\" in the namespace \"shop\""
+        );
+        assert!(authorize(
+            viewer,
+            &Attributes {
+                verb: "list",
+                ..attrs
+            }
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn unknown_tokens_are_unauthorized() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer nope".parse().unwrap());
+        assert_eq!(
+            Users::default().authenticate(&headers).unwrap_err().code,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}

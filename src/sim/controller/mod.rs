@@ -1,0 +1,45 @@
+//! The simulated control plane: the Deployment and ReplicaSet controllers and the
+//! kubelet. Each tick syncs the Deployments that changed or asked to be woken.
+
+pub mod deployment;
+pub mod kubelet;
+pub mod replicaset;
+pub mod template;
+
+use std::collections::HashMap;
+
+use crate::sim::store::{ObjKey, Store};
+pub use kubelet::Behaviours;
+
+#[derive(Default)]
+pub struct ControlPlane {
+    wake_at: HashMap<ObjKey, u64>,
+}
+
+impl ControlPlane {
+    /// Syncs every Deployment touched since the last tick or due for a timed check.
+    pub fn tick(&mut self, store: &mut Store, now_ms: u64, behaviours: &Behaviours) {
+        let mut due = store.take_dirty();
+        due.extend(
+            self.wake_at
+                .iter()
+                .filter(|(_, at)| **at <= now_ms)
+                .map(|(k, _)| k.clone()),
+        );
+        due.sort();
+        due.dedup();
+        for key in due {
+            match deployment::sync(store, &key.0, &key.1, now_ms, behaviours) {
+                Some(at) => self.wake_at.insert(key, at),
+                None => self.wake_at.remove(&key),
+            };
+        }
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,227 @@
+//! Simulated request traffic: each Service's requests spread over its ready pods,
+//! and each pod's counters grow as its image's behaviour says. This is what the
+//! simulator's `/metrics` exports and what the recorded series are computed from.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+use super::promql_math::BUCKETS;
+use crate::sim::api::selectors::LabelSelector;
+use crate::sim::controller::kubelet::{self, Behaviours};
+use crate::sim::resources::{PODS, SERVICES};
+use crate::sim::scenario::{Fault, ImageBehaviour};
+use crate::sim::store::{meta_str, Store};
+
+/// Counters of one pod, as its app and the kubelet export them.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub ok: f64,
+    pub errors: f64,
+    pub buckets: [f64; 12],
+    pub duration_sum: f64,
+    pub restarts: f64,
+    pub cpu_seconds: f64,
+    pub memory_bytes: f64,
+}
+
+#[derive(Debug)]
+pub struct PodSeries {
+    pub namespace: String,
+    pub service: String,
+    pub container: String,
+    pub now: Counters,
+    /// Recent samples, newest last, long enough for the widest recorded window.
+    pub history: VecDeque<(u64, Counters)>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Load {
+    rps: f64,
+    fault: Option<Fault>,
+}
+
+/// How long pod history is kept: the 5 m restart window plus a margin.
+const HISTORY_MS: u64 = 6 * 60 * 1000;
+const MIB: f64 = 1024.0 * 1024.0;
+
+pub struct Traffic {
+    services: BTreeMap<(String, String), Load>,
+    pub pods: BTreeMap<(String, String), PodSeries>,
+    rng: ChaCha8Rng,
+}
+
+/// Share of requests at or below `le` seconds: piecewise linear through
+/// (0, 0), (p50, 0.5), (p99, 0.99) and (2·p99, 1).
+fn latency_cdf(b: &ImageBehaviour, le: f64) -> f64 {
+    let (p50, p99) = (
+        b.latency_p50_ms / 1000.0,
+        b.latency_p99_ms.max(b.latency_p50_ms) / 1000.0,
+    );
+    let points = [(0.0, 0.0), (p50, 0.5), (p99, 0.99), (2.0 * p99, 1.0)];
+    if le >= points[3].0 {
+        return 1.0;
+    }
+    for w in points.windows(2) {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        if le <= x1 {
+            return if x1 > x0 {
+                y0 + (y1 - y0) * (le - x0) / (x1 - x0)
+            } else {
+                y1
+            };
+        }
+    }
+    1.0
+}
+
+fn mean_latency(b: &ImageBehaviour) -> f64 {
+    let (p50, p99) = (b.latency_p50_ms / 1000.0, b.latency_p99_ms / 1000.0);
+    0.5 * p50 / 2.0 + 0.49 * (p50 + p99) / 2.0 + 0.01 * 1.5 * p99
+}
+
+impl Traffic {
+    pub fn new(seed: u64) -> Self {
+        Traffic {
+            services: BTreeMap::new(),
+            pods: BTreeMap::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    pub fn set_rps(&mut self, namespace: &str, service: &str, rps: f64) {
+        self.services
+            .entry((namespace.into(), service.into()))
+            .or_default()
+            .rps = rps;
+    }
+
+    pub fn set_fault(&mut self, namespace: &str, fault: Fault) {
+        let key = (namespace.to_string(), fault.service.clone());
+        self.services.entry(key).or_default().fault = Some(fault);
+    }
+
+    /// The services receiving traffic, as (namespace, name).
+    pub fn services(&self) -> impl Iterator<Item = &(String, String)> {
+        self.services.keys()
+    }
+
+    /// Advances every counter by `dt_ms` of traffic ending at `now_ms`.
+    pub fn advance(&mut self, store: &Store, behaviours: &Behaviours, now_ms: u64, dt_ms: u64) {
+        let dt = dt_ms as f64 / 1000.0;
+        let mut seen = Vec::new();
+        let services: Vec<_> = self
+            .services
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for ((ns, name), load) in services {
+            let Some(svc) = store.get(&SERVICES, &ns, &name) else {
+                continue;
+            };
+            let selector = selector_of(&svc);
+            let pods: Vec<_> = store
+                .list(&PODS, Some(&ns))
+                .filter(|p| selector.matches(p))
+                .cloned()
+                .collect();
+            let ready = pods.iter().filter(|p| kubelet::is_ready(p)).count();
+            let jitter: f64 = self.rng.random_range(-1.0..=1.0);
+            for pod in pods {
+                let key = (ns.clone(), meta_str(&pod, "name").to_string());
+                seen.push(key.clone());
+                let mut b = behaviours.of(kubelet::image_of(&pod));
+                if let Some(f) = &load.fault {
+                    b.error_ratio = f.error_ratio.unwrap_or(b.error_ratio);
+                    b.latency_p99_ms = f.latency_p99_ms.unwrap_or(b.latency_p99_ms);
+                }
+                let is_ready = kubelet::is_ready(&pod);
+                let n = if is_ready && ready > 0 {
+                    load.rps * dt / ready as f64
+                } else {
+                    0.0
+                };
+                let ratio = (b.error_ratio * (1.0 + b.error_noise * jitter)).clamp(0.0, 1.0);
+                let series = self.pods.entry(key).or_insert_with(|| PodSeries {
+                    namespace: ns.clone(),
+                    service: name.clone(),
+                    container: pod["spec"]["containers"][0]["name"]
+                        .as_str()
+                        .unwrap_or("app")
+                        .to_string(),
+                    now: Counters::default(),
+                    history: VecDeque::new(),
+                });
+                let c = &mut series.now;
+                c.ok += n * (1.0 - ratio);
+                c.errors += n * ratio;
+                for (i, le) in BUCKETS.iter().enumerate() {
+                    c.buckets[i] += n * latency_cdf(&b, *le);
+                }
+                c.duration_sum += n * mean_latency(&b);
+                c.restarts = kubelet::restarts(&pod) as f64;
+                let cores = if is_ready {
+                    b.cpu_millicores / 1000.0
+                } else {
+                    0.01
+                };
+                c.cpu_seconds += cores * dt;
+                let minutes_up = now_ms.saturating_sub(kubelet::ready_at(&pod)) as f64 / 60_000.0;
+                c.memory_bytes = if is_ready {
+                    (b.memory_mb + b.memory_growth_mb_per_min * minutes_up) * MIB
+                } else {
+                    20.0 * MIB
+                };
+                series.history.push_back((now_ms, c.clone()));
+                while series
+                    .history
+                    .front()
+                    .is_some_and(|(t, _)| *t + HISTORY_MS < now_ms)
+                {
+                    series.history.pop_front();
+                }
+            }
+        }
+        // A deleted pod's series end, as they do in Prometheus.
+        self.pods.retain(|k, _| seen.contains(k));
+    }
+}
+
+pub fn selector_of(svc: &Value) -> LabelSelector {
+    let raw = svc["spec"]["selector"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    // An empty selector would select every pod; a Service without one selects none.
+    LabelSelector::parse(if raw.is_empty() {
+        "!__none__,__none__"
+    } else {
+        &raw
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latency_distribution_has_the_configured_quantiles() {
+        let b = ImageBehaviour {
+            latency_p50_ms: 100.0,
+            latency_p99_ms: 1000.0,
+            ..Default::default()
+        };
+        assert!((latency_cdf(&b, 0.1) - 0.5).abs() < 1e-9);
+        assert!((latency_cdf(&b, 1.0) - 0.99).abs() < 1e-9);
+        assert_eq!(latency_cdf(&b, f64::INFINITY), 1.0);
+        assert!(latency_cdf(&b, 0.05) < latency_cdf(&b, 0.25));
+    }
+}
