@@ -1,6 +1,6 @@
 //! The command line: one subcommand per mode, all over the same core.
 
-mod sim;
+pub mod sim;
 
 use std::process::ExitCode;
 

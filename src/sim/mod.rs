@@ -38,6 +38,9 @@ pub struct SimOptions {
     pub bookmark_interval: Duration,
     /// Events kept per resource before older resourceVersions answer 410.
     pub watch_log: usize,
+    /// Serve with this CA and certificate instead of fresh ones, so that a client
+    /// can be configured to trust the simulator before it starts.
+    pub pki: Option<Arc<tls::Pki>>,
 }
 
 impl Default for SimOptions {
@@ -50,6 +53,7 @@ impl Default for SimOptions {
             sample_interval: Duration::from_secs(1),
             bookmark_interval: Duration::from_secs(10),
             watch_log: 10_000,
+            pki: None,
         }
     }
 }
@@ -104,11 +108,14 @@ impl Sim {
         })?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let pki = tls::Pki::generate(addr.ip())?;
+        let pki = match &opts.pki {
+            Some(pki) => pki.clone(),
+            None => Arc::new(tls::Pki::generate(addr.ip())?),
+        };
         let handle = axum_server::Handle::new();
         let server = axum_server::tls_rustls::from_tcp_rustls(
             listener,
-            axum_server::tls_rustls::RustlsConfig::from_config(pki.server_config),
+            axum_server::tls_rustls::RustlsConfig::from_config(pki.server_config.clone()),
         )?
         .handle(handle.clone());
         let app = api::router(state.clone());
@@ -122,7 +129,7 @@ impl Sim {
             addr,
             state,
             scenario: opts.scenario,
-            ca_pem: pki.ca_pem,
+            ca_pem: pki.ca_pem.clone(),
             server: handle,
             tasks: vec![server, control],
         })

@@ -430,11 +430,7 @@ impl Store {
 
     /// The events after `since` that are still in the log, and a receiver for the ones
     /// to come, taken together so that no event falls between them.
-    pub fn watch_from(
-        &self,
-        res: &ResourceDef,
-        since: u64,
-    ) -> Result<WatchStart, StoreError> {
+    pub fn watch_from(&self, res: &ResourceDef, since: u64) -> Result<WatchStart, StoreError> {
         let coll = self.coll(res);
         if since < coll.compacted_through {
             return Err(StoreError::Expired {

@@ -41,7 +41,13 @@ fn float(v: f64) -> String {
 pub async fn metrics(State(sim): State<Arc<SimState>>) -> Response {
     let telemetry = sim.telemetry.lock().expect("telemetry lock");
     let mut out = String::new();
-    let pods = &telemetry.traffic.pods;
+    let live: std::collections::BTreeMap<_, _> = telemetry
+        .traffic
+        .pods
+        .iter()
+        .filter(|(_, s)| !s.ended)
+        .collect();
+    let pods = &live;
     let mut family = |name: &str, kind: &str, help: &str, lines: &mut dyn FnMut(&mut String)| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         lines(&mut out);

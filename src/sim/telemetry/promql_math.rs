@@ -46,22 +46,18 @@ pub fn extrapolated_rate(
     let average_gap = sampled / (points.len() - 1) as f64;
     let threshold = average_gap * 1.1;
     let mut to_start = (first.0 - start_ms) as f64 / 1000.0;
-    let to_end = (end_ms - last.0) as f64 / 1000.0;
+    let mut to_end = (end_ms - last.0) as f64 / 1000.0;
+    if to_start >= threshold {
+        to_start = average_gap / 2.0;
+    }
     if delta > 0.0 && first.1 >= 0.0 {
         // A counter cannot have been below zero: do not extrapolate past that point.
         to_start = to_start.min(sampled * (first.1 / delta));
     }
-    let mut interval = sampled;
-    interval += if to_start < threshold {
-        to_start
-    } else {
-        average_gap / 2.0
-    };
-    interval += if to_end < threshold {
-        to_end
-    } else {
-        average_gap / 2.0
-    };
+    if to_end >= threshold {
+        to_end = average_gap / 2.0;
+    }
+    let interval = sampled + to_start + to_end;
     let mut result = delta * (interval / sampled);
     if per_second {
         result /= range_ms as f64 / 1000.0;

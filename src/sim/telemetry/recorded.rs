@@ -65,6 +65,9 @@ pub fn evaluate(traffic: &Traffic, now_ms: u64) -> BTreeMap<(String, String), [O
     by_service
         .into_iter()
         .map(|(key, pods)| {
+            // The app's own series carry `service`, so ended pods count while their
+            // samples are in the window; the kube_pod_labels joins see live pods only.
+            let live: Vec<&PodSeries> = pods.iter().copied().filter(|p| !p.ended).collect();
             let rate =
                 |f: fn(&Counters) -> f64| sum_rates(&pods, |p| rate_of(p, now_ms, MINUTE, true, f));
             let total = rate(|c| c.ok + c.errors);
@@ -87,8 +90,10 @@ pub fn evaluate(traffic: &Traffic, now_ms: u64) -> BTreeMap<(String, String), [O
                 rate_of(p, now_ms, 5 * MINUTE, false, |c| c.restarts)
             });
             let burn = ratio.map(|r| r / SLO_ERROR_BUDGET);
-            let cpu = rate(|c| c.cpu_seconds);
-            let memory = sum_rates(&pods, |p| p.history.back().map(|(_, c)| c.memory_bytes));
+            let cpu = sum_rates(&live, |p| {
+                rate_of(p, now_ms, MINUTE, true, |c| c.cpu_seconds)
+            });
+            let memory = sum_rates(&live, |p| p.history.back().map(|(_, c)| c.memory_bytes));
             (key, [total, ratio, p99, restarts, burn, cpu, memory])
         })
         .collect()

@@ -35,6 +35,9 @@ pub struct PodSeries {
     pub now: Counters,
     /// Recent samples, newest last, long enough for the widest recorded window.
     pub history: VecDeque<(u64, Counters)>,
+    /// The pod is gone: no new samples, but range windows still see the old ones,
+    /// as Prometheus' range vectors see a series that went stale.
+    pub ended: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -153,6 +156,7 @@ impl Traffic {
                         .to_string(),
                     now: Counters::default(),
                     history: VecDeque::new(),
+                    ended: false,
                 });
                 let c = &mut series.now;
                 c.ok += n * (1.0 - ratio);
@@ -184,8 +188,16 @@ impl Traffic {
                 }
             }
         }
-        // A deleted pod's series end, as they do in Prometheus.
-        self.pods.retain(|k, _| seen.contains(k));
+        // A deleted pod's series end; they are forgotten once no window reaches them.
+        for (key, series) in self.pods.iter_mut() {
+            series.ended = !seen.contains(key);
+        }
+        self.pods.retain(|_, s| {
+            !s.ended
+                || s.history
+                    .back()
+                    .is_some_and(|(t, _)| *t + HISTORY_MS >= now_ms)
+        });
     }
 }
 

@@ -1,0 +1,251 @@
+//! Test harness: a simulator per test on its own port, the real kubectl against it,
+//! and a rule for real components: skip when absent locally, fail under CI=true.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use backout::sim::scenario::Scenario;
+use backout::sim::{Sim, SimOptions};
+
+pub struct Cluster {
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+}
+
+/// A scenario with one Deployment `web` (3 replicas) and fast time constants.
+/// `web:crash` crashes; any other image is healthy.
+pub fn small_scenario(extra: &str) -> Scenario {
+    let text = format!(
+        r#"name = "small"
+description = "one service with fast time constants"
+namespace = "shop"
+pod_start_delay = "150ms"
+
+[[service]]
+name = "web"
+image = "web:1"
+replicas = 3
+rps = 30
+progress_deadline = "3s"
+change_cause = "web 1"
+
+[images."web:crash"]
+crash = true
+{extra}
+"#
+    );
+    Scenario::parse("small.toml", &text).expect("the test scenario parses")
+}
+
+pub async fn start(scenario: Scenario) -> Cluster {
+    start_in(
+        tempfile::tempdir().expect("a temp dir"),
+        scenario,
+        SimOptions::default(),
+    )
+    .await
+}
+
+/// Starts a simulator in `dir` with `opts`, the scenario and fast controller ticks.
+pub async fn start_in(dir: tempfile::TempDir, scenario: Scenario, opts: SimOptions) -> Cluster {
+    let opts = SimOptions {
+        scenario: Some(scenario.clone()),
+        tick: Duration::from_millis(50),
+        ..opts
+    };
+    let sim = Sim::start(opts).await.expect("the simulator starts");
+    backout::cli::sim::write_config(dir.path(), &sim.url(), &sim.ca_pem, &scenario)
+        .expect("config is written");
+    Cluster { sim, dir }
+}
+
+/// True when `tool` is on PATH. Under CI a missing tool fails the test instead.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is required under CI=true but is not installed"
+        );
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
+
+impl Cluster {
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// Runs the real kubectl with its own discovery cache, off the async runtime.
+    pub async fn kubectl(&self, args: &[&str]) -> Output {
+        let kubeconfig = self.kubeconfig();
+        let cache = self.dir.path().join("kubectl-cache");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            Command::new("kubectl")
+                .env("KUBECONFIG", &kubeconfig)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .args(&args)
+                .output()
+                .expect("kubectl runs")
+        })
+        .await
+        .expect("the kubectl task completes")
+    }
+
+    /// kubectl that must succeed; returns its stdout.
+    pub async fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args).await;
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// An HTTPS client that trusts the simulator's CA.
+    pub fn http(&self) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(self.sim.ca_pem.as_bytes()).expect("the CA parses");
+        reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .expect("a client")
+    }
+}
+
+/// Polls `check` until it returns Some or `timeout` passes.
+pub async fn eventually<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A real Prometheus on a free loopback port, scraping the simulator every second
+/// with assets/prometheus/backout-rules.yml loaded. Killed on drop.
+pub struct RealPrometheus {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl Drop for RealPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl RealPrometheus {
+    /// Starts Prometheus in `dir` scraping `target` over TLS with `dir/ca.crt`;
+    /// the target may come up later.
+    pub async fn start(dir: &Path, target: std::net::SocketAddr) -> RealPrometheus {
+        let rules =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/prometheus/backout-rules.yml");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules:?}\nscrape_configs:\n  - job_name: backout-sim\n    honor_labels: true\n    scheme: https\n    tls_config:\n      ca_file: {ca:?}\n    static_configs:\n      - targets: [\"{target}\"]\n",
+            rules = rules.display().to_string(),
+            ca = dir.join("ca.crt").display().to_string(),
+        );
+        let config_path = dir.join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("prometheus.yml is written");
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prometheus-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("a log file"))
+            .spawn()
+            .expect("prometheus starts");
+        let prom = RealPrometheus {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let http = reqwest::Client::new();
+        eventually(
+            Duration::from_secs(30),
+            "Prometheus to be ready",
+            async || {
+                let ready = http
+                    .get(format!("{}/-/ready", prom.url))
+                    .send()
+                    .await
+                    .ok()?;
+                ready.status().is_success().then_some(())
+            },
+        )
+        .await;
+        // Ready is not enough: discovery hands targets to the scrape loop a few seconds
+        // later. Wait for the first scrape attempt (it fails while the target is down).
+        eventually(
+            Duration::from_secs(30),
+            "Prometheus to attempt its first scrape",
+            async || {
+                let targets: serde_json::Value = http
+                    .get(format!("{}/api/v1/targets", prom.url))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let last = targets["data"]["activeTargets"][0]["lastScrape"]
+                    .as_str()?
+                    .to_string();
+                (!last.starts_with("0001")).then_some(())
+            },
+        )
+        .await;
+        prom
+    }
+}
+
+/// The value of an instant query's single series, or None.
+pub async fn instant(http: &reqwest::Client, base: &str, query: &str, at_secs: f64) -> Option<f64> {
+    let body: serde_json::Value = http
+        .get(format!("{base}/api/v1/query"))
+        .query(&[("query", query), ("time", &at_secs.to_string())])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let result = body["data"]["result"].as_array()?;
+    assert!(result.len() <= 1, "one series per service, got {result:?}");
+    result.first()?["value"][1].as_str()?.parse().ok()
+}

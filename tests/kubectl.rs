@@ -1,0 +1,310 @@
+//! The real kubectl is the judge of the simulator's fidelity: every test here runs
+//! it against a simulator of its own and checks what it prints and what it changes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, have, small_scenario, start, Cluster};
+
+async fn web() -> Option<Cluster> {
+    if !have("kubectl") {
+        return None;
+    }
+    let c = start(small_scenario("")).await;
+    c.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=30s"])
+        .await;
+    Some(c)
+}
+
+async fn rolled_out(c: &Cluster) {
+    let out = c
+        .kubectl(&["rollout", "status", "deploy/web", "--timeout=30s"])
+        .await;
+    assert!(
+        out.status.success(),
+        "rollout status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("successfully rolled out"));
+}
+
+async fn jsonpath(c: &Cluster, what: &str, path: &str) -> String {
+    c.kubectl_ok(&["get", what, "-o", &format!("jsonpath={path}")])
+        .await
+}
+
+/// The REVISION column of `kubectl rollout history`.
+async fn revisions(c: &Cluster) -> Vec<u64> {
+    let out = c.kubectl_ok(&["rollout", "history", "deploy/web"]).await;
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_set_image_and_rollout_status() {
+    let Some(c) = web().await else { return };
+    let list = c.kubectl_ok(&["get", "deploy"]).await;
+    assert!(list.lines().any(|l| l.starts_with("web ")), "{list}");
+    c.kubectl_ok(&["set", "image", "deploy/web", "web=web:2"])
+        .await;
+    rolled_out(&c).await;
+    let images = jsonpath(&c, "pods", "{.items[*].spec.containers[0].image}").await;
+    assert_eq!(images.split_whitespace().collect::<Vec<_>>(), ["web:2"; 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_status_fails_when_a_crashing_image_passes_the_progress_deadline() {
+    let Some(c) = web().await else { return };
+    c.kubectl_ok(&["set", "image", "deploy/web", "web=web:crash"])
+        .await;
+    let out = c
+        .kubectl(&["rollout", "status", "deploy/web", "--timeout=30s"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exceeded its progress deadline"), "{err}");
+    let ready = jsonpath(&c, "deploy/web", "{.status.availableReplicas}").await;
+    assert_eq!(
+        ready, "3",
+        "the old pods keep serving while the new ones crash"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_undo_renumber_revisions_as_the_real_controller_does() {
+    let Some(c) = web().await else { return };
+    for image in ["web=web:2", "web=web:3"] {
+        c.kubectl_ok(&["set", "image", "deploy/web", image]).await;
+        rolled_out(&c).await;
+    }
+    assert_eq!(revisions(&c).await, [1, 2, 3]);
+
+    let out = c
+        .kubectl_ok(&["rollout", "undo", "deploy/web", "--to-revision=2"])
+        .await;
+    assert!(out.contains("rolled back"), "{out}");
+    rolled_out(&c).await;
+    assert_eq!(revisions(&c).await, [1, 3, 4]);
+    assert_eq!(
+        jsonpath(
+            &c,
+            "deploy/web",
+            "{.spec.template.spec.containers[0].image}"
+        )
+        .await,
+        "web:2"
+    );
+    let history = jsonpath(&c, "rs", r#"{range .items[*]}{.metadata.annotations.deployment\.kubernetes\.io/revision}={.metadata.annotations.deployment\.kubernetes\.io/revision-history}{" "}{end}"#).await;
+    assert!(
+        history.split_whitespace().any(|x| x == "4=2"),
+        "revision 4 remembers it was 2: {history}"
+    );
+
+    c.kubectl_ok(&["rollout", "undo", "deploy/web"]).await;
+    rolled_out(&c).await;
+    assert_eq!(revisions(&c).await, [1, 4, 5]);
+    assert_eq!(
+        jsonpath(
+            &c,
+            "deploy/web",
+            "{.spec.template.spec.containers[0].image}"
+        )
+        .await,
+        "web:3"
+    );
+
+    let err = c
+        .kubectl(&["rollout", "undo", "deploy/web", "--to-revision=9"])
+        .await;
+    assert!(String::from_utf8_lossy(&err.stderr)
+        .contains("unable to find specified revision 9 in history"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_dry_run_undo_persists_nothing() {
+    let Some(c) = web().await else { return };
+    c.kubectl_ok(&["set", "image", "deploy/web", "web=web:2"])
+        .await;
+    rolled_out(&c).await;
+    let before = jsonpath(
+        &c,
+        "deploy/web",
+        "{.metadata.resourceVersion} {.spec.template.spec.containers[0].image}",
+    )
+    .await;
+    let out = c
+        .kubectl_ok(&["rollout", "undo", "deploy/web", "--dry-run=server"])
+        .await;
+    assert!(out.contains("(server dry run)"), "{out}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = jsonpath(
+        &c,
+        "deploy/web",
+        "{.metadata.resourceVersion} {.spec.template.spec.containers[0].image}",
+    )
+    .await;
+    assert_eq!(before, after);
+    assert_eq!(revisions(&c).await, [1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_is_refused_on_a_paused_deployment() {
+    let Some(c) = web().await else { return };
+    c.kubectl_ok(&["set", "image", "deploy/web", "web=web:2"])
+        .await;
+    rolled_out(&c).await;
+    c.kubectl_ok(&["rollout", "pause", "deploy/web"]).await;
+    let out = c.kubectl(&["rollout", "undo", "deploy/web"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("you cannot rollback a paused deployment")
+    );
+    assert_eq!(
+        jsonpath(
+            &c,
+            "deploy/web",
+            "{.spec.template.spec.containers[0].image}"
+        )
+        .await,
+        "web:2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_goes_through_the_scale_subresource() {
+    let Some(c) = web().await else { return };
+    let out = c.kubectl_ok(&["scale", "deploy/web", "--replicas=5"]).await;
+    assert!(out.contains("scaled"), "{out}");
+    eventually(
+        Duration::from_secs(20),
+        "5 available replicas",
+        async || {
+            (jsonpath(&c, "deploy/web", "{.status.availableReplicas}").await == "5").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        jsonpath(&c, "pods", "{.items[*].metadata.name}")
+            .await
+            .split_whitespace()
+            .count(),
+        5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_token_may_look_but_not_change() {
+    let Some(c) = web().await else { return };
+    let viewer = ["--context", "backout-sim-viewer"];
+    let list = c.kubectl(&[&viewer[..], &["get", "deploy"]].concat()).await;
+    assert!(list.status.success());
+    let out = c
+        .kubectl(&[&viewer[..], &["scale", "deploy/web", "--replicas=1"]].concat())
+        .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Forbidden") && err.contains("cannot patch resource \"deployments/scale\""),
+        "{err}"
+    );
+    assert_eq!(
+        c.kubectl_ok(&[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}"
+        ])
+        .await,
+        "oncall-editor"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_status_kubectl_prints_sensibly() {
+    let Some(c) = web().await else { return };
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["get", "widgets"],
+            "the server doesn't have a resource type \"widgets\"",
+        ),
+        (
+            &["get", "deploy", "-l", "app in web"],
+            "unable to parse requirement",
+        ),
+        (
+            &[
+                "patch",
+                "deploy/web",
+                "--type=json",
+                "-p",
+                r#"[{"op":"frobnicate","path":"/spec"}]"#,
+            ],
+            "Error from server (BadRequest)",
+        ),
+        (
+            &[
+                "patch",
+                "deploy/web",
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"resourceVersion":"1"},"spec":{"replicas":2}}"#,
+            ],
+            "Error from server (Conflict)",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = c.kubectl(args).await;
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: expected {want:?} in {err}");
+    }
+    assert_eq!(
+        jsonpath(&c, "deploy/web", "{.spec.replicas}").await,
+        "3",
+        "nothing was changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_patches_with_the_same_resource_version_one_wins_one_conflicts() {
+    let c = start(small_scenario("")).await;
+    let http = c.http();
+    let url = format!(
+        "{}/apis/apps/v1/namespaces/shop/deployments/web",
+        c.sim.url()
+    );
+    let auth = format!("Bearer {}", backout::sim::api::auth::EDITOR_TOKEN);
+    let current: serde_json::Value = http
+        .get(&url)
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rv = current["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let patch = |replicas: i64| {
+        http.patch(&url)
+            .header("authorization", &auth)
+            .header("content-type", "application/merge-patch+json")
+            .body(serde_json::json!({"metadata": {"resourceVersion": rv}, "spec": {"replicas": replicas}}).to_string())
+            .send()
+    };
+    let (a, b) = tokio::join!(patch(4), patch(5));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut codes = [a.status().as_u16(), b.status().as_u16()];
+    codes.sort();
+    assert_eq!(codes, [200, 409]);
+    let loser = if a.status().as_u16() == 409 { a } else { b };
+    let status: serde_json::Value = loser.json().await.unwrap();
+    assert_eq!(
+        (status["kind"].as_str(), status["reason"].as_str()),
+        (Some("Status"), Some("Conflict"))
+    );
+}
