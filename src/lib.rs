@@ -3,4 +3,6 @@
 //! The modules follow the data flow; docs/ARCHITECTURE.md draws it.
 
 pub mod cli;
+pub mod config;
+pub mod engine;
 pub mod sim;

@@ -1,0 +1,331 @@
+//! backout.toml: where Prometheus is, what to watch, the triggers and the decision
+//! policy. Found through `--config`, `$BACKOUT_CONFIG`, then the XDG config dir.
+//! Every mistake is reported with the file, the line and what to write instead.
+
+pub mod triggers;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use triggers::{Comparison, Severity, Signal, Trigger};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub prometheus: Option<PrometheusConfig>,
+    #[serde(default)]
+    pub watch: Vec<WatchConfig>,
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default, rename = "trigger")]
+    pub triggers: Vec<toml::Spanned<triggers::TriggerOverride>>,
+    #[serde(default)]
+    pub production_namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    pub url: String,
+    /// A PEM file of CAs to trust, relative to the config file.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How much history each trigger's range query asks for.
+    #[serde(default = "default_lookback", with = "humantime_serde")]
+    pub lookback: Duration,
+    /// How many queries may be in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent: usize,
+    #[serde(default)]
+    pub auth: Option<PrometheusAuth>,
+}
+
+/// Credentials are named by where to read them, never written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusAuth {
+    pub bearer_token_env: Option<String>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub basic_user: Option<String>,
+    pub basic_password_env: Option<String>,
+    pub basic_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    pub namespace: String,
+    /// Deployment names; empty means every Deployment (matching `selector`).
+    #[serde(default)]
+    pub deployments: Vec<String>,
+    pub selector: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    #[serde(with = "humantime_serde")]
+    pub onset_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub migration_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    #[serde(with = "humantime_serde")]
+    pub blackout: Duration,
+    /// How long no_data, error or stale may last before backout pages "metrics blind".
+    #[serde(with = "humantime_serde")]
+    pub blind_after: Duration,
+    /// Fewer requests than this in a ratio's window make it no_data, not a breach.
+    pub min_requests: f64,
+    /// Act automatically only when at least two triggers fire (seed 003's detector).
+    pub require_two_anomalies: bool,
+    /// Whether the watcher may execute auto_rollback decisions. Off unless set.
+    pub auto_rollback: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            onset_window: Duration::from_secs(15 * 60),
+            migration_window: Duration::from_secs(30 * 60),
+            cooldown: Duration::from_secs(5 * 60),
+            blackout: Duration::from_secs(10 * 60),
+            blind_after: Duration::from_secs(2 * 60),
+            min_requests: 100.0,
+            require_two_anomalies: false,
+            auto_rollback: false,
+        }
+    }
+}
+
+fn default_poll() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_lookback() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_concurrency() -> usize {
+    8
+}
+
+/// The configuration in force: the file's values, built-in triggers merged with the
+/// file's overrides, and paths resolved against the file's directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: Option<PathBuf>,
+    pub prometheus: Option<PrometheusConfig>,
+    pub watch: Vec<WatchConfig>,
+    pub dependencies: BTreeMap<String, Vec<String>>,
+    pub policy: Policy,
+    pub triggers: Vec<Trigger>,
+    pub production_namespaces: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_raw(None, "", RawConfig::default()).expect("the defaults are valid")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("config {file}: cannot read it: {source}; check the path given with --config or $BACKOUT_CONFIG")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl Config {
+    /// The config file to use: `--config`, then `$BACKOUT_CONFIG`, then the XDG config dir.
+    pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+        if let Some(p) = explicit {
+            return Some(p.to_path_buf());
+        }
+        if let Some(p) = std::env::var_os("BACKOUT_CONFIG").filter(|p| !p.is_empty()) {
+            return Some(PathBuf::from(p));
+        }
+        let base = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+        let candidate = base.join("backout").join("backout.toml");
+        candidate.exists().then_some(candidate)
+    }
+
+    /// Loads the located file, or the defaults when there is none.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        match Config::locate(explicit) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    file: path.display().to_string(),
+                    source,
+                })?;
+                Config::parse(&path, &text)
+            }
+            None => Ok(Config::default()),
+        }
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            file: file.clone(),
+            message: match e.span() {
+                Some(span) => format!(
+                    "line {}: {}",
+                    line_of(text, span.start),
+                    e.message().trim_end()
+                ),
+                None => e.message().trim_end().to_string(),
+            },
+        })?;
+        Config::from_raw(Some(path), text, raw)
+            .map_err(|message| ConfigError::Invalid { file, message })
+    }
+
+    fn from_raw(path: Option<&Path>, text: &str, raw: RawConfig) -> Result<Config, String> {
+        let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+        let mut prometheus = raw.prometheus;
+        if let Some(p) = prometheus.as_mut() {
+            if let Some(ca) = p.ca_file.as_mut() {
+                if ca.is_relative() {
+                    *ca = base.join(&*ca);
+                }
+            }
+            if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+                return Err(format!(
+                    "[prometheus] url {:?} must start with http:// or https://",
+                    p.url
+                ));
+            }
+            if p.poll_interval.is_zero() {
+                return Err(
+                    "[prometheus] poll_interval must be more than 0s, for example \"15s\"".into(),
+                );
+            }
+        }
+        for w in &raw.watch {
+            if let Some(sel) = &w.selector {
+                crate::sim::api::selectors::LabelSelector::parse(sel).map_err(|e| {
+                    format!(
+                        "[[watch]] namespace {:?}: selector {sel:?}: {e}",
+                        w.namespace
+                    )
+                })?;
+            }
+        }
+        let triggers = triggers::merge(&raw.triggers, text)?;
+        Ok(Config {
+            source: path.map(Path::to_path_buf),
+            prometheus,
+            watch: raw.watch,
+            dependencies: raw.dependencies,
+            policy: raw.policy,
+            triggers,
+            production_namespaces: raw.production_namespaces,
+        })
+    }
+
+    /// Services that `service` depends on.
+    pub fn depends_on(&self, service: &str) -> &[String] {
+        self.dependencies.get(service).map_or(&[], Vec::as_slice)
+    }
+
+    /// Services that depend on `service`.
+    pub fn dependents(&self, service: &str) -> Vec<&str> {
+        self.dependencies
+            .iter()
+            .filter(|(_, deps)| deps.iter().any(|d| d == service))
+            .map(|(s, _)| s.as_str())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("backout.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_carry_the_built_in_triggers_and_the_article_windows() {
+        let c = parse("").unwrap();
+        let names: Vec<_> = c.triggers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["error-rate", "crash-loop", "p99-latency", "slo-burn"]
+        );
+        assert_eq!(c.policy.onset_window, Duration::from_secs(900));
+        assert_eq!(c.policy.migration_window, Duration::from_secs(1800));
+        assert!(!c.policy.auto_rollback);
+    }
+
+    #[test]
+    fn an_unknown_severity_names_the_line_and_the_choices() {
+        let err = parse("\n[[trigger]]\nname = \"error-rate\"\nseverity = \"auto\"\n").unwrap_err();
+        assert!(err.starts_with("config backout.toml: line 4:"), "{err}");
+        assert!(
+            err.contains("auto_rollback")
+                && err.contains("page_and_suggest")
+                && err.contains("log_only"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_line() {
+        let err = parse("[policy]\nonset_window = \"15m\"\ncoldown = \"5m\"\n").unwrap_err();
+        assert!(err.contains("line 3") && err.contains("coldown"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_duration_names_the_line() {
+        let err = parse("[policy]\nblackout = \"ten minutes\"\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_selector_and_a_bad_url_are_explained() {
+        let err =
+            parse("[[watch]]\nnamespace = \"shop\"\nselector = \"app in web\"\n").unwrap_err();
+        assert!(
+            err.contains("selector") && err.contains("unable to parse requirement"),
+            "{err}"
+        );
+        let err = parse("[prometheus]\nurl = \"localhost:9090\"\n").unwrap_err();
+        assert!(err.contains("must start with http://"), "{err}");
+    }
+
+    #[test]
+    fn relative_ca_files_resolve_against_the_config_dir() {
+        let c = Config::parse(
+            Path::new("/etc/backout/backout.toml"),
+            "[prometheus]\nurl = \"https://p\"\nca_file = \"ca.crt\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.prometheus.unwrap().ca_file.unwrap(),
+            Path::new("/etc/backout/ca.crt")
+        );
+    }
+}

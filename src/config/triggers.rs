@@ -1,0 +1,311 @@
+//! Rollback triggers: a query, a threshold and a comparison, a for-duration and a
+//! severity. The built-ins mirror seed 001; backout.toml overrides them by name.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Comparison {
+    #[serde(rename = ">")]
+    Above,
+    #[serde(rename = ">=")]
+    AtLeast,
+    #[serde(rename = "<")]
+    Below,
+    #[serde(rename = "<=")]
+    AtMost,
+}
+
+impl Comparison {
+    pub fn breached(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparison::Above => value > threshold,
+            Comparison::AtLeast => value >= threshold,
+            Comparison::Below => value < threshold,
+            Comparison::AtMost => value <= threshold,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparison::Above => ">",
+            Comparison::AtLeast => ">=",
+            Comparison::Below => "<",
+            Comparison::AtMost => "<=",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    LogOnly,
+    PageAndSuggest,
+    AutoRollback,
+}
+
+impl Severity {
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::LogOnly => "log_only",
+            Severity::PageAndSuggest => "page_and_suggest",
+            Severity::AutoRollback => "auto_rollback",
+        }
+    }
+}
+
+/// What kind of signal a trigger watches; gate 4 and the signal matrix read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    ErrorRate,
+    CrashLoop,
+    Latency,
+    Saturation,
+    Memory,
+    Other,
+}
+
+impl Signal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Signal::ErrorRate => "error rate",
+            Signal::CrashLoop => "crash loop",
+            Signal::Latency => "latency",
+            Signal::Saturation => "saturation",
+            Signal::Memory => "memory",
+            Signal::Other => "other",
+        }
+    }
+
+    /// A clean failure signal, one that may roll back without a person.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Signal::ErrorRate | Signal::CrashLoop)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trigger {
+    pub name: String,
+    /// PromQL with `$SERVICE`, `$NAMESPACE` and `$DEPLOYMENT` placeholders.
+    pub query: String,
+    pub comparison: Comparison,
+    pub threshold: f64,
+    #[serde(with = "humantime_serde")]
+    pub for_: Duration,
+    #[serde(with = "humantime_serde")]
+    pub keep_firing_for: Duration,
+    pub severity: Severity,
+    pub signal: Signal,
+    /// Requests per second for the same service; under the policy's minimum the
+    /// ratio is no_data rather than a breach.
+    pub volume_query: Option<String>,
+}
+
+impl Trigger {
+    pub fn query_for(&self, namespace: &str, service: &str, deployment: &str) -> String {
+        expand(&self.query, namespace, service, deployment)
+    }
+}
+
+pub fn expand(query: &str, namespace: &str, service: &str, deployment: &str) -> String {
+    query
+        .replace("$NAMESPACE", namespace)
+        .replace("$SERVICE", service)
+        .replace("$DEPLOYMENT", deployment)
+}
+
+const SELECTOR: &str = r#"{namespace="$NAMESPACE",service="$SERVICE"}"#;
+
+pub fn built_in() -> Vec<Trigger> {
+    let volume = Some(format!("service:http_requests:rate1m{SELECTOR}"));
+    let t = |name: &str,
+             metric: &str,
+             threshold: f64,
+             for_secs: u64,
+             severity,
+             signal,
+             volume: &Option<String>| Trigger {
+        name: name.into(),
+        query: format!("{metric}{SELECTOR}"),
+        comparison: Comparison::Above,
+        threshold,
+        for_: Duration::from_secs(for_secs),
+        keep_firing_for: Duration::ZERO,
+        severity,
+        signal,
+        volume_query: volume.clone(),
+    };
+    vec![
+        t(
+            "error-rate",
+            "service:http_errors:ratio_rate1m",
+            0.05,
+            120,
+            Severity::AutoRollback,
+            Signal::ErrorRate,
+            &volume,
+        ),
+        t(
+            "crash-loop",
+            "service:kube_pod_container_restarts:increase5m",
+            3.0,
+            60,
+            Severity::AutoRollback,
+            Signal::CrashLoop,
+            &None,
+        ),
+        t(
+            "p99-latency",
+            "service:http_request_duration_seconds:p99_1m",
+            5.0,
+            180,
+            Severity::PageAndSuggest,
+            Signal::Latency,
+            &None,
+        ),
+        t(
+            "slo-burn",
+            "service:slo_error_budget:burn_rate1m",
+            14.4,
+            120,
+            Severity::AutoRollback,
+            Signal::ErrorRate,
+            &volume,
+        ),
+    ]
+}
+
+/// A `[[trigger]]` table: changes a built-in by name, or defines a new trigger.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerOverride {
+    pub name: String,
+    pub query: Option<String>,
+    pub comparison: Option<Comparison>,
+    pub threshold: Option<f64>,
+    #[serde(default, rename = "for", with = "humantime_serde")]
+    pub for_: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub keep_firing_for: Option<Duration>,
+    pub severity: Option<Severity>,
+    pub signal: Option<Signal>,
+    pub volume_query: Option<String>,
+    /// `false` removes a built-in trigger.
+    pub enabled: Option<bool>,
+}
+
+pub fn merge(
+    overrides: &[toml::Spanned<TriggerOverride>],
+    text: &str,
+) -> Result<Vec<Trigger>, String> {
+    let mut triggers = built_in();
+    for spanned in overrides {
+        let o = spanned.get_ref();
+        let line = super::line_of(text, spanned.span().start);
+        let at = |msg: String| format!("line {line}: [[trigger]] {:?}: {msg}", o.name);
+        if o.enabled == Some(false) {
+            triggers.retain(|t| t.name != o.name);
+            continue;
+        }
+        let base = match triggers.iter().position(|t| t.name == o.name) {
+            Some(i) => triggers.remove(i),
+            None => Trigger {
+                name: o.name.clone(),
+                query: o.query.clone().ok_or_else(|| at("a new trigger needs `query`".into()))?,
+                comparison: o.comparison.unwrap_or(Comparison::Above),
+                threshold: o.threshold.ok_or_else(|| at("a new trigger needs `threshold`".into()))?,
+                for_: Duration::ZERO,
+                keep_firing_for: Duration::ZERO,
+                severity: o.severity.ok_or_else(|| {
+                    at("a new trigger needs `severity`: auto_rollback, page_and_suggest or log_only".into())
+                })?,
+                signal: o.signal.unwrap_or(Signal::Other),
+                volume_query: None,
+            },
+        };
+        let merged = Trigger {
+            name: base.name,
+            query: o.query.clone().unwrap_or(base.query),
+            comparison: o.comparison.unwrap_or(base.comparison),
+            threshold: o.threshold.unwrap_or(base.threshold),
+            for_: o.for_.unwrap_or(base.for_),
+            keep_firing_for: o.keep_firing_for.unwrap_or(base.keep_firing_for),
+            severity: o.severity.unwrap_or(base.severity),
+            signal: o.signal.unwrap_or(base.signal),
+            volume_query: o.volume_query.clone().or(base.volume_query),
+        };
+        if !merged.threshold.is_finite() {
+            return Err(at("threshold must be a finite number".into()));
+        }
+        if let Err(e) = promql_parser::parser::parse(&expand(&merged.query, "ns", "svc", "deploy"))
+        {
+            return Err(at(format!("query is not valid PromQL: {e}")));
+        }
+        triggers.push(merged);
+    }
+    Ok(triggers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    #[test]
+    fn an_override_changes_only_what_it_names() {
+        let c = Config::parse(
+            Path::new("b.toml"),
+            "[[trigger]]\nname = \"error-rate\"\nfor = \"10s\"\n",
+        )
+        .unwrap();
+        let t = c.triggers.iter().find(|t| t.name == "error-rate").unwrap();
+        assert_eq!(t.for_, Duration::from_secs(10));
+        assert_eq!(t.threshold, 0.05);
+        assert_eq!(t.severity, Severity::AutoRollback);
+    }
+
+    #[test]
+    fn a_new_trigger_needs_query_threshold_and_severity() {
+        let err = Config::parse(
+            Path::new("b.toml"),
+            "\n[[trigger]]\nname = \"queue\"\nthreshold = 5.0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("needs `query`"),
+            "{err}"
+        );
+        let ok = "[[trigger]]\nname = \"queue\"\nquery = 'queue_depth{service=\"$SERVICE\"}'\nthreshold = 5.0\nseverity = \"log_only\"\n";
+        let c = Config::parse(Path::new("b.toml"), ok).unwrap();
+        assert_eq!(
+            c.triggers
+                .last()
+                .unwrap()
+                .query_for("shop", "checkout", "checkout"),
+            "queue_depth{service=\"checkout\"}"
+        );
+    }
+
+    #[test]
+    fn bad_promql_is_refused_at_load() {
+        let text = "[[trigger]]\nname = \"error-rate\"\nquery = 'sum(rate(x[1m]'\n";
+        let err = Config::parse(Path::new("b.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not valid PromQL"), "{err}");
+    }
+
+    #[test]
+    fn a_built_in_can_be_switched_off() {
+        let c = Config::parse(
+            Path::new("b.toml"),
+            "[[trigger]]\nname = \"p99-latency\"\nenabled = false\n",
+        )
+        .unwrap();
+        assert!(c.triggers.iter().all(|t| t.name != "p99-latency"));
+    }
+}

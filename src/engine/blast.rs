@@ -1,0 +1,278 @@
+//! Blast radius: what a rollback reverts (the pod template) and what it does not
+//! (ConfigMaps, Secrets, schema migrations, dependent services, a GitOps controller
+//! that will sync the bad version back, an HPA's replica count).
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use serde::Serialize;
+
+use super::decision::ago;
+use super::rollout::{self, Revision};
+use super::state::{Service, ServiceKey, State};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Note {
+    /// Something the rollback leaves in place that may keep the incident going.
+    pub risk: bool,
+    pub text: String,
+}
+
+fn note(risk: bool, text: String) -> Note {
+    Note { risk, text }
+}
+
+/// ConfigMaps and Secrets a pod template reads, as ("ConfigMap" | "Secret", name).
+pub fn referenced(template: &PodTemplateSpec) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    let mut add = |kind: &'static str, name: &str| {
+        if !out.iter().any(|(k, n)| *k == kind && n == name) {
+            out.push((kind, name.to_string()));
+        }
+    };
+    let Some(spec) = template.spec.as_ref() else {
+        return out;
+    };
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
+        for from in c.env_from.iter().flatten() {
+            if let Some(r) = &from.config_map_ref {
+                add("ConfigMap", &r.name);
+            }
+            if let Some(r) = &from.secret_ref {
+                add("Secret", &r.name);
+            }
+        }
+        for env in c.env.iter().flatten() {
+            if let Some(r) = env
+                .value_from
+                .as_ref()
+                .and_then(|v| v.config_map_key_ref.as_ref())
+            {
+                add("ConfigMap", &r.name);
+            }
+            if let Some(r) = env
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+            {
+                add("Secret", &r.name);
+            }
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        if let Some(cm) = &v.config_map {
+            add("ConfigMap", &cm.name);
+        }
+        if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) {
+            add("Secret", name);
+        }
+    }
+    out
+}
+
+fn current_template(svc: &Service) -> Option<&PodTemplateSpec> {
+    svc.deployment
+        .as_ref()
+        .and_then(|d| d.spec.as_ref())
+        .map(|s| &s.template)
+}
+
+/// Referenced ConfigMaps and Secrets that changed between the onset window before the
+/// deploy and now, described with when.
+pub fn changed_config(
+    state: &State,
+    key: &ServiceKey,
+    svc: &Service,
+    deployed: Option<Timestamp>,
+) -> Vec<String> {
+    let Some(template) = current_template(svc) else {
+        return Vec::new();
+    };
+    let anchor = deployed.unwrap_or(state.now);
+    let from = anchor
+        .checked_sub(
+            jiff::SignedDuration::try_from(state.config.policy.onset_window).unwrap_or_default(),
+        )
+        .unwrap_or(anchor);
+    referenced(template)
+        .into_iter()
+        .filter_map(|(kind, name)| {
+            let obj = state
+                .config_objects
+                .get(&(key.namespace.clone(), kind, name.clone()))?;
+            let at = obj.changed_at.filter(|t| *t >= from)?;
+            let when = if at <= anchor {
+                format!("{} before the deploy", ago(anchor, at))
+            } else {
+                format!("{} after the deploy", ago(at, anchor))
+            };
+            Some(format!("{kind} {name} (changed {when})"))
+        })
+        .collect()
+}
+
+fn is_migration(job: &k8s_openapi::api::batch::v1::Job) -> bool {
+    let meta = &job.metadata;
+    let annotated = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("backout.dev/migration"))
+        .is_some_and(|v| v == "true");
+    let labelled = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/component"))
+        .is_some_and(|v| v == "migration");
+    let named = meta.name.as_deref().is_some_and(|n| n.contains("migrat"));
+    annotated || labelled || named
+}
+
+/// Migration Jobs in `namespace` that started within ± the migration window of the deploy.
+pub fn migrations(state: &State, namespace: &str, deployed: Option<Timestamp>) -> Vec<String> {
+    let anchor = deployed.unwrap_or(state.now);
+    let window = state.config.policy.migration_window.as_secs() as i64;
+    state
+        .jobs
+        .iter()
+        .filter(|((ns, _), job)| ns == namespace && is_migration(job))
+        .filter_map(|((_, name), job)| {
+            let started = job
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .or(job.metadata.creation_timestamp.as_ref())?
+                .0;
+            let delta = started.duration_since(anchor).as_secs();
+            (delta.abs() <= window).then(|| {
+                let when = if delta <= 0 {
+                    format!("{} before", ago(anchor, started))
+                } else {
+                    format!("{} after", ago(started, anchor))
+                };
+                format!("Job {name} ({when} the deploy)")
+            })
+        })
+        .collect()
+}
+
+pub fn notes(
+    state: &State,
+    key: &ServiceKey,
+    svc: &Service,
+    history: &[Revision],
+    deployed: Option<Timestamp>,
+) -> Vec<Note> {
+    let mut out = Vec::new();
+    let target = rollout::previous(history);
+    match (
+        current_template(svc),
+        target.and_then(|t| t.template.as_ref()),
+    ) {
+        (Some(current), Some(old)) => {
+            let changes = rollout::diff(current, old);
+            let summary: Vec<String> = changes
+                .iter()
+                .map(|c| format!("{} {}: {} → {}", c.container, c.field, c.from, c.to))
+                .collect();
+            let text = if summary.is_empty() {
+                "the target revision's pod template equals the current one; a rollback changes nothing".to_string()
+            } else {
+                format!(
+                    "a rollback reverts the pod template: {}",
+                    summary.join("; ")
+                )
+            };
+            out.push(note(false, text));
+        }
+        _ => out.push(note(
+            true,
+            "no earlier revision is left in history: there is nothing to roll back to".into(),
+        )),
+    }
+    for changed in changed_config(state, key, svc, deployed) {
+        out.push(note(
+            true,
+            format!("{changed}: a rollback does not revert it"),
+        ));
+    }
+    if let Some(template) = current_template(svc) {
+        let unchanged: Vec<String> = referenced(template)
+            .into_iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .filter(|r| {
+                !changed_config(state, key, svc, deployed)
+                    .iter()
+                    .any(|c| c.starts_with(r.as_str()))
+            })
+            .collect();
+        if !unchanged.is_empty() {
+            out.push(note(
+                false,
+                format!(
+                    "also reads {} (unchanged in the window)",
+                    unchanged.join(", ")
+                ),
+            ));
+        }
+    }
+    for m in migrations(state, &key.namespace, deployed) {
+        out.push(note(true, format!("{m}: a rollback does not undo a schema migration; check the old image reads the new schema")));
+    }
+    let dependents = state.config.dependents(&key.name);
+    if !dependents.is_empty() {
+        let firing: Vec<&str> = dependents
+            .iter()
+            .copied()
+            .filter(|d| {
+                state
+                    .services
+                    .get(&ServiceKey::new(&key.namespace, d))
+                    .is_some_and(|s| s.decision.action != super::decision::Action::None)
+            })
+            .collect();
+        let mut text = format!("depended on by {}", dependents.join(", "));
+        if !firing.is_empty() {
+            text.push_str(&format!(
+                "; {} also firing: in a cascade roll back in reverse dependency order, {} first",
+                firing.join(", "),
+                key.name
+            ));
+        }
+        out.push(note(!firing.is_empty(), text));
+    }
+    if let Some(d) = &svc.deployment {
+        let (labels, annotations) = (
+            d.metadata.labels.clone().unwrap_or_default(),
+            d.metadata.annotations.clone().unwrap_or_default(),
+        );
+        if annotations.contains_key("argocd.argoproj.io/tracking-id")
+            || labels.contains_key("argocd.argoproj.io/instance")
+            || labels.contains_key("app.kubernetes.io/instance")
+                && annotations
+                    .keys()
+                    .any(|k| k.starts_with("argocd.argoproj.io/"))
+        {
+            out.push(note(true, "Argo CD manages this Deployment: its next sync puts the bad version back unless auto-sync is paused or Git is reverted".into()));
+        }
+        if labels.keys().any(|k| {
+            k.starts_with("kustomize.toolkit.fluxcd.io/")
+                || k.starts_with("helm.toolkit.fluxcd.io/")
+        }) {
+            out.push(note(true, "Flux manages this Deployment: its next reconcile puts the bad version back unless it is suspended or Git is reverted".into()));
+        }
+    }
+    for ((ns, hpa), target) in &state.hpas {
+        if ns == &key.namespace && target == &key.name {
+            out.push(note(
+                false,
+                format!(
+                    "HPA {hpa} scales this Deployment; a rollback keeps the current replica count"
+                ),
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,19 @@
+//! The headless core every mode shares: state, the pure `update`, the decision and
+//! what feeds it. Nothing in here performs I/O.
+
+pub mod blast;
+pub mod decision;
+pub mod journal;
+pub mod msg;
+pub mod rollout;
+pub mod signals;
+pub mod state;
+pub mod update;
+
+pub use decision::{Action, Decision};
+pub use msg::{Effect, KubeChange, KubeKind, KubeObject, Msg, QueryAnswer, SourceHealth, SourceId};
+pub use state::{ServiceKey, State};
+pub use update::update;
+
+#[cfg(test)]
+mod tests;

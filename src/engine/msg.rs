@@ -1,0 +1,148 @@
+//! What flows into `update` (messages, by value, from the sources and the effect
+//! runner) and what flows out of it (effects, performed by the runner).
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
+
+use super::journal::Record;
+use super::signals::QueryOutcome;
+use super::state::ServiceKey;
+
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Kube(KubeChange),
+    Query(QueryAnswer),
+    Source {
+        source: SourceId,
+        health: SourceHealth,
+    },
+    Tick(Timestamp),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceId {
+    Kubernetes,
+    Prometheus,
+}
+
+impl SourceId {
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceId::Kubernetes => "kubernetes",
+            SourceId::Prometheus => "prometheus",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
+pub enum SourceHealth {
+    Connecting,
+    Connected,
+    /// Failing; the source retries with backoff.
+    Retrying {
+        attempt: u32,
+        retry_in_secs: u64,
+        error: String,
+    },
+    /// RBAC said no: retrying will not help until someone grants access.
+    Forbidden(String),
+    /// Not configured, or given up on for a reason a person must fix.
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum KubeChange {
+    Applied(KubeObject),
+    Deleted(KubeObject),
+    /// A (re)list finished: these are all the objects of `kind` in `namespace`.
+    Relisted {
+        kind: KubeKind,
+        namespace: String,
+        objects: Vec<KubeObject>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum KubeKind {
+    Deployment,
+    ReplicaSet,
+    Pod,
+    Job,
+    Event,
+    Lease,
+    Hpa,
+    ConfigMap,
+    Secret,
+}
+
+#[derive(Debug, Clone)]
+pub enum KubeObject {
+    Deployment(Box<Deployment>),
+    ReplicaSet(Box<ReplicaSet>),
+    Pod(Box<Pod>),
+    Job(Box<Job>),
+    Event(Box<Event>),
+    Lease(Box<Lease>),
+    Hpa(Box<HorizontalPodAutoscaler>),
+    /// ConfigMaps and Secrets arrive as metadata only: backout never reads their data.
+    ConfigMap(Box<ObjectMeta>),
+    Secret(Box<ObjectMeta>),
+}
+
+impl KubeObject {
+    pub fn kind(&self) -> KubeKind {
+        match self {
+            KubeObject::Deployment(_) => KubeKind::Deployment,
+            KubeObject::ReplicaSet(_) => KubeKind::ReplicaSet,
+            KubeObject::Pod(_) => KubeKind::Pod,
+            KubeObject::Job(_) => KubeKind::Job,
+            KubeObject::Event(_) => KubeKind::Event,
+            KubeObject::Lease(_) => KubeKind::Lease,
+            KubeObject::Hpa(_) => KubeKind::Hpa,
+            KubeObject::ConfigMap(_) => KubeKind::ConfigMap,
+            KubeObject::Secret(_) => KubeKind::Secret,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            KubeObject::Deployment(o) => &o.metadata,
+            KubeObject::ReplicaSet(o) => &o.metadata,
+            KubeObject::Pod(o) => &o.metadata,
+            KubeObject::Job(o) => &o.metadata,
+            KubeObject::Event(o) => &o.metadata,
+            KubeObject::Lease(o) => &o.metadata,
+            KubeObject::Hpa(o) => &o.metadata,
+            KubeObject::ConfigMap(m) | KubeObject::Secret(m) => m,
+        }
+    }
+}
+
+/// One (trigger, service) range query, answered.
+#[derive(Debug, Clone)]
+pub struct QueryAnswer {
+    pub trigger: String,
+    pub service: ServiceKey,
+    pub answered_at: Timestamp,
+    pub outcome: QueryOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    /// Append to the incident journal (fsync'd).
+    Journal(Record),
+    /// Tell the on-call engineer; notifiers arrive with the rollback executor.
+    Page {
+        service: ServiceKey,
+        summary: String,
+    },
+}

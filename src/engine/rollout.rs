@@ -1,0 +1,291 @@
+//! What a Deployment's objects say: rollout progress judged as `kubectl rollout
+//! status` judges it, the revision history from its ReplicaSets, and what changed
+//! between two revisions' pod templates.
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use serde::Serialize;
+
+pub const REVISION: &str = "deployment.kubernetes.io/revision";
+pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+pub const DEPLOYED_BY: &str = "backout.dev/deployed-by";
+const HASH_LABEL: &str = "pod-template-hash";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "message", rename_all = "snake_case")]
+pub enum Rollout {
+    Progressing(String),
+    Complete(String),
+    Failed(String),
+    Paused(String),
+}
+
+impl Rollout {
+    pub fn message(&self) -> &str {
+        match self {
+            Rollout::Progressing(m)
+            | Rollout::Complete(m)
+            | Rollout::Failed(m)
+            | Rollout::Paused(m) => m,
+        }
+    }
+}
+
+/// kubectl's rollout-status logic, message for message.
+pub fn status(d: &Deployment) -> Rollout {
+    let name = d.metadata.name.as_deref().unwrap_or("");
+    let spec_replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = d.status.clone().unwrap_or_default();
+    if d.metadata.generation.unwrap_or(0) > status.observed_generation.unwrap_or(0) {
+        return Rollout::Progressing("Waiting for deployment spec update to be observed...".into());
+    }
+    let progressing = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Progressing");
+    if progressing.is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")) {
+        return Rollout::Failed(format!(
+            "deployment {name:?} exceeded its progress deadline"
+        ));
+    }
+    if d.spec.as_ref().and_then(|s| s.paused) == Some(true) {
+        return Rollout::Paused(format!("deployment {name:?} is paused"));
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    let replicas = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    if updated < spec_replicas {
+        return Rollout::Progressing(format!(
+            "Waiting for deployment {name:?} rollout to finish: {updated} out of {spec_replicas} new replicas have been updated..."
+        ));
+    }
+    if replicas > updated {
+        return Rollout::Progressing(format!(
+            "Waiting for deployment {name:?} rollout to finish: {} old replicas are pending termination...",
+            replicas - updated
+        ));
+    }
+    if available < updated {
+        return Rollout::Progressing(format!(
+            "Waiting for deployment {name:?} rollout to finish: {available} of {updated} updated replicas are available..."
+        ));
+    }
+    Rollout::Complete(format!("deployment {name:?} successfully rolled out"))
+}
+
+/// One revision of a Deployment, from its ReplicaSet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Revision {
+    pub number: u64,
+    pub replicaset: String,
+    pub images: Vec<String>,
+    pub change_cause: Option<String>,
+    pub deployed_by: Option<String>,
+    pub created: Option<jiff::Timestamp>,
+    pub replicas: i32,
+    #[serde(skip)]
+    pub template: Option<PodTemplateSpec>,
+}
+
+pub fn revision_of(rs: &ReplicaSet) -> u64 {
+    annotation(&rs.metadata, REVISION)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+fn annotation<'a>(
+    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    key: &str,
+) -> Option<&'a str> {
+    meta.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+pub fn images(template: Option<&PodTemplateSpec>) -> Vec<String> {
+    template
+        .and_then(|t| t.spec.as_ref())
+        .map(|s| {
+            s.containers
+                .iter()
+                .filter_map(|c| c.image.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Revisions, oldest first.
+pub fn history<'a>(replicasets: impl IntoIterator<Item = &'a ReplicaSet>) -> Vec<Revision> {
+    let mut out: Vec<Revision> = replicasets
+        .into_iter()
+        .map(|rs| Revision {
+            number: revision_of(rs),
+            replicaset: rs.metadata.name.clone().unwrap_or_default(),
+            images: images(rs.spec.as_ref().and_then(|s| s.template.as_ref())),
+            change_cause: annotation(&rs.metadata, CHANGE_CAUSE).map(str::to_string),
+            deployed_by: annotation(&rs.metadata, DEPLOYED_BY).map(str::to_string),
+            created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+            template: rs.spec.as_ref().and_then(|s| s.template.clone()),
+        })
+        .collect();
+    out.sort_by_key(|r| r.number);
+    out
+}
+
+/// The revision a plain rollback goes to: the second highest, as `kubectl rollout undo`.
+pub fn previous(history: &[Revision]) -> Option<&Revision> {
+    history.iter().rev().nth(1)
+}
+
+/// One difference between two pod templates, for the diff pane and the blast radius.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub container: String,
+    pub field: String,
+    pub from: String,
+    pub to: String,
+}
+
+fn without_hash(t: &PodTemplateSpec) -> serde_json::Value {
+    let mut v = serde_json::to_value(t).unwrap_or_default();
+    if let Some(labels) = v["metadata"]["labels"].as_object_mut() {
+        labels.remove(HASH_LABEL);
+    }
+    v
+}
+
+fn shown(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "(none)".to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The fields of a container that the diff pane and the blast radius name.
+const CONTAINER_FIELDS: [&str; 8] = [
+    "image",
+    "env",
+    "envFrom",
+    "resources",
+    "readinessProbe",
+    "livenessProbe",
+    "command",
+    "args",
+];
+
+/// What changes in the pod template going from `from` to `to`: image, env, resources
+/// and probes per container, plus anything else in the template as one line.
+pub fn diff(from: &PodTemplateSpec, to: &PodTemplateSpec) -> Vec<Change> {
+    let (mut a, mut b) = (without_hash(from), without_hash(to));
+    let take = |v: &mut serde_json::Value| match v["spec"]
+        .as_object_mut()
+        .and_then(|s| s.remove("containers"))
+    {
+        Some(serde_json::Value::Array(c)) => c,
+        _ => Vec::new(),
+    };
+    let (old, new) = (take(&mut a), take(&mut b));
+    let mut names: Vec<&serde_json::Value> = Vec::new();
+    for c in new.iter().chain(old.iter()) {
+        if !names.contains(&&c["name"]) {
+            names.push(&c["name"]);
+        }
+    }
+    let mut changes = Vec::new();
+    for name in names {
+        let find = |list: &[serde_json::Value]| list.iter().find(|c| &c["name"] == name).cloned();
+        let (o, n) = (find(&old), find(&new));
+        for field in CONTAINER_FIELDS {
+            let (fo, fnew) = (o.as_ref().map(|c| &c[field]), n.as_ref().map(|c| &c[field]));
+            let (from, to) = (shown(fo), shown(fnew));
+            if from != to {
+                let container = name.as_str().unwrap_or("").to_string();
+                changes.push(Change {
+                    container,
+                    field: field.into(),
+                    from,
+                    to,
+                });
+            }
+        }
+    }
+    if a != b {
+        changes.push(Change {
+            container: String::new(),
+            field: "template".into(),
+            from: "…".into(),
+            to: "other fields differ".into(),
+        });
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(v: serde_json::Value) -> Deployment {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn status_follows_kubectl_step_by_step() {
+        let base = json!({"metadata": {"name": "web", "generation": 2},
+            "spec": {"replicas": 3, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}});
+        assert!(matches!(
+            status(&deployment(base.clone())),
+            Rollout::Complete(_)
+        ));
+        let mut waiting = base.clone();
+        waiting["status"]["observedGeneration"] = json!(1);
+        assert_eq!(
+            status(&deployment(waiting)),
+            Rollout::Progressing("Waiting for deployment spec update to be observed...".into())
+        );
+        let mut updating = base.clone();
+        updating["status"]["updatedReplicas"] = json!(1);
+        assert!(status(&deployment(updating))
+            .message()
+            .contains("1 out of 3 new replicas have been updated"));
+        let mut terminating = base.clone();
+        terminating["status"]["replicas"] = json!(4);
+        assert!(status(&deployment(terminating))
+            .message()
+            .contains("1 old replicas are pending termination"));
+        let mut unavailable = base.clone();
+        unavailable["status"]["availableReplicas"] = json!(2);
+        assert!(status(&deployment(unavailable))
+            .message()
+            .contains("2 of 3 updated replicas are available"));
+        let mut failed = base;
+        failed["status"]["conditions"] = json!([{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]);
+        assert_eq!(
+            status(&deployment(failed)),
+            Rollout::Failed("deployment \"web\" exceeded its progress deadline".into())
+        );
+    }
+
+    fn template(image: &str, env: &str) -> PodTemplateSpec {
+        serde_json::from_value(json!({"metadata": {"labels": {"app": "web", "pod-template-hash": image}},
+            "spec": {"containers": [{"name": "web", "image": image, "env": [{"name": "MODE", "value": env}]}]}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_diff_names_each_changed_field_and_ignores_the_hash() {
+        let changes = diff(&template("web:1", "a"), &template("web:2", "b"));
+        let fields: Vec<_> = changes
+            .iter()
+            .map(|c| (c.container.as_str(), c.field.as_str()))
+            .collect();
+        assert_eq!(fields, [("web", "image"), ("web", "env")]);
+        assert_eq!(
+            (changes[0].from.as_str(), changes[0].to.as_str()),
+            ("web:1", "web:2")
+        );
+        assert!(diff(&template("web:1", "a"), &template("web:1", "a")).is_empty());
+    }
+}

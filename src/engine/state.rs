@@ -1,0 +1,187 @@
+//! Everything backout knows, owned by the one loop that runs `update`. The sources
+//! fill it through messages; render and the headless commands only read it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use serde::Serialize;
+
+use super::decision::Decision;
+use super::msg::{SourceHealth, SourceId};
+use super::signals::{AlertState, DataState};
+use crate::config::Config;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ServiceKey {
+    pub namespace: String,
+    /// The Deployment's name, which is also the `service` label of its metrics.
+    pub name: String,
+}
+
+impl ServiceKey {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        ServiceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PodInfo {
+    pub ready: bool,
+    pub restarts: i32,
+    pub replicaset: String,
+}
+
+/// How many recent answers the data-quality part of the confidence looks at.
+pub const QUALITY_WINDOW: usize = 20;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerState {
+    /// Points (unix ms, value) of the latest answer, for the graphs.
+    pub points: Vec<(i64, f64)>,
+    pub data: DataState,
+    pub alert: AlertState,
+    pub value: Option<f64>,
+    pub onset: Option<Timestamp>,
+    /// When Prometheus last answered this query with evidence.
+    pub last_clean: Option<Timestamp>,
+    pub last_answer: Option<Timestamp>,
+    /// Since when the data has been anything but ok or breach.
+    pub blind_since: Option<Timestamp>,
+    pub paged_blind: bool,
+    /// Whether each recent answer was clean, newest last.
+    pub recent: VecDeque<bool>,
+}
+
+impl Default for TriggerState {
+    fn default() -> Self {
+        TriggerState {
+            points: Vec::new(),
+            data: DataState::NoData("not queried yet".into()),
+            alert: AlertState::Inactive,
+            value: None,
+            onset: None,
+            last_clean: None,
+            last_answer: None,
+            blind_since: None,
+            paged_blind: false,
+            recent: VecDeque::new(),
+        }
+    }
+}
+
+impl TriggerState {
+    pub fn quality(&self) -> f64 {
+        if self.recent.is_empty() {
+            return 0.0;
+        }
+        self.recent.iter().filter(|c| **c).count() as f64 / self.recent.len() as f64
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Service {
+    #[serde(skip)]
+    pub deployment: Option<Deployment>,
+    #[serde(skip)]
+    pub replicasets: BTreeMap<String, ReplicaSet>,
+    pub pods: BTreeMap<String, PodInfo>,
+    pub triggers: BTreeMap<String, TriggerState>,
+    pub decision: Decision,
+    /// When backout first saw each revision become current, this session.
+    pub revision_seen: BTreeMap<u64, Timestamp>,
+    pub incident: Option<String>,
+    pub last_rollback: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigObject {
+    pub resource_version: String,
+    /// When it last changed, if known: seen changing, created, or from managedFields.
+    pub changed_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventInfo {
+    pub at: Option<Timestamp>,
+    pub namespace: String,
+    pub object: String,
+    pub reason: String,
+    pub message: String,
+    pub source: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub now: Timestamp,
+    pub config: Config,
+    pub services: BTreeMap<ServiceKey, Service>,
+    /// (namespace, ReplicaSet) -> owning Deployment.
+    pub rs_owner: HashMap<(String, String), String>,
+    pub jobs: BTreeMap<(String, String), Job>,
+    /// (namespace, "ConfigMap" or "Secret", name).
+    pub config_objects: BTreeMap<(String, &'static str, String), ConfigObject>,
+    /// (namespace, HPA name) -> the Deployment it scales.
+    pub hpas: BTreeMap<(String, String), String>,
+    /// (namespace, Lease name) -> (holder, since).
+    pub leases: BTreeMap<(String, String), (String, Option<Timestamp>)>,
+    pub events: VecDeque<EventInfo>,
+    pub sources: BTreeMap<SourceId, SourceHealth>,
+    /// The last automatic rollback anywhere, for the cooldown.
+    pub last_auto_rollback: Option<Timestamp>,
+    /// Which kinds have finished their first list, so decisions wait for a full picture.
+    pub synced: std::collections::BTreeSet<super::msg::KubeKind>,
+}
+
+/// How many cluster Events the timeline keeps.
+pub const EVENTS_KEPT: usize = 200;
+
+impl State {
+    pub fn new(config: Config, now: Timestamp) -> State {
+        State {
+            now,
+            config,
+            services: BTreeMap::new(),
+            rs_owner: HashMap::new(),
+            jobs: BTreeMap::new(),
+            config_objects: BTreeMap::new(),
+            hpas: BTreeMap::new(),
+            leases: BTreeMap::new(),
+            events: VecDeque::new(),
+            sources: BTreeMap::new(),
+            last_auto_rollback: None,
+            synced: Default::default(),
+        }
+    }
+
+    /// Whether the config asks backout to watch this Deployment.
+    pub fn watches(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> bool {
+        if self.config.watch.is_empty() {
+            return true;
+        }
+        self.config.watch.iter().any(|w| {
+            w.namespace == namespace
+                && (w.deployments.is_empty() || w.deployments.iter().any(|d| d == name))
+                && w.selector.as_deref().is_none_or(|sel| {
+                    let obj = serde_json::json!({"metadata": {"labels": labels}});
+                    crate::sim::api::selectors::LabelSelector::parse(sel)
+                        .is_ok_and(|s| s.matches(&obj))
+                })
+        })
+    }
+}

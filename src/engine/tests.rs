@@ -1,0 +1,511 @@
+//! Unit and property tests of `update`: every gate, every data state, and the two
+//! promises (blind data never rolls back; nothing rolls back in cooldown or blackout).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::decision::Action;
+use super::msg::{Effect, KubeChange, KubeObject, Msg, QueryAnswer};
+use super::signals::QueryOutcome;
+use super::state::{ServiceKey, State};
+use super::update::{note_rollback, update};
+use crate::config::Config;
+
+const T0: i64 = 1_800_000_000;
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_second(T0 + secs).unwrap()
+}
+
+fn config(extra: &str) -> Config {
+    let text = format!("[prometheus]\nurl = \"http://p\"\npoll_interval = \"15s\"\n[dependencies]\nfrontend = [\"checkout\"]\n{extra}");
+    Config::parse(std::path::Path::new("test.toml"), &text).unwrap()
+}
+
+fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Box<T> {
+    Box::new(serde_json::from_value(v).unwrap())
+}
+
+fn template(name: &str, image: &str) -> serde_json::Value {
+    json!({"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": name, "image": image, "envFrom": [{"configMapRef": {"name": format!("{name}-config")}}]}]}})
+}
+
+/// A Deployment `name` at revision `revisions.len()`, one ReplicaSet per image, the
+/// last created `deployed_secs` after T0.
+fn deploy(state: &mut State, name: &str, images: &[&str], deployed_secs: i64, paused: bool) {
+    let ns = "shop";
+    let current = images.len();
+    let d = json!({"metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "generation": 1,
+        "annotations": {"deployment.kubernetes.io/revision": current.to_string()}},
+        "spec": {"replicas": 3, "paused": paused, "selector": {"matchLabels": {"app": name}}, "template": template(name, images[current - 1])},
+        "status": {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}});
+    update(
+        state,
+        Msg::Kube(KubeChange::Applied(KubeObject::Deployment(obj(d)))),
+    );
+    for (i, image) in images.iter().enumerate() {
+        let created = if i + 1 == current {
+            t(deployed_secs)
+        } else {
+            t(-86_400 + i as i64)
+        };
+        let rs = json!({"metadata": {"name": format!("{name}-{i}"), "namespace": ns, "creationTimestamp": created.to_string(),
+            "annotations": {"deployment.kubernetes.io/revision": (i + 1).to_string()},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": format!("uid-{name}"), "controller": true}]},
+            "spec": {"replicas": if i + 1 == current { 3 } else { 0 }, "selector": {"matchLabels": {"app": name}}, "template": template(name, image)}});
+        update(
+            state,
+            Msg::Kube(KubeChange::Applied(KubeObject::ReplicaSet(obj(rs)))),
+        );
+    }
+}
+
+fn world(extra: &str) -> State {
+    let mut state = State::new(config(extra), t(0));
+    deploy(
+        &mut state,
+        "checkout",
+        &["checkout:1", "checkout:2"],
+        0,
+        false,
+    );
+    state
+}
+
+fn key(name: &str) -> ServiceKey {
+    ServiceKey::new("shop", name)
+}
+
+/// A range-query answer for `trigger`: `before` until `onset`, then `after`, every 15 s up to `now`.
+fn answer(service: &str, trigger: &str, before: f64, after: f64, onset: i64, now: i64) -> Msg {
+    let points = (-300..=now)
+        .step_by(15)
+        .map(|s| {
+            (
+                t(s).as_millisecond(),
+                if s >= onset { after } else { before },
+            )
+        })
+        .collect();
+    Msg::Query(QueryAnswer {
+        trigger: trigger.into(),
+        service: key(service),
+        answered_at: t(now),
+        outcome: QueryOutcome::Series {
+            points,
+            requests_per_second: Some(50.0),
+        },
+    })
+}
+
+/// Feeds answers every 15 s from `onset` to `until`, with ticks, as the sources would.
+fn run(
+    state: &mut State,
+    service: &str,
+    trigger: &str,
+    before: f64,
+    after: f64,
+    onset: i64,
+    until: i64,
+) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    for now in (onset..=until).step_by(15) {
+        effects.extend(update(state, Msg::Tick(t(now))));
+        effects.extend(update(
+            state,
+            answer(service, trigger, before, after, onset, now),
+        ));
+    }
+    effects
+}
+
+fn decision<'a>(state: &'a State, name: &str) -> &'a super::Decision {
+    &state.services[&key(name)].decision
+}
+
+fn failed_gates(state: &State, name: &str) -> Vec<u8> {
+    decision(state, name)
+        .gates
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| g.number)
+        .collect()
+}
+
+#[test]
+fn a_clean_error_rate_regression_after_a_deploy_is_automatic_with_every_gate_passing() {
+    let mut state = world("");
+    let effects = run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    let d = decision(&state, "checkout");
+    assert_eq!(d.action, Action::AutoRollback, "{:#?}", d.why_not_automatic);
+    assert_eq!(d.gates.len(), 7);
+    assert!(d.gates.iter().all(|g| g.passed));
+    assert_eq!(d.target.as_ref().unwrap().revision, 1);
+    assert_eq!(d.target.as_ref().unwrap().images, ["checkout:1"]);
+    let c = d.confidence.as_ref().unwrap();
+    assert!(c.score > 0.7 && c.parts.len() == 5, "{c:?}");
+    let journaled: Vec<_> = effects
+        .iter()
+        .filter_map(|e| {
+            if let Effect::Journal(r) = e {
+                Some(r)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert!(journaled
+        .iter()
+        .any(|r| matches!(r.entry, super::journal::Entry::IncidentOpened { .. })));
+    assert!(journaled.iter().all(|r| r.service.is_empty()
+        || r.incident.is_some()
+        || matches!(r.entry, super::journal::Entry::Trigger { .. })));
+}
+
+#[test]
+fn pending_until_the_for_duration_has_passed() {
+    let mut state = world("");
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 90);
+    assert_eq!(
+        decision(&state, "checkout").action,
+        Action::None,
+        "2m have not passed"
+    );
+    let t = &state.services[&key("checkout")].triggers["error-rate"];
+    assert_eq!(t.alert.label(), "pending");
+}
+
+#[test]
+fn gate_1_fails_when_the_regression_began_before_the_deploy() {
+    let mut state = world("");
+    run(&mut state, "checkout", "error-rate", 0.25, 0.25, -300, 200);
+    assert_eq!(decision(&state, "checkout").action, Action::Suggest);
+    assert!(failed_gates(&state, "checkout").contains(&1));
+}
+
+#[test]
+fn gate_1_fails_when_the_regression_began_long_after_the_deploy() {
+    let mut state = world("");
+    run(
+        &mut state,
+        "checkout",
+        "error-rate",
+        0.001,
+        0.25,
+        1200,
+        1400,
+    );
+    assert_eq!(failed_gates(&state, "checkout"), [1]);
+}
+
+#[test]
+fn gate_2_fails_when_a_related_service_deployed_after_this_one() {
+    let mut state = world("");
+    deploy(
+        &mut state,
+        "frontend",
+        &["frontend:1", "frontend:2"],
+        20,
+        false,
+    );
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    assert_eq!(decision(&state, "checkout").action, Action::Suggest);
+    assert_eq!(failed_gates(&state, "checkout"), [2]);
+    assert!(decision(&state, "checkout").gates[1]
+        .evidence
+        .contains("frontend deployed"));
+}
+
+#[test]
+fn gate_3_fails_when_a_referenced_configmap_changed_in_the_window() {
+    let mut state = world("");
+    let cm = |rv: &str| {
+        KubeObject::ConfigMap(
+            serde_json::from_value(
+                json!({"name": "checkout-config", "namespace": "shop", "resourceVersion": rv}),
+            )
+            .unwrap(),
+        )
+    };
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Relisted {
+            kind: super::KubeKind::ConfigMap,
+            namespace: "shop".into(),
+            objects: vec![cm("1")],
+        }),
+    );
+    update(&mut state, Msg::Tick(t(-5)));
+    update(&mut state, Msg::Kube(KubeChange::Applied(cm("2"))));
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    assert_eq!(failed_gates(&state, "checkout"), [3]);
+    let notes = &decision(&state, "checkout").blast_radius;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.risk && n.text.contains("ConfigMap checkout-config")),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn gate_4_fails_on_latency_alone() {
+    let mut state = world("[[trigger]]\nname = \"p99-latency\"\nseverity = \"auto_rollback\"\n");
+    run(&mut state, "checkout", "p99-latency", 0.1, 7.0, 30, 300);
+    assert_eq!(decision(&state, "checkout").action, Action::Suggest);
+    assert_eq!(failed_gates(&state, "checkout"), [4]);
+}
+
+#[test]
+fn a_page_and_suggest_trigger_suggests_and_says_why() {
+    let mut state = world("");
+    run(&mut state, "checkout", "p99-latency", 0.1, 7.0, 30, 300);
+    let d = decision(&state, "checkout");
+    assert_eq!(d.action, Action::Suggest);
+    assert!(
+        d.why_not_automatic[0].contains("page_and_suggest"),
+        "{:?}",
+        d.why_not_automatic
+    );
+}
+
+#[test]
+fn gate_5_fails_with_a_migration_job_near_the_deploy() {
+    let mut state = world("");
+    let job = json!({"metadata": {"name": "checkout-migrate-7", "namespace": "shop", "annotations": {"backout.dev/migration": "true"}},
+        "status": {"startTime": t(-600).to_string()}});
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Applied(KubeObject::Job(obj(job)))),
+    );
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    assert_eq!(failed_gates(&state, "checkout"), [5]);
+}
+
+#[test]
+fn gate_6_fails_in_the_blackout_and_the_cooldown() {
+    let mut state = world("");
+    deploy(
+        &mut state,
+        "payments",
+        &["payments:1", "payments:2"],
+        0,
+        false,
+    );
+    note_rollback(&mut state, &key("payments"), t(10), true);
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    assert_eq!(
+        failed_gates(&state, "checkout"),
+        [6],
+        "another service's automatic rollback starts the cooldown"
+    );
+    let evidence = &decision(&state, "checkout").gates[5].evidence;
+    assert!(evidence.contains("cooldown"), "{evidence}");
+}
+
+#[test]
+fn gate_7_fails_without_an_earlier_revision_or_when_paused() {
+    let mut state = State::new(config(""), t(0));
+    deploy(&mut state, "checkout", &["checkout:1"], 0, false);
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    assert_eq!(failed_gates(&state, "checkout"), [7]);
+    let mut state = State::new(config(""), t(0));
+    deploy(
+        &mut state,
+        "checkout",
+        &["checkout:1", "checkout:2"],
+        0,
+        true,
+    );
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    assert!(failed_gates(&state, "checkout").contains(&7));
+}
+
+#[test]
+fn two_anomalies_can_be_required() {
+    let mut state = world("[policy]\nrequire_two_anomalies = true\n");
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    let d = decision(&state, "checkout");
+    assert_eq!(d.action, Action::Suggest);
+    assert!(d
+        .why_not_automatic
+        .iter()
+        .any(|w| w.contains("two anomalies")));
+}
+
+fn blind(outcome: QueryOutcome, service: &str, at: i64) -> Msg {
+    Msg::Query(QueryAnswer {
+        trigger: "error-rate".into(),
+        service: key(service),
+        answered_at: t(at),
+        outcome,
+    })
+}
+
+#[test]
+fn every_blind_data_state_holds_and_shows_on_the_trigger() {
+    let stale_points = vec![(t(-600).as_millisecond(), 0.9)];
+    let cases = [
+        (QueryOutcome::Empty, "no data"),
+        (
+            QueryOutcome::Series {
+                points: vec![(t(100).as_millisecond(), f64::NAN)],
+                requests_per_second: Some(50.0),
+            },
+            "no data",
+        ),
+        (
+            QueryOutcome::Series {
+                points: vec![(t(100).as_millisecond(), 0.9)],
+                requests_per_second: Some(0.5),
+            },
+            "no data",
+        ),
+        (QueryOutcome::SeveralSeries { count: 2 }, "error"),
+        (
+            QueryOutcome::Failed {
+                error: "400: bad_data: parse error".into(),
+            },
+            "error",
+        ),
+        (
+            QueryOutcome::Series {
+                points: stale_points,
+                requests_per_second: Some(50.0),
+            },
+            "stale",
+        ),
+    ];
+    for (outcome, label) in cases {
+        let mut state = world("");
+        update(&mut state, Msg::Tick(t(100)));
+        update(&mut state, blind(outcome.clone(), "checkout", 100));
+        let trig = &state.services[&key("checkout")].triggers["error-rate"];
+        assert_eq!(trig.data.label(), label, "{outcome:?}");
+        assert_eq!(trig.alert.label(), "inactive");
+        assert_eq!(decision(&state, "checkout").action, Action::None);
+    }
+}
+
+#[test]
+fn a_silent_prometheus_turns_data_stale_and_then_pages_metrics_blind() {
+    let mut state = world("");
+    run(&mut state, "checkout", "error-rate", 0.001, 0.001, 0, 60);
+    update(&mut state, Msg::Tick(t(100)));
+    assert_eq!(
+        state.services[&key("checkout")].triggers["error-rate"]
+            .data
+            .label(),
+        "stale"
+    );
+    let effects = update(&mut state, Msg::Tick(t(100 + 121)));
+    assert!(
+        effects.iter().any(
+            |e| matches!(e, Effect::Page { summary, .. } if summary.contains("metrics blind"))
+        ),
+        "{effects:?}"
+    );
+    assert!(
+        update(&mut state, Msg::Tick(t(300)))
+            .iter()
+            .all(|e| !matches!(e, Effect::Page { .. })),
+        "pages once"
+    );
+}
+
+#[test]
+fn a_firing_trigger_held_by_an_outage_does_not_resolve_the_incident() {
+    let mut state = world("");
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    update(
+        &mut state,
+        blind(
+            QueryOutcome::Failed {
+                error: "connection refused".into(),
+            },
+            "checkout",
+            215,
+        ),
+    );
+    let trig = &state.services[&key("checkout")].triggers["error-rate"];
+    assert_eq!((trig.alert.label(), trig.data.label()), ("firing", "error"));
+}
+
+fn blind_outcome() -> impl Strategy<Value = QueryOutcome> {
+    prop_oneof![
+        Just(QueryOutcome::Empty),
+        (2usize..5).prop_map(|count| QueryOutcome::SeveralSeries { count }),
+        "[a-z ]{1,20}".prop_map(|error| QueryOutcome::Failed { error }),
+        (0.0f64..2.0).prop_map(|v| QueryOutcome::Series {
+            points: vec![(t(-3600).as_millisecond(), v)],
+            requests_per_second: Some(50.0)
+        }),
+        (0.0f64..2.0).prop_map(|v| QueryOutcome::Series {
+            points: vec![(t(0).as_millisecond(), v)],
+            requests_per_second: Some(0.1)
+        }),
+        Just(QueryOutcome::Series {
+            points: vec![],
+            requests_per_second: None
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn no_sequence_of_blind_answers_ever_yields_auto_rollback(steps in proptest::collection::vec((blind_outcome(), 1i64..120), 1..40)) {
+        let mut state = world("");
+        let mut now = 0;
+        for (outcome, gap) in steps {
+            now += gap;
+            update(&mut state, Msg::Tick(t(now)));
+            let outcome = match outcome {
+                QueryOutcome::Series { points, requests_per_second: Some(rps) } if rps < 1.0 => {
+                    QueryOutcome::Series { points: points.iter().map(|(_, v)| (t(now).as_millisecond(), *v)).collect(), requests_per_second: Some(rps) }
+                }
+                other => other,
+            };
+            update(&mut state, blind(outcome, "checkout", now));
+            prop_assert_ne!(decision(&state, "checkout").action, Action::AutoRollback);
+            prop_assert!(!state.services[&key("checkout")].triggers["error-rate"].alert.is_firing());
+        }
+    }
+
+    #[test]
+    fn auto_rollback_never_fires_inside_the_cooldown_or_the_blackout(
+        rollback_at in 0i64..600,
+        same_service in any::<bool>(),
+        checks in proptest::collection::vec(0i64..1500, 1..20),
+    ) {
+        let mut state = world("");
+        deploy(&mut state, "payments", &["payments:1", "payments:2"], 0, false);
+        let rolled = if same_service { "checkout" } else { "payments" };
+        note_rollback(&mut state, &key(rolled), t(rollback_at), true);
+        let policy = state.config.policy.clone();
+        let quiet = if same_service { policy.blackout } else { policy.cooldown };
+        let mut checks = checks;
+        checks.sort();
+        for now in checks {
+            let now = now.max(rollback_at);
+            update(&mut state, Msg::Tick(t(now)));
+            update(&mut state, answer("checkout", "error-rate", 0.001, 0.25, 30, now));
+            if now - rollback_at < quiet.as_secs() as i64 {
+                prop_assert_ne!(decision(&state, "checkout").action, Action::AutoRollback, "at {}s after the rollback", now - rollback_at);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_quiet_windows_match_the_policy_defaults() {
+    let p = config("").policy;
+    assert_eq!(
+        (p.cooldown, p.blackout),
+        (Duration::from_secs(300), Duration::from_secs(600))
+    );
+}

@@ -1,0 +1,562 @@
+//! `update(&mut State, Msg) -> Vec<Effect>`: the one place state changes. Pure: no
+//! I/O, no clock (time arrives in messages), so every rule is unit-testable.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::decision::{self, Action};
+use super::journal::{incident_id, Entry, Record};
+use super::msg::{Effect, KubeChange, KubeKind, KubeObject, Msg, QueryAnswer};
+use super::rollout;
+use super::signals::{self, DataState};
+use super::state::{
+    ConfigObject, EventInfo, PodInfo, ServiceKey, State, EVENTS_KEPT, QUALITY_WINDOW,
+};
+
+/// The rate window of the recorded series, over which the volume guard counts requests.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    let touched: Vec<ServiceKey> = match msg {
+        Msg::Tick(now) => {
+            state.now = now.max(state.now);
+            tick(state, &mut effects);
+            state.services.keys().cloned().collect()
+        }
+        Msg::Kube(change) => kube(state, change),
+        Msg::Query(answer) => query(state, answer, &mut effects).into_iter().collect(),
+        Msg::Source { source, health } => {
+            if state.sources.get(&source) != Some(&health) {
+                effects.push(journal(
+                    state,
+                    None,
+                    "",
+                    Entry::Source {
+                        source: source.label().into(),
+                        health: format!("{health:?}"),
+                    },
+                ));
+                state.sources.insert(source, health);
+            }
+            Vec::new()
+        }
+    };
+    for key in touched {
+        redecide(state, &key, &mut effects);
+    }
+    effects
+}
+
+fn journal(state: &State, incident: Option<String>, service: &str, entry: Entry) -> Effect {
+    Effect::Journal(Record {
+        at: state.now,
+        incident,
+        service: service.into(),
+        entry,
+    })
+}
+
+fn stale_after(state: &State) -> Duration {
+    state
+        .config
+        .prometheus
+        .as_ref()
+        .map_or(Duration::from_secs(30), |p| p.poll_interval * 2)
+}
+
+/// Marks triggers whose last answer is too old as stale, and pages once when a trigger
+/// has been blind for longer than the policy allows.
+fn tick(state: &mut State, effects: &mut Vec<Effect>) {
+    let (now, stale, blind_after) = (
+        state.now,
+        stale_after(state),
+        state.config.policy.blind_after,
+    );
+    let mut pages = Vec::new();
+    for (key, svc) in state.services.iter_mut() {
+        for (name, t) in svc.triggers.iter_mut() {
+            if let Some(last) = t.last_answer {
+                if now.duration_since(last).as_secs() > stale.as_secs() as i64 && t.data.is_clean()
+                {
+                    t.data = DataState::Stale(format!(
+                        "no answer for {}s",
+                        now.duration_since(last).as_secs()
+                    ));
+                    t.blind_since.get_or_insert(now);
+                }
+            }
+            if let Some(since) = t.blind_since {
+                if !t.paged_blind
+                    && now.duration_since(since).as_secs() >= blind_after.as_secs() as i64
+                    && t.last_answer.is_some()
+                {
+                    t.paged_blind = true;
+                    pages.push((
+                        key.clone(),
+                        svc.incident.clone(),
+                        name.clone(),
+                        since,
+                        t.data.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    for (key, incident, trigger, since, data) in pages {
+        let detail = match &data {
+            DataState::NoData(d) | DataState::Error(d) | DataState::Stale(d) => d.clone(),
+            other => other.label().into(),
+        };
+        effects.push(journal(
+            state,
+            incident,
+            &key.to_string(),
+            Entry::MetricsBlind {
+                trigger: trigger.clone(),
+                since,
+                detail: detail.clone(),
+            },
+        ));
+        effects.push(Effect::Page {
+            service: key,
+            summary: format!(
+                "metrics blind: {trigger} has had {} since {since}: {detail}",
+                data.label()
+            ),
+        });
+    }
+}
+
+fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> Option<ServiceKey> {
+    let trigger = state
+        .config
+        .triggers
+        .iter()
+        .find(|t| t.name == answer.trigger)?
+        .clone();
+    let (stale, policy, now) = (
+        stale_after(state),
+        state.config.policy.clone(),
+        state.now.max(answer.answered_at),
+    );
+    let svc = state.services.get_mut(&answer.service)?;
+    let t = svc.triggers.entry(trigger.name.clone()).or_default();
+    let judged = signals::judge(
+        &answer.outcome,
+        &trigger,
+        now,
+        stale,
+        policy.min_requests,
+        RATE_WINDOW,
+    );
+    if let signals::QueryOutcome::Series { points, .. } = &answer.outcome {
+        t.points = points.clone();
+    }
+    let clean = judged.data.is_clean();
+    t.recent.push_back(clean);
+    while t.recent.len() > QUALITY_WINDOW {
+        t.recent.pop_front();
+    }
+    t.last_answer = Some(answer.answered_at);
+    if clean {
+        t.last_clean = Some(answer.answered_at);
+        t.blind_since = None;
+        t.paged_blind = false;
+    } else {
+        t.blind_since.get_or_insert(now);
+    }
+    t.value = judged.value.or(t.value);
+    t.data = judged.data;
+    let in_blackout = svc
+        .last_rollback
+        .is_some_and(|r| now.duration_since(r).as_secs() < policy.blackout.as_secs() as i64);
+    let before = t.alert;
+    if !in_blackout {
+        t.onset = if t.data == DataState::Breach {
+            judged.onset
+        } else if t.alert.is_firing() {
+            t.onset
+        } else {
+            None
+        };
+        t.alert = signals::step(t.alert, &t.data, judged.onset, now, &trigger);
+    }
+    if before.label() != t.alert.label() {
+        let (from, to, value, data, incident) = (
+            before.label().into(),
+            t.alert.label().into(),
+            t.value,
+            t.data.label().into(),
+            svc.incident.clone(),
+        );
+        effects.push(journal(
+            state,
+            incident,
+            &answer.service.to_string(),
+            Entry::Trigger {
+                trigger: trigger.name,
+                from,
+                to,
+                value,
+                data,
+            },
+        ));
+    }
+    Some(answer.service)
+}
+
+fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
+    if !state.services.contains_key(key) {
+        return;
+    }
+    let next = decision::decide(state, key);
+    let now = state.now;
+    let svc = state.services.get_mut(key).expect("checked above");
+    let prev = std::mem::replace(&mut svc.decision, next.clone());
+    let changed =
+        prev.action != next.action || prev.target != next.target || failed(&prev) != failed(&next);
+    if !changed {
+        return;
+    }
+    let mut opened = None;
+    if next.action != Action::None && svc.incident.is_none() {
+        let id = incident_id(now, &key.namespace, &key.name);
+        svc.incident = Some(id.clone());
+        let firing: Vec<_> = next.firing.iter().map(|f| f.trigger.as_str()).collect();
+        opened = Some(Entry::IncidentOpened {
+            summary: format!("{key}: {} firing", firing.join(", ")),
+        });
+    }
+    let incident = svc.incident.clone();
+    if let Some(entry) = opened {
+        effects.push(journal(state, incident.clone(), &key.to_string(), entry));
+    }
+    effects.push(journal(
+        state,
+        incident.clone(),
+        &key.to_string(),
+        Entry::Decision {
+            action: next.action.label().into(),
+            confidence: next.confidence.as_ref().map(|c| c.score),
+            target_revision: next.target.as_ref().map(|t| t.revision),
+            gates_failed: failed(&next),
+            why_not_automatic: next.why_not_automatic.clone(),
+        },
+    ));
+    if next.action == Action::None && incident.is_some() {
+        effects.push(journal(
+            state,
+            incident,
+            &key.to_string(),
+            Entry::IncidentResolved {
+                summary: format!("{key}: no trigger firing"),
+            },
+        ));
+        state.services.get_mut(key).expect("checked above").incident = None;
+    }
+}
+
+fn failed(d: &decision::Decision) -> Vec<String> {
+    d.gates
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| format!("{}", g.number))
+        .collect()
+}
+
+fn ns_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+fn owner(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    kind: &str,
+) -> Option<String> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == kind && o.controller == Some(true))
+        .map(|o| o.name.clone())
+}
+
+/// Applies a Kubernetes change; returns the services whose decisions it may move.
+fn kube(state: &mut State, change: KubeChange) -> Vec<ServiceKey> {
+    match change {
+        KubeChange::Applied(obj) => apply(state, obj, false),
+        KubeChange::Deleted(obj) => apply(state, obj, true),
+        KubeChange::Relisted {
+            kind,
+            namespace,
+            objects,
+        } => {
+            let first_sync = !state.synced.contains(&kind);
+            forget_kind(state, kind, &namespace);
+            let mut touched = BTreeSet::new();
+            for obj in objects {
+                if first_sync {
+                    if let KubeObject::ConfigMap(m) | KubeObject::Secret(m) = &obj {
+                        remember_config(state, obj.kind(), m, false);
+                        continue;
+                    }
+                }
+                touched.extend(apply(state, obj, false));
+            }
+            state.synced.insert(kind);
+            touched.extend(
+                state
+                    .services
+                    .keys()
+                    .filter(|k| k.namespace == namespace)
+                    .cloned(),
+            );
+            touched.into_iter().collect()
+        }
+    }
+}
+
+/// Drops what a relist replaces, so deletions missed during a disconnect disappear.
+fn forget_kind(state: &mut State, kind: KubeKind, namespace: &str) {
+    match kind {
+        KubeKind::ReplicaSet => state
+            .services
+            .iter_mut()
+            .filter(|(k, _)| k.namespace == namespace)
+            .for_each(|(_, s)| s.replicasets.clear()),
+        KubeKind::Pod => state
+            .services
+            .iter_mut()
+            .filter(|(k, _)| k.namespace == namespace)
+            .for_each(|(_, s)| s.pods.clear()),
+        KubeKind::Job => state.jobs.retain(|(ns, _), _| ns != namespace),
+        KubeKind::Hpa => state.hpas.retain(|(ns, _), _| ns != namespace),
+        KubeKind::Lease => state.leases.retain(|(ns, _), _| ns != namespace),
+        _ => {}
+    }
+}
+
+fn remember_config(
+    state: &mut State,
+    kind: KubeKind,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    seen_live: bool,
+) {
+    let label = if kind == KubeKind::ConfigMap {
+        "ConfigMap"
+    } else {
+        "Secret"
+    };
+    let (ns, name) = ns_name(meta);
+    let rv = meta.resource_version.clone().unwrap_or_default();
+    let managed = meta
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.time.as_ref().map(|t| t.0))
+        .max();
+    let key = (ns, label, name);
+    let changed_at = match state.config_objects.get(&key) {
+        Some(known) if known.resource_version == rv => known.changed_at,
+        Some(_) => Some(managed.unwrap_or(state.now)),
+        None if seen_live => Some(
+            managed
+                .or(meta.creation_timestamp.as_ref().map(|t| t.0))
+                .unwrap_or(state.now),
+        ),
+        None => managed,
+    };
+    state.config_objects.insert(
+        key,
+        ConfigObject {
+            resource_version: rv,
+            changed_at,
+        },
+    );
+}
+
+fn apply(state: &mut State, obj: KubeObject, deleted: bool) -> Vec<ServiceKey> {
+    let (ns, name) = ns_name(obj.meta());
+    let in_ns = |state: &State| {
+        state
+            .services
+            .keys()
+            .filter(|k| k.namespace == ns)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    match obj {
+        KubeObject::Deployment(d) => {
+            let key = ServiceKey::new(&ns, &name);
+            if deleted {
+                state.services.remove(&key);
+                return Vec::new();
+            }
+            if !state.watches(&ns, &name, d.metadata.labels.as_ref()) {
+                return Vec::new();
+            }
+            let now = state.now;
+            let svc = state.services.entry(key.clone()).or_default();
+            let revision = d
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(rollout::REVISION))
+                .and_then(|r| r.parse().ok());
+            if let Some(rev) = revision {
+                svc.revision_seen.entry(rev).or_insert(now);
+            }
+            svc.deployment = Some(*d);
+            vec![key]
+        }
+        KubeObject::ReplicaSet(rs) => {
+            let Some(deployment) = owner(&rs.metadata, "Deployment") else {
+                return Vec::new();
+            };
+            let key = ServiceKey::new(&ns, &deployment);
+            if deleted {
+                state.rs_owner.remove(&(ns.clone(), name.clone()));
+            } else {
+                state
+                    .rs_owner
+                    .insert((ns.clone(), name.clone()), deployment.clone());
+            }
+            let svc = state.services.entry(key.clone()).or_default();
+            if deleted {
+                svc.replicasets.remove(&name);
+            } else {
+                svc.replicasets.insert(name, *rs);
+            }
+            vec![key]
+        }
+        KubeObject::Pod(pod) => {
+            let Some(rs) = owner(&pod.metadata, "ReplicaSet") else {
+                return Vec::new();
+            };
+            let Some(deployment) = state.rs_owner.get(&(ns.clone(), rs.clone())).cloned() else {
+                return Vec::new();
+            };
+            let key = ServiceKey::new(&ns, &deployment);
+            let Some(svc) = state.services.get_mut(&key) else {
+                return Vec::new();
+            };
+            if deleted {
+                svc.pods.remove(&name);
+            } else {
+                let status = pod.status.as_ref();
+                let ready = status
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                let restarts = status
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .map_or(0, |c| c.iter().map(|c| c.restart_count).sum());
+                svc.pods.insert(
+                    name,
+                    PodInfo {
+                        ready,
+                        restarts,
+                        replicaset: rs,
+                    },
+                );
+            }
+            vec![key]
+        }
+        KubeObject::Job(job) => {
+            if deleted {
+                state.jobs.remove(&(ns.clone(), name));
+            } else {
+                state.jobs.insert((ns.clone(), name), *job);
+            }
+            in_ns(state)
+        }
+        KubeObject::Hpa(hpa) => {
+            if deleted {
+                state.hpas.remove(&(ns.clone(), name));
+            } else if let Some(target) = hpa
+                .spec
+                .as_ref()
+                .filter(|s| s.scale_target_ref.kind == "Deployment")
+            {
+                state
+                    .hpas
+                    .insert((ns.clone(), name), target.scale_target_ref.name.clone());
+            }
+            in_ns(state)
+        }
+        KubeObject::Lease(lease) => {
+            if deleted {
+                state.leases.remove(&(ns, name));
+            } else if let Some(spec) = &lease.spec {
+                let holder = spec.holder_identity.clone().unwrap_or_default();
+                state.leases.insert(
+                    (ns, name),
+                    (holder, spec.acquire_time.as_ref().map(|t| t.0)),
+                );
+            }
+            Vec::new()
+        }
+        KubeObject::Event(ev) => {
+            if !deleted {
+                state.events.push_back(EventInfo {
+                    at: ev
+                        .last_timestamp
+                        .as_ref()
+                        .or(ev.first_timestamp.as_ref())
+                        .map(|t| t.0)
+                        .or(ev.event_time.as_ref().map(|t| t.0)),
+                    namespace: ns,
+                    object: format!(
+                        "{}/{}",
+                        ev.involved_object.kind.clone().unwrap_or_default(),
+                        ev.involved_object.name.clone().unwrap_or_default()
+                    ),
+                    reason: ev.reason.clone().unwrap_or_default(),
+                    message: ev.message.clone().unwrap_or_default(),
+                    source: ev
+                        .reporting_component
+                        .clone()
+                        .or(ev.source.as_ref().and_then(|s| s.component.clone()))
+                        .unwrap_or_default(),
+                });
+                while state.events.len() > EVENTS_KEPT {
+                    state.events.pop_front();
+                }
+            }
+            Vec::new()
+        }
+        KubeObject::ConfigMap(_) if deleted => {
+            state
+                .config_objects
+                .remove(&(ns.clone(), "ConfigMap", name));
+            in_ns(state)
+        }
+        KubeObject::Secret(_) if deleted => {
+            state.config_objects.remove(&(ns.clone(), "Secret", name));
+            in_ns(state)
+        }
+        other @ (KubeObject::ConfigMap(_) | KubeObject::Secret(_)) => {
+            let kind = other.kind();
+            remember_config(state, kind, other.meta(), true);
+            in_ns(state)
+        }
+    }
+}
+
+/// Records that backout rolled a service back, starting its blackout and, for an
+/// automatic rollback, the global cooldown.
+pub fn note_rollback(state: &mut State, key: &ServiceKey, at: Timestamp, automatic: bool) {
+    if let Some(svc) = state.services.get_mut(key) {
+        svc.last_rollback = Some(at);
+        for t in svc.triggers.values_mut() {
+            t.alert = signals::AlertState::Inactive;
+            t.onset = None;
+        }
+    }
+    if automatic {
+        state.last_auto_rollback = Some(at);
+    }
+}
