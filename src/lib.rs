@@ -2,7 +2,10 @@
 //!
 //! The modules follow the data flow; docs/ARCHITECTURE.md draws it.
 
+pub mod actions;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod sim;
+pub mod sources;

@@ -1,10 +1,42 @@
 //! The command line: one subcommand per mode, all over the same core.
 
 pub mod sim;
+pub mod status;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::core::Options;
+use crate::config::Config;
+
+/// Where to look, as kubectl takes it, plus backout's own config file.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// backout.toml; else $BACKOUT_CONFIG, else $XDG_CONFIG_HOME/backout/backout.toml.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// The kubeconfig to use; else $KUBECONFIG, else ~/.kube/config.
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// The namespace to watch when backout.toml names none.
+    #[arg(long, short = 'n', global = true)]
+    pub namespace: Option<String>,
+}
+
+impl ClusterArgs {
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(self.config.as_deref())?)
+    }
+
+    pub fn core_options(&self, journal: Option<PathBuf>) -> Options {
+        Options { kubeconfig: self.kubeconfig.clone(), context: self.context.clone(), namespace: self.namespace.clone(), journal }
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,6 +53,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a simulated cluster (Kubernetes API and Prometheus API) for drills, demos and tests.
     Sim(sim::SimArgs),
+    /// Print the state and decision of every watched service once, then exit.
+    Status(status::StatusArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -45,6 +79,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Sim(args) => sim::run(args).await,
+            Command::Status(args) => status::run(args).await,
         }
     });
     match result {

@@ -71,6 +71,12 @@ async fn wait_for_stop() {
 
 /// A kubeconfig with an editor and a viewer context (JSON is valid kubeconfig YAML),
 /// and a backout.toml pointing at the simulator's Prometheus API.
+/// The built-in triggers with for-durations to suit a one-minute incident.
+const SCALED_TRIGGERS: &str = "[[trigger]]\nname = \"error-rate\"\nfor = \"6s\"\n\n\
+[[trigger]]\nname = \"crash-loop\"\nfor = \"4s\"\n\n\
+[[trigger]]\nname = \"p99-latency\"\nfor = \"6s\"\n\n\
+[[trigger]]\nname = \"slo-burn\"\nfor = \"6s\"\n";
+
 pub fn write_config(
     dir: &Path,
     url: &str,
@@ -99,30 +105,22 @@ pub fn write_config(
     let path = dir.join("kubeconfig");
     std::fs::write(&path, serde_json::to_string_pretty(&kubeconfig)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    let services = scenario.services.iter().map(|s| format!("{:?}", s.name)).collect::<Vec<_>>().join(", ");
     let mut toml = format!(
-        "# Written by `backout sim --write-config` for scenario {:?}.\n\n[prometheus]\nurl = {:?}\nca_file = \"ca.crt\"\n\n[[watch]]\nnamespace = {:?}\ndeployments = [{}]\n",
-        scenario.name,
-        url,
-        ns,
-        scenario.services.iter().map(|s| format!("{:?}", s.name)).collect::<Vec<_>>().join(", "),
+        "# Written by `backout sim --write-config` for scenario {name:?}.\n\
+         # The simulator's incidents unfold in about a minute, so the time constants\n\
+         # below are scaled down from production defaults (2m for-durations, 15s polls).\n\n\
+         [prometheus]\nurl = {url:?}\nca_file = \"ca.crt\"\npoll_interval = \"2s\"\nlookback = \"5m\"\n\n\
+         [[watch]]\nnamespace = {ns:?}\ndeployments = [{services}]\n\n\
+         [policy]\nmin_requests = 20\nblind_after = \"30s\"\nblackout = \"2m\"\ncooldown = \"1m\"\n\n{SCALED_TRIGGERS}",
+        name = scenario.name,
     );
-    let deps: Vec<_> = scenario
-        .services
-        .iter()
-        .filter(|s| !s.depends_on.is_empty())
-        .collect();
+    let deps: Vec<_> = scenario.services.iter().filter(|s| !s.depends_on.is_empty()).collect();
     if !deps.is_empty() {
         toml.push_str("\n[dependencies]\n");
         for s in deps {
-            toml.push_str(&format!(
-                "{:?} = [{}]\n",
-                s.name,
-                s.depends_on
-                    .iter()
-                    .map(|d| format!("{d:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            let on: Vec<String> = s.depends_on.iter().map(|d| format!("{d:?}")).collect();
+            toml.push_str(&format!("{:?} = [{}]\n", s.name, on.join(", ")));
         }
     }
     let path = dir.join("backout.toml");

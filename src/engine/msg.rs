@@ -23,6 +23,8 @@ pub enum Msg {
         health: SourceHealth,
     },
     Tick(Timestamp),
+    /// The effect runner could not do something; shown, never swallowed.
+    EffectFailed { what: String, error: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

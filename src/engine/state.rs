@@ -139,6 +139,8 @@ pub struct State {
     pub sources: BTreeMap<SourceId, SourceHealth>,
     /// The last automatic rollback anywhere, for the cooldown.
     pub last_auto_rollback: Option<Timestamp>,
+    /// Recent failures of the effect runner, newest last.
+    pub effect_errors: VecDeque<String>,
     /// Which kinds have finished their first list, so decisions wait for a full picture.
     pub synced: std::collections::BTreeSet<super::msg::KubeKind>,
 }
@@ -161,6 +163,7 @@ impl State {
             sources: BTreeMap::new(),
             last_auto_rollback: None,
             synced: Default::default(),
+            effect_errors: VecDeque::new(),
         }
     }
 

@@ -299,7 +299,7 @@ impl Store {
         }
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
-        for field in ["uid", "creationTimestamp", "resourceVersion", "generation"] {
+        for field in ["uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"] {
             match current["metadata"].get(field) {
                 Some(v) => obj["metadata"][field] = v.clone(),
                 None => {
@@ -342,12 +342,11 @@ impl Store {
         }
     }
 
-    fn commit(
-        &mut self,
-        res: &'static ResourceDef,
-        obj: Value,
-        prev: Option<Arc<Value>>,
-    ) -> Arc<Value> {
+    fn commit(&mut self, res: &'static ResourceDef, mut obj: Value, prev: Option<Arc<Value>>) -> Arc<Value> {
+        // As the API server records who last wrote an object and when; clients read
+        // the time to learn when, say, a ConfigMap last changed.
+        obj["metadata"]["managedFields"] = json!([{"manager": "backout-sim", "operation": "Update",
+            "apiVersion": res.api_version(), "time": now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": {}}]);
         self.rv += 1;
         let rv = self.rv;
         let key = key_of(&obj);

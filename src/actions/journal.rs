@@ -1,0 +1,87 @@
+//! The incident journal on disk: JSON lines, appended and fsync'd one by one, under
+//! the XDG state dir. Lines of one incident share its id; `backout report` reads them.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::engine::journal::Record;
+
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+/// `$BACKOUT_JOURNAL`, else `$XDG_STATE_HOME/backout/journal.jsonl`, else
+/// `~/.local/state/backout/journal.jsonl`.
+pub fn default_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("BACKOUT_JOURNAL").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/state"));
+    state.join("backout").join("journal.jsonl")
+}
+
+impl Journal {
+    pub fn open(path: &Path) -> std::io::Result<Journal> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Journal { file, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// One record, one line, on disk before this returns.
+    pub fn append(&mut self, record: &Record) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.file.sync_data()
+    }
+}
+
+/// Every record in a journal file; unreadable lines are reported, not skipped silently.
+pub fn read(path: &Path) -> std::io::Result<(Vec<Record>, Vec<String>)> {
+    let text = std::fs::read_to_string(path)?;
+    let mut records = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        match serde_json::from_str(line) {
+            Ok(r) => records.push(r),
+            Err(e) => bad.push(format!("{} line {}: {e}", path.display(), i + 1)),
+        }
+    }
+    Ok((records, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::journal::Entry;
+
+    #[test]
+    fn records_round_trip_and_a_torn_line_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/journal.jsonl");
+        let mut j = Journal::open(&path).unwrap();
+        let record = Record {
+            at: jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+            incident: Some("inc".into()),
+            service: "shop/checkout".into(),
+            entry: Entry::IncidentOpened { summary: "error-rate firing".into() },
+        };
+        j.append(&record).unwrap();
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"at\":").unwrap();
+        let (records, bad) = read(&path).unwrap();
+        assert_eq!(records, [record]);
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].contains("line 2"));
+    }
+}

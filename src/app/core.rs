@@ -1,0 +1,123 @@
+//! The core loop: it owns the `State`, takes messages from the one channel, applies
+//! them with `update`, and hands the effects to the runner. Headless commands and the
+//! console both drive it; nothing else mutates the state.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use jiff::Timestamp;
+use tokio::sync::{mpsc, watch};
+
+use crate::actions::{journal::Journal, runner};
+use crate::config::Config;
+use crate::engine::{update, Effect, KubeKind, Msg, ServiceKey, SourceHealth, SourceId, State};
+use crate::sources::{self, kube::Target};
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+    /// Where the journal goes; `None` keeps no journal (for one-shot reads).
+    pub journal: Option<PathBuf>,
+}
+
+pub struct Core {
+    pub state: State,
+    pub target: Target,
+    rx: mpsc::Receiver<Msg>,
+    effects: mpsc::Sender<Effect>,
+    services: watch::Sender<Vec<ServiceKey>>,
+}
+
+/// Kinds whose first list must arrive before decisions mean anything.
+const NEEDED: [KubeKind; 6] = [KubeKind::Deployment, KubeKind::ReplicaSet, KubeKind::Pod, KubeKind::Job, KubeKind::ConfigMap, KubeKind::Secret];
+
+impl Core {
+    pub async fn start(config: Config, opts: Options) -> anyhow::Result<Core> {
+        let target = sources::kube::connect(opts.kubeconfig.as_deref(), opts.context.as_deref(), opts.namespace.as_deref()).await?;
+        let (tx, rx) = mpsc::channel::<Msg>(4096);
+        let mut namespaces: Vec<String> = config.watch.iter().map(|w| w.namespace.clone()).collect();
+        namespaces.sort();
+        namespaces.dedup();
+        if namespaces.is_empty() {
+            namespaces.push(target.namespace.clone());
+        }
+        for ns in &namespaces {
+            sources::kube::spawn(&target.client, ns, tx.clone());
+        }
+        let (services, services_rx) = watch::channel(Vec::new());
+        match &config.prometheus {
+            Some(p) => {
+                let prom = sources::prometheus::Prometheus::new(p).context("backout.toml")?;
+                sources::prometheus::spawn(prom, &config, services_rx, tx.clone());
+            }
+            None => {
+                let health = SourceHealth::Unavailable("no [prometheus] section in backout.toml: triggers are not evaluated".into());
+                tx.send(Msg::Source { source: SourceId::Prometheus, health }).await.ok();
+            }
+        }
+        let ticks = tx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                if ticks.send(Msg::Tick(Timestamp::now())).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let journal = match &opts.journal {
+            Some(path) => Some(Journal::open(path).with_context(|| format!("cannot open the journal {}; set BACKOUT_JOURNAL to a writable path", path.display()))?),
+            None => None,
+        };
+        let (effects, effects_rx) = mpsc::channel(4096);
+        runner::spawn(journal, effects_rx, tx);
+        Ok(Core { state: State::new(config, Timestamp::now()), target, rx, effects, services })
+    }
+
+    /// Waits for the next message, applies it and everything queued behind it, and
+    /// dispatches the effects. Returns false when every source has stopped.
+    pub async fn step(&mut self) -> bool {
+        let Some(first) = self.rx.recv().await else { return false };
+        let mut effects = update(&mut self.state, first);
+        while let Ok(msg) = self.rx.try_recv() {
+            effects.extend(update(&mut self.state, msg));
+        }
+        for effect in effects {
+            if self.effects.send(effect).await.is_err() {
+                return false;
+            }
+        }
+        let keys: Vec<ServiceKey> = self.state.services.keys().cloned().collect();
+        self.services.send_if_modified(|current| {
+            let changed = *current != keys;
+            if changed {
+                *current = keys.clone();
+            }
+            changed
+        });
+        true
+    }
+
+    /// The cluster is listed and every trigger of every service has been answered.
+    pub fn ready(&self) -> bool {
+        let listed = NEEDED.iter().all(|k| self.state.synced.contains(k));
+        let answered = self.state.config.prometheus.is_none()
+            || self.state.services.values().all(|s| self.state.config.triggers.iter().all(|t| s.triggers.get(&t.name).is_some_and(|ts| ts.last_answer.is_some())));
+        listed && answered && !self.state.services.is_empty()
+    }
+
+    /// Runs until `ready`, or until `deadline` passes.
+    pub async fn settle(&mut self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        while !self.ready() {
+            match tokio::time::timeout_at(until, self.step()).await {
+                Ok(true) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}

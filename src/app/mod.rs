@@ -1,0 +1,3 @@
+//! Running backout: the core loop that owns the state, shared by every mode.
+
+pub mod core;

@@ -1,0 +1,151 @@
+//! `backout status [--json]`: the state and decision of every watched service, once.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::ClusterArgs;
+use crate::app::core::Core;
+use crate::engine::decision::{Decision, Gate};
+use crate::engine::signals::time_left;
+use crate::engine::{ServiceKey, SourceHealth, SourceId, State};
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for the cluster to be listed and every trigger answered.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+}
+
+#[derive(Serialize)]
+pub struct Report<'a> {
+    pub context: &'a str,
+    pub cluster: &'a str,
+    pub complete: bool,
+    pub sources: Vec<(SourceId, &'a SourceHealth)>,
+    pub services: Vec<ServiceReport<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct ServiceReport<'a> {
+    pub service: &'a ServiceKey,
+    pub ready_pods: usize,
+    pub pods: usize,
+    pub triggers: Vec<TriggerReport<'a>>,
+    pub decision: &'a Decision,
+}
+
+#[derive(Serialize)]
+pub struct TriggerReport<'a> {
+    pub name: &'a str,
+    pub data: &'a crate::engine::signals::DataState,
+    pub alert: &'a str,
+    pub value: Option<f64>,
+    pub threshold: f64,
+    pub comparison: &'static str,
+    pub seconds_left: Option<u64>,
+}
+
+pub fn report<'a>(state: &'a State, context: &'a str, cluster: &'a str, complete: bool) -> Report<'a> {
+    let services = state
+        .services
+        .iter()
+        .map(|(key, svc)| ServiceReport {
+            service: key,
+            ready_pods: svc.pods.values().filter(|p| p.ready).count(),
+            pods: svc.pods.len(),
+            triggers: state
+                .config
+                .triggers
+                .iter()
+                .filter_map(|t| {
+                    let ts = svc.triggers.get(&t.name)?;
+                    Some(TriggerReport {
+                        name: &t.name,
+                        data: &ts.data,
+                        alert: ts.alert.label(),
+                        value: ts.value,
+                        threshold: t.threshold,
+                        comparison: t.comparison.symbol(),
+                        seconds_left: time_left(ts.alert, state.now, t).map(|d| d.as_secs()),
+                    })
+                })
+                .collect(),
+            decision: &svc.decision,
+        })
+        .collect();
+    Report { context, cluster, complete, sources: state.sources.iter().map(|(k, v)| (*k, v)).collect(), services }
+}
+
+fn health(h: &SourceHealth) -> String {
+    match h {
+        SourceHealth::Connecting => "connecting".into(),
+        SourceHealth::Connected => "connected".into(),
+        SourceHealth::Retrying { error, .. } => format!("retrying ({error})"),
+        SourceHealth::Forbidden(m) => format!("forbidden: {m}"),
+        SourceHealth::Unavailable(m) => format!("unavailable: {m}"),
+    }
+}
+
+fn gate_line(g: &Gate) -> String {
+    format!("    {} {} {}: {}", if g.passed { "✓" } else { "✗" }, g.number, g.name, g.evidence)
+}
+
+pub fn text(r: &Report) -> String {
+    let mut out = format!("context {}  cluster {}\n", r.context, r.cluster);
+    let sources: Vec<String> = r.sources.iter().map(|(s, h)| format!("{} {}", s.label(), health(h))).collect();
+    out.push_str(&format!("sources: {}\n", sources.join(" · ")));
+    if !r.complete {
+        out.push_str("(incomplete: not every source answered in time; what follows is what arrived)\n");
+    }
+    for s in &r.services {
+        let d = s.decision;
+        let rollout = d.rollout.as_ref().map_or("unknown", |r| r.message());
+        out.push_str(&format!("\n{}  revision {}  {}/{} pods ready  {rollout}\n", s.service, d.current_revision.map_or("?".into(), |r| r.to_string()), s.ready_pods, s.pods));
+        let triggers: Vec<String> = s
+            .triggers
+            .iter()
+            .map(|t| {
+                let value = t.value.map_or("–".into(), |v| format!("{v:.3}"));
+                let left = t.seconds_left.map_or(String::new(), |l| format!(", {l}s left"));
+                format!("{} {} ({}{left}) {value} {} {}", t.name, t.alert, t.data.label(), t.comparison, t.threshold)
+            })
+            .collect();
+        out.push_str(&format!("  triggers: {}\n", triggers.join(" · ")));
+        let target = d.target.as_ref().map_or("no earlier revision".into(), |t| format!("revision {} ({})", t.revision, t.images.join(", ")));
+        let confidence = d.confidence.as_ref().map_or(String::new(), |c| format!(", confidence {:.2}", c.score));
+        out.push_str(&format!("  decision: {} → {target}{confidence}\n", d.action.label()));
+        for g in &d.gates {
+            out.push_str(&gate_line(g));
+            out.push('\n');
+        }
+        for why in &d.why_not_automatic {
+            out.push_str(&format!("  why not automatic: {why}\n"));
+        }
+        for note in &d.blast_radius {
+            out.push_str(&format!("  {} {}\n", if note.risk { "!" } else { "·" }, note.text));
+        }
+    }
+    out
+}
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let config = args.cluster.config()?;
+    let mut core = Core::start(config, args.cluster.core_options(None)).await?;
+    let complete = core.settle(args.wait).await;
+    let (context, cluster) = (core.target.context.clone(), core.target.cluster_url.clone());
+    let r = report(&core.state, &context, &cluster, complete);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", text(&r));
+    }
+    Ok(if complete { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}

@@ -1,0 +1,181 @@
+//! Kubernetes through kube-rs watchers (never a polling loop): Deployments,
+//! ReplicaSets, Pods, Jobs, Events, Leases and HPAs, plus ConfigMaps and Secrets as
+//! metadata only. Each watcher restarts with backoff; its health becomes a message.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::PartialObjectMeta;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::engine::{KubeChange, KubeKind, KubeObject, Msg, SourceHealth, SourceId};
+
+/// Where backout is pointed, as the header shows it.
+#[derive(Clone)]
+pub struct Target {
+    pub client: Client,
+    pub context: String,
+    pub cluster_url: String,
+    pub namespace: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no Kubernetes cluster is configured: {0}. Point KUBECONFIG at a kubeconfig, or try `backout demo` for a simulated cluster")]
+    NoKubeconfig(String),
+    #[error("kubeconfig context {context:?}: {error}. `kubectl config get-contexts` lists the contexts")]
+    Context { context: String, error: String },
+}
+
+/// Connects as kubectl would: `--kubeconfig`, else `$KUBECONFIG` or ~/.kube/config,
+/// then `--context` and `--namespace`.
+pub async fn connect(kubeconfig: Option<&std::path::Path>, context: Option<&str>, namespace: Option<&str>) -> Result<Target, ConnectError> {
+    let kubeconfig = match kubeconfig {
+        Some(path) => Kubeconfig::read_from(path).map_err(|e| ConnectError::NoKubeconfig(format!("{}: {e}", path.display())))?,
+        None => Kubeconfig::read().map_err(|e| ConnectError::NoKubeconfig(e.to_string()))?,
+    };
+    let name = context.map(str::to_string).or(kubeconfig.current_context.clone()).unwrap_or_default();
+    let options = KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| ConnectError::Context { context: name.clone(), error: e.to_string() })?;
+    if let Some(ns) = namespace {
+        config.default_namespace = ns.to_string();
+    }
+    let cluster_url = config.cluster_url.to_string();
+    let namespace = config.default_namespace.clone();
+    let client = Client::try_from(config).map_err(|e| ConnectError::Context { context: name.clone(), error: e.to_string() })?;
+    Ok(Target { client, context: name, cluster_url, namespace })
+}
+
+/// Reports per-watcher health to one aggregated Kubernetes health.
+#[derive(Clone)]
+struct Health(mpsc::UnboundedSender<(String, SourceHealth)>);
+
+fn describe(e: &watcher::Error) -> SourceHealth {
+    let status = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s.as_ref().clone()),
+        watcher::Error::WatchError(s) => Some(s.as_ref().clone()),
+        _ => None,
+    };
+    match status {
+        Some(s) if s.code == 403 => SourceHealth::Forbidden(format!("{}; ask for get, list and watch on it (assets/deploy/ lists what backout needs)", s.message)),
+        _ => SourceHealth::Retrying { attempt: 0, retry_in_secs: 1, error: e.to_string() },
+    }
+}
+
+async fn run<K>(api: Api<K>, kind: KubeKind, namespace: String, wrap: fn(K) -> KubeObject, tx: mpsc::Sender<Msg>, health: Health)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let label = format!("{kind:?}");
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    forward(stream, kind, namespace, wrap, tx, health, label).await;
+}
+
+async fn forward<K>(
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    kind: KubeKind,
+    namespace: String,
+    wrap: impl Fn(K) -> KubeObject,
+    tx: mpsc::Sender<Msg>,
+    health: Health,
+    label: String,
+) {
+    let mut buffer = Vec::new();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        let msg = match event {
+            Ok(watcher::Event::Init) => {
+                buffer.clear();
+                continue;
+            }
+            Ok(watcher::Event::InitApply(o)) => {
+                buffer.push(wrap(o));
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                let _ = health.0.send((label.clone(), SourceHealth::Connected));
+                KubeChange::Relisted { kind, namespace: namespace.clone(), objects: std::mem::take(&mut buffer) }
+            }
+            Ok(watcher::Event::Apply(o)) => KubeChange::Applied(wrap(o)),
+            Ok(watcher::Event::Delete(o)) => KubeChange::Deleted(wrap(o)),
+            Err(e) => {
+                let _ = health.0.send((label.clone(), describe(&e)));
+                continue;
+            }
+        };
+        if tx.send(Msg::Kube(msg)).await.is_err() {
+            return; // the core has stopped
+        }
+    }
+}
+
+/// Starts every watcher for `namespace`; they run until the receiver is dropped.
+pub fn spawn(client: &Client, namespace: &str, tx: mpsc::Sender<Msg>) {
+    let (health_tx, mut health_rx) = mpsc::unbounded_channel::<(String, SourceHealth)>();
+    let health = Health(health_tx);
+    let ns = namespace.to_string();
+    macro_rules! watch {
+        ($ty:ty, $kind:expr, $variant:path) => {
+            tokio::spawn(run(Api::<$ty>::namespaced(client.clone(), &ns), $kind, ns.clone(), |o| $variant(Box::new(o)), tx.clone(), health.clone()));
+        };
+    }
+    watch!(Deployment, KubeKind::Deployment, KubeObject::Deployment);
+    watch!(ReplicaSet, KubeKind::ReplicaSet, KubeObject::ReplicaSet);
+    watch!(Pod, KubeKind::Pod, KubeObject::Pod);
+    watch!(Job, KubeKind::Job, KubeObject::Job);
+    watch!(Event, KubeKind::Event, KubeObject::Event);
+    watch!(Lease, KubeKind::Lease, KubeObject::Lease);
+    watch!(HorizontalPodAutoscaler, KubeKind::Hpa, KubeObject::Hpa);
+    // Metadata only: backout never reads what a ConfigMap or Secret holds.
+    let cm_api = Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &ns);
+    let secret_api = Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &ns);
+    let (cm_tx, cm_health, cm_ns) = (tx.clone(), health.clone(), ns.clone());
+    tokio::spawn(async move {
+        let stream = watcher(cm_api, watcher::Config::default()).default_backoff();
+        forward(stream, KubeKind::ConfigMap, cm_ns, |m| KubeObject::ConfigMap(Box::new(m.metadata)), cm_tx, cm_health, "ConfigMap".into()).await;
+    });
+    let (s_tx, s_health, s_ns) = (tx.clone(), health.clone(), ns.clone());
+    tokio::spawn(async move {
+        let stream = watcher(secret_api, watcher::Config::default()).default_backoff();
+        forward(stream, KubeKind::Secret, s_ns, |m| KubeObject::Secret(Box::new(m.metadata)), s_tx, s_health, "Secret".into()).await;
+    });
+    drop(health);
+    // One health for the whole source: the worst of its watchers.
+    tokio::spawn(async move {
+        let mut each: BTreeMap<String, SourceHealth> = BTreeMap::new();
+        let mut last = None;
+        while let Some((watcher, h)) = health_rx.recv().await {
+            each.insert(watcher, h);
+            let worst = each
+                .iter()
+                .find(|(_, h)| matches!(h, SourceHealth::Forbidden(_)))
+                .or_else(|| each.iter().find(|(_, h)| !matches!(h, SourceHealth::Connected)))
+                .map(|(w, h)| match h {
+                    SourceHealth::Forbidden(m) => SourceHealth::Forbidden(format!("{w}: {m}")),
+                    SourceHealth::Retrying { attempt, retry_in_secs, error } => SourceHealth::Retrying { attempt: *attempt, retry_in_secs: *retry_in_secs, error: format!("{w}: {error}") },
+                    other => other.clone(),
+                })
+                .unwrap_or(SourceHealth::Connected);
+            if last.as_ref() != Some(&worst) {
+                last = Some(worst.clone());
+                if tx.send(Msg::Source { source: SourceId::Kubernetes, health: worst }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
