@@ -21,7 +21,9 @@ pub fn default_path() -> PathBuf {
     let state = std::env::var_os("XDG_STATE_HOME")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/state"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/state")
+        });
     state.join("backout").join("journal.jsonl")
 }
 
@@ -31,7 +33,10 @@ impl Journal {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Journal { file, path: path.to_path_buf() })
+        Ok(Journal {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -52,7 +57,11 @@ pub fn read(path: &Path) -> std::io::Result<(Vec<Record>, Vec<String>)> {
     let text = std::fs::read_to_string(path)?;
     let mut records = Vec::new();
     let mut bad = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         match serde_json::from_str(line) {
             Ok(r) => records.push(r),
             Err(e) => bad.push(format!("{} line {}: {e}", path.display(), i + 1)),
@@ -75,10 +84,17 @@ mod tests {
             at: jiff::Timestamp::from_second(1_800_000_000).unwrap(),
             incident: Some("inc".into()),
             service: "shop/checkout".into(),
-            entry: Entry::IncidentOpened { summary: "error-rate firing".into() },
+            entry: Entry::IncidentOpened {
+                summary: "error-rate firing".into(),
+            },
         };
         j.append(&record).unwrap();
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"at\":").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"at\":")
+            .unwrap();
         let (records, bad) = read(&path).unwrap();
         assert_eq!(records, [record]);
         assert_eq!(bad.len(), 1);

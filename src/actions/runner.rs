@@ -9,7 +9,11 @@ use tokio::task::JoinHandle;
 use super::journal::Journal;
 use crate::engine::{Effect, Msg};
 
-pub fn spawn(journal: Option<Journal>, mut effects: mpsc::Receiver<Effect>, tx: mpsc::Sender<Msg>) -> JoinHandle<()> {
+pub fn spawn(
+    journal: Option<Journal>,
+    mut effects: mpsc::Receiver<Effect>,
+    tx: mpsc::Sender<Msg>,
+) -> JoinHandle<()> {
     let journal = journal.map(|j| Arc::new(Mutex::new(j)));
     tokio::spawn(async move {
         while let Some(effect) = effects.recv().await {
@@ -18,10 +22,12 @@ pub fn spawn(journal: Option<Journal>, mut effects: mpsc::Receiver<Effect>, tx: 
                     Some(j) => {
                         let (j, record) = (j.clone(), record.clone());
                         // fsync blocks: keep it off the async workers.
-                        tokio::task::spawn_blocking(move || j.lock().expect("journal lock").append(&record))
-                            .await
-                            .map_err(|e| e.to_string())
-                            .and_then(|r| r.map_err(|e| e.to_string()))
+                        tokio::task::spawn_blocking(move || {
+                            j.lock().expect("journal lock").append(&record)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
                     }
                     None => Ok(()),
                 },
@@ -36,7 +42,14 @@ pub fn spawn(journal: Option<Journal>, mut effects: mpsc::Receiver<Effect>, tx: 
                     Effect::Journal(_) => "journal write",
                     Effect::Page { .. } => "page",
                 };
-                if tx.send(Msg::EffectFailed { what: what.into(), error }).await.is_err() {
+                if tx
+                    .send(Msg::EffectFailed {
+                        what: what.into(),
+                        error,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

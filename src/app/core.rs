@@ -32,13 +32,26 @@ pub struct Core {
 }
 
 /// Kinds whose first list must arrive before decisions mean anything.
-const NEEDED: [KubeKind; 6] = [KubeKind::Deployment, KubeKind::ReplicaSet, KubeKind::Pod, KubeKind::Job, KubeKind::ConfigMap, KubeKind::Secret];
+const NEEDED: [KubeKind; 6] = [
+    KubeKind::Deployment,
+    KubeKind::ReplicaSet,
+    KubeKind::Pod,
+    KubeKind::Job,
+    KubeKind::ConfigMap,
+    KubeKind::Secret,
+];
 
 impl Core {
     pub async fn start(config: Config, opts: Options) -> anyhow::Result<Core> {
-        let target = sources::kube::connect(opts.kubeconfig.as_deref(), opts.context.as_deref(), opts.namespace.as_deref()).await?;
+        let target = sources::kube::connect(
+            opts.kubeconfig.as_deref(),
+            opts.context.as_deref(),
+            opts.namespace.as_deref(),
+        )
+        .await?;
         let (tx, rx) = mpsc::channel::<Msg>(4096);
-        let mut namespaces: Vec<String> = config.watch.iter().map(|w| w.namespace.clone()).collect();
+        let mut namespaces: Vec<String> =
+            config.watch.iter().map(|w| w.namespace.clone()).collect();
         namespaces.sort();
         namespaces.dedup();
         if namespaces.is_empty() {
@@ -54,8 +67,15 @@ impl Core {
                 sources::prometheus::spawn(prom, &config, services_rx, tx.clone());
             }
             None => {
-                let health = SourceHealth::Unavailable("no [prometheus] section in backout.toml: triggers are not evaluated".into());
-                tx.send(Msg::Source { source: SourceId::Prometheus, health }).await.ok();
+                let health = SourceHealth::Unavailable(
+                    "no [prometheus] section in backout.toml: triggers are not evaluated".into(),
+                );
+                tx.send(Msg::Source {
+                    source: SourceId::Prometheus,
+                    health,
+                })
+                .await
+                .ok();
             }
         }
         let ticks = tx.clone();
@@ -69,18 +89,31 @@ impl Core {
             }
         });
         let journal = match &opts.journal {
-            Some(path) => Some(Journal::open(path).with_context(|| format!("cannot open the journal {}; set BACKOUT_JOURNAL to a writable path", path.display()))?),
+            Some(path) => Some(Journal::open(path).with_context(|| {
+                format!(
+                    "cannot open the journal {}; set BACKOUT_JOURNAL to a writable path",
+                    path.display()
+                )
+            })?),
             None => None,
         };
         let (effects, effects_rx) = mpsc::channel(4096);
         runner::spawn(journal, effects_rx, tx);
-        Ok(Core { state: State::new(config, Timestamp::now()), target, rx, effects, services })
+        Ok(Core {
+            state: State::new(config, Timestamp::now()),
+            target,
+            rx,
+            effects,
+            services,
+        })
     }
 
     /// Waits for the next message, applies it and everything queued behind it, and
     /// dispatches the effects. Returns false when every source has stopped.
     pub async fn step(&mut self) -> bool {
-        let Some(first) = self.rx.recv().await else { return false };
+        let Some(first) = self.rx.recv().await else {
+            return false;
+        };
         let mut effects = update(&mut self.state, first);
         while let Ok(msg) = self.rx.try_recv() {
             effects.extend(update(&mut self.state, msg));
@@ -105,7 +138,13 @@ impl Core {
     pub fn ready(&self) -> bool {
         let listed = NEEDED.iter().all(|k| self.state.synced.contains(k));
         let answered = self.state.config.prometheus.is_none()
-            || self.state.services.values().all(|s| self.state.config.triggers.iter().all(|t| s.triggers.get(&t.name).is_some_and(|ts| ts.last_answer.is_some())));
+            || self.state.services.values().all(|s| {
+                self.state.config.triggers.iter().all(|t| {
+                    s.triggers
+                        .get(&t.name)
+                        .is_some_and(|ts| ts.last_answer.is_some())
+                })
+            });
         listed && answered && !self.state.services.is_empty()
     }
 

@@ -34,7 +34,12 @@ impl ClusterArgs {
     }
 
     pub fn core_options(&self, journal: Option<PathBuf>) -> Options {
-        Options { kubeconfig: self.kubeconfig.clone(), context: self.context.clone(), namespace: self.namespace.clone(), journal }
+        Options {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: self.namespace.clone(),
+            journal,
+        }
     }
 }
 

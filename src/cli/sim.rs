@@ -105,7 +105,12 @@ pub fn write_config(
     let path = dir.join("kubeconfig");
     std::fs::write(&path, serde_json::to_string_pretty(&kubeconfig)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    let services = scenario.services.iter().map(|s| format!("{:?}", s.name)).collect::<Vec<_>>().join(", ");
+    let services = scenario
+        .services
+        .iter()
+        .map(|s| format!("{:?}", s.name))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut toml = format!(
         "# Written by `backout sim --write-config` for scenario {name:?}.\n\
          # The simulator's incidents unfold in about a minute, so the time constants\n\
@@ -115,7 +120,11 @@ pub fn write_config(
          [policy]\nmin_requests = 20\nblind_after = \"30s\"\nblackout = \"2m\"\ncooldown = \"1m\"\n\n{SCALED_TRIGGERS}",
         name = scenario.name,
     );
-    let deps: Vec<_> = scenario.services.iter().filter(|s| !s.depends_on.is_empty()).collect();
+    let deps: Vec<_> = scenario
+        .services
+        .iter()
+        .filter(|s| !s.depends_on.is_empty())
+        .collect();
     if !deps.is_empty() {
         toml.push_str("\n[dependencies]\n");
         for s in deps {

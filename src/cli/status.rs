@@ -53,7 +53,12 @@ pub struct TriggerReport<'a> {
     pub seconds_left: Option<u64>,
 }
 
-pub fn report<'a>(state: &'a State, context: &'a str, cluster: &'a str, complete: bool) -> Report<'a> {
+pub fn report<'a>(
+    state: &'a State,
+    context: &'a str,
+    cluster: &'a str,
+    complete: bool,
+) -> Report<'a> {
     let services = state
         .services
         .iter()
@@ -81,7 +86,13 @@ pub fn report<'a>(state: &'a State, context: &'a str, cluster: &'a str, complete
             decision: &svc.decision,
         })
         .collect();
-    Report { context, cluster, complete, sources: state.sources.iter().map(|(k, v)| (*k, v)).collect(), services }
+    Report {
+        context,
+        cluster,
+        complete,
+        sources: state.sources.iter().map(|(k, v)| (*k, v)).collect(),
+        services,
+    }
 }
 
 fn health(h: &SourceHealth) -> String {
@@ -95,33 +106,68 @@ fn health(h: &SourceHealth) -> String {
 }
 
 fn gate_line(g: &Gate) -> String {
-    format!("    {} {} {}: {}", if g.passed { "✓" } else { "✗" }, g.number, g.name, g.evidence)
+    format!(
+        "    {} {} {}: {}",
+        if g.passed { "✓" } else { "✗" },
+        g.number,
+        g.name,
+        g.evidence
+    )
 }
 
 pub fn text(r: &Report) -> String {
     let mut out = format!("context {}  cluster {}\n", r.context, r.cluster);
-    let sources: Vec<String> = r.sources.iter().map(|(s, h)| format!("{} {}", s.label(), health(h))).collect();
+    let sources: Vec<String> = r
+        .sources
+        .iter()
+        .map(|(s, h)| format!("{} {}", s.label(), health(h)))
+        .collect();
     out.push_str(&format!("sources: {}\n", sources.join(" · ")));
     if !r.complete {
-        out.push_str("(incomplete: not every source answered in time; what follows is what arrived)\n");
+        out.push_str(
+            "(incomplete: not every source answered in time; what follows is what arrived)\n",
+        );
     }
     for s in &r.services {
         let d = s.decision;
         let rollout = d.rollout.as_ref().map_or("unknown", |r| r.message());
-        out.push_str(&format!("\n{}  revision {}  {}/{} pods ready  {rollout}\n", s.service, d.current_revision.map_or("?".into(), |r| r.to_string()), s.ready_pods, s.pods));
+        out.push_str(&format!(
+            "\n{}  revision {}  {}/{} pods ready  {rollout}\n",
+            s.service,
+            d.current_revision.map_or("?".into(), |r| r.to_string()),
+            s.ready_pods,
+            s.pods
+        ));
         let triggers: Vec<String> = s
             .triggers
             .iter()
             .map(|t| {
                 let value = t.value.map_or("–".into(), |v| format!("{v:.3}"));
-                let left = t.seconds_left.map_or(String::new(), |l| format!(", {l}s left"));
-                format!("{} {} ({}{left}) {value} {} {}", t.name, t.alert, t.data.label(), t.comparison, t.threshold)
+                let left = t
+                    .seconds_left
+                    .map_or(String::new(), |l| format!(", {l}s left"));
+                format!(
+                    "{} {} ({}{left}) {value} {} {}",
+                    t.name,
+                    t.alert,
+                    t.data.label(),
+                    t.comparison,
+                    t.threshold
+                )
             })
             .collect();
         out.push_str(&format!("  triggers: {}\n", triggers.join(" · ")));
-        let target = d.target.as_ref().map_or("no earlier revision".into(), |t| format!("revision {} ({})", t.revision, t.images.join(", ")));
-        let confidence = d.confidence.as_ref().map_or(String::new(), |c| format!(", confidence {:.2}", c.score));
-        out.push_str(&format!("  decision: {} → {target}{confidence}\n", d.action.label()));
+        let target = d.target.as_ref().map_or("no earlier revision".into(), |t| {
+            format!("revision {} ({})", t.revision, t.images.join(", "))
+        });
+        let confidence = d
+            .confidence
+            .as_ref()
+            .map_or(String::new(), |c| format!(", confidence {:.2}", c.score));
+        out.push_str(&format!(
+            "  decision: {} → {target}{confidence}\n",
+            d.action.label()
+        ));
         for g in &d.gates {
             out.push_str(&gate_line(g));
             out.push('\n');
@@ -130,7 +176,11 @@ pub fn text(r: &Report) -> String {
             out.push_str(&format!("  why not automatic: {why}\n"));
         }
         for note in &d.blast_radius {
-            out.push_str(&format!("  {} {}\n", if note.risk { "!" } else { "·" }, note.text));
+            out.push_str(&format!(
+                "  {} {}\n",
+                if note.risk { "!" } else { "·" },
+                note.text
+            ));
         }
     }
     out
@@ -147,5 +197,9 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", text(&r));
     }
-    Ok(if complete { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }

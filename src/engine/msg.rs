@@ -24,7 +24,10 @@ pub enum Msg {
     },
     Tick(Timestamp),
     /// The effect runner could not do something; shown, never swallowed.
-    EffectFailed { what: String, error: String },
+    EffectFailed {
+        what: String,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

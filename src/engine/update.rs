@@ -29,7 +29,9 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::Kube(change) => kube(state, change),
         Msg::Query(answer) => query(state, answer, &mut effects).into_iter().collect(),
         Msg::EffectFailed { what, error } => {
-            state.effect_errors.push_back(format!("{what} failed: {error}"));
+            state
+                .effect_errors
+                .push_back(format!("{what} failed: {error}"));
             while state.effect_errors.len() > 20 {
                 state.effect_errors.pop_front();
             }

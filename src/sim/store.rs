@@ -299,7 +299,13 @@ impl Store {
         }
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);
-        for field in ["uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "resourceVersion",
+            "generation",
+            "managedFields",
+        ] {
             match current["metadata"].get(field) {
                 Some(v) => obj["metadata"][field] = v.clone(),
                 None => {
@@ -342,7 +348,12 @@ impl Store {
         }
     }
 
-    fn commit(&mut self, res: &'static ResourceDef, mut obj: Value, prev: Option<Arc<Value>>) -> Arc<Value> {
+    fn commit(
+        &mut self,
+        res: &'static ResourceDef,
+        mut obj: Value,
+        prev: Option<Arc<Value>>,
+    ) -> Arc<Value> {
         // As the API server records who last wrote an object and when; clients read
         // the time to learn when, say, a ConfigMap last changed.
         obj["metadata"]["managedFields"] = json!([{"manager": "backout-sim", "operation": "Update",

@@ -33,29 +33,53 @@ pub struct Target {
 pub enum ConnectError {
     #[error("no Kubernetes cluster is configured: {0}. Point KUBECONFIG at a kubeconfig, or try `backout demo` for a simulated cluster")]
     NoKubeconfig(String),
-    #[error("kubeconfig context {context:?}: {error}. `kubectl config get-contexts` lists the contexts")]
+    #[error(
+        "kubeconfig context {context:?}: {error}. `kubectl config get-contexts` lists the contexts"
+    )]
     Context { context: String, error: String },
 }
 
 /// Connects as kubectl would: `--kubeconfig`, else `$KUBECONFIG` or ~/.kube/config,
 /// then `--context` and `--namespace`.
-pub async fn connect(kubeconfig: Option<&std::path::Path>, context: Option<&str>, namespace: Option<&str>) -> Result<Target, ConnectError> {
+pub async fn connect(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<Target, ConnectError> {
     let kubeconfig = match kubeconfig {
-        Some(path) => Kubeconfig::read_from(path).map_err(|e| ConnectError::NoKubeconfig(format!("{}: {e}", path.display())))?,
+        Some(path) => Kubeconfig::read_from(path)
+            .map_err(|e| ConnectError::NoKubeconfig(format!("{}: {e}", path.display())))?,
         None => Kubeconfig::read().map_err(|e| ConnectError::NoKubeconfig(e.to_string()))?,
     };
-    let name = context.map(str::to_string).or(kubeconfig.current_context.clone()).unwrap_or_default();
-    let options = KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+    let name = context
+        .map(str::to_string)
+        .or(kubeconfig.current_context.clone())
+        .unwrap_or_default();
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
-        .map_err(|e| ConnectError::Context { context: name.clone(), error: e.to_string() })?;
+        .map_err(|e| ConnectError::Context {
+            context: name.clone(),
+            error: e.to_string(),
+        })?;
     if let Some(ns) = namespace {
         config.default_namespace = ns.to_string();
     }
     let cluster_url = config.cluster_url.to_string();
     let namespace = config.default_namespace.clone();
-    let client = Client::try_from(config).map_err(|e| ConnectError::Context { context: name.clone(), error: e.to_string() })?;
-    Ok(Target { client, context: name, cluster_url, namespace })
+    let client = Client::try_from(config).map_err(|e| ConnectError::Context {
+        context: name.clone(),
+        error: e.to_string(),
+    })?;
+    Ok(Target {
+        client,
+        context: name,
+        cluster_url,
+        namespace,
+    })
 }
 
 /// Reports per-watcher health to one aggregated Kubernetes health.
@@ -71,13 +95,26 @@ fn describe(e: &watcher::Error) -> SourceHealth {
         _ => None,
     };
     match status {
-        Some(s) if s.code == 403 => SourceHealth::Forbidden(format!("{}; ask for get, list and watch on it (assets/deploy/ lists what backout needs)", s.message)),
-        _ => SourceHealth::Retrying { attempt: 0, retry_in_secs: 1, error: e.to_string() },
+        Some(s) if s.code == 403 => SourceHealth::Forbidden(format!(
+            "{}; ask for get, list and watch on it (assets/deploy/ lists what backout needs)",
+            s.message
+        )),
+        _ => SourceHealth::Retrying {
+            attempt: 0,
+            retry_in_secs: 1,
+            error: e.to_string(),
+        },
     }
 }
 
-async fn run<K>(api: Api<K>, kind: KubeKind, namespace: String, wrap: fn(K) -> KubeObject, tx: mpsc::Sender<Msg>, health: Health)
-where
+async fn run<K>(
+    api: Api<K>,
+    kind: KubeKind,
+    namespace: String,
+    wrap: fn(K) -> KubeObject,
+    tx: mpsc::Sender<Msg>,
+    health: Health,
+) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let label = format!("{kind:?}");
@@ -108,7 +145,11 @@ async fn forward<K>(
             }
             Ok(watcher::Event::InitDone) => {
                 let _ = health.0.send((label.clone(), SourceHealth::Connected));
-                KubeChange::Relisted { kind, namespace: namespace.clone(), objects: std::mem::take(&mut buffer) }
+                KubeChange::Relisted {
+                    kind,
+                    namespace: namespace.clone(),
+                    objects: std::mem::take(&mut buffer),
+                }
             }
             Ok(watcher::Event::Apply(o)) => KubeChange::Applied(wrap(o)),
             Ok(watcher::Event::Delete(o)) => KubeChange::Deleted(wrap(o)),
@@ -130,7 +171,14 @@ pub fn spawn(client: &Client, namespace: &str, tx: mpsc::Sender<Msg>) {
     let ns = namespace.to_string();
     macro_rules! watch {
         ($ty:ty, $kind:expr, $variant:path) => {
-            tokio::spawn(run(Api::<$ty>::namespaced(client.clone(), &ns), $kind, ns.clone(), |o| $variant(Box::new(o)), tx.clone(), health.clone()));
+            tokio::spawn(run(
+                Api::<$ty>::namespaced(client.clone(), &ns),
+                $kind,
+                ns.clone(),
+                |o| $variant(Box::new(o)),
+                tx.clone(),
+                health.clone(),
+            ));
         };
     }
     watch!(Deployment, KubeKind::Deployment, KubeObject::Deployment);
@@ -146,12 +194,30 @@ pub fn spawn(client: &Client, namespace: &str, tx: mpsc::Sender<Msg>) {
     let (cm_tx, cm_health, cm_ns) = (tx.clone(), health.clone(), ns.clone());
     tokio::spawn(async move {
         let stream = watcher(cm_api, watcher::Config::default()).default_backoff();
-        forward(stream, KubeKind::ConfigMap, cm_ns, |m| KubeObject::ConfigMap(Box::new(m.metadata)), cm_tx, cm_health, "ConfigMap".into()).await;
+        forward(
+            stream,
+            KubeKind::ConfigMap,
+            cm_ns,
+            |m| KubeObject::ConfigMap(Box::new(m.metadata)),
+            cm_tx,
+            cm_health,
+            "ConfigMap".into(),
+        )
+        .await;
     });
     let (s_tx, s_health, s_ns) = (tx.clone(), health.clone(), ns.clone());
     tokio::spawn(async move {
         let stream = watcher(secret_api, watcher::Config::default()).default_backoff();
-        forward(stream, KubeKind::Secret, s_ns, |m| KubeObject::Secret(Box::new(m.metadata)), s_tx, s_health, "Secret".into()).await;
+        forward(
+            stream,
+            KubeKind::Secret,
+            s_ns,
+            |m| KubeObject::Secret(Box::new(m.metadata)),
+            s_tx,
+            s_health,
+            "Secret".into(),
+        )
+        .await;
     });
     drop(health);
     // One health for the whole source: the worst of its watchers.
@@ -163,16 +229,34 @@ pub fn spawn(client: &Client, namespace: &str, tx: mpsc::Sender<Msg>) {
             let worst = each
                 .iter()
                 .find(|(_, h)| matches!(h, SourceHealth::Forbidden(_)))
-                .or_else(|| each.iter().find(|(_, h)| !matches!(h, SourceHealth::Connected)))
+                .or_else(|| {
+                    each.iter()
+                        .find(|(_, h)| !matches!(h, SourceHealth::Connected))
+                })
                 .map(|(w, h)| match h {
                     SourceHealth::Forbidden(m) => SourceHealth::Forbidden(format!("{w}: {m}")),
-                    SourceHealth::Retrying { attempt, retry_in_secs, error } => SourceHealth::Retrying { attempt: *attempt, retry_in_secs: *retry_in_secs, error: format!("{w}: {error}") },
+                    SourceHealth::Retrying {
+                        attempt,
+                        retry_in_secs,
+                        error,
+                    } => SourceHealth::Retrying {
+                        attempt: *attempt,
+                        retry_in_secs: *retry_in_secs,
+                        error: format!("{w}: {error}"),
+                    },
                     other => other.clone(),
                 })
                 .unwrap_or(SourceHealth::Connected);
             if last.as_ref() != Some(&worst) {
                 last = Some(worst.clone());
-                if tx.send(Msg::Source { source: SourceId::Kubernetes, health: worst }).await.is_err() {
+                if tx
+                    .send(Msg::Source {
+                        source: SourceId::Kubernetes,
+                        health: worst,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -38,9 +38,15 @@ enum Auth {
     Basic(String, String),
 }
 
-fn secret(env: &Option<String>, file: &Option<std::path::PathBuf>, what: &str) -> Result<Option<String>, SetupError> {
+fn secret(
+    env: &Option<String>,
+    file: &Option<std::path::PathBuf>,
+    what: &str,
+) -> Result<Option<String>, SetupError> {
     if let Some(var) = env {
-        return std::env::var(var).map(Some).map_err(|_| SetupError::Auth(format!("{what}: environment variable {var} is not set")));
+        return std::env::var(var).map(Some).map_err(|_| {
+            SetupError::Auth(format!("{what}: environment variable {var} is not set"))
+        });
     }
     if let Some(path) = file {
         return std::fs::read_to_string(path)
@@ -52,25 +58,47 @@ fn secret(env: &Option<String>, file: &Option<std::path::PathBuf>, what: &str) -
 
 impl Prometheus {
     pub fn new(cfg: &PrometheusConfig) -> Result<Prometheus, SetupError> {
-        let mut builder = reqwest::Client::builder().timeout(cfg.timeout).connect_timeout(cfg.timeout.min(Duration::from_secs(5)));
+        let mut builder = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)));
         if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path).map_err(|e| SetupError::Ca { path: path.display().to_string(), error: e.to_string() })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| SetupError::Ca { path: path.display().to_string(), error: e.to_string() })?;
+            let pem = std::fs::read(path).map_err(|e| SetupError::Ca {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| SetupError::Ca {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            })?;
             builder = builder.add_root_certificate(cert);
         }
         let auth = match &cfg.auth {
             None => None,
-            Some(a) => match (secret(&a.bearer_token_env, &a.bearer_token_file, "bearer token")?, &a.basic_user) {
+            Some(a) => match (
+                secret(&a.bearer_token_env, &a.bearer_token_file, "bearer token")?,
+                &a.basic_user,
+            ) {
                 (Some(token), _) => Some(Auth::Bearer(token)),
                 (None, Some(user)) => {
-                    let password = secret(&a.basic_password_env, &a.basic_password_file, "basic password")?.unwrap_or_default();
+                    let password = secret(
+                        &a.basic_password_env,
+                        &a.basic_password_file,
+                        "basic password",
+                    )?
+                    .unwrap_or_default();
                     Some(Auth::Basic(user.clone(), password))
                 }
                 (None, None) => None,
             },
         };
-        let http = builder.build().map_err(|e| SetupError::Client(e.to_string()))?;
-        Ok(Prometheus { http, base: cfg.url.trim_end_matches('/').to_string(), auth })
+        let http = builder
+            .build()
+            .map_err(|e| SetupError::Client(e.to_string()))?;
+        Ok(Prometheus {
+            http,
+            base: cfg.url.trim_end_matches('/').to_string(),
+            auth,
+        })
     }
 
     async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Value, String> {
@@ -84,33 +112,63 @@ impl Prometheus {
             if e.is_timeout() {
                 format!("Prometheus at {} did not answer in time", self.base)
             } else {
-                format!("cannot reach Prometheus at {}: {}", self.base, root_cause(&e))
+                format!(
+                    "cannot reach Prometheus at {}: {}",
+                    self.base,
+                    root_cause(&e)
+                )
             }
         })?;
         let status = resp.status();
-        let body: Value = resp.json().await.map_err(|e| format!("malformed answer from Prometheus ({status}): {e}"))?;
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|e| format!("malformed answer from Prometheus ({status}): {e}"))?;
         if body["status"] == "success" {
             return Ok(body["data"].clone());
         }
-        let (kind, error) = (body["errorType"].as_str().unwrap_or("unknown"), body["error"].as_str().unwrap_or(""));
+        let (kind, error) = (
+            body["errorType"].as_str().unwrap_or("unknown"),
+            body["error"].as_str().unwrap_or(""),
+        );
         Err(match status.as_u16() {
-            401 | 403 => format!("Prometheus refused the credentials ({status}); check [prometheus.auth]"),
+            401 | 403 => {
+                format!("Prometheus refused the credentials ({status}); check [prometheus.auth]")
+            }
             _ => format!("Prometheus rejected the query ({status}, {kind}): {error}"),
         })
     }
 
     /// The one series a trigger query must yield, over `[end - lookback, end]`.
-    pub async fn range(&self, query: &str, end: Timestamp, lookback: Duration, step: Duration) -> QueryOutcome {
+    pub async fn range(
+        &self,
+        query: &str,
+        end: Timestamp,
+        lookback: Duration,
+        step: Duration,
+    ) -> QueryOutcome {
         let start = end.as_second() - lookback.as_secs() as i64;
-        let params = [("query", query.to_string()), ("start", start.to_string()), ("end", end.as_second().to_string()), ("step", format!("{}s", step.as_secs().max(1)))];
+        let params = [
+            ("query", query.to_string()),
+            ("start", start.to_string()),
+            ("end", end.as_second().to_string()),
+            ("step", format!("{}s", step.as_secs().max(1))),
+        ];
         match self.get("/api/v1/query_range", &params).await {
             Err(error) => QueryOutcome::Failed { error },
             Ok(data) => match data["result"].as_array().map(Vec::as_slice) {
-                None => QueryOutcome::Failed { error: "malformed answer from Prometheus: no result list".into() },
+                None => QueryOutcome::Failed {
+                    error: "malformed answer from Prometheus: no result list".into(),
+                },
                 Some([]) => QueryOutcome::Empty,
                 Some([one]) => match parse_points(&one["values"]) {
-                    Some(points) => QueryOutcome::Series { points, requests_per_second: None },
-                    None => QueryOutcome::Failed { error: "malformed answer from Prometheus: unreadable points".into() },
+                    Some(points) => QueryOutcome::Series {
+                        points,
+                        requests_per_second: None,
+                    },
+                    None => QueryOutcome::Failed {
+                        error: "malformed answer from Prometheus: unreadable points".into(),
+                    },
                 },
                 Some(many) => QueryOutcome::SeveralSeries { count: many.len() },
             },
@@ -147,8 +205,16 @@ fn parse_points(values: &Value) -> Option<Vec<(i64, f64)>> {
 
 /// Polls every (trigger, service) until `tx` closes. The services come from the core
 /// through `services`, so a newly seen Deployment is polled from the next round.
-pub fn spawn(prom: Prometheus, config: &Config, services: watch::Receiver<Vec<ServiceKey>>, tx: mpsc::Sender<Msg>) -> JoinHandle<()> {
-    let cfg = config.prometheus.clone().expect("spawn is called only with a [prometheus] section");
+pub fn spawn(
+    prom: Prometheus,
+    config: &Config,
+    services: watch::Receiver<Vec<ServiceKey>>,
+    tx: mpsc::Sender<Msg>,
+) -> JoinHandle<()> {
+    let cfg = config
+        .prometheus
+        .clone()
+        .expect("spawn is called only with a [prometheus] section");
     let triggers: Vec<Trigger> = config.triggers.clone();
     tokio::spawn(async move {
         let limit = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
@@ -180,23 +246,48 @@ pub fn spawn(prom: Prometheus, config: &Config, services: watch::Receiver<Vec<Se
                     if let Some(old) = inflight.remove(&key) {
                         old.abort();
                     }
-                    let (prom, tx, limit, health) = (prom.clone(), tx.clone(), limit.clone(), health_tx.clone());
+                    let (prom, tx, limit, health) =
+                        (prom.clone(), tx.clone(), limit.clone(), health_tx.clone());
                     let (trigger, lookback) = (trigger.clone(), cfg.lookback);
                     let svc = service.clone();
-                    inflight.insert(key, tokio::spawn(async move {
-                        let Ok(_permit) = limit.acquire().await else { return };
-                        let query = trigger.query_for(&svc.namespace, &svc.name, &svc.name);
-                        let mut outcome = prom.range(&query, now, lookback, step).await;
-                        if let (QueryOutcome::Series { requests_per_second, .. }, Some(volume)) = (&mut outcome, &trigger.volume_query) {
-                            let volume = crate::config::triggers::expand(volume, &svc.namespace, &svc.name, &svc.name);
-                            if let QueryOutcome::Series { points, .. } = prom.range(&volume, now, step * 2, step).await {
-                                *requests_per_second = points.last().map(|(_, v)| *v);
+                    inflight.insert(
+                        key,
+                        tokio::spawn(async move {
+                            let Ok(_permit) = limit.acquire().await else {
+                                return;
+                            };
+                            let query = trigger.query_for(&svc.namespace, &svc.name, &svc.name);
+                            let mut outcome = prom.range(&query, now, lookback, step).await;
+                            if let (
+                                QueryOutcome::Series {
+                                    requests_per_second,
+                                    ..
+                                },
+                                Some(volume),
+                            ) = (&mut outcome, &trigger.volume_query)
+                            {
+                                let volume = crate::config::triggers::expand(
+                                    volume,
+                                    &svc.namespace,
+                                    &svc.name,
+                                    &svc.name,
+                                );
+                                if let QueryOutcome::Series { points, .. } =
+                                    prom.range(&volume, now, step * 2, step).await
+                                {
+                                    *requests_per_second = points.last().map(|(_, v)| *v);
+                                }
                             }
-                        }
-                        let _ = health.send(!matches!(outcome, QueryOutcome::Failed { .. }));
-                        let answer = QueryAnswer { trigger: trigger.name.clone(), service: svc, answered_at: Timestamp::now(), outcome };
-                        let _ = tx.send(Msg::Query(answer)).await;
-                    }));
+                            let _ = health.send(!matches!(outcome, QueryOutcome::Failed { .. }));
+                            let answer = QueryAnswer {
+                                trigger: trigger.name.clone(),
+                                service: svc,
+                                answered_at: Timestamp::now(),
+                                outcome,
+                            };
+                            let _ = tx.send(Msg::Query(answer)).await;
+                        }),
+                    );
                 }
             }
             inflight.retain(|_, h| !h.is_finished());
@@ -210,11 +301,18 @@ mod tests {
 
     #[test]
     fn points_parse_with_special_values() {
-        let v = serde_json::json!([[1700000000.5, "0.25"], [1700000001, "NaN"], [1700000002, "+Inf"]]);
+        let v = serde_json::json!([
+            [1700000000.5, "0.25"],
+            [1700000001, "NaN"],
+            [1700000002, "+Inf"]
+        ]);
         let p = parse_points(&v).unwrap();
         assert_eq!(p[0], (1_700_000_000_500, 0.25));
         assert!(p[1].1.is_nan());
         assert_eq!(p[2].1, f64::INFINITY);
-        assert!(parse_points(&serde_json::json!([[1, 2]])).is_none(), "a number where a string belongs is malformed");
+        assert!(
+            parse_points(&serde_json::json!([[1, 2]])).is_none(),
+            "a number where a string belongs is malformed"
+        );
     }
 }
