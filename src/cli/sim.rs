@@ -9,7 +9,7 @@ use base64::Engine;
 use clap::Args;
 use serde_json::json;
 
-use crate::sim::api::auth::{EDITOR_TOKEN, VIEWER_TOKEN};
+use crate::sim::api::auth::{EDITOR_TOKEN, OUTSIDER_TOKEN, VIEWER_TOKEN};
 use crate::sim::scenario::Scenario;
 use crate::sim::{Sim, SimOptions};
 
@@ -92,10 +92,12 @@ pub fn write_config(
         "users": [
             {"name": "oncall-editor", "user": {"token": EDITOR_TOKEN}},
             {"name": "oncall-viewer", "user": {"token": VIEWER_TOKEN}},
+            {"name": "outsider", "user": {"token": OUTSIDER_TOKEN}},
         ],
         "contexts": [
             {"name": "backout-sim", "context": {"cluster": "backout-sim", "user": "oncall-editor", "namespace": ns}},
             {"name": "backout-sim-viewer", "context": {"cluster": "backout-sim", "user": "oncall-viewer", "namespace": ns}},
+            {"name": "backout-sim-outsider", "context": {"cluster": "backout-sim", "user": "outsider", "namespace": ns}},
         ],
         "current-context": "backout-sim",
     });

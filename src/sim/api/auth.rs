@@ -12,6 +12,8 @@ pub enum Role {
     Editor,
     /// get, list and watch, as the built-in `view` ClusterRole.
     Viewer,
+    /// Authenticated but granted nothing: for RBAC drills and tests.
+    Outsider,
 }
 
 #[derive(Debug, Clone)]
@@ -26,12 +28,14 @@ impl User {
         match self.role {
             Role::Editor => vec!["oncall", "system:authenticated"],
             Role::Viewer => vec!["viewers", "system:authenticated"],
+            Role::Outsider => vec!["system:authenticated"],
         }
     }
 }
 
 pub const EDITOR_TOKEN: &str = "backout-sim-editor";
 pub const VIEWER_TOKEN: &str = "backout-sim-viewer";
+pub const OUTSIDER_TOKEN: &str = "backout-sim-outsider";
 
 #[derive(Debug, Clone)]
 pub struct Users(Vec<User>);
@@ -48,6 +52,11 @@ impl Default for Users {
                 name: "oncall-viewer".into(),
                 token: VIEWER_TOKEN.into(),
                 role: Role::Viewer,
+            },
+            User {
+                name: "outsider".into(),
+                token: OUTSIDER_TOKEN.into(),
+                role: Role::Outsider,
             },
         ])
     }
@@ -86,6 +95,7 @@ pub fn allowed(user: &User, attrs: &Attributes) -> bool {
     match user.role {
         Role::Editor => true,
         Role::Viewer => matches!(attrs.verb, "get" | "list" | "watch"),
+        Role::Outsider => false,
     }
 }
 

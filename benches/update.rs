@@ -1,0 +1,177 @@
+//! `update()` at scale: 2,000 Deployments × 4 triggers. Reports message throughput,
+//! the state's heap size, and how long the one call that turns a breach sample into a
+//! changed decision takes. Run with `cargo bench --bench update`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use backout::config::Config;
+use backout::engine::signals::QueryOutcome;
+use backout::engine::{
+    update, Action, KubeChange, KubeObject, Msg, QueryAnswer, ServiceKey, State,
+};
+use jiff::Timestamp;
+use serde_json::json;
+
+/// Counts live heap bytes, to report what the state costs.
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const SERVICES: usize = 2_000;
+const T0: i64 = 1_800_000_000;
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_second(T0 + secs).unwrap()
+}
+
+fn kube<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Box<T> {
+    Box::new(serde_json::from_value(v).unwrap())
+}
+
+fn name(i: usize) -> String {
+    format!("svc-{i:04}")
+}
+
+fn populate(state: &mut State) {
+    for i in 0..SERVICES {
+        let n = name(i);
+        let template = |image: &str| json!({"metadata": {"labels": {"app": n}}, "spec": {"containers": [{"name": "app", "image": image}]}});
+        let d = json!({"metadata": {"name": n, "namespace": "scale", "generation": 1, "annotations": {"deployment.kubernetes.io/revision": "2"}},
+            "spec": {"replicas": 10, "selector": {"matchLabels": {"app": n}}, "template": template("app:2")},
+            "status": {"observedGeneration": 1, "replicas": 10, "updatedReplicas": 10, "availableReplicas": 10}});
+        update(
+            state,
+            Msg::Kube(KubeChange::Applied(KubeObject::Deployment(kube(d)))),
+        );
+        for rev in 1..=2 {
+            let rs = json!({"metadata": {"name": format!("{n}-{rev}"), "namespace": "scale", "creationTimestamp": t(-3600 * (3 - rev)).to_string(),
+                "annotations": {"deployment.kubernetes.io/revision": rev.to_string()},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": n, "uid": "u", "controller": true}]},
+                "spec": {"replicas": if rev == 2 { 10 } else { 0 }, "selector": {"matchLabels": {"app": n}}, "template": template(&format!("app:{rev}"))}});
+            update(
+                state,
+                Msg::Kube(KubeChange::Applied(KubeObject::ReplicaSet(kube(rs)))),
+            );
+        }
+    }
+}
+
+fn answer(service: usize, trigger: &str, value: f64, now: i64) -> Msg {
+    // 20 points, one every 15 s, as a 5-minute range query returns them.
+    let points = (0..20)
+        .map(|k| (t(now - 15 * (19 - k)).as_millisecond(), value))
+        .collect();
+    Msg::Query(QueryAnswer {
+        trigger: trigger.into(),
+        service: ServiceKey::new("scale", &name(service)),
+        answered_at: t(now),
+        outcome: QueryOutcome::Series {
+            points,
+            requests_per_second: Some(100.0),
+        },
+    })
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let config = Config::parse(
+        std::path::Path::new("bench.toml"),
+        "[prometheus]\nurl = \"http://p\"\n",
+    )
+    .unwrap();
+    let triggers: Vec<String> = config.triggers.iter().map(|t| t.name.clone()).collect();
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut state = State::new(config, t(0));
+    let setup = Instant::now();
+    populate(&mut state);
+    println!(
+        "setup: {SERVICES} Deployments with 2 revisions each applied in {:.0} ms",
+        setup.elapsed().as_secs_f64() * 1000.0
+    );
+
+    // One poll round of healthy answers, several times over.
+    let rounds = 5;
+    let start = Instant::now();
+    let mut messages = 0;
+    for round in 0..rounds {
+        update(&mut state, Msg::Tick(t(60 + round * 15)));
+        for i in 0..SERVICES {
+            for trigger in &triggers {
+                update(&mut state, answer(i, trigger, 0.001, 60 + round * 15));
+                messages += 1;
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "throughput: {messages} healthy query answers in {:.0} ms = {:.0} messages/s ({:.2} µs each)",
+        elapsed.as_secs_f64() * 1000.0,
+        messages as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e6 / messages as f64
+    );
+    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    println!(
+        "memory: state holds {:.1} MiB ({:.1} KiB per service)",
+        bytes as f64 / 1048576.0,
+        bytes as f64 / 1024.0 / SERVICES as f64
+    );
+
+    let tick = Instant::now();
+    update(&mut state, Msg::Tick(t(200)));
+    println!(
+        "tick: re-deciding all {SERVICES} services took {:.2} ms",
+        tick.elapsed().as_secs_f64() * 1000.0
+    );
+
+    // A breach whose run began long enough ago fires at once: one call changes the decision.
+    let mut latencies = Vec::new();
+    for i in 0..1_000 {
+        let msg = answer(i, "error-rate", 0.3, 200);
+        let start = Instant::now();
+        update(&mut state, msg);
+        latencies.push(start.elapsed());
+        assert_ne!(
+            state.services[&ServiceKey::new("scale", &name(i))]
+                .decision
+                .action,
+            Action::None,
+            "the decision changed"
+        );
+    }
+    let p99 = {
+        let mut l = latencies.clone();
+        l.sort();
+        l[l.len() * 99 / 100]
+    };
+    let healthy = median(
+        (0..1_000)
+            .map(|i| {
+                let msg = answer(1_000 + i, "error-rate", 0.001, 200);
+                let start = Instant::now();
+                update(&mut state, msg);
+                start.elapsed()
+            })
+            .collect(),
+    );
+    let breach = median(latencies);
+    println!("breach → decision: median {:.1} µs, p99 {:.1} µs (a healthy answer: {:.1} µs; ratio {:.1}x)", breach.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6, healthy.as_secs_f64() * 1e6, breach.as_secs_f64() / healthy.as_secs_f64());
+}
