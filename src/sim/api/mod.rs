@@ -7,7 +7,6 @@ pub mod discovery;
 pub mod handlers;
 pub mod patch;
 pub mod reviews;
-pub mod selectors;
 pub mod status;
 pub mod watch;
 

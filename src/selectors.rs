@@ -1,4 +1,5 @@
-//! Label and field selectors, with the operators kubectl and kube-rs send.
+//! Kubernetes label and field selectors, with the operators kubectl and kube-rs send.
+//! The simulator serves them and backout's config uses them, so they live here.
 
 use std::collections::BTreeSet;
 
