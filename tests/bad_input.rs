@@ -61,6 +61,15 @@ fn trigger_state(core: &Core, trigger: &str) -> Option<(String, String)> {
     Some((t.data.label().to_string(), detail))
 }
 
+/// Waits until the error-rate trigger is in `state` with a detail containing `detail`.
+async fn expect_trigger(core: &mut Core, state: &str, detail: &str) {
+    let what = format!("error-rate to be {state} with {detail:?}");
+    until(core, &what, |core| {
+        trigger_state(core, "error-rate").is_some_and(|(s, d)| s == state && d.contains(detail))
+    })
+    .await;
+}
+
 fn one_trigger(mut config: Config, query: &str) -> Config {
     let mut t = config
         .triggers
@@ -119,15 +128,12 @@ async fn an_unreachable_prometheus_is_an_error_on_each_trigger() {
     p.url = format!("http://127.0.0.1:{}", free_port());
     p.ca_file = None;
     let mut core = core(&c, config, None).await;
-    until(&mut core, "an error state", |core| {
-        trigger_state(core, "error-rate").is_some_and(|(s, _)| s == "error")
-    })
+    expect_trigger(
+        &mut core,
+        "error",
+        "cannot reach Prometheus at http://127.0.0.1:",
+    )
     .await;
-    let (_, detail) = trigger_state(&core, "error-rate").unwrap();
-    assert!(
-        detail.contains("cannot reach Prometheus at http://127.0.0.1:"),
-        "{detail}"
-    );
     until(&mut core, "prometheus to be retrying", |core| {
         matches!(
             core.state.sources.get(&SourceId::Prometheus),
@@ -145,15 +151,12 @@ async fn a_query_prometheus_rejects_is_an_error_naming_the_reason() {
         r#"sum(rate(http_requests_total{service="$SERVICE"}[1m]))"#,
     );
     let mut core = core(&c, config, None).await;
-    until(&mut core, "an error state", |core| {
-        trigger_state(core, "error-rate").is_some_and(|(s, _)| s == "error")
-    })
+    expect_trigger(
+        &mut core,
+        "error",
+        "Prometheus rejected the query (400 Bad Request, bad_data)",
+    )
     .await;
-    let (_, detail) = trigger_state(&core, "error-rate").unwrap();
-    assert!(
-        detail.contains("Prometheus rejected the query (400 Bad Request, bad_data)"),
-        "{detail}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,14 +170,7 @@ async fn several_series_are_a_config_error_not_a_choice() {
         r#"service:http_errors:ratio_rate1m{namespace="$NAMESPACE"}"#,
     );
     let mut core = core(&c, config, None).await;
-    until(&mut core, "an error state", |core| {
-        trigger_state(core, "error-rate").is_some_and(|(s, _)| s == "error")
-    })
-    .await;
-    assert!(trigger_state(&core, "error-rate")
-        .unwrap()
-        .1
-        .contains("returned 2 series"));
+    expect_trigger(&mut core, "error", "returned 2 series").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,10 +187,7 @@ async fn nan_from_a_service_without_traffic_is_no_data() {
         r#"service:http_errors:ratio_rate1m{namespace="$NAMESPACE",service="$SERVICE"}"#,
     );
     let mut core = core(&c, config, None).await;
-    until(&mut core, "no data from NaN", |core| {
-        trigger_state(core, "error-rate").is_some_and(|(s, d)| s == "no data" && d.contains("NaN"))
-    })
-    .await;
+    expect_trigger(&mut core, "no data", "NaN").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,12 +203,5 @@ async fn a_malformed_prometheus_answer_is_an_error() {
     p.url = url;
     p.ca_file = None;
     let mut core = core(&c, config, None).await;
-    until(&mut core, "an error state", |core| {
-        trigger_state(core, "error-rate").is_some_and(|(s, _)| s == "error")
-    })
-    .await;
-    assert!(trigger_state(&core, "error-rate")
-        .unwrap()
-        .1
-        .contains("malformed answer from Prometheus"));
+    expect_trigger(&mut core, "error", "malformed answer from Prometheus").await;
 }

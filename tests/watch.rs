@@ -107,6 +107,13 @@ async fn kube_watcher_sees_every_change_in_order_and_survives_close_and_410() {
     assert_eq!(resumed, (21..=30).map(Seen::Value).collect::<Vec<_>>());
 
     // After compaction the old version is gone: 410, then a relist with the latest state.
+    // An unrelated write first, so the watcher's version is older than the compaction
+    // point (compacting at exactly its version would leave nothing missing).
+    let other: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "unrelated"}})).unwrap();
+    api.create(&PostParams::default(), &other)
+        .await
+        .expect("create");
     c.sim.compact();
     c.sim.close_watches();
     for n in 31..=35 {

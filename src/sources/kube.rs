@@ -119,18 +119,6 @@ async fn run<K>(
 {
     let label = format!("{kind:?}");
     let stream = watcher(api, watcher::Config::default()).default_backoff();
-    forward(stream, kind, namespace, wrap, tx, health, label).await;
-}
-
-async fn forward<K>(
-    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-    kind: KubeKind,
-    namespace: String,
-    wrap: impl Fn(K) -> KubeObject,
-    tx: mpsc::Sender<Msg>,
-    health: Health,
-    label: String,
-) {
     let mut buffer = Vec::new();
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
@@ -170,54 +158,41 @@ pub fn spawn(client: &Client, namespace: &str, tx: mpsc::Sender<Msg>) {
     let health = Health(health_tx);
     let ns = namespace.to_string();
     macro_rules! watch {
-        ($ty:ty, $kind:expr, $variant:path) => {
+        ($ty:ty, $kind:expr, $wrap:expr) => {
+            let api = Api::<$ty>::namespaced(client.clone(), &ns);
             tokio::spawn(run(
-                Api::<$ty>::namespaced(client.clone(), &ns),
+                api,
                 $kind,
                 ns.clone(),
-                |o| $variant(Box::new(o)),
+                $wrap,
                 tx.clone(),
                 health.clone(),
             ));
         };
     }
-    watch!(Deployment, KubeKind::Deployment, KubeObject::Deployment);
-    watch!(ReplicaSet, KubeKind::ReplicaSet, KubeObject::ReplicaSet);
-    watch!(Pod, KubeKind::Pod, KubeObject::Pod);
-    watch!(Job, KubeKind::Job, KubeObject::Job);
-    watch!(Event, KubeKind::Event, KubeObject::Event);
-    watch!(Lease, KubeKind::Lease, KubeObject::Lease);
-    watch!(HorizontalPodAutoscaler, KubeKind::Hpa, KubeObject::Hpa);
+    watch!(
+        Deployment,
+        KubeKind::Deployment,
+        |o| KubeObject::Deployment(Box::new(o))
+    );
+    watch!(
+        ReplicaSet,
+        KubeKind::ReplicaSet,
+        |o| KubeObject::ReplicaSet(Box::new(o))
+    );
+    watch!(Pod, KubeKind::Pod, |o| KubeObject::Pod(Box::new(o)));
+    watch!(Job, KubeKind::Job, |o| KubeObject::Job(Box::new(o)));
+    watch!(Event, KubeKind::Event, |o| KubeObject::Event(Box::new(o)));
+    watch!(Lease, KubeKind::Lease, |o| KubeObject::Lease(Box::new(o)));
+    watch!(HorizontalPodAutoscaler, KubeKind::Hpa, |o| KubeObject::Hpa(
+        Box::new(o)
+    ));
     // Metadata only: backout never reads what a ConfigMap or Secret holds.
-    let cm_api = Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &ns);
-    let secret_api = Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &ns);
-    let (cm_tx, cm_health, cm_ns) = (tx.clone(), health.clone(), ns.clone());
-    tokio::spawn(async move {
-        let stream = watcher(cm_api, watcher::Config::default()).default_backoff();
-        forward(
-            stream,
-            KubeKind::ConfigMap,
-            cm_ns,
-            |m| KubeObject::ConfigMap(Box::new(m.metadata)),
-            cm_tx,
-            cm_health,
-            "ConfigMap".into(),
-        )
-        .await;
+    watch!(PartialObjectMeta<ConfigMap>, KubeKind::ConfigMap, |m| {
+        KubeObject::ConfigMap(Box::new(m.metadata))
     });
-    let (s_tx, s_health, s_ns) = (tx.clone(), health.clone(), ns.clone());
-    tokio::spawn(async move {
-        let stream = watcher(secret_api, watcher::Config::default()).default_backoff();
-        forward(
-            stream,
-            KubeKind::Secret,
-            s_ns,
-            |m| KubeObject::Secret(Box::new(m.metadata)),
-            s_tx,
-            s_health,
-            "Secret".into(),
-        )
-        .await;
+    watch!(PartialObjectMeta<Secret>, KubeKind::Secret, |m| {
+        KubeObject::Secret(Box::new(m.metadata))
     });
     drop(health);
     // One health for the whole source: the worst of its watchers.
