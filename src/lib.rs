@@ -7,6 +7,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
-pub mod selectors;
+pub mod k8s;
 pub mod sim;
 pub mod sources;

@@ -224,7 +224,7 @@ impl Config {
         }
         for w in &raw.watch {
             if let Some(sel) = &w.selector {
-                crate::selectors::LabelSelector::parse(sel).map_err(|e| {
+                crate::k8s::selectors::LabelSelector::parse(sel).map_err(|e| {
                     format!(
                         "[[watch]] namespace {:?}: selector {sel:?}: {e}",
                         w.namespace

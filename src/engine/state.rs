@@ -182,7 +182,7 @@ impl State {
                 && (w.deployments.is_empty() || w.deployments.iter().any(|d| d == name))
                 && w.selector.as_deref().is_none_or(|sel| {
                     let obj = serde_json::json!({"metadata": {"labels": labels}});
-                    crate::selectors::LabelSelector::parse(sel).is_ok_and(|s| s.matches(&obj))
+                    crate::k8s::selectors::LabelSelector::parse(sel).is_ok_and(|s| s.matches(&obj))
                 })
         })
     }

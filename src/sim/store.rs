@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use super::resources::{self, ResourceDef};
+use crate::k8s::template::SAFE_ALPHABET;
 
 pub type ObjKey = (String, String);
 
@@ -514,9 +515,6 @@ pub fn random_suffix() -> String {
         })
         .collect()
 }
-
-/// Kubernetes' alphabet for generated names: no vowels, no look-alikes.
-pub const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ use super::auth::{authorize, Attributes};
 use super::patch::{self, PatchType};
 use super::status::ApiError;
 use super::{reviews, watch};
-use crate::selectors::{FieldSelector, LabelSelector};
+use crate::k8s::selectors::{FieldSelector, LabelSelector};
 use crate::sim::resources::{self, ResourceDef, Subresource};
 use crate::sim::store::{meta_str, Store};
 use crate::sim::SimState;

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::kubelet::Behaviours;
 use super::replicaset;
-use super::template::{
+use crate::k8s::template::{
     self, DESIRED_REPLICAS, HASH_LABEL, MAX_REPLICAS, NOT_COPIED, REVISION, REVISION_HISTORY,
 };
 use crate::sim::resources::{DEPLOYMENTS, REPLICASETS};

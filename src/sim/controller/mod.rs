@@ -4,7 +4,6 @@
 pub mod deployment;
 pub mod kubelet;
 pub mod replicaset;
-pub mod template;
 
 use std::collections::HashMap;
 

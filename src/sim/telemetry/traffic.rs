@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 use super::promql_math::BUCKETS;
-use crate::selectors::LabelSelector;
+use crate::k8s::selectors::LabelSelector;
 use crate::sim::controller::kubelet::{self, Behaviours};
 use crate::sim::resources::{PODS, SERVICES};
 use crate::sim::scenario::{Fault, ImageBehaviour};

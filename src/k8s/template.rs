@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use crate::sim::store::SAFE_ALPHABET;
+/// Kubernetes' alphabet for generated names: no vowels, no look-alikes.
+pub const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 pub const HASH_LABEL: &str = "pod-template-hash";
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
