@@ -1,4 +1,8 @@
-//! Side effects, performed by the effect runner on behalf of `update`.
+//! Side effects, performed by the effect runner on behalf of `update`, and the
+//! rollback itself: the one place backout writes to a cluster.
 
+pub mod access;
 pub mod journal;
+pub mod lease;
+pub mod rollback;
 pub mod runner;

@@ -1,5 +1,7 @@
 //! The command line: one subcommand per mode, all over the same core.
 
+pub mod history;
+pub mod rollback;
 pub mod sim;
 pub mod status;
 
@@ -60,6 +62,10 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Print the state and decision of every watched service once, then exit.
     Status(status::StatusArgs),
+    /// Roll a Deployment back: prepared, dry-run by the server, confirmed, guarded.
+    Rollback(rollback::RollbackArgs),
+    /// A Deployment's revisions, or one revision's template against the current one.
+    History(history::HistoryArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -85,6 +91,8 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Sim(args) => sim::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Rollback(args) => rollback::run(args).await,
+            Command::History(args) => history::run(args).await,
         }
     });
     match result {

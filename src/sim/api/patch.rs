@@ -35,8 +35,12 @@ pub fn apply(kind: PatchType, target: &Value, body: &[u8]) -> Result<Value, ApiE
                 .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
             let mut doc = target.clone();
             json_patch::patch(&mut doc, &ops).map_err(|e| {
-                // A failed `test` is how callers guard a write; it is a precondition failure.
-                ApiError::invalid(format!("the server rejected our request due to an error in our request: {e}"))
+                // A failed `test` is how callers guard a write; word it as the real API server does.
+                if matches!(e.kind, json_patch::PatchErrorKind::TestFailed) {
+                    ApiError::invalid(format!("testing value {} failed: test failed", e.path))
+                } else {
+                    ApiError::invalid(format!("the server rejected our request due to an error in our request: {e}"))
+                }
             })?;
             Ok(doc)
         }

@@ -1,0 +1,110 @@
+//! One rollback at a time per Deployment, across consoles and watchers: a
+//! coordination.k8s.io Lease named after the Deployment, held by `user@host`.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    Acquired,
+    HeldBy {
+        holder: String,
+        since: Option<Timestamp>,
+    },
+}
+
+pub fn lease_name(deployment: &str) -> String {
+    format!("backout-rollback-{deployment}")
+}
+
+fn expired(lease: &Lease, now: Timestamp) -> bool {
+    let Some(spec) = &lease.spec else { return true };
+    let renewed = spec
+        .renew_time
+        .as_ref()
+        .or(spec.acquire_time.as_ref())
+        .map(|t| t.0);
+    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+    renewed.is_none_or(|r| r.as_second() + duration < now.as_second())
+}
+
+fn spec(me: &str, hold: Duration, now: Timestamp) -> LeaseSpec {
+    LeaseSpec {
+        holder_identity: Some(me.into()),
+        lease_duration_seconds: Some(hold.as_secs() as i32),
+        acquire_time: Some(MicroTime(now)),
+        renew_time: Some(MicroTime(now)),
+        ..Default::default()
+    }
+}
+
+/// Takes the Lease for `deployment`, or says who holds it. Racing claimants resolve
+/// through the API server's optimistic concurrency: exactly one create or update wins.
+pub async fn claim(
+    client: &Client,
+    namespace: &str,
+    deployment: &str,
+    me: &str,
+    hold: Duration,
+) -> Result<Claim, kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let name = lease_name(deployment);
+    let now = Timestamp::now();
+    let fresh = Lease {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        spec: Some(spec(me, hold, now)),
+    };
+    match api.create(&PostParams::default(), &fresh).await {
+        Ok(_) => return Ok(Claim::Acquired),
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e),
+    }
+    let current = api.get(&name).await?;
+    let holder = current
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.clone())
+        .unwrap_or_default();
+    if holder != me && !expired(&current, now) {
+        let since = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.acquire_time.as_ref())
+            .map(|t| t.0);
+        return Ok(Claim::HeldBy { holder, since });
+    }
+    let mut taken = current.clone();
+    taken.spec = Some(spec(me, hold, now));
+    match api.replace(&name, &PostParams::default(), &taken).await {
+        Ok(_) => Ok(Claim::Acquired),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let winner = api.get(&name).await?;
+            let spec = winner.spec.unwrap_or_default();
+            Ok(Claim::HeldBy {
+                holder: spec.holder_identity.unwrap_or_default(),
+                since: spec.acquire_time.map(|t| t.0),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives the Lease back if `me` still holds it.
+pub async fn release(client: &Client, namespace: &str, deployment: &str, me: &str) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let name = lease_name(deployment);
+    if let Ok(lease) = api.get(&name).await {
+        if lease.spec.and_then(|s| s.holder_identity).as_deref() == Some(me) {
+            let _ = api.delete(&name, &DeleteParams::default()).await;
+        }
+    }
+}

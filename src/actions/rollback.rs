@@ -1,0 +1,340 @@
+//! Rolling a Deployment back: `kubectl rollout undo`'s algorithm, plus what kubectl
+//! lacks. One JSON patch carries the whole change and starts with a `test` on the
+//! resourceVersion, so a concurrent change fails it cleanly instead of racing; a
+//! server-side dry run goes first; the change-cause says who, to what, and why; and an
+//! Event with reason `BackoutRollback` tells every other console.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Event, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::k8s::template::{self, HASH_LABEL, REVISION};
+
+/// Annotations a rollback keeps from the Deployment itself, as kubectl does.
+const KEPT_FROM_DEPLOYMENT: [&str; 6] = [
+    "deployment.kubernetes.io/revision",
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "deprecated.deployment.rollback.to",
+];
+pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+pub const EVENT_REASON: &str = "BackoutRollback";
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub namespace: String,
+    pub deployment: String,
+    pub to_revision: Option<u64>,
+    pub reason: String,
+    /// Who asks: the user from a SelfSubjectReview, and the host.
+    pub actor: String,
+    pub incident: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RollbackError {
+    #[error("deployment {0:?} not found")]
+    NotFound(String),
+    #[error("you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume' and try again")]
+    Paused,
+    #[error("no rollout history found for deployment {0:?}")]
+    NoHistory(String),
+    #[error("unable to find specified revision {0} in history")]
+    MissingRevision(u64),
+    #[error("refused by the cluster: {0}")]
+    Forbidden(String),
+    #[error("deployment {0:?} changed since the rollback was prepared (someone else wrote it); nothing was changed. Look at it again and retry")]
+    Conflict(String),
+    #[error("another rollback of {deployment:?} is in progress: the lease is held by {holder}{since}; watch it, or wait for it to finish", since = since.map_or(String::new(), |t| format!(" since {t}")))]
+    Held {
+        deployment: String,
+        holder: String,
+        since: Option<jiff::Timestamp>,
+    },
+    #[error("{0}")]
+    ReadOnly(String),
+    #[error("the API server said: {0}")]
+    Api(String),
+}
+
+/// A prepared rollback: what it changes, and the one patch that changes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub namespace: String,
+    pub deployment: String,
+    pub from_revision: u64,
+    pub from_images: Vec<String>,
+    pub to_revision: u64,
+    pub to_images: Vec<String>,
+    pub resource_version: String,
+    /// The template already matches the target: nothing to do (kubectl's "skipped rollback").
+    pub already_there: bool,
+    pub change_cause: String,
+    pub kubectl: String,
+    #[serde(skip)]
+    pub patch: Value,
+}
+
+fn api_error(e: kube::Error, deployment: &str) -> RollbackError {
+    match e {
+        kube::Error::Api(s) if s.code == 404 => RollbackError::NotFound(deployment.into()),
+        kube::Error::Api(s) if s.code == 403 => RollbackError::Forbidden(s.message.clone()),
+        // A failed `test` on the resourceVersion, or a 409 from the server.
+        kube::Error::Api(s) if s.code == 409 || (s.code == 422 && s.message.contains("test")) => {
+            RollbackError::Conflict(deployment.into())
+        }
+        other => RollbackError::Api(other.to_string()),
+    }
+}
+
+fn images(template: &Value) -> Vec<String> {
+    template["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["image"].as_str().map(String::from))
+        .collect()
+}
+
+/// Looks at the Deployment and its history and prepares the rollback, refusing as
+/// kubectl refuses.
+pub async fn plan(client: &Client, req: &Request) -> Result<Plan, RollbackError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &req.namespace);
+    let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), &req.namespace);
+    let d = deployments
+        .get(&req.deployment)
+        .await
+        .map_err(|e| api_error(e, &req.deployment))?;
+    let d = serde_json::to_value(&d).map_err(|e| RollbackError::Api(e.to_string()))?;
+    let selector = d["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let uid = d["metadata"]["uid"].as_str().unwrap_or("");
+    let owned: Vec<Value> = replicasets
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| api_error(e, &req.deployment))?
+        .items
+        .into_iter()
+        .filter_map(|rs| serde_json::to_value(rs).ok())
+        .filter(|rs| {
+            rs["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|o| o["uid"] == uid && o["controller"] == true)
+        })
+        .collect();
+    let mut by_revision: BTreeMap<u64, &Value> = owned
+        .iter()
+        .map(|rs| (template::revision(rs), rs))
+        .collect();
+    by_revision.remove(&0);
+    let target = match req.to_revision {
+        Some(n) => *by_revision
+            .get(&n)
+            .ok_or(RollbackError::MissingRevision(n))?,
+        None => *by_revision
+            .values()
+            .rev()
+            .nth(1)
+            .ok_or_else(|| RollbackError::NoHistory(req.deployment.clone()))?,
+    };
+    if d["spec"]["paused"] == true {
+        return Err(RollbackError::Paused);
+    }
+    let to_revision = template::revision(target);
+    let mut to_template = target["spec"]["template"].clone();
+    if let Some(labels) = to_template["metadata"]["labels"].as_object_mut() {
+        labels.remove(HASH_LABEL);
+    }
+    let already_there = template::equal(&d["spec"]["template"], &to_template);
+    let mut annotations: serde_json::Map<String, Value> = target["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for key in KEPT_FROM_DEPLOYMENT {
+        annotations.remove(key);
+        if let Some(v) = d["metadata"]["annotations"].get(key) {
+            annotations.insert(key.into(), v.clone());
+        }
+    }
+    let incident = req
+        .incident
+        .as_deref()
+        .map_or(String::new(), |i| format!(" for incident {i}"));
+    let change_cause = format!(
+        "backout: rolled back to revision {to_revision} by {}{incident}: {}",
+        req.actor, req.reason
+    );
+    annotations.insert(CHANGE_CAUSE.into(), json!(change_cause));
+    let resource_version = d["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let patch = json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+        {"op": "replace", "path": "/spec/template", "value": to_template},
+        {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+    ]);
+    Ok(Plan {
+        namespace: req.namespace.clone(),
+        deployment: req.deployment.clone(),
+        from_revision: d["metadata"]["annotations"][REVISION]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
+        from_images: images(&d["spec"]["template"]),
+        to_revision,
+        to_images: images(&target["spec"]["template"]),
+        resource_version,
+        already_there,
+        change_cause,
+        kubectl: format!(
+            "kubectl rollout undo deployment/{} --to-revision={to_revision} -n {}",
+            req.deployment, req.namespace
+        ),
+        patch,
+    })
+}
+
+/// Sends the plan's one patch, as a server-side dry run or for real.
+pub async fn apply(
+    client: &Client,
+    plan: &Plan,
+    dry_run: bool,
+) -> Result<Deployment, RollbackError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &plan.namespace);
+    let ops: json_patch::Patch = serde_json::from_value(plan.patch.clone())
+        .map_err(|e| RollbackError::Api(e.to_string()))?;
+    let params = PatchParams {
+        dry_run,
+        ..PatchParams::default()
+    };
+    deployments
+        .patch(&plan.deployment, &params, &Patch::Json::<()>(ops))
+        .await
+        .map_err(|e| api_error(e, &plan.deployment))
+}
+
+/// Posts the Event every console's timeline shows.
+pub async fn announce(
+    client: &Client,
+    plan: &Plan,
+    actor: &str,
+    uid: Option<String>,
+) -> Result<(), RollbackError> {
+    let events: Api<Event> = Api::namespaced(client.clone(), &plan.namespace);
+    let now = jiff::Timestamp::now();
+    let message = format!(
+        "{actor} rolled back deployment {} from revision {} ({}) to revision {} ({})",
+        plan.deployment,
+        plan.from_revision,
+        plan.from_images.join(", "),
+        plan.to_revision,
+        plan.to_images.join(", ")
+    );
+    let event = Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}.backout-", plan.deployment)),
+            namespace: Some(plan.namespace.clone()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("apps/v1".into()),
+            kind: Some("Deployment".into()),
+            name: Some(plan.deployment.clone()),
+            namespace: Some(plan.namespace.clone()),
+            uid,
+            ..Default::default()
+        },
+        reason: Some(EVENT_REASON.into()),
+        message: Some(message),
+        type_: Some("Normal".into()),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        event_time: Some(MicroTime(now)),
+        count: Some(1),
+        action: Some("Rollback".into()),
+        reporting_component: Some("backout".into()),
+        reporting_instance: Some(actor.into()),
+        source: Some(k8s_openapi::api::core::v1::EventSource {
+            component: Some("backout".into()),
+            host: None,
+        }),
+        ..Default::default()
+    };
+    events
+        .create(&PostParams::default(), &event)
+        .await
+        .map(|_| ())
+        .map_err(|e| api_error(e, &plan.deployment))
+}
+
+/// Checks permission, prepares the plan and has the API server dry-run it. Nothing is
+/// written; the plan is what a confirmation dialog shows.
+pub async fn prepare(client: &Client, req: &Request) -> Result<Plan, RollbackError> {
+    super::access::may_roll_back(client, &req.namespace)
+        .await
+        .map_err(RollbackError::ReadOnly)?;
+    let plan = plan(client, req).await?;
+    if !plan.already_there {
+        apply(client, &plan, true).await?;
+    }
+    Ok(plan)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Done {
+    /// The template already matched the target: nothing was sent.
+    AlreadyThere,
+    /// The patch landed; the Deployment's generation after it.
+    RolledBack { generation: Option<i64> },
+}
+
+/// How long a rollback's Lease is held before another console may take it over.
+pub const LEASE_HOLD: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Executes a prepared plan under the Deployment's Lease: one patch, then the Event.
+/// The `test` in the patch makes it fail cleanly if anything changed since `prepare`.
+pub async fn commit(client: &Client, plan: &Plan, actor: &str) -> Result<Done, RollbackError> {
+    if plan.already_there {
+        return Ok(Done::AlreadyThere);
+    }
+    match super::lease::claim(client, &plan.namespace, &plan.deployment, actor, LEASE_HOLD).await {
+        Ok(super::lease::Claim::Acquired) => {}
+        Ok(super::lease::Claim::HeldBy { holder, since }) => {
+            return Err(RollbackError::Held {
+                deployment: plan.deployment.clone(),
+                holder,
+                since,
+            })
+        }
+        Err(e) => return Err(api_error(e, &plan.deployment)),
+    }
+    let result = apply(client, plan, false).await;
+    if let Ok(d) = &result {
+        // The rollback has happened; a lost Event is reported, not undone.
+        if let Err(e) = announce(client, plan, actor, d.metadata.uid.clone()).await {
+            tracing::warn!("rolled back, but the BackoutRollback Event was not posted: {e}");
+        }
+    }
+    super::lease::release(client, &plan.namespace, &plan.deployment, actor).await;
+    result.map(|d| Done::RolledBack {
+        generation: d.metadata.generation,
+    })
+}

@@ -1,0 +1,121 @@
+//! `backout history DEPLOYMENT [--revision N]`: the revision table, or one revision's
+//! pod template against the current one.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use kube::api::ListParams;
+use kube::Api;
+
+use super::ClusterArgs;
+use crate::engine::decision::ago;
+use crate::engine::rollout::{self, Revision};
+use crate::sources;
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub deployment: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Show what differs between this revision's pod template and the current one.
+    #[arg(long)]
+    pub revision: Option<u64>,
+}
+
+pub fn table(history: &[Revision], current: u64, now: jiff::Timestamp) -> String {
+    let mut out = format!(
+        "{:<9} {:<44} {:<7} {:<16} CHANGE-CAUSE\n",
+        "REVISION", "IMAGE", "AGE", "DEPLOYED-BY"
+    );
+    for r in history {
+        let mark = if r.number == current { "*" } else { " " };
+        let age = r.created.map_or("?".into(), |t| ago(now, t));
+        out.push_str(&format!(
+            "{:<9} {:<44} {:<7} {:<16} {}\n",
+            format!("{}{mark}", r.number),
+            r.images.join(","),
+            age,
+            r.deployed_by.as_deref().unwrap_or("-"),
+            r.change_cause.as_deref().unwrap_or("<none>")
+        ));
+    }
+    out
+}
+
+pub async fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let c = &args.cluster;
+    let target = sources::kube::connect(
+        c.kubeconfig.as_deref(),
+        c.context.as_deref(),
+        c.namespace.as_deref(),
+    )
+    .await?;
+    let deployments: Api<Deployment> = Api::namespaced(target.client.clone(), &target.namespace);
+    let d = match deployments.get(&args.deployment).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "error: deployment {:?} in namespace {:?}: {e}",
+                args.deployment, target.namespace
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let uid = d.metadata.uid.clone();
+    let rs_api: Api<ReplicaSet> = Api::namespaced(target.client.clone(), &target.namespace);
+    let selector = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let owned: Vec<ReplicaSet> = rs_api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|rs| {
+            rs.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| Some(&o.uid) == uid.as_ref() && o.controller == Some(true))
+        })
+        .collect();
+    let history = rollout::history(owned.iter());
+    let current = d
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(rollout::REVISION))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    match args.revision {
+        None => print!("{}", table(&history, current, jiff::Timestamp::now())),
+        Some(n) => {
+            let Some(rev) = history.iter().find(|r| r.number == n) else {
+                eprintln!("error: unable to find specified revision {n} in history");
+                return Ok(ExitCode::FAILURE);
+            };
+            let (Some(theirs), Some(ours)) =
+                (rev.template.as_ref(), d.spec.as_ref().map(|s| &s.template))
+            else {
+                eprintln!("error: revision {n} has no pod template");
+                return Ok(ExitCode::FAILURE);
+            };
+            println!("revision {n} against the current revision {current}:");
+            let changes = rollout::diff(ours, theirs);
+            if changes.is_empty() {
+                println!("  the same pod template");
+            }
+            for ch in changes {
+                println!("  {} {}: {} → {}", ch.container, ch.field, ch.from, ch.to);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
