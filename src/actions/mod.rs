@@ -4,5 +4,6 @@
 pub mod access;
 pub mod journal;
 pub mod lease;
+pub mod notify;
 pub mod rollback;
 pub mod runner;

@@ -7,10 +7,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::journal::Journal;
+use super::notify::{Notice, Notifiers};
 use crate::engine::{Effect, Msg};
 
 pub fn spawn(
     journal: Option<Journal>,
+    notifiers: Notifiers,
     mut effects: mpsc::Receiver<Effect>,
     tx: mpsc::Sender<Msg>,
 ) -> JoinHandle<()> {
@@ -32,8 +34,26 @@ pub fn spawn(
                     None => Ok(()),
                 },
                 Effect::Page { service, summary } => {
-                    // Notifiers arrive with the rollback executor; until then a page is logged.
                     tracing::warn!(%service, "page: {summary}");
+                    // Sent on its own task: a slow notifier never holds up the next effect.
+                    let (notifiers, tx) = (notifiers.clone(), tx.clone());
+                    let notice = Notice::Page {
+                        service: service.to_string(),
+                        summary: summary.clone(),
+                        incident: None,
+                    };
+                    tokio::spawn(async move {
+                        for d in notifiers.send(&notice).await {
+                            if let Some(error) = d.error {
+                                let _ = tx
+                                    .send(Msg::EffectFailed {
+                                        what: format!("page via {}", d.channel),
+                                        error,
+                                    })
+                                    .await;
+                            }
+                        }
+                    });
                     Ok(())
                 }
             };

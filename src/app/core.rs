@@ -97,8 +97,10 @@ impl Core {
             })?),
             None => None,
         };
+        let notifiers = crate::actions::notify::Notifiers::from_config(&config.notifications)
+            .map_err(anyhow::Error::msg)?;
         let (effects, effects_rx) = mpsc::channel(4096);
-        runner::spawn(journal, effects_rx, tx);
+        runner::spawn(journal, notifiers, effects_rx, tx);
         Ok(Core {
             state: State::new(config, Timestamp::now()),
             target,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::ClusterArgs;
+use crate::actions::notify::{Notice, Notifiers};
 use crate::actions::{access, rollback};
 use crate::sources;
 
@@ -35,6 +36,8 @@ pub struct RollbackArgs {
 
 pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let c = &args.cluster;
+    let config = c.config()?;
+    let notifiers = Notifiers::from_config(&config.notifications).map_err(anyhow::Error::msg)?;
     let target = sources::kube::connect(
         c.kubeconfig.as_deref(),
         c.context.as_deref(),
@@ -101,6 +104,7 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
                 "deployment.apps/{} rolled back to revision {} by {actor}",
                 plan.deployment, plan.to_revision
             );
+            notify(&notifiers, &plan, &actor, &args).await;
             Ok(ExitCode::SUCCESS)
         }
         Ok(rollback::Done::AlreadyThere) => {
@@ -113,6 +117,36 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             eprintln!("error: {e}");
             Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Tells the team. The rollback has already happened: a failing notifier is reported
+/// and changes neither what happened nor the exit code.
+async fn notify(notifiers: &Notifiers, plan: &rollback::Plan, actor: &str, args: &RollbackArgs) {
+    if notifiers.is_empty() {
+        return;
+    }
+    let notice = Notice::RolledBack {
+        service: format!("{}/{}", plan.namespace, plan.deployment),
+        from_revision: plan.from_revision,
+        from_images: plan.from_images.clone(),
+        to_revision: plan.to_revision,
+        to_images: plan.to_images.clone(),
+        trigger: None,
+        by: actor.to_string(),
+        reason: args.reason.clone(),
+        incident: args.incident.clone(),
+    };
+    for d in notifiers.send(&notice).await {
+        match d.error {
+            None => println!(
+                "  notified {} ({} attempt{})",
+                d.channel,
+                d.attempts,
+                if d.attempts == 1 { "" } else { "s" }
+            ),
+            Some(e) => eprintln!("warning: notification not delivered: {e}; the rollback stands"),
         }
     }
 }

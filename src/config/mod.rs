@@ -2,6 +2,7 @@
 //! policy. Found through `--config`, `$BACKOUT_CONFIG`, then the XDG config dir.
 //! Every mistake is reported with the file, the line and what to write instead.
 
+pub mod notifications;
 pub mod triggers;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,8 @@ pub struct RawConfig {
     pub triggers: Vec<toml::Spanned<triggers::TriggerOverride>>,
     #[serde(default)]
     pub production_namespaces: Vec<String>,
+    #[serde(default)]
+    pub notifications: notifications::NotificationsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +133,7 @@ pub struct Config {
     pub policy: Policy,
     pub triggers: Vec<Trigger>,
     pub production_namespaces: Vec<String>,
+    pub notifications: notifications::NotificationsConfig,
 }
 
 impl Default for Config {
@@ -241,6 +245,7 @@ impl Config {
             policy: raw.policy,
             triggers,
             production_namespaces: raw.production_namespaces,
+            notifications: raw.notifications,
         })
     }
 

@@ -1,0 +1,185 @@
+//! Notifications reach local HTTP receivers with the bodies the services expect; a
+//! receiver that fails three times gets the fourth attempt; one that never answers
+//! does not stop the rollback, and no URL or key is printed.
+
+mod common;
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use common::{have, small_scenario, start, Cluster};
+use serde_json::Value;
+
+#[derive(Default)]
+struct Received {
+    bodies: Vec<(String, Value)>,
+    flaky_failures: u32,
+}
+
+type Shared = Arc<Mutex<Received>>;
+
+async fn receive(
+    State(r): State<Shared>,
+    Path(channel): Path<String>,
+    Json(body): Json<Value>,
+) -> StatusCode {
+    if channel == "hang" {
+        std::future::pending::<()>().await;
+    }
+    let mut r = r.lock().unwrap();
+    r.bodies.push((channel.clone(), body));
+    if channel == "flaky" && r.flaky_failures < 3 {
+        r.flaky_failures += 1;
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    StatusCode::OK
+}
+
+async fn receivers() -> (String, Shared) {
+    let shared: Shared = Arc::default();
+    let app = axum::Router::new()
+        .route("/{channel}", axum::routing::post(receive))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, shared)
+}
+
+async fn cluster() -> Option<Cluster> {
+    if !have("kubectl") {
+        return None;
+    }
+    let c = start(small_scenario("")).await;
+    c.kubectl_ok(&["set", "image", "deploy/web", "web=web:2"])
+        .await;
+    c.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=30s"])
+        .await;
+    Some(c)
+}
+
+async fn rollback_with(
+    c: &Cluster,
+    notifications: &str,
+    env: Vec<(&'static str, String)>,
+) -> std::process::Output {
+    let config = c.dir().join("notify.toml");
+    std::fs::write(&config, format!("[notifications]\n{notifications}")).unwrap();
+    let (bin, kubeconfig) = (env!("CARGO_BIN_EXE_backout"), c.kubeconfig());
+    tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args([
+                "rollback",
+                "web",
+                "--yes",
+                "--reason",
+                "error rate 25%",
+                "--incident",
+                "inc-42",
+                "--config",
+            ])
+            .arg(config)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_pagerduty_and_a_flaky_webhook_all_receive_the_rollback() {
+    let Some(c) = cluster().await else { return };
+    let (base, received) = receivers().await;
+    let config = format!(
+        "attempts = 4\ntimeout = \"2s\"\n[notifications.slack]\nurl_env = \"TEST_SLACK\"\n[notifications.pagerduty]\nrouting_key_env = \"TEST_PD_KEY\"\nurl = \"{base}/pagerduty\"\n[notifications.webhook]\nurl_file = \"{}\"\n",
+        c.dir().join("webhook-url").display()
+    );
+    std::fs::write(c.dir().join("webhook-url"), format!("{base}/flaky\n")).unwrap();
+    let out = rollback_with(
+        &c,
+        &config,
+        vec![
+            ("TEST_SLACK", format!("{base}/slack")),
+            ("TEST_PD_KEY", "routing-key-123".into()),
+        ],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("notified webhook (4 attempts)"), "{stdout}");
+    let r = received.lock().unwrap();
+    let body = |channel: &str| {
+        r.bodies
+            .iter()
+            .rev()
+            .find(|(c, _)| c == channel)
+            .map(|(_, b)| b.clone())
+            .unwrap()
+    };
+    let slack = body("slack").to_string();
+    for want in [
+        "Rolled back shop/web: web:2 → web:1",
+        "revision 2 `web:2`",
+        "revision 1 `web:1`",
+        "oncall-editor@",
+        "error rate 25%",
+        "inc-42",
+    ] {
+        assert!(slack.contains(want), "{want} in {slack}");
+    }
+    let pd = body("pagerduty");
+    assert_eq!(
+        (
+            pd["routing_key"].as_str(),
+            pd["event_action"].as_str(),
+            pd["dedup_key"].as_str()
+        ),
+        (Some("routing-key-123"), Some("trigger"), Some("inc-42"))
+    );
+    assert_eq!(
+        r.bodies.iter().filter(|(c, _)| c == "flaky").count(),
+        4,
+        "three failures, then success"
+    );
+    assert_eq!(body("flaky")["event"], "rolled_back");
+    assert!(
+        !stdout.contains(&base) && !stdout.contains("routing-key-123"),
+        "no URL or key is printed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_does_not_stop_the_rollback() {
+    let Some(c) = cluster().await else { return };
+    let (base, _) = receivers().await;
+    let config =
+        "attempts = 2\ntimeout = \"1s\"\n[notifications.webhook]\nurl_env = \"TEST_HOOK\"\n";
+    let out = rollback_with(&c, config, vec![("TEST_HOOK", format!("{base}/hang"))]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("webhook did not answer in time after 2 attempts")
+            && stderr.contains("the rollback stands"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&base), "the URL is not printed: {stderr}");
+    let image = c
+        .kubectl_ok(&[
+            "get",
+            "deploy/web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .await;
+    assert_eq!(image, "web:1");
+}
