@@ -60,12 +60,11 @@ pub fn sync(
     };
     if let (Some(new_rs), false) = (&new_rs, paused) {
         let all = owned(store, &d);
-        let changed = rollout_step(store, &d, new_rs, &all);
-        if changed {
-            for rs in owned(store, &d) {
-                wake.add(replicaset::sync(store, &rs, now_ms, behaviours));
-            }
-        } else if complete(&d, &status_sums(&d, new_rs, &all)) {
+        // The ReplicaSet controller acts on a scaling on its own next sync, as the real
+        // one does; the status written now must not count pods that do not exist yet,
+        // or the Progressing condition misses the progress that follows.
+        let scaled = rollout_step(store, &d, new_rs, &all);
+        if !scaled && complete(&d, &status_sums(&d, new_rs, &all)) {
             cleanup(store, &d, new_rs, &all);
         }
     }
