@@ -7,3 +7,4 @@ pub mod lease;
 pub mod notify;
 pub mod rollback;
 pub mod runner;
+pub mod verify;

@@ -7,9 +7,14 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::ClusterArgs;
+use crate::actions::journal::{self, Journal};
 use crate::actions::notify::{Notice, Notifiers};
+use crate::actions::verify::{self, Outcome};
 use crate::actions::{access, rollback};
+use crate::config::{Config, Trigger};
+use crate::engine::journal::{Entry, Record};
 use crate::sources;
+use crate::sources::prometheus::Prometheus;
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -32,6 +37,9 @@ pub struct RollbackArgs {
     /// The incident this rollback belongs to.
     #[arg(long)]
     pub incident: Option<String>,
+    /// Skip verifying recovery after the rollback.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
@@ -98,48 +106,201 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    match rollback::commit(&target.client, &plan, &actor).await {
-        Ok(rollback::Done::RolledBack { .. }) => {
-            println!(
-                "deployment.apps/{} rolled back to revision {} by {actor}",
-                plan.deployment, plan.to_revision
-            );
-            notify(&notifiers, &plan, &actor, &args).await;
-            Ok(ExitCode::SUCCESS)
+    let prom = config
+        .prometheus
+        .as_ref()
+        .map(Prometheus::new)
+        .transpose()?;
+    let breaching = match &prom {
+        Some(p) => breaching(p, &config, &plan.namespace, &plan.deployment).await,
+        None => Vec::new(),
+    };
+    let mut journal = Journal::open(&journal::default_path()).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the journal {}: {e}; set BACKOUT_JOURNAL to a writable file",
+            journal::default_path().display()
+        )
+    })?;
+    let mut record = |entry: Entry| {
+        let r = Record {
+            at: jiff::Timestamp::now(),
+            incident: args.incident.clone(),
+            service: format!("{}/{}", plan.namespace, plan.deployment),
+            entry,
+        };
+        if let Err(e) = journal.append(&r) {
+            eprintln!("warning: the journal could not be written: {e}");
         }
+    };
+    match rollback::commit(&target.client, &plan, &actor).await {
+        Ok(rollback::Done::RolledBack { .. }) => {}
         Ok(rollback::Done::AlreadyThere) => {
             println!(
                 "deployment.apps/{} already at revision {}'s template; nothing changed",
                 plan.deployment, plan.to_revision
             );
-            Ok(ExitCode::SUCCESS)
+            return Ok(ExitCode::SUCCESS);
         }
         Err(e) => {
+            record(Entry::RollbackFailed {
+                to_revision: plan.to_revision,
+                by: actor.clone(),
+                error: e.to_string(),
+            });
             eprintln!("error: {e}");
-            Ok(ExitCode::FAILURE)
+            return Ok(ExitCode::FAILURE);
         }
     }
+    println!(
+        "deployment.apps/{} rolled back to revision {} by {actor}",
+        plan.deployment, plan.to_revision
+    );
+    record(Entry::Rollback {
+        from_revision: plan.from_revision,
+        from_images: plan.from_images.clone(),
+        to_revision: plan.to_revision,
+        to_images: plan.to_images.clone(),
+        by: actor.clone(),
+        reason: args.reason.clone(),
+        automatic: false,
+    });
+    let fired = breaching
+        .iter()
+        .map(|(t, _, v)| {
+            format!(
+                "{} {v:.4} {} {}",
+                t.name,
+                t.comparison.symbol(),
+                t.threshold
+            )
+        })
+        .collect::<Vec<_>>();
+    notify(
+        &notifiers,
+        rolled_back(&plan, &actor, &args, &fired),
+        &mut record,
+    )
+    .await;
+    if args.no_verify {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let checks = verify::Plan {
+        namespace: plan.namespace.clone(),
+        deployment: plan.deployment.clone(),
+        rollout_deadline: config.policy.rollout_deadline,
+        recovery_window: config.policy.verification_window,
+        breaching: breaching.into_iter().map(|(t, q, _)| (t, q)).collect(),
+        health_urls: config
+            .health_checks
+            .iter()
+            .filter(|h| h.deployment == plan.deployment)
+            .map(|h| (h.url.clone(), h.status))
+            .collect(),
+        poll: config
+            .prometheus
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(5), |p| p.poll_interval),
+    };
+    println!(
+        "verifying (rollout within {}, recovery within {})",
+        humantime::format_duration(checks.rollout_deadline),
+        humantime::format_duration(checks.recovery_window)
+    );
+    let result = verify::verify(&target.client, prom.as_ref(), &checks).await;
+    for c in &result.checks {
+        println!(
+            "  {} {}: {}",
+            if c.passed { "✓" } else { "✗" },
+            c.name,
+            c.detail
+        );
+    }
+    println!("{}", result.outcome.label());
+    record(Entry::Verification {
+        outcome: result.outcome.label().into(),
+        checks: result
+            .checks
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}: {}",
+                    if c.passed { "ok" } else { "failed" },
+                    c.name,
+                    c.detail
+                )
+            })
+            .collect(),
+    });
+    if result.outcome != Outcome::Verified {
+        let summary = format!(
+            "{} after rolling back to revision {}; no further automatic rollback",
+            result.outcome.label(),
+            plan.to_revision
+        );
+        let page = Notice::Page {
+            service: format!("{}/{}", plan.namespace, plan.deployment),
+            summary,
+            incident: args.incident.clone(),
+        };
+        notify(&notifiers, page, &mut record).await;
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-/// Tells the team. The rollback has already happened: a failing notifier is reported
-/// and changes neither what happened nor the exit code.
-async fn notify(notifiers: &Notifiers, plan: &rollback::Plan, actor: &str, args: &RollbackArgs) {
-    if notifiers.is_empty() {
-        return;
+/// The triggers breaching for this Deployment right now: what verification waits on.
+async fn breaching(
+    prom: &Prometheus,
+    config: &Config,
+    namespace: &str,
+    deployment: &str,
+) -> Vec<(Trigger, String, f64)> {
+    let mut out = Vec::new();
+    for t in &config.triggers {
+        let query = t.query_for(namespace, deployment, deployment);
+        let step = config
+            .prometheus
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(15), |p| p.poll_interval);
+        let outcome = prom
+            .range(&query, jiff::Timestamp::now(), step * 4, step)
+            .await;
+        if let crate::engine::signals::QueryOutcome::Series { points, .. } = outcome {
+            if let Some(&(_, v)) = points
+                .last()
+                .filter(|(_, v)| v.is_finite() && t.comparison.breached(*v, t.threshold))
+            {
+                out.push((t.clone(), query, v));
+            }
+        }
     }
-    let notice = Notice::RolledBack {
+    out
+}
+
+fn rolled_back(
+    plan: &rollback::Plan,
+    actor: &str,
+    args: &RollbackArgs,
+    fired: &[String],
+) -> Notice {
+    Notice::RolledBack {
         service: format!("{}/{}", plan.namespace, plan.deployment),
         from_revision: plan.from_revision,
         from_images: plan.from_images.clone(),
         to_revision: plan.to_revision,
         to_images: plan.to_images.clone(),
-        trigger: None,
+        trigger: (!fired.is_empty()).then(|| fired.join("; ")),
         by: actor.to_string(),
         reason: args.reason.clone(),
         incident: args.incident.clone(),
-    };
+    }
+}
+
+/// Tells the team. The rollback has already happened: a failing notifier is reported
+/// and journaled, and changes neither what happened nor the exit code.
+async fn notify(notifiers: &Notifiers, notice: Notice, record: &mut impl FnMut(Entry)) {
     for d in notifiers.send(&notice).await {
-        match d.error {
+        match &d.error {
             None => println!(
                 "  notified {} ({} attempt{})",
                 d.channel,
@@ -148,5 +309,12 @@ async fn notify(notifiers: &Notifiers, plan: &rollback::Plan, actor: &str, args:
             ),
             Some(e) => eprintln!("warning: notification not delivered: {e}; the rollback stands"),
         }
+        record(Entry::Notification {
+            channel: d.channel.into(),
+            delivered: d.error.is_none(),
+            detail: d
+                .error
+                .unwrap_or_else(|| format!("{} attempts", d.attempts)),
+        });
     }
 }

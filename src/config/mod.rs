@@ -29,6 +29,22 @@ pub struct RawConfig {
     pub production_namespaces: Vec<String>,
     #[serde(default)]
     pub notifications: notifications::NotificationsConfig,
+    #[serde(default, rename = "health_check")]
+    pub health_checks: Vec<HealthCheck>,
+}
+
+/// A URL that must answer `status` once a rollback of `deployment` is done.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub deployment: String,
+    pub url: String,
+    #[serde(default = "default_status")]
+    pub status: u16,
+}
+
+fn default_status() -> u16 {
+    200
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +108,12 @@ pub struct Policy {
     pub require_two_anomalies: bool,
     /// Whether the watcher may execute auto_rollback decisions. Off unless set.
     pub auto_rollback: bool,
+    /// How long the triggers that fired have to recover after a rollback.
+    #[serde(with = "humantime_serde")]
+    pub verification_window: Duration,
+    /// How long the rollback's rollout has to complete.
+    #[serde(with = "humantime_serde")]
+    pub rollout_deadline: Duration,
 }
 
 impl Default for Policy {
@@ -105,6 +127,8 @@ impl Default for Policy {
             min_requests: 100.0,
             require_two_anomalies: false,
             auto_rollback: false,
+            verification_window: Duration::from_secs(5 * 60),
+            rollout_deadline: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -134,6 +158,7 @@ pub struct Config {
     pub triggers: Vec<Trigger>,
     pub production_namespaces: Vec<String>,
     pub notifications: notifications::NotificationsConfig,
+    pub health_checks: Vec<HealthCheck>,
 }
 
 impl Default for Config {
@@ -246,6 +271,7 @@ impl Config {
             triggers,
             production_namespaces: raw.production_namespaces,
             notifications: raw.notifications,
+            health_checks: raw.health_checks,
         })
     }
 

@@ -46,6 +46,29 @@ pub enum Entry {
         source: String,
         health: String,
     },
+    Rollback {
+        from_revision: u64,
+        from_images: Vec<String>,
+        to_revision: u64,
+        to_images: Vec<String>,
+        by: String,
+        reason: String,
+        automatic: bool,
+    },
+    RollbackFailed {
+        to_revision: u64,
+        by: String,
+        error: String,
+    },
+    Verification {
+        outcome: String,
+        checks: Vec<String>,
+    },
+    Notification {
+        channel: String,
+        delivered: bool,
+        detail: String,
+    },
 }
 
 /// An incident id: when it opened and for which Deployment, readable in a file name.

@@ -147,11 +147,13 @@ impl Prometheus {
         lookback: Duration,
         step: Duration,
     ) -> QueryOutcome {
-        let start = end.as_second() - lookback.as_secs() as i64;
+        // Fractional seconds: truncating `end` would hide a series younger than a second.
+        let end_secs = end.as_millisecond() as f64 / 1000.0;
+        let start = end_secs - lookback.as_secs_f64();
         let params = [
             ("query", query.to_string()),
-            ("start", start.to_string()),
-            ("end", end.as_second().to_string()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end_secs:.3}")),
             ("step", format!("{}s", step.as_secs().max(1))),
         ];
         match self.get("/api/v1/query_range", &params).await {
