@@ -38,26 +38,41 @@ pub async fn actor(client: &Client) -> String {
 
 /// `Ok(())` when the user may patch Deployments in `namespace`; otherwise why not.
 pub async fn may_roll_back(client: &Client, namespace: &str) -> Result<(), String> {
+    may_patch(client, namespace, "apps", "deployments").await
+}
+
+/// `Ok(())` when the user may patch `resource` in `group` in `namespace`; otherwise why not.
+pub async fn may_patch(
+    client: &Client,
+    namespace: &str,
+    group: &str,
+    resource: &str,
+) -> Result<(), String> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {
                 namespace: Some(namespace.into()),
                 verb: Some("patch".into()),
-                group: Some("apps".into()),
-                resource: Some("deployments".into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
                 ..Default::default()
             }),
             ..Default::default()
         },
         ..Default::default()
     };
+    let qualified = if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    };
     match api.create(&PostParams::default(), &review).await {
         Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => Ok(()),
         Ok(r) => {
             let why = r.status.and_then(|s| s.reason).unwrap_or_default();
-            Err(format!("read-only: you may not patch deployments.apps in namespace {namespace:?} ({why}); a rollback needs the `patch` verb on deployments"))
+            Err(format!("read-only: you may not patch {qualified} in namespace {namespace:?} ({why}); a rollback needs the `patch` verb on {resource}"))
         }
-        Err(e) => Err(format!("read-only: could not check permissions to patch deployments.apps in namespace {namespace:?}: {e}")),
+        Err(e) => Err(format!("read-only: could not check permissions to patch {qualified} in namespace {namespace:?}: {e}")),
     }
 }

@@ -2,6 +2,7 @@
 //! rollback itself: the one place backout writes to a cluster.
 
 pub mod access;
+pub mod bluegreen;
 pub mod journal;
 pub mod lease;
 pub mod notify;

@@ -238,8 +238,6 @@ pub async fn announce(
     actor: &str,
     uid: Option<String>,
 ) -> Result<(), RollbackError> {
-    let events: Api<Event> = Api::namespaced(client.clone(), &plan.namespace);
-    let now = jiff::Timestamp::now();
     let message = format!(
         "{actor} rolled back deployment {} from revision {} ({}) to revision {} ({})",
         plan.deployment,
@@ -248,17 +246,44 @@ pub async fn announce(
         plan.to_revision,
         plan.to_images.join(", ")
     );
+    post_event(
+        client,
+        &plan.namespace,
+        "Deployment",
+        "apps/v1",
+        &plan.deployment,
+        uid,
+        message,
+        actor,
+    )
+    .await
+}
+
+/// A `BackoutRollback` Event on any object.
+#[allow(clippy::too_many_arguments)]
+pub async fn post_event(
+    client: &Client,
+    namespace: &str,
+    kind: &str,
+    api_version: &str,
+    name: &str,
+    uid: Option<String>,
+    message: String,
+    actor: &str,
+) -> Result<(), RollbackError> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let now = jiff::Timestamp::now();
     let event = Event {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{}.backout-", plan.deployment)),
-            namespace: Some(plan.namespace.clone()),
+            generate_name: Some(format!("{name}.backout-")),
+            namespace: Some(namespace.into()),
             ..Default::default()
         },
         involved_object: ObjectReference {
-            api_version: Some("apps/v1".into()),
-            kind: Some("Deployment".into()),
-            name: Some(plan.deployment.clone()),
-            namespace: Some(plan.namespace.clone()),
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
             uid,
             ..Default::default()
         },
@@ -282,7 +307,7 @@ pub async fn announce(
         .create(&PostParams::default(), &event)
         .await
         .map(|_| ())
-        .map_err(|e| api_error(e, &plan.deployment))
+        .map_err(|e| api_error(e, name))
 }
 
 /// Checks permission, prepares the plan and has the API server dry-run it. Nothing is

@@ -40,6 +40,155 @@ pub struct RollbackArgs {
     /// Skip verifying recovery after the rollback.
     #[arg(long)]
     pub no_verify: bool,
+    /// For a blue-green Service: the selector value to switch to.
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+/// Asks for the object's name; anything else cancels. Refuses without a terminal.
+fn confirmed(kind: &str, name: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "error: refusing to roll back without confirmation; run it in a terminal or pass --yes"
+        );
+        return Ok(false);
+    }
+    print!("type the {kind} name ({name}) to roll back; anything else cancels: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != name {
+        println!("cancelled; nothing changed");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Blue-green: switch the Service's selector back, then verify the Deployment it now picks.
+async fn switch(
+    client: &kube::Client,
+    namespace: &str,
+    bg: &crate::config::BlueGreen,
+    config: &Config,
+    notifiers: &Notifiers,
+    actor: &str,
+    args: &RollbackArgs,
+) -> anyhow::Result<ExitCode> {
+    let plan = match crate::actions::bluegreen::prepare(
+        client,
+        namespace,
+        &bg.service,
+        &bg.label,
+        args.to.as_deref(),
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!(
+        "switch service {namespace}/{} {}: {} → {}",
+        plan.service, plan.label, plan.from, plan.to
+    );
+    println!("  as   {}", plan.kubectl);
+    println!("  server dry run: accepted");
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes && !confirmed("service", &plan.service)? {
+        return Ok(ExitCode::FAILURE);
+    }
+    let prom = config
+        .prometheus
+        .as_ref()
+        .map(Prometheus::new)
+        .transpose()?;
+    let breaching = match &prom {
+        Some(p) => breaching(p, config, namespace, &plan.service).await,
+        None => Vec::new(),
+    };
+    if let Err(e) = crate::actions::bluegreen::commit(client, &plan, actor).await {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "service/{} switched {} back to {} by {actor}",
+        plan.service, plan.label, plan.to
+    );
+    let mut journal = Journal::open(&journal::default_path())?;
+    let mut record = |entry: Entry| {
+        let r = Record {
+            at: jiff::Timestamp::now(),
+            incident: args.incident.clone(),
+            service: format!("{namespace}/{}", plan.service),
+            entry,
+        };
+        if let Err(e) = journal.append(&r) {
+            eprintln!("warning: the journal could not be written: {e}");
+        }
+    };
+    record(Entry::Switch {
+        label: plan.label.clone(),
+        from: plan.from.clone(),
+        to: plan.to.clone(),
+        by: actor.into(),
+        reason: args.reason.clone(),
+    });
+    let notice = Notice::Page {
+        service: format!("{namespace}/{}", plan.service),
+        summary: format!(
+            "{actor} switched {} from {} back to {}: {}",
+            plan.label, plan.from, plan.to, args.reason
+        ),
+        incident: args.incident.clone(),
+    };
+    notify(notifiers, notice, &mut record).await;
+    let Some(deployment) = plan.to_deployment.clone().filter(|_| !args.no_verify) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let checks = verify::Plan {
+        namespace: namespace.into(),
+        deployment,
+        rollout_deadline: config.policy.rollout_deadline,
+        recovery_window: config.policy.verification_window,
+        breaching: breaching.into_iter().map(|(t, q, _)| (t, q)).collect(),
+        health_urls: config
+            .health_checks
+            .iter()
+            .filter(|h| h.deployment == plan.service)
+            .map(|h| (h.url.clone(), h.status))
+            .collect(),
+        poll: config
+            .prometheus
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(5), |p| p.poll_interval),
+    };
+    let result = verify::verify(client, prom.as_ref(), &checks).await;
+    for c in &result.checks {
+        println!(
+            "  {} {}: {}",
+            if c.passed { "✓" } else { "✗" },
+            c.name,
+            c.detail
+        );
+    }
+    println!("{}", result.outcome.label());
+    record(Entry::Verification {
+        outcome: result.outcome.label().into(),
+        checks: result
+            .checks
+            .iter()
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect(),
+    });
+    Ok(if result.outcome == Outcome::Verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
@@ -53,6 +202,21 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let actor = access::actor(&target.client).await;
+    let blue_green = config.blue_green.iter().find(|b| {
+        b.service == args.deployment && b.namespace.as_deref().is_none_or(|n| n == target.namespace)
+    });
+    if let Some(bg) = blue_green {
+        return switch(
+            &target.client,
+            &target.namespace,
+            bg,
+            &config,
+            &notifiers,
+            &actor,
+            &args,
+        )
+        .await;
+    }
     let req = rollback::Request {
         namespace: target.namespace.clone(),
         deployment: args.deployment.clone(),
@@ -89,22 +253,8 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            eprintln!("error: refusing to roll back without confirmation; run it in a terminal or pass --yes");
-            return Ok(ExitCode::FAILURE);
-        }
-        print!(
-            "type the deployment name ({}) to roll back; anything else cancels: ",
-            plan.deployment
-        );
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if answer.trim() != plan.deployment {
-            println!("cancelled; nothing changed");
-            return Ok(ExitCode::FAILURE);
-        }
+    if !args.yes && !confirmed("deployment", &plan.deployment)? {
+        return Ok(ExitCode::FAILURE);
     }
     let prom = config
         .prometheus

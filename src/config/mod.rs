@@ -31,6 +31,18 @@ pub struct RawConfig {
     pub notifications: notifications::NotificationsConfig,
     #[serde(default, rename = "health_check")]
     pub health_checks: Vec<HealthCheck>,
+    #[serde(default)]
+    pub blue_green: Vec<BlueGreen>,
+}
+
+/// A Service rolled back by switching its selector, not by undoing a Deployment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlueGreen {
+    pub service: String,
+    /// The selector label that picks the colour or version, e.g. `color`.
+    pub label: String,
+    pub namespace: Option<String>,
 }
 
 /// A URL that must answer `status` once a rollback of `deployment` is done.
@@ -159,6 +171,7 @@ pub struct Config {
     pub production_namespaces: Vec<String>,
     pub notifications: notifications::NotificationsConfig,
     pub health_checks: Vec<HealthCheck>,
+    pub blue_green: Vec<BlueGreen>,
 }
 
 impl Default for Config {
@@ -272,6 +285,7 @@ impl Config {
             production_namespaces: raw.production_namespaces,
             notifications: raw.notifications,
             health_checks: raw.health_checks,
+            blue_green: raw.blue_green,
         })
     }
 

@@ -55,6 +55,14 @@ pub enum Entry {
         reason: String,
         automatic: bool,
     },
+    /// A blue-green Service switched back.
+    Switch {
+        label: String,
+        from: String,
+        to: String,
+        by: String,
+        reason: String,
+    },
     RollbackFailed {
         to_revision: u64,
         by: String,
