@@ -1,78 +1,178 @@
 //! The effect runner: the one place side effects happen. It performs what `update`
-//! asks for and reports failures back as messages, so they show instead of vanishing.
+//! asks for and reports back as messages: failures, so they show instead of
+//! vanishing, and every rollback's end. In read-only mode it refuses every write and
+//! says why.
 
 use std::sync::{Arc, Mutex};
 
+use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::journal::Journal;
 use super::notify::{Notice, Notifiers};
+use super::{rollback, verify};
+use crate::config::Config;
+use crate::engine::msg::{RollbackOrder, RollbackReport};
 use crate::engine::{Effect, Msg};
+use crate::sources::prometheus::Prometheus;
+
+/// What the runner needs to act on a cluster.
+#[derive(Clone)]
+pub struct Context {
+    pub client: kube::Client,
+    pub config: Config,
+    /// `user@host`, for the Lease, the change-cause and the Events.
+    pub actor: String,
+    /// Why writes are refused, if they are.
+    pub read_only: Option<String>,
+    pub notifiers: Notifiers,
+}
 
 pub fn spawn(
     journal: Option<Journal>,
-    notifiers: Notifiers,
+    ctx: Context,
     mut effects: mpsc::Receiver<Effect>,
     tx: mpsc::Sender<Msg>,
 ) -> JoinHandle<()> {
     let journal = journal.map(|j| Arc::new(Mutex::new(j)));
     tokio::spawn(async move {
         while let Some(effect) = effects.recv().await {
-            let result = match &effect {
-                Effect::Journal(record) => match &journal {
-                    Some(j) => {
-                        let (j, record) = (j.clone(), record.clone());
-                        // fsync blocks: keep it off the async workers.
-                        tokio::task::spawn_blocking(move || {
-                            j.lock().expect("journal lock").append(&record)
+            match effect {
+                Effect::Journal(record) => {
+                    let Some(j) = &journal else { continue };
+                    let j = j.clone();
+                    // fsync blocks: keep it off the async workers.
+                    let written = tokio::task::spawn_blocking(move || {
+                        j.lock().expect("journal lock").append(&record)
+                    })
+                    .await;
+                    let error = match written {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    if tx
+                        .send(Msg::EffectFailed {
+                            what: "journal write".into(),
+                            error,
                         })
                         .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
+                        .is_err()
+                    {
+                        return;
                     }
-                    None => Ok(()),
-                },
+                }
                 Effect::Page { service, summary } => {
                     tracing::warn!(%service, "page: {summary}");
-                    // Sent on its own task: a slow notifier never holds up the next effect.
-                    let (notifiers, tx) = (notifiers.clone(), tx.clone());
                     let notice = Notice::Page {
                         service: service.to_string(),
-                        summary: summary.clone(),
+                        summary,
                         incident: None,
                     };
-                    tokio::spawn(async move {
-                        for d in notifiers.send(&notice).await {
-                            if let Some(error) = d.error {
-                                let _ = tx
-                                    .send(Msg::EffectFailed {
-                                        what: format!("page via {}", d.channel),
-                                        error,
-                                    })
-                                    .await;
-                            }
-                        }
-                    });
-                    Ok(())
+                    // Each on its own task: a slow notifier never holds up the next effect.
+                    tokio::spawn(send(ctx.notifiers.clone(), notice, tx.clone()));
                 }
-            };
-            if let Err(error) = result {
-                let what = match &effect {
-                    Effect::Journal(_) => "journal write",
-                    Effect::Page { .. } => "page",
-                };
-                if tx
-                    .send(Msg::EffectFailed {
-                        what: what.into(),
-                        error,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
+                Effect::Rollback(order) => {
+                    tokio::spawn(execute(ctx.clone(), order, tx.clone()));
                 }
             }
         }
     })
+}
+
+async fn send(notifiers: Notifiers, notice: Notice, tx: mpsc::Sender<Msg>) {
+    for d in notifiers.send(&notice).await {
+        if let Some(error) = d.error {
+            let _ = tx
+                .send(Msg::EffectFailed {
+                    what: format!("notification via {}", d.channel),
+                    error,
+                })
+                .await;
+        }
+    }
+}
+
+/// Prepares, commits, announces and verifies one rollback, then reports how it ended.
+async fn execute(ctx: Context, order: RollbackOrder, tx: mpsc::Sender<Msg>) {
+    let result = match &ctx.read_only {
+        Some(why) => Err(format!("refused: {why}")),
+        None => run(&ctx, &order).await,
+    };
+    let report = RollbackReport {
+        service: order.service.clone(),
+        automatic: order.automatic,
+        at: Timestamp::now(),
+        result,
+    };
+    let _ = tx.send(Msg::RollbackFinished(report)).await;
+}
+
+async fn run(ctx: &Context, order: &RollbackOrder) -> Result<verify::Outcome, String> {
+    let key = &order.service;
+    let req = rollback::Request {
+        namespace: key.namespace.clone(),
+        deployment: key.name.clone(),
+        to_revision: order.to_revision,
+        reason: order.reason.clone(),
+        actor: ctx.actor.clone(),
+        incident: order.incident.clone(),
+    };
+    let plan = rollback::prepare(&ctx.client, &req)
+        .await
+        .map_err(|e| e.to_string())?;
+    rollback::commit(&ctx.client, &plan, &ctx.actor)
+        .await
+        .map_err(|e| e.to_string())?;
+    let notice = Notice::RolledBack {
+        service: key.to_string(),
+        from_revision: plan.from_revision,
+        from_images: plan.from_images.clone(),
+        to_revision: plan.to_revision,
+        to_images: plan.to_images.clone(),
+        trigger: Some(order.reason.clone()),
+        by: ctx.actor.clone(),
+        reason: order.reason.clone(),
+        incident: order.incident.clone(),
+    };
+    let _ = ctx.notifiers.send(&notice).await;
+    let prom = ctx
+        .config
+        .prometheus
+        .as_ref()
+        .and_then(|p| Prometheus::new(p).ok());
+    let breaching = order
+        .fired
+        .iter()
+        .filter_map(|(name, query)| {
+            ctx.config
+                .triggers
+                .iter()
+                .find(|t| &t.name == name)
+                .map(|t| (t.clone(), query.clone()))
+        })
+        .collect();
+    let checks = verify::Plan {
+        namespace: key.namespace.clone(),
+        deployment: key.name.clone(),
+        rollout_deadline: ctx.config.policy.rollout_deadline,
+        recovery_window: ctx.config.policy.verification_window,
+        breaching,
+        health_urls: ctx
+            .config
+            .health_checks
+            .iter()
+            .filter(|h| h.deployment == key.name)
+            .map(|h| (h.url.clone(), h.status))
+            .collect(),
+        poll: ctx
+            .config
+            .prometheus
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(5), |p| p.poll_interval),
+    };
+    Ok(verify::verify(&ctx.client, prom.as_ref(), &checks)
+        .await
+        .outcome)
 }

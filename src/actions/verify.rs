@@ -12,28 +12,10 @@ use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Trigger;
+pub use crate::engine::msg::Outcome;
 use crate::engine::rollout::{self, Rollout};
 use crate::engine::signals::QueryOutcome;
 use crate::sources::prometheus::Prometheus;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Verified,
-    /// The rollout finished but the signal did not recover: escalate, never roll back again automatically.
-    DidNotHelp,
-    RolloutStuck,
-}
-
-impl Outcome {
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Verified => "verified",
-            Outcome::DidNotHelp => "rollback did not help",
-            Outcome::RolloutStuck => "rollout stuck",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {

@@ -21,6 +21,8 @@ pub struct Options {
     pub namespace: Option<String>,
     /// Where the journal goes; `None` keeps no journal (for one-shot reads).
     pub journal: Option<PathBuf>,
+    /// Refuse every write, whatever RBAC allows.
+    pub read_only: bool,
 }
 
 pub struct Core {
@@ -99,10 +101,33 @@ impl Core {
         };
         let notifiers = crate::actions::notify::Notifiers::from_config(&config.notifications)
             .map_err(anyhow::Error::msg)?;
+        // Read-only when asked, or when RBAC says this user may not patch Deployments.
+        let read_only = if opts.read_only {
+            Some("--read-only was given".to_string())
+        } else {
+            let mut refused = None;
+            for ns in &namespaces {
+                if let Err(why) = crate::actions::access::may_roll_back(&target.client, ns).await {
+                    refused = Some(why);
+                    break;
+                }
+            }
+            refused
+        };
+        let actor = crate::actions::access::actor(&target.client).await;
         let (effects, effects_rx) = mpsc::channel(4096);
-        runner::spawn(journal, notifiers, effects_rx, tx);
+        let ctx = runner::Context {
+            client: target.client.clone(),
+            config: config.clone(),
+            actor,
+            read_only: read_only.clone(),
+            notifiers,
+        };
+        runner::spawn(journal, ctx, effects_rx, tx);
+        let mut state = State::new(config, Timestamp::now());
+        state.read_only = read_only;
         Ok(Core {
-            state: State::new(config, Timestamp::now()),
+            state,
             target,
             rx,
             effects,

@@ -41,6 +41,7 @@ impl ClusterArgs {
             context: self.context.clone(),
             namespace: self.namespace.clone(),
             journal,
+            read_only: false,
         }
     }
 }

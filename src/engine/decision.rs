@@ -270,6 +270,9 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
             format!("no auto_rollback trigger is firing: {}", names.join(", ")),
         );
     }
+    if let Some(reason) = &svc.no_auto {
+        why.push(format!("no further automatic rollback: {reason}"));
+    }
     if policy.require_two_anomalies && firing.len() < 2 {
         why.push(format!(
             "the policy requires two anomalies; only {} is firing",

@@ -8,7 +8,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::journal::Record;
 use super::signals::QueryOutcome;
@@ -28,6 +28,49 @@ pub enum Msg {
         what: String,
         error: String,
     },
+    /// A rollback the runner executed (or refused) has ended.
+    RollbackFinished(RollbackReport),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackReport {
+    pub service: ServiceKey,
+    pub automatic: bool,
+    pub at: Timestamp,
+    /// The verification outcome, or why the rollback did not happen.
+    pub result: Result<Outcome, String>,
+}
+
+/// How a rollback ended, once verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Verified,
+    /// The rollout finished but the signal did not recover: escalate, never roll back again automatically.
+    DidNotHelp,
+    RolloutStuck,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Verified => "verified",
+            Outcome::DidNotHelp => "rollback did not help",
+            Outcome::RolloutStuck => "rollout stuck",
+        }
+    }
+}
+
+/// A rollback for the runner to execute.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RollbackOrder {
+    pub service: ServiceKey,
+    pub to_revision: Option<u64>,
+    pub automatic: bool,
+    pub reason: String,
+    pub incident: Option<String>,
+    /// (trigger, query) that fired: what verification waits to recover.
+    pub fired: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -150,4 +193,6 @@ pub enum Effect {
         service: ServiceKey,
         summary: String,
     },
+    /// Roll a Deployment back; the runner refuses it in read-only mode.
+    Rollback(RollbackOrder),
 }

@@ -102,6 +102,11 @@ pub struct Service {
     pub revision_seen: BTreeMap<u64, Timestamp>,
     pub incident: Option<String>,
     pub last_rollback: Option<Timestamp>,
+    /// A rollback ordered and not yet reported back.
+    pub rollback_in_flight: bool,
+    /// Why backout will not roll this service back automatically again
+    /// (a rollback that did not help, or one that failed).
+    pub no_auto: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -139,6 +144,8 @@ pub struct State {
     pub sources: BTreeMap<SourceId, SourceHealth>,
     /// The last automatic rollback anywhere, for the cooldown.
     pub last_auto_rollback: Option<Timestamp>,
+    /// Why writes are refused (`--read-only`, or RBAC), or `None` when they are allowed.
+    pub read_only: Option<String>,
     /// Recent failures of the effect runner, newest last.
     pub effect_errors: VecDeque<String>,
     /// Which kinds have finished their first list, so decisions wait for a full picture.
@@ -164,6 +171,7 @@ impl State {
             last_auto_rollback: None,
             synced: Default::default(),
             effect_errors: VecDeque::new(),
+            read_only: None,
         }
     }
 

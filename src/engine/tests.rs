@@ -509,3 +509,56 @@ fn the_quiet_windows_match_the_policy_defaults() {
         (Duration::from_secs(300), Duration::from_secs(600))
     );
 }
+
+#[test]
+fn a_failed_effect_is_kept_and_journaled_but_a_failed_journal_write_is_not_journaled_again() {
+    let mut state = world("");
+    let effects = update(
+        &mut state,
+        Msg::EffectFailed {
+            what: "notification via slack".into(),
+            error: "slack answered 500".into(),
+        },
+    );
+    assert!(
+        matches!(&effects[..], [Effect::Journal(r)] if matches!(&r.entry, super::journal::Entry::Notification { delivered: false, .. }))
+    );
+    let effects = update(
+        &mut state,
+        Msg::EffectFailed {
+            what: "journal write".into(),
+            error: "disk full".into(),
+        },
+    );
+    assert!(effects.is_empty());
+    assert_eq!(state.effect_errors.len(), 2);
+}
+
+#[test]
+fn an_auto_rollback_is_ordered_once_and_a_failed_one_stops_further_automatic_rollbacks() {
+    let mut state = world("[policy]\nauto_rollback = true\n");
+    let effects = run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    let orders: Vec<_> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Rollback(_)))
+        .collect();
+    assert_eq!(orders.len(), 1, "one order while it is in flight");
+    let report = super::msg::RollbackReport {
+        service: key("checkout"),
+        automatic: true,
+        at: t(210),
+        result: Err("conflict".into()),
+    };
+    let effects = update(&mut state, Msg::RollbackFinished(report));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Page { .. })));
+    let effects = run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 300);
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Rollback(_))),
+        "no second automatic attempt"
+    );
+    assert_eq!(decision(&state, "checkout").action, Action::Suggest);
+    assert!(decision(&state, "checkout")
+        .why_not_automatic
+        .iter()
+        .any(|w| w.contains("no further automatic rollback")));
+}

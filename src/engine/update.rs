@@ -8,7 +8,10 @@ use jiff::Timestamp;
 
 use super::decision::{self, Action};
 use super::journal::{incident_id, Entry, Record};
-use super::msg::{Effect, KubeChange, KubeKind, KubeObject, Msg, QueryAnswer};
+use super::msg::{
+    Effect, KubeChange, KubeKind, KubeObject, Msg, Outcome, QueryAnswer, RollbackOrder,
+    RollbackReport,
+};
 use super::rollout;
 use super::signals::{self, DataState};
 use super::state::{
@@ -28,12 +31,22 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         }
         Msg::Kube(change) => kube(state, change),
         Msg::Query(answer) => query(state, answer, &mut effects).into_iter().collect(),
+        Msg::RollbackFinished(report) => finished(state, report, &mut effects),
         Msg::EffectFailed { what, error } => {
             state
                 .effect_errors
                 .push_back(format!("{what} failed: {error}"));
             while state.effect_errors.len() > 20 {
                 state.effect_errors.pop_front();
+            }
+            // A failed journal write cannot be journaled; anything else is.
+            if what != "journal write" {
+                let entry = Entry::Notification {
+                    channel: what.clone(),
+                    delivered: false,
+                    detail: error.clone(),
+                };
+                effects.push(journal(state, None, "", entry));
             }
             Vec::new()
         }
@@ -255,6 +268,52 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
             why_not_automatic: next.why_not_automatic.clone(),
         },
     ));
+    let svc = state.services.get_mut(key).expect("checked above");
+    if next.action == Action::AutoRollback
+        && state.config.policy.auto_rollback
+        && !svc.rollback_in_flight
+        && svc.no_auto.is_none()
+    {
+        svc.rollback_in_flight = true;
+        let fired = next
+            .firing
+            .iter()
+            .filter_map(|f| {
+                state
+                    .config
+                    .triggers
+                    .iter()
+                    .find(|t| t.name == f.trigger)
+                    .map(|t| {
+                        (
+                            t.name.clone(),
+                            t.query_for(&key.namespace, &key.name, &key.name),
+                        )
+                    })
+            })
+            .collect();
+        let reason = next
+            .firing
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f.trigger,
+                    f.value
+                        .map_or("firing".into(), |v| format!("{v:.4} > {}", f.threshold))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        effects.push(Effect::Rollback(RollbackOrder {
+            service: key.clone(),
+            to_revision: next.target.as_ref().map(|t| t.revision),
+            automatic: true,
+            reason: format!("automatic: {reason}"),
+            incident: incident.clone(),
+            fired,
+        }));
+    }
     if next.action == Action::None && incident.is_some() {
         effects.push(journal(
             state,
@@ -553,6 +612,62 @@ fn apply(state: &mut State, obj: KubeObject, deleted: bool) -> Vec<ServiceKey> {
             in_ns(state)
         }
     }
+}
+
+/// A rollback ended: start the blackout, or stop automatic rollbacks of this service
+/// if it did not help or did not happen; journal and page either way.
+fn finished(
+    state: &mut State,
+    report: RollbackReport,
+    effects: &mut Vec<Effect>,
+) -> Vec<ServiceKey> {
+    let key = report.service.clone();
+    let Some(svc) = state.services.get_mut(&key) else {
+        return Vec::new();
+    };
+    svc.rollback_in_flight = false;
+    let incident = svc.incident.clone();
+    let page = match &report.result {
+        Ok(Outcome::Verified) => None,
+        Ok(outcome) => {
+            svc.no_auto = Some(format!(
+                "the rollback at {} ended: {}",
+                report.at,
+                outcome.label()
+            ));
+            Some(format!(
+                "{}: escalating; backout will not roll {key} back automatically again",
+                outcome.label()
+            ))
+        }
+        Err(e) => {
+            svc.no_auto = Some(format!("the rollback at {} did not happen: {e}", report.at));
+            Some(format!("rollback not done: {e}"))
+        }
+    };
+    if report.result.is_ok() {
+        note_rollback(state, &key, report.at, report.automatic);
+    }
+    let outcome = match &report.result {
+        Ok(o) => o.label().to_string(),
+        Err(e) => format!("not done: {e}"),
+    };
+    effects.push(journal(
+        state,
+        incident,
+        &key.to_string(),
+        Entry::Verification {
+            outcome,
+            checks: Vec::new(),
+        },
+    ));
+    if let Some(summary) = page {
+        effects.push(Effect::Page {
+            service: key.clone(),
+            summary,
+        });
+    }
+    vec![key]
 }
 
 /// Records that backout rolled a service back, starting its blackout and, for an
