@@ -10,3 +10,4 @@ pub mod engine;
 pub mod k8s;
 pub mod sim;
 pub mod sources;
+pub mod ui;

@@ -28,6 +28,8 @@ pub struct Options {
 pub struct Core {
     pub state: State,
     pub target: Target,
+    /// For messages from the console itself (a confirmed rollback).
+    pub tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
     effects: mpsc::Sender<Effect>,
     services: watch::Sender<Vec<ServiceKey>>,
@@ -123,12 +125,13 @@ impl Core {
             read_only: read_only.clone(),
             notifiers,
         };
-        runner::spawn(journal, ctx, effects_rx, tx);
+        runner::spawn(journal, ctx, effects_rx, tx.clone());
         let mut state = State::new(config, Timestamp::now());
         state.read_only = read_only;
         Ok(Core {
             state,
             target,
+            tx,
             rx,
             effects,
             services,

@@ -1,5 +1,6 @@
 //! The command line: one subcommand per mode, all over the same core.
 
+pub mod demo;
 pub mod history;
 pub mod rollback;
 pub mod sim;
@@ -54,11 +55,16 @@ impl ClusterArgs {
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// With no command: the console on the current kubeconfig context.
+    #[command(flatten)]
+    pub console: demo::ConsoleArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The console against a built-in simulated cluster with a bad deploy.
+    Demo(demo::DemoArgs),
     /// Run a simulated cluster (Kubernetes API and Prometheus API) for drills, demos and tests.
     Sim(sim::SimArgs),
     /// Print the state and decision of every watched service once, then exit.
@@ -90,10 +96,12 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Sim(args) => sim::run(args).await,
-            Command::Status(args) => status::run(args).await,
-            Command::Rollback(args) => rollback::run(args).await,
-            Command::History(args) => history::run(args).await,
+            None => demo::console(cli.console).await,
+            Some(Command::Demo(args)) => demo::demo(args).await,
+            Some(Command::Sim(args)) => sim::run(args).await,
+            Some(Command::Status(args)) => status::run(args).await,
+            Some(Command::Rollback(args)) => rollback::run(args).await,
+            Some(Command::History(args)) => history::run(args).await,
         }
     });
     match result {

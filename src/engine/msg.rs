@@ -30,6 +30,12 @@ pub enum Msg {
     },
     /// A rollback the runner executed (or refused) has ended.
     RollbackFinished(RollbackReport),
+    /// An engineer confirmed a rollback in the console.
+    RollbackRequested {
+        service: ServiceKey,
+        to_revision: Option<u64>,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -32,6 +32,42 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::Kube(change) => kube(state, change),
         Msg::Query(answer) => query(state, answer, &mut effects).into_iter().collect(),
         Msg::RollbackFinished(report) => finished(state, report, &mut effects),
+        Msg::RollbackRequested {
+            service,
+            to_revision,
+            reason,
+        } => {
+            // Pressing r again while one is under way does nothing harmful: nothing.
+            if let Some(svc) = state
+                .services
+                .get_mut(&service)
+                .filter(|s| !s.rollback_in_flight)
+            {
+                svc.rollback_in_flight = true;
+                let fired = svc
+                    .decision
+                    .firing
+                    .iter()
+                    .filter_map(|f| state.config.triggers.iter().find(|t| t.name == f.trigger))
+                    .map(|t| {
+                        (
+                            t.name.clone(),
+                            t.query_for(&service.namespace, &service.name, &service.name),
+                        )
+                    })
+                    .collect();
+                let incident = svc.incident.clone();
+                effects.push(Effect::Rollback(RollbackOrder {
+                    service: service.clone(),
+                    to_revision,
+                    automatic: false,
+                    reason,
+                    incident,
+                    fired,
+                }));
+            }
+            vec![service]
+        }
         Msg::EffectFailed { what, error } => {
             state
                 .effect_errors

@@ -1,0 +1,109 @@
+//! The terminal console: owns the terminal, feeds key presses to the UI state, drives
+//! the core, and redraws only when something changed, at most every 16 ms, inside
+//! synchronized output so frames do not tear over SSH or tmux.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{self, Event, KeyEvent, KeyEventKind};
+use ratatui::crossterm::execute;
+use ratatui::crossterm::terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdate};
+use tokio::sync::mpsc;
+
+use super::core::Core;
+use super::ui_state::{Command, UiState};
+use crate::engine::Msg;
+
+enum Input {
+    Key(KeyEvent),
+    Resize,
+}
+
+/// Restores the terminal however the console ends: return, error or unwinding panic.
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+const FRAME: Duration = Duration::from_millis(16);
+
+pub async fn run(mut core: Core, mut ui: UiState) -> anyhow::Result<()> {
+    // ratatui::init also installs a panic hook that restores the terminal first.
+    let mut terminal = ratatui::init();
+    let _restore = Restore;
+    let (inputs, mut input_rx) = mpsc::unbounded_channel::<Input>();
+    // The reader polls so that it stops with the console: a thread left blocked in
+    // read() would swallow what the engineer types into the shell afterwards.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _stop_reader = StopOnDrop(stop.clone());
+    std::thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if !event::poll(Duration::from_millis(50)).unwrap_or(false) {
+                continue;
+            }
+            let sent = match event::read() {
+                // Key presses only: releases and repeats would act twice on some terminals.
+                Ok(Event::Key(k)) if k.kind == KeyEventKind::Press => inputs.send(Input::Key(k)),
+                Ok(Event::Resize(..)) => inputs.send(Input::Resize),
+                Ok(_) => Ok(()),
+                Err(_) => return,
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut dirty = true;
+    let mut last_draw = Instant::now() - FRAME;
+    loop {
+        if dirty && last_draw.elapsed() >= FRAME {
+            let mut out = std::io::stdout();
+            execute!(out, BeginSynchronizedUpdate)?;
+            terminal.draw(|f| crate::ui::render(&core.state, &ui, f))?;
+            execute!(out, EndSynchronizedUpdate)?;
+            out.flush()?;
+            dirty = false;
+            last_draw = Instant::now();
+        }
+        let wait = FRAME.saturating_sub(last_draw.elapsed());
+        tokio::select! {
+            alive = core.step() => {
+                if !alive {
+                    break;
+                }
+                dirty = true;
+            }
+            Some(input) = input_rx.recv() => {
+                dirty = true;
+                let Input::Key(key) = input else { continue };
+                for cmd in ui.on_key(&core.state, key) {
+                    match cmd {
+                        Command::Quit => return Ok(()),
+                        Command::RollBack { service, to_revision } => {
+                            let reason = format!("confirmed in the console by {}", core.target.context);
+                            core.tx.send(Msg::RollbackRequested { service, to_revision, reason }).await?;
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep(wait), if dirty => {}
+            _ = term.recv() => break,
+            _ = hup.recv() => break,
+        }
+    }
+    Ok(())
+}

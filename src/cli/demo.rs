@@ -1,0 +1,88 @@
+//! `backout demo` and `backout` alone: the console, against a built-in simulated
+//! cluster or against the current kubeconfig context.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::ClusterArgs;
+use crate::app::core::{Core, Options};
+use crate::app::ui_state::{Mode, UiState};
+use crate::config::Config;
+use crate::sim::scenario::Scenario;
+use crate::sim::{Sim, SimOptions};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The incident to play: a shipped scenario name or a scenario file.
+    #[arg(long, default_value = "bad-deploy")]
+    pub scenario: String,
+    /// Also write the demo cluster's kubeconfig and backout.toml here, for kubectl in a second terminal.
+    #[arg(long, value_name = "DIR")]
+    pub write_config: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Watch only: refuse every rollback.
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let sim = Sim::start(SimOptions {
+        scenario: Some(scenario.clone()),
+        seed: args.seed,
+        ..SimOptions::default()
+    })
+    .await?;
+    let keep = args.write_config.is_some();
+    let dir = match &args.write_config {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("backout-demo-{}", std::process::id())),
+    };
+    super::sim::write_config(&dir, &sim.url(), &sim.ca_pem, &scenario)?;
+    let config_path = dir.join("backout.toml");
+    let config = Config::parse(&config_path, &std::fs::read_to_string(&config_path)?)?;
+    let opts = Options {
+        kubeconfig: Some(dir.join("kubeconfig")),
+        journal: Some(dir.join("journal.jsonl")),
+        ..Options::default()
+    };
+    let core = Core::start(config, opts).await?;
+    let ui = UiState::new(Mode::Demo, format!("scenario {}", scenario.name), sim.url());
+    let result = crate::app::console::run(core, ui).await;
+    sim.stop().await;
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result.map(|_| ExitCode::SUCCESS)
+}
+
+pub async fn console(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
+    let config = args.cluster.config()?;
+    let journal = crate::actions::journal::default_path();
+    let mut opts = args.cluster.core_options(Some(journal));
+    opts.read_only = args.read_only;
+    let core = match Core::start(config, opts).await {
+        Ok(core) => core,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            eprintln!("to see backout work without a cluster, run `backout demo`");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let ui = UiState::new(
+        Mode::Live,
+        core.target.context.clone(),
+        core.target.cluster_url.clone(),
+    );
+    crate::app::console::run(core, ui).await?;
+    Ok(ExitCode::SUCCESS)
+}

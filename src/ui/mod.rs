@@ -1,0 +1,171 @@
+//! `render(&State, &UiState, &mut Frame)`: pure. It reads the state and draws; it
+//! performs no I/O and changes nothing. Laid out to be usable at 80x24 over SSH.
+
+mod charts;
+mod panes;
+
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use crate::app::ui_state::UiState;
+use crate::engine::{Action, SourceHealth, State};
+
+/// Semantic colours from the 16-colour ANSI set, or none under NO_COLOR.
+#[derive(Clone, Copy)]
+pub struct Palette {
+    color: bool,
+}
+
+impl Palette {
+    pub fn fg(self, c: Color) -> Style {
+        if self.color {
+            Style::default().fg(c)
+        } else {
+            Style::default()
+        }
+    }
+
+    pub fn bold(self) -> Style {
+        Style::default().add_modifier(Modifier::BOLD)
+    }
+
+    pub fn action(self, a: Action) -> Style {
+        match a {
+            Action::AutoRollback => self.fg(Color::Red).add_modifier(Modifier::BOLD),
+            Action::Suggest => self.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            Action::Log => self.fg(Color::Cyan),
+            Action::None => self.fg(Color::Green),
+        }
+    }
+}
+
+pub fn render(state: &State, ui: &UiState, frame: &mut Frame) {
+    let p = Palette { color: ui.color };
+    let area = frame.area();
+    let rows = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([
+            Constraint::Length(1),
+            Constraint::Min(10),
+            Constraint::Length(if area.height >= 30 { 6 } else { 3 }),
+            Constraint::Length(1),
+        ])
+        .split(area);
+    frame.render_widget(header(state, ui, p), rows[0]);
+    let body = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([
+            Constraint::Percentage(if area.width >= 120 { 25 } else { 34 }),
+            Constraint::Min(40),
+        ])
+        .split(rows[1]);
+    panes::services(state, ui, p, frame, body[0]);
+    let selected = ui.selected_service(state);
+    let right = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
+        .split(body[1]);
+    charts::triggers(state, selected, ui, p, frame, right[0]);
+    panes::decision(state, selected, p, frame, right[1]);
+    panes::timeline(state, p, frame, rows[2]);
+    frame.render_widget(footer(p), rows[3]);
+    if let Some(dialog) = &ui.dialog {
+        panes::dialog(state, dialog, p, frame, centered(area, 72, 16));
+    }
+    if ui.help {
+        help(p, frame, centered(area, 60, 14));
+    }
+}
+
+fn health(h: Option<&SourceHealth>, p: Palette) -> Span<'static> {
+    match h {
+        Some(SourceHealth::Connected) => Span::styled("ok", p.fg(Color::Green)),
+        Some(SourceHealth::Retrying { retry_in_secs, .. }) => {
+            Span::styled(format!("retrying {retry_in_secs}s"), p.fg(Color::Yellow))
+        }
+        Some(SourceHealth::Forbidden(_)) => Span::styled("forbidden", p.fg(Color::Red)),
+        Some(SourceHealth::Unavailable(_)) => Span::styled("off", p.fg(Color::Yellow)),
+        Some(SourceHealth::Connecting) | None => Span::styled("connecting", p.fg(Color::Yellow)),
+    }
+}
+
+fn header(state: &State, ui: &UiState, p: Palette) -> Paragraph<'static> {
+    use crate::engine::SourceId;
+    let mode = ui.mode_label(state);
+    let mode_style = if mode == "read-only" {
+        p.fg(Color::Yellow).add_modifier(Modifier::BOLD)
+    } else {
+        p.bold()
+    };
+    let open = state
+        .services
+        .values()
+        .filter_map(|s| {
+            s.incident
+                .as_ref()
+                .and(s.decision.firing.iter().filter_map(|f| f.onset).min())
+        })
+        .min();
+    let clock = open.map_or(String::new(), |t| {
+        let s = state.now.duration_since(t).as_secs().max(0);
+        format!("  incident {:02}:{:02}", s / 60, s % 60)
+    });
+    Paragraph::new(Line::from(vec![
+        Span::styled("backout ", p.bold()),
+        Span::styled(mode.to_string(), mode_style),
+        Span::raw(format!("  {}  ", ui.context)),
+        Span::raw("k8s "),
+        health(state.sources.get(&SourceId::Kubernetes), p),
+        Span::raw("  prom "),
+        health(state.sources.get(&SourceId::Prometheus), p),
+        Span::styled(clock, p.fg(Color::Red)),
+    ]))
+}
+
+fn footer(p: Palette) -> Paragraph<'static> {
+    Paragraph::new(Line::from(vec![
+        Span::styled("↑↓/jk", p.bold()),
+        Span::raw(" select  "),
+        Span::styled("r", p.bold()),
+        Span::raw(" roll back  "),
+        Span::styled("?", p.bold()),
+        Span::raw(" help  "),
+        Span::styled("q", p.bold()),
+        Span::raw(" quit"),
+    ]))
+}
+
+fn help(p: Palette, frame: &mut Frame, area: Rect) {
+    let lines = vec![
+        Line::styled("keys", p.bold()),
+        Line::raw(""),
+        Line::raw("↑ ↓ j k   select a service (worst first)"),
+        Line::raw("r         open the rollback, filled in from the decision"),
+        Line::raw("y         confirm (the default is No; any other key cancels)"),
+        Line::raw("          in a production namespace, type the Deployment's name"),
+        Line::raw("Esc       close a dialog"),
+        Line::raw("?         this help; any key closes it"),
+        Line::raw("q         quit (the cluster is left as it is)"),
+    ];
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(Block::default().borders(Borders::ALL).title(" help "))
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}

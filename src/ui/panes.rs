@@ -1,0 +1,286 @@
+//! The text panes: services (worst first), the decision with its gates and blast
+//! radius, the timeline, and the rollback confirmation dialog.
+
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::Palette;
+use crate::app::ui_state::{Dialog, UiState};
+use crate::engine::decision::ago;
+use crate::engine::rollout::Rollout;
+use crate::engine::{Action, ServiceKey, State};
+
+/// The list's word for an action: short enough for 80 columns.
+fn short(a: Action) -> &'static str {
+    match a {
+        Action::AutoRollback => "AUTO",
+        Action::Suggest => "suggest",
+        Action::Log => "log",
+        Action::None => "ok",
+    }
+}
+
+pub fn services(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area: Rect) {
+    let keys = ui.ordered(state);
+    let items: Vec<ListItem> = keys
+        .iter()
+        .map(|key| {
+            let svc = &state.services[*key];
+            let d = &svc.decision;
+            let ready = svc.pods.values().filter(|p| p.ready).count();
+            let since = d.deployed_at.map_or("?".into(), |t| ago(state.now, t));
+            let rollout = match &d.rollout {
+                Some(Rollout::Complete(_)) => "",
+                Some(Rollout::Failed(_)) => " stalled",
+                Some(Rollout::Paused(_)) => " paused",
+                _ => " rolling",
+            };
+            let mut spans = vec![
+                Span::styled(format!("{:<8}", short(d.action)), p.action(d.action)),
+                Span::styled(key.name.clone(), p.bold()),
+                Span::raw(format!(
+                    " r{} {ready}/{} {since}{rollout}",
+                    d.current_revision.unwrap_or(0),
+                    svc.pods.len()
+                )),
+            ];
+            if svc.rollback_in_flight {
+                spans.push(Span::styled(" rolling back", p.fg(Color::Magenta)));
+            }
+            let firing: Vec<&str> = d.firing.iter().map(|f| f.trigger.as_str()).collect();
+            let mut lines = vec![Line::from(spans)];
+            if !firing.is_empty() {
+                lines.push(Line::styled(
+                    format!("        {}", firing.join(", ")),
+                    p.fg(Color::Red),
+                ));
+            }
+            ListItem::new(lines)
+        })
+        .collect();
+    let mut list_state = ListState::default()
+        .with_selected((!keys.is_empty()).then_some(ui.selected.min(keys.len().saturating_sub(1))));
+    let list = List::new(items)
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(format!(" services ({}) ", keys.len())),
+        )
+        .highlight_symbol("› ")
+        .highlight_style(ratatui::style::Style::default().add_modifier(Modifier::REVERSED));
+    frame.render_stateful_widget(list, area, &mut list_state);
+}
+
+pub fn decision(
+    state: &State,
+    selected: Option<&ServiceKey>,
+    p: Palette,
+    frame: &mut Frame,
+    area: Rect,
+) {
+    let Some(key) = selected else {
+        frame.render_widget(
+            Paragraph::new("no service yet: waiting for the cluster")
+                .block(Block::default().borders(Borders::ALL).title(" decision ")),
+            area,
+        );
+        return;
+    };
+    let svc = &state.services[key];
+    let d = &svc.decision;
+    let mut lines = Vec::new();
+    let target = d.target.as_ref().map_or("no earlier revision".into(), |t| {
+        format!("revision {} ({})", t.revision, t.images.join(", "))
+    });
+    let mut head = vec![
+        Span::styled(d.action.label().to_uppercase(), p.action(d.action)),
+        Span::raw(format!("  → {target}")),
+    ];
+    if let Some(c) = &d.confidence {
+        head.push(Span::raw(format!("  confidence {:.2}", c.score)));
+    }
+    lines.push(Line::from(head));
+    if let Some(c) = &d.confidence {
+        let parts: Vec<String> = c
+            .parts
+            .iter()
+            .map(|p| format!("{} {:.2}", p.name, p.value))
+            .collect();
+        lines.push(Line::styled(
+            format!("  {}", parts.join(" · ")),
+            p.fg(Color::DarkGray),
+        ));
+    }
+    if let Some(r) = &d.rollout {
+        lines.push(Line::raw(r.message().to_string()));
+    }
+    for g in &d.gates {
+        let (mark, style) = if g.passed {
+            ("✓", p.fg(Color::Green))
+        } else {
+            ("✗", p.fg(Color::Red))
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{mark} {} {}: ", g.number, g.name), style),
+            Span::raw(g.evidence.clone()),
+        ]));
+    }
+    for why in &d.why_not_automatic {
+        lines.push(Line::styled(
+            format!("why not automatic: {why}"),
+            p.fg(Color::Yellow),
+        ));
+    }
+    if let Some(reason) = &state.read_only {
+        lines.push(Line::styled(reason.clone(), p.fg(Color::Yellow)));
+    }
+    for note in &d.blast_radius {
+        let style = if note.risk {
+            p.fg(Color::Yellow)
+        } else {
+            p.fg(Color::Reset)
+        };
+        lines.push(Line::styled(
+            format!("{} {}", if note.risk { "!" } else { "·" }, note.text),
+            style,
+        ));
+    }
+    let title = format!(" {} — decision ", key);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(Block::default().borders(Borders::ALL).title(title))
+            .wrap(Wrap { trim: true }),
+        area,
+    );
+}
+
+pub fn timeline(state: &State, p: Palette, frame: &mut Frame, area: Rect) {
+    let rows = area.height.saturating_sub(2) as usize;
+    let mut lines: Vec<Line> = state
+        .events
+        .iter()
+        .rev()
+        .take(rows)
+        .map(|e| {
+            let when =
+                e.at.map_or("      ".into(), |t| format!("{:>6}", ago(state.now, t)));
+            let style = if e.reason == crate::actions::rollback::EVENT_REASON {
+                p.fg(Color::Magenta)
+            } else {
+                p.fg(Color::Reset)
+            };
+            Line::styled(
+                format!("{when} {} {}: {}", e.object, e.reason, e.message),
+                style,
+            )
+        })
+        .collect();
+    for (ns, name) in state.leases.keys() {
+        if let Some((holder, since)) = state.leases.get(&(ns.clone(), name.clone())) {
+            let since = since.map_or(String::new(), |t| format!(" for {}", ago(state.now, t)));
+            lines.insert(
+                0,
+                Line::styled(
+                    format!("lease {ns}/{name} held by {holder}{since}"),
+                    p.fg(Color::Magenta),
+                ),
+            );
+        }
+    }
+    for e in state.effect_errors.iter().rev().take(1) {
+        lines.insert(0, Line::styled(e.clone(), p.fg(Color::Red)));
+    }
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" timeline ")),
+        area,
+    );
+}
+
+pub fn dialog(state: &State, dialog: &Dialog, p: Palette, frame: &mut Frame, area: Rect) {
+    let svc = state.services.get(&dialog.service);
+    let d = svc.map(|s| &s.decision);
+    let from = d
+        .and_then(|d| d.current_revision)
+        .map_or("?".into(), |r| r.to_string());
+    let images = |rev: Option<u64>| {
+        svc.and_then(|s| {
+            s.replicasets
+                .values()
+                .find(|rs| Some(crate::engine::rollout::revision_of(rs)) == rev)
+        })
+        .map(|rs| {
+            crate::engine::rollout::images(rs.spec.as_ref().and_then(|s| s.template.as_ref()))
+                .join(", ")
+        })
+        .unwrap_or_default()
+    };
+    let to = dialog
+        .to_revision
+        .map_or("previous".into(), |r| r.to_string());
+    let mut lines = vec![
+        Line::styled(format!("Roll back {}?", dialog.service), p.bold()),
+        Line::raw(format!(
+            "from revision {from}  {}",
+            images(d.and_then(|d| d.current_revision))
+        )),
+        Line::raw(format!(
+            "to   revision {to}  {}",
+            images(dialog.to_revision)
+        )),
+        Line::styled(
+            format!(
+                "kubectl rollout undo deployment/{} --to-revision={to} -n {}",
+                dialog.service.name, dialog.service.namespace
+            ),
+            p.fg(Color::DarkGray),
+        ),
+        Line::raw(
+            "a server-side dry run runs first; the patch fails cleanly if the Deployment changes",
+        ),
+    ];
+    for note in d
+        .into_iter()
+        .flat_map(|d| &d.blast_radius)
+        .filter(|n| n.risk)
+    {
+        lines.push(Line::styled(
+            format!("! {}", note.text),
+            p.fg(Color::Yellow),
+        ));
+    }
+    if let Some(reason) = &state.read_only {
+        lines.push(Line::styled(
+            format!("this console cannot roll back: {reason}"),
+            p.fg(Color::Red),
+        ));
+    }
+    lines.push(Line::raw(""));
+    if dialog.needs_name {
+        lines.push(Line::raw(format!(
+            "production: type {} and Enter to confirm, Esc cancels",
+            dialog.service.name
+        )));
+        lines.push(Line::styled(
+            format!("> {}", dialog.typed.value()),
+            p.bold(),
+        ));
+    } else {
+        lines.push(Line::styled(
+            "y to confirm · any other key cancels (default No)",
+            p.bold(),
+        ));
+    }
+    let action_style = p.action(d.map_or(Action::None, |d| d.action));
+    frame.render_widget(Clear, area);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" rollback ")
+        .border_style(action_style);
+    frame.render_widget(
+        Paragraph::new(lines).block(block).wrap(Wrap { trim: true }),
+        area,
+    );
+}

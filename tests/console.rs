@@ -1,0 +1,145 @@
+//! End to end in a real terminal: `backout demo` in tmux, keys sent with send-keys,
+//! the screen read with capture-pane. The rollback must reach the cluster, and the
+//! terminal must be usable again after quitting and after SIGTERM.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::have;
+
+struct Tmux(String);
+
+impl Tmux {
+    fn start(name: &str, width: u16, height: u16) -> Tmux {
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+                "bash --norc --noprofile",
+            ])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        Tmux(name.to_string())
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        Command::new("tmux")
+            .args(["send-keys", "-t", &self.0])
+            .args(keys)
+            .status()
+            .unwrap();
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(
+            &Command::new("tmux")
+                .args(["capture-pane", "-p", "-t", &self.0])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .into_owned()
+    }
+
+    fn wait_for(&self, text: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "waited {limit:?} for {text:?}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+fn revision(dir: &std::path::Path) -> String {
+    let out = Command::new("kubectl")
+        .env("KUBECONFIG", dir.join("kubeconfig"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .args([
+            "get",
+            "deploy/checkout",
+            "-n",
+            "shop",
+            "-o",
+            r#"jsonpath={.metadata.annotations.deployment\.kubernetes\.io/revision}"#,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_demo_rolls_back_from_the_keyboard_and_restores_the_terminal() {
+    if !have("tmux") || !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("backout-e2e-{}", std::process::id());
+    let tmux = Tmux::start(&name, 100, 30);
+    let bin = env!("CARGO_BIN_EXE_backout");
+    tmux.keys(&[
+        &format!("{bin} demo --write-config {}", dir.path().display()),
+        "Enter",
+    ]);
+    tmux.wait_for("backout demo", Duration::from_secs(20));
+    let screen = tmux.wait_for("error-rate firing", Duration::from_secs(60));
+    assert!(screen.contains("checkout"), "{screen}");
+    tmux.keys(&["r"]);
+    let dialog = tmux.wait_for("Roll back shop/checkout?", Duration::from_secs(5));
+    assert!(
+        dialog.contains("kubectl rollout undo deployment/checkout --to-revision=1 -n shop"),
+        "{dialog}"
+    );
+    tmux.keys(&["y"]);
+    let start = Instant::now();
+    while revision(dir.path()) != "3" {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the rollback did not reach the cluster"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    tmux.keys(&["q"]);
+    tmux.wait_for("bash-", Duration::from_secs(10));
+    tmux.keys(&["echo restored-$((40+2))", "Enter"]);
+    tmux.wait_for("restored-42", Duration::from_secs(10));
+
+    // Again, ended by SIGTERM instead of q.
+    tmux.keys(&["clear", "Enter"]);
+    tmux.keys(&[&format!("{bin} demo",), "Enter"]);
+    tmux.wait_for("backout demo", Duration::from_secs(20));
+    Command::new("pkill")
+        .args(["-TERM", "-f", &format!("^{bin} demo$")])
+        .status()
+        .unwrap();
+    tmux.keys(&["echo after-term-$((40+3))", "Enter"]);
+    let screen = tmux.wait_for("after-term-43", Duration::from_secs(10));
+    assert!(
+        !screen.contains("services ("),
+        "the console's screen is gone: {screen}"
+    );
+}
