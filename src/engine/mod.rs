@@ -16,4 +16,6 @@ pub use state::{ServiceKey, State};
 pub use update::update;
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;

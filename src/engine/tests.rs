@@ -8,119 +8,12 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::decision::Action;
+use super::fixtures::*;
 use super::msg::{Effect, KubeChange, KubeObject, Msg, QueryAnswer};
 use super::signals::QueryOutcome;
 use super::state::{ServiceKey, State};
 use super::update::{note_rollback, update};
 use crate::config::Config;
-
-const T0: i64 = 1_800_000_000;
-
-fn t(secs: i64) -> Timestamp {
-    Timestamp::from_second(T0 + secs).unwrap()
-}
-
-fn config(extra: &str) -> Config {
-    let text = format!("[prometheus]\nurl = \"http://p\"\npoll_interval = \"15s\"\n[dependencies]\nfrontend = [\"checkout\"]\n{extra}");
-    Config::parse(std::path::Path::new("test.toml"), &text).unwrap()
-}
-
-fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Box<T> {
-    Box::new(serde_json::from_value(v).unwrap())
-}
-
-fn template(name: &str, image: &str) -> serde_json::Value {
-    json!({"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": name, "image": image, "envFrom": [{"configMapRef": {"name": format!("{name}-config")}}]}]}})
-}
-
-/// A Deployment `name` at revision `revisions.len()`, one ReplicaSet per image, the
-/// last created `deployed_secs` after T0.
-fn deploy(state: &mut State, name: &str, images: &[&str], deployed_secs: i64, paused: bool) {
-    let ns = "shop";
-    let current = images.len();
-    let d = json!({"metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "generation": 1,
-        "annotations": {"deployment.kubernetes.io/revision": current.to_string()}},
-        "spec": {"replicas": 3, "paused": paused, "selector": {"matchLabels": {"app": name}}, "template": template(name, images[current - 1])},
-        "status": {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}});
-    update(
-        state,
-        Msg::Kube(KubeChange::Applied(KubeObject::Deployment(obj(d)))),
-    );
-    for (i, image) in images.iter().enumerate() {
-        let created = if i + 1 == current {
-            t(deployed_secs)
-        } else {
-            t(-86_400 + i as i64)
-        };
-        let rs = json!({"metadata": {"name": format!("{name}-{i}"), "namespace": ns, "creationTimestamp": created.to_string(),
-            "annotations": {"deployment.kubernetes.io/revision": (i + 1).to_string()},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": format!("uid-{name}"), "controller": true}]},
-            "spec": {"replicas": if i + 1 == current { 3 } else { 0 }, "selector": {"matchLabels": {"app": name}}, "template": template(name, image)}});
-        update(
-            state,
-            Msg::Kube(KubeChange::Applied(KubeObject::ReplicaSet(obj(rs)))),
-        );
-    }
-}
-
-fn world(extra: &str) -> State {
-    let mut state = State::new(config(extra), t(0));
-    deploy(
-        &mut state,
-        "checkout",
-        &["checkout:1", "checkout:2"],
-        0,
-        false,
-    );
-    state
-}
-
-fn key(name: &str) -> ServiceKey {
-    ServiceKey::new("shop", name)
-}
-
-/// A range-query answer for `trigger`: `before` until `onset`, then `after`, every 15 s up to `now`.
-fn answer(service: &str, trigger: &str, before: f64, after: f64, onset: i64, now: i64) -> Msg {
-    let points = (-300..=now)
-        .step_by(15)
-        .map(|s| {
-            (
-                t(s).as_millisecond(),
-                if s >= onset { after } else { before },
-            )
-        })
-        .collect();
-    Msg::Query(QueryAnswer {
-        trigger: trigger.into(),
-        service: key(service),
-        answered_at: t(now),
-        outcome: QueryOutcome::Series {
-            points,
-            requests_per_second: Some(50.0),
-        },
-    })
-}
-
-/// Feeds answers every 15 s from `onset` to `until`, with ticks, as the sources would.
-fn run(
-    state: &mut State,
-    service: &str,
-    trigger: &str,
-    before: f64,
-    after: f64,
-    onset: i64,
-    until: i64,
-) -> Vec<Effect> {
-    let mut effects = Vec::new();
-    for now in (onset..=until).step_by(15) {
-        effects.extend(update(state, Msg::Tick(t(now))));
-        effects.extend(update(
-            state,
-            answer(service, trigger, before, after, onset, now),
-        ));
-    }
-    effects
-}
 
 fn decision<'a>(state: &'a State, name: &str) -> &'a super::Decision {
     &state.services[&key(name)].decision

@@ -3,6 +3,8 @@
 
 mod charts;
 mod panes;
+#[cfg(test)]
+mod snapshots;
 
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
