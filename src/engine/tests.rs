@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use jiff::Timestamp;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -11,9 +10,8 @@ use super::decision::Action;
 use super::fixtures::*;
 use super::msg::{Effect, KubeChange, KubeObject, Msg, QueryAnswer};
 use super::signals::QueryOutcome;
-use super::state::{ServiceKey, State};
+use super::state::State;
 use super::update::{note_rollback, update};
-use crate::config::Config;
 
 fn decision<'a>(state: &'a State, name: &str) -> &'a super::Decision {
     &state.services[&key(name)].decision
