@@ -114,15 +114,7 @@ pub async fn plan(client: &Client, req: &Request) -> Result<Plan, RollbackError>
         .await
         .map_err(|e| api_error(e, &req.deployment))?;
     let d = serde_json::to_value(&d).map_err(|e| RollbackError::Api(e.to_string()))?;
-    let selector = d["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = crate::k8s::selectors::from_labels(&d["spec"]["selector"]["matchLabels"]);
     let uid = d["metadata"]["uid"].as_str().unwrap_or("");
     let owned: Vec<Value> = replicasets
         .list(&ListParams::default().labels(&selector))

@@ -153,25 +153,8 @@ async fn run(ctx: &Context, order: &RollbackOrder) -> Result<verify::Outcome, St
                 .map(|t| (t.clone(), query.clone()))
         })
         .collect();
-    let checks = verify::Plan {
-        namespace: key.namespace.clone(),
-        deployment: key.name.clone(),
-        rollout_deadline: ctx.config.policy.rollout_deadline,
-        recovery_window: ctx.config.policy.verification_window,
-        breaching,
-        health_urls: ctx
-            .config
-            .health_checks
-            .iter()
-            .filter(|h| h.deployment == key.name)
-            .map(|h| (h.url.clone(), h.status))
-            .collect(),
-        poll: ctx
-            .config
-            .prometheus
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(5), |p| p.poll_interval),
-    };
+    let checks =
+        verify::Plan::from_config(&ctx.config, &key.namespace, &key.name, &key.name, breaching);
     Ok(verify::verify(&ctx.client, prom.as_ref(), &checks)
         .await
         .outcome)

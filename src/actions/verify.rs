@@ -42,6 +42,36 @@ pub struct Plan {
     pub poll: Duration,
 }
 
+impl Plan {
+    /// The checks backout.toml asks for after rolling back `deployment`; health URLs
+    /// are those configured for `health_key` (the Deployment, or a blue-green Service).
+    pub fn from_config(
+        config: &crate::config::Config,
+        namespace: &str,
+        deployment: &str,
+        health_key: &str,
+        breaching: Vec<(Trigger, String)>,
+    ) -> Plan {
+        Plan {
+            namespace: namespace.into(),
+            deployment: deployment.into(),
+            rollout_deadline: config.policy.rollout_deadline,
+            recovery_window: config.policy.verification_window,
+            breaching,
+            health_urls: config
+                .health_checks
+                .iter()
+                .filter(|h| h.deployment == health_key)
+                .map(|h| (h.url.clone(), h.status))
+                .collect(),
+            poll: config
+                .prometheus
+                .as_ref()
+                .map_or(Duration::from_secs(5), |p| p.poll_interval),
+        }
+    }
+}
+
 fn check(name: &str, passed: bool, detail: String) -> Check {
     Check {
         name: name.into(),

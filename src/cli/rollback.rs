@@ -149,42 +149,15 @@ async fn switch(
     let Some(deployment) = plan.to_deployment.clone().filter(|_| !args.no_verify) else {
         return Ok(ExitCode::SUCCESS);
     };
-    let checks = verify::Plan {
-        namespace: namespace.into(),
-        deployment,
-        rollout_deadline: config.policy.rollout_deadline,
-        recovery_window: config.policy.verification_window,
-        breaching: breaching.into_iter().map(|(t, q, _)| (t, q)).collect(),
-        health_urls: config
-            .health_checks
-            .iter()
-            .filter(|h| h.deployment == plan.service)
-            .map(|h| (h.url.clone(), h.status))
-            .collect(),
-        poll: config
-            .prometheus
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(5), |p| p.poll_interval),
-    };
-    let result = verify::verify(client, prom.as_ref(), &checks).await;
-    for c in &result.checks {
-        println!(
-            "  {} {}: {}",
-            if c.passed { "✓" } else { "✗" },
-            c.name,
-            c.detail
-        );
-    }
-    println!("{}", result.outcome.label());
-    record(Entry::Verification {
-        outcome: result.outcome.label().into(),
-        checks: result
-            .checks
-            .iter()
-            .map(|c| format!("{}: {}", c.name, c.detail))
-            .collect(),
-    });
-    Ok(if result.outcome == Outcome::Verified {
+    let checks = verify::Plan::from_config(
+        config,
+        namespace,
+        &deployment,
+        &plan.service,
+        breaching.into_iter().map(|(t, q, _)| (t, q)).collect(),
+    );
+    let outcome = verify_and_record(client, prom.as_ref(), &checks, &mut record).await;
+    Ok(if outcome == Outcome::Verified {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -334,57 +307,18 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     if args.no_verify {
         return Ok(ExitCode::SUCCESS);
     }
-    let checks = verify::Plan {
-        namespace: plan.namespace.clone(),
-        deployment: plan.deployment.clone(),
-        rollout_deadline: config.policy.rollout_deadline,
-        recovery_window: config.policy.verification_window,
-        breaching: breaching.into_iter().map(|(t, q, _)| (t, q)).collect(),
-        health_urls: config
-            .health_checks
-            .iter()
-            .filter(|h| h.deployment == plan.deployment)
-            .map(|h| (h.url.clone(), h.status))
-            .collect(),
-        poll: config
-            .prometheus
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(5), |p| p.poll_interval),
-    };
-    println!(
-        "verifying (rollout within {}, recovery within {})",
-        humantime::format_duration(checks.rollout_deadline),
-        humantime::format_duration(checks.recovery_window)
+    let checks = verify::Plan::from_config(
+        &config,
+        &plan.namespace,
+        &plan.deployment,
+        &plan.deployment,
+        breaching.into_iter().map(|(t, q, _)| (t, q)).collect(),
     );
-    let result = verify::verify(&target.client, prom.as_ref(), &checks).await;
-    for c in &result.checks {
-        println!(
-            "  {} {}: {}",
-            if c.passed { "✓" } else { "✗" },
-            c.name,
-            c.detail
-        );
-    }
-    println!("{}", result.outcome.label());
-    record(Entry::Verification {
-        outcome: result.outcome.label().into(),
-        checks: result
-            .checks
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {}: {}",
-                    if c.passed { "ok" } else { "failed" },
-                    c.name,
-                    c.detail
-                )
-            })
-            .collect(),
-    });
-    if result.outcome != Outcome::Verified {
+    let outcome = verify_and_record(&target.client, prom.as_ref(), &checks, &mut record).await;
+    if outcome != Outcome::Verified {
         let summary = format!(
             "{} after rolling back to revision {}; no further automatic rollback",
-            result.outcome.label(),
+            outcome.label(),
             plan.to_revision
         );
         let page = Notice::Page {
@@ -444,6 +378,47 @@ fn rolled_back(
         reason: args.reason.clone(),
         incident: args.incident.clone(),
     }
+}
+
+/// Verifies, prints each check, journals the outcome and returns it.
+async fn verify_and_record(
+    client: &kube::Client,
+    prom: Option<&Prometheus>,
+    checks: &verify::Plan,
+    record: &mut impl FnMut(Entry),
+) -> Outcome {
+    println!(
+        "verifying (rollout within {}, recovery within {})",
+        humantime::format_duration(checks.rollout_deadline),
+        humantime::format_duration(checks.recovery_window)
+    );
+    let result = verify::verify(client, prom, checks).await;
+    for c in &result.checks {
+        println!(
+            "  {} {}: {}",
+            if c.passed { "✓" } else { "✗" },
+            c.name,
+            c.detail
+        );
+    }
+    println!("{}", result.outcome.label());
+    let lines = result
+        .checks
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}: {}",
+                if c.passed { "ok" } else { "failed" },
+                c.name,
+                c.detail
+            )
+        })
+        .collect();
+    record(Entry::Verification {
+        outcome: result.outcome.label().into(),
+        checks: lines,
+    });
+    result.outcome
 }
 
 /// Tells the team. The rollback has already happened: a failing notifier is reported

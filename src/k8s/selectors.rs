@@ -139,6 +139,19 @@ impl LabelSelector {
     }
 }
 
+/// `matchLabels` (or a Service's selector map) as the `a=b,c=d` string lists take.
+pub fn from_labels(labels: &Value) -> String {
+    labels
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
 fn field_value<'a>(obj: &'a Value, path: &str) -> Option<&'a str> {
     path.split('.')
         .try_fold(obj, |v, seg| v.get(seg))

@@ -261,15 +261,7 @@ fn get(sim: &SimState, target: &Target) -> Result<Value, ApiError> {
 
 /// The `autoscaling/v1 Scale` view of a workload.
 fn scale_of(obj: &Value) -> Value {
-    let selector = obj["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = crate::k8s::selectors::from_labels(&obj["spec"]["selector"]["matchLabels"]);
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",

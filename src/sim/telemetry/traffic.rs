@@ -202,15 +202,7 @@ impl Traffic {
 }
 
 pub fn selector_of(svc: &Value) -> LabelSelector {
-    let raw = svc["spec"]["selector"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let raw = crate::k8s::selectors::from_labels(&svc["spec"]["selector"]);
     // An empty selector would select every pod; a Service without one selects none.
     LabelSelector::parse(if raw.is_empty() {
         "!__none__,__none__"
