@@ -14,7 +14,7 @@ use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::k8s::template::{self, HASH_LABEL, REVISION};
+use crate::k8s::template::{self, CHANGE_CAUSE, HASH_LABEL, REVISION};
 
 /// Annotations a rollback keeps from the Deployment itself, as kubectl does.
 const KEPT_FROM_DEPLOYMENT: [&str; 6] = [
@@ -25,7 +25,6 @@ const KEPT_FROM_DEPLOYMENT: [&str; 6] = [
     "kubectl.kubernetes.io/last-applied-configuration",
     "deprecated.deployment.rollback.to",
 ];
-pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 pub const EVENT_REASON: &str = "BackoutRollback";
 
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use tui_input::backend::crossterm::EventHandler;
 use tui_input::Input;
 
-use crate::engine::{Action, ServiceKey, State};
+use crate::engine::{ServiceKey, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -168,13 +168,4 @@ impl UiState {
             (Mode::Live, None) => "live",
         }
     }
-}
-
-/// Whether anything needs attention: for the terminal title and the exit summary.
-pub fn attention(state: &State) -> usize {
-    state
-        .services
-        .values()
-        .filter(|s| s.decision.action >= Action::Suggest)
-        .count()
 }

@@ -119,7 +119,7 @@ fn is_migration(job: &k8s_openapi::api::batch::v1::Job) -> bool {
     let annotated = meta
         .annotations
         .as_ref()
-        .and_then(|a| a.get("backout.dev/migration"))
+        .and_then(|a| a.get(crate::k8s::template::MIGRATION))
         .is_some_and(|v| v == "true");
     let labelled = meta
         .labels

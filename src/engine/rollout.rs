@@ -6,10 +6,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::Serialize;
 
-pub const REVISION: &str = "deployment.kubernetes.io/revision";
-pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
-pub const DEPLOYED_BY: &str = "backout.dev/deployed-by";
-const HASH_LABEL: &str = "pod-template-hash";
+pub use crate::k8s::template::{CHANGE_CAUSE, DEPLOYED_BY, HASH_LABEL, REVISION};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "message", rename_all = "snake_case")]

@@ -8,6 +8,11 @@ pub const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 pub const HASH_LABEL: &str = "pod-template-hash";
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
+pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+/// Who deployed a revision. CI pipelines set it; backout shows it beside change-cause.
+pub const DEPLOYED_BY: &str = "backout.dev/deployed-by";
+/// Marks a Job as a schema migration, for the migration gate.
+pub const MIGRATION: &str = "backout.dev/migration";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";

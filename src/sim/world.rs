@@ -8,12 +8,7 @@ use super::resources::{CONFIGMAPS, DEPLOYMENTS, HPAS, JOBS, SECRETS, SERVICES};
 use super::scenario::{Action, GitOps, Scenario, ServiceSpec};
 use super::store::{now_rfc3339, Store};
 use super::telemetry::Telemetry;
-
-/// Who deployed a revision. CI pipelines set it; backout shows it beside change-cause.
-pub const DEPLOYED_BY: &str = "backout.dev/deployed-by";
-/// Marks a Job as a schema migration, for the migration gate.
-pub const MIGRATION: &str = "backout.dev/migration";
-pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+use crate::k8s::template::{CHANGE_CAUSE, DEPLOYED_BY, MIGRATION};
 
 pub fn seed(
     store: &mut Store,
