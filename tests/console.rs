@@ -74,6 +74,22 @@ impl Drop for Tmux {
     }
 }
 
+/// Waits until no process matches `pattern`: the console has really exited.
+fn gone(pattern: &str) {
+    let start = Instant::now();
+    while Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{pattern} did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn revision(dir: &std::path::Path) -> String {
     let out = Command::new("kubectl")
         .env("KUBECONFIG", dir.join("kubeconfig"))
@@ -124,7 +140,7 @@ fn the_demo_rolls_back_from_the_keyboard_and_restores_the_terminal() {
         std::thread::sleep(Duration::from_millis(250));
     }
     tmux.keys(&["q"]);
-    tmux.wait_for("bash-", Duration::from_secs(10));
+    gone(&format!("{bin} demo --write-config"));
     tmux.keys(&["echo restored-$((40+2))", "Enter"]);
     tmux.wait_for("restored-42", Duration::from_secs(10));
 

@@ -28,11 +28,19 @@ impl Drop for Restore {
     }
 }
 
-struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+/// Stops the key reader and waits for it, before the terminal is restored: a reader
+/// still inside `poll` would take the first keys typed into the shell.
+struct StopOnDrop(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Option<std::thread::JoinHandle<()>>,
+);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(reader) = self.1.take() {
+            let _ = reader.join();
+        }
     }
 }
 
@@ -46,8 +54,8 @@ pub async fn run(mut core: Core, mut ui: UiState) -> anyhow::Result<()> {
     // The reader polls so that it stops with the console: a thread left blocked in
     // read() would swallow what the engineer types into the shell afterwards.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let _stop_reader = StopOnDrop(stop.clone());
-    std::thread::spawn(move || {
+    let flag = stop.clone();
+    let reader = std::thread::spawn(move || {
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             if !event::poll(Duration::from_millis(50)).unwrap_or(false) {
                 continue;
@@ -64,6 +72,8 @@ pub async fn run(mut core: Core, mut ui: UiState) -> anyhow::Result<()> {
             }
         }
     });
+    // Declared after `_restore`, so dropped before it.
+    let _stop_reader = StopOnDrop(flag, Some(reader));
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
