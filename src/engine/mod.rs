@@ -4,6 +4,7 @@
 pub mod blast;
 pub mod decision;
 pub mod journal;
+mod kube_apply;
 pub mod msg;
 pub mod rollout;
 pub mod signals;
