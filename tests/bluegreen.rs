@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{have, small_scenario, start, Cluster};
 use serde_json::json;
 
@@ -38,26 +36,19 @@ async fn setup() -> Option<Cluster> {
 }
 
 async fn rollback(c: &Cluster, extra: &[&str]) -> std::process::Output {
-    let (bin, kubeconfig, config, journal) = (
-        env!("CARGO_BIN_EXE_backout"),
-        c.kubeconfig(),
-        c.dir().join("bg.toml"),
-        c.dir().join("journal.jsonl"),
-    );
-    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .args(["rollback", "shopfront", "--yes", "--config"])
-            .arg(config)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(extra)
-            .env("BACKOUT_JOURNAL", journal)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    let config = c.dir().join("bg.toml");
+    let args = [
+        &[
+            "rollback",
+            "shopfront",
+            "--yes",
+            "--config",
+            config.to_str().unwrap(),
+        ][..],
+        extra,
+    ]
+    .concat();
+    c.backout(&args, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +89,7 @@ async fn the_service_switches_back_and_then_back_again() {
         events.contains("switched service shopfront color from green back to blue"),
         "{events}"
     );
-    let journal = std::fs::read_to_string(c.dir().join("journal.jsonl")).unwrap();
+    let journal = c.journal();
     assert!(
         journal.contains("\"kind\":\"switch\"") && journal.contains("\"outcome\":\"verified\""),
         "{journal}"

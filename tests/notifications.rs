@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
@@ -68,28 +67,18 @@ async fn rollback_with(
 ) -> std::process::Output {
     let config = c.dir().join("notify.toml");
     std::fs::write(&config, format!("[notifications]\n{notifications}")).unwrap();
-    let (bin, kubeconfig) = (env!("CARGO_BIN_EXE_backout"), c.kubeconfig());
-    tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .args([
-                "rollback",
-                "web",
-                "--yes",
-                "--reason",
-                "error rate 25%",
-                "--incident",
-                "inc-42",
-                "--config",
-            ])
-            .arg(config)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .envs(env)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    let args = [
+        "rollback",
+        "web",
+        "--yes",
+        "--reason",
+        "error rate 25%",
+        "--incident",
+        "inc-42",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    c.backout(&args, &env).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use backout::actions::{lease, rollback};
@@ -24,18 +23,7 @@ async fn with_history() -> Option<Cluster> {
 }
 
 async fn backout(c: &Cluster, args: &[&str]) -> std::process::Output {
-    let (bin, kubeconfig) = (env!("CARGO_BIN_EXE_backout"), c.kubeconfig());
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .args(&args)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    c.backout(args, &[]).await
 }
 
 async fn client(c: &Cluster, context: Option<&str>) -> kube::Client {

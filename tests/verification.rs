@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use backout::sim::scenario::Scenario;
@@ -28,30 +27,14 @@ async fn rollback(
     config: &std::path::Path,
     args: &[&str],
 ) -> (std::process::Output, String) {
-    let journal = c.dir().join("journal.jsonl");
-    let (bin, kubeconfig, config, j) = (
-        env!("CARGO_BIN_EXE_backout"),
-        c.kubeconfig(),
-        config.to_path_buf(),
-        journal.clone(),
-    );
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .arg("rollback")
-            .args(&args)
-            .arg("--yes")
-            .arg("--config")
-            .arg(config)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .env("BACKOUT_JOURNAL", j)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    (out, std::fs::read_to_string(journal).unwrap_or_default())
+    let args = [
+        &["rollback"][..],
+        args,
+        &["--yes", "--config", config.to_str().unwrap()],
+    ]
+    .concat();
+    let out = c.backout(&args, &[]).await;
+    (out, c.journal())
 }
 
 fn now() -> f64 {

@@ -101,6 +101,39 @@ impl Cluster {
         .expect("the kubectl task completes")
     }
 
+    /// Runs the real backout binary against this cluster, off the async runtime, with
+    /// its journal kept in the cluster's own directory.
+    pub async fn backout(&self, args: &[&str], env: &[(&str, String)]) -> Output {
+        let bin = env!("CARGO_BIN_EXE_backout");
+        let (kubeconfig, journal) = (self.kubeconfig(), self.journal_path());
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            Command::new(bin)
+                .args(&args)
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .env("BACKOUT_JOURNAL", journal)
+                .envs(env)
+                .output()
+                .expect("backout runs")
+        })
+        .await
+        .expect("the backout task completes")
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.path().join("journal.jsonl")
+    }
+
+    /// The journal backout wrote, or empty.
+    pub fn journal(&self) -> String {
+        std::fs::read_to_string(self.journal_path()).unwrap_or_default()
+    }
+
     /// kubectl that must succeed; returns its stdout.
     pub async fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args).await;
