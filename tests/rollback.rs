@@ -56,6 +56,11 @@ async fn jsonpath(c: &Cluster, what: &str, path: &str) -> String {
         .await
 }
 
+/// The image the Deployment's pod template runs.
+async fn image(c: &Cluster) -> String {
+    jsonpath(c, "deploy/web", "{.spec.template.spec.containers[0].image}").await
+}
+
 async fn revisions(c: &Cluster) -> String {
     jsonpath(c, "rs", r#"{range .items[*]}{.metadata.annotations.deployment\.kubernetes\.io/revision}:{.spec.template.spec.containers[0].image}:{.metadata.annotations.deployment\.kubernetes\.io/revision-history}{" "}{end}"#).await
 }
@@ -148,16 +153,7 @@ async fn a_change_between_dry_run_and_apply_fails_cleanly() {
     assert!(err
         .to_string()
         .contains("changed since the rollback was prepared"));
-    assert_eq!(
-        jsonpath(
-            &c,
-            "deploy/web",
-            "{.spec.template.spec.containers[0].image}"
-        )
-        .await,
-        "web:9",
-        "kubectl's change stands whole"
-    );
+    assert_eq!(image(&c).await, "web:9", "kubectl's change stands whole");
     let cause = jsonpath(
         &c,
         "deploy/web",
@@ -239,15 +235,7 @@ async fn a_held_lease_names_its_holder() {
         "{err:?}"
     );
     assert!(err.to_string().contains("held by alice@a since"), "{err}");
-    assert_eq!(
-        jsonpath(
-            &c,
-            "deploy/web",
-            "{.spec.template.spec.containers[0].image}"
-        )
-        .await,
-        "web:3"
-    );
+    assert_eq!(image(&c).await, "web:3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,15 +286,7 @@ async fn refusals_and_repeats_are_worded_as_kubectl_words_them() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("you cannot rollback a paused deployment")
     );
-    assert_eq!(
-        jsonpath(
-            &c,
-            "deploy/web",
-            "{.spec.template.spec.containers[0].image}"
-        )
-        .await,
-        "web:3"
-    );
+    assert_eq!(image(&c).await, "web:3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,15 +312,7 @@ async fn rolling_back_in_the_middle_of_a_rollout_works() {
     );
     c.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=30s"])
         .await;
-    assert_eq!(
-        jsonpath(
-            &c,
-            "deploy/web",
-            "{.spec.template.spec.containers[0].image}"
-        )
-        .await,
-        "web:3"
-    );
+    assert_eq!(image(&c).await, "web:3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,15 +101,7 @@ async fn switch(
     if !args.yes && !confirmed("service", &plan.service)? {
         return Ok(ExitCode::FAILURE);
     }
-    let prom = config
-        .prometheus
-        .as_ref()
-        .map(Prometheus::new)
-        .transpose()?;
-    let breaching = match &prom {
-        Some(p) => breaching(p, config, namespace, &plan.service).await,
-        None => Vec::new(),
-    };
+    let (prom, breaching) = probe(config, namespace, &plan.service).await?;
     if let Err(e) = crate::actions::bluegreen::commit(client, &plan, actor).await {
         eprintln!("error: {e}");
         return Ok(ExitCode::FAILURE);
@@ -229,15 +221,7 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     if !args.yes && !confirmed("deployment", &plan.deployment)? {
         return Ok(ExitCode::FAILURE);
     }
-    let prom = config
-        .prometheus
-        .as_ref()
-        .map(Prometheus::new)
-        .transpose()?;
-    let breaching = match &prom {
-        Some(p) => breaching(p, &config, &plan.namespace, &plan.deployment).await,
-        None => Vec::new(),
-    };
+    let (prom, breaching) = probe(&config, &plan.namespace, &plan.deployment).await?;
     let mut journal = Journal::open(&journal::default_path()).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the journal {}: {e}; set BACKOUT_JOURNAL to a writable file",
@@ -330,6 +314,25 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Prometheus client, if configured, and the triggers breaching for `name` right now:
+/// what verification will wait on to recover.
+async fn probe(
+    config: &Config,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<(Option<Prometheus>, Vec<(Trigger, String, f64)>)> {
+    let prom = config
+        .prometheus
+        .as_ref()
+        .map(Prometheus::new)
+        .transpose()?;
+    let fired = match &prom {
+        Some(p) => breaching(p, config, namespace, name).await,
+        None => Vec::new(),
+    };
+    Ok((prom, fired))
 }
 
 /// The triggers breaching for this Deployment right now: what verification waits on.
