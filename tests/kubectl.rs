@@ -29,11 +29,6 @@ async fn rolled_out(c: &Cluster) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("successfully rolled out"));
 }
 
-async fn jsonpath(c: &Cluster, what: &str, path: &str) -> String {
-    c.kubectl_ok(&["get", what, "-o", &format!("jsonpath={path}")])
-        .await
-}
-
 /// The REVISION column of `kubectl rollout history`.
 async fn revisions(c: &Cluster) -> Vec<u64> {
     let out = c.kubectl_ok(&["rollout", "history", "deploy/web"]).await;
@@ -50,7 +45,9 @@ async fn get_set_image_and_rollout_status() {
     c.kubectl_ok(&["set", "image", "deploy/web", "web=web:2"])
         .await;
     rolled_out(&c).await;
-    let images = jsonpath(&c, "pods", "{.items[*].spec.containers[0].image}").await;
+    let images = c
+        .jsonpath("pods", "{.items[*].spec.containers[0].image}")
+        .await;
     assert_eq!(images.split_whitespace().collect::<Vec<_>>(), ["web:2"; 3]);
 }
 
@@ -65,7 +62,9 @@ async fn rollout_status_fails_when_a_crashing_image_passes_the_progress_deadline
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exceeded its progress deadline"), "{err}");
-    let ready = jsonpath(&c, "deploy/web", "{.status.availableReplicas}").await;
+    let ready = c
+        .jsonpath("deploy/web", "{.status.availableReplicas}")
+        .await;
     assert_eq!(
         ready, "3",
         "the old pods keep serving while the new ones crash"
@@ -87,16 +86,8 @@ async fn history_and_undo_renumber_revisions_as_the_real_controller_does() {
     assert!(out.contains("rolled back"), "{out}");
     rolled_out(&c).await;
     assert_eq!(revisions(&c).await, [1, 3, 4]);
-    assert_eq!(
-        jsonpath(
-            &c,
-            "deploy/web",
-            "{.spec.template.spec.containers[0].image}"
-        )
-        .await,
-        "web:2"
-    );
-    let history = jsonpath(&c, "rs", r#"{range .items[*]}{.metadata.annotations.deployment\.kubernetes\.io/revision}={.metadata.annotations.deployment\.kubernetes\.io/revision-history}{" "}{end}"#).await;
+    assert_eq!(c.image("web").await, "web:2");
+    let history = c.jsonpath("rs", r#"{range .items[*]}{.metadata.annotations.deployment\.kubernetes\.io/revision}={.metadata.annotations.deployment\.kubernetes\.io/revision-history}{" "}{end}"#).await;
     assert!(
         history.split_whitespace().any(|x| x == "4=2"),
         "revision 4 remembers it was 2: {history}"
@@ -105,15 +96,7 @@ async fn history_and_undo_renumber_revisions_as_the_real_controller_does() {
     c.kubectl_ok(&["rollout", "undo", "deploy/web"]).await;
     rolled_out(&c).await;
     assert_eq!(revisions(&c).await, [1, 4, 5]);
-    assert_eq!(
-        jsonpath(
-            &c,
-            "deploy/web",
-            "{.spec.template.spec.containers[0].image}"
-        )
-        .await,
-        "web:3"
-    );
+    assert_eq!(c.image("web").await, "web:3");
 
     let err = c
         .kubectl(&["rollout", "undo", "deploy/web", "--to-revision=9"])
@@ -128,23 +111,23 @@ async fn a_server_dry_run_undo_persists_nothing() {
     c.kubectl_ok(&["set", "image", "deploy/web", "web=web:2"])
         .await;
     rolled_out(&c).await;
-    let before = jsonpath(
-        &c,
-        "deploy/web",
-        "{.metadata.resourceVersion} {.spec.template.spec.containers[0].image}",
-    )
-    .await;
+    let before = c
+        .jsonpath(
+            "deploy/web",
+            "{.metadata.resourceVersion} {.spec.template.spec.containers[0].image}",
+        )
+        .await;
     let out = c
         .kubectl_ok(&["rollout", "undo", "deploy/web", "--dry-run=server"])
         .await;
     assert!(out.contains("(server dry run)"), "{out}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = jsonpath(
-        &c,
-        "deploy/web",
-        "{.metadata.resourceVersion} {.spec.template.spec.containers[0].image}",
-    )
-    .await;
+    let after = c
+        .jsonpath(
+            "deploy/web",
+            "{.metadata.resourceVersion} {.spec.template.spec.containers[0].image}",
+        )
+        .await;
     assert_eq!(before, after);
     assert_eq!(revisions(&c).await, [1, 2]);
 }
@@ -161,15 +144,7 @@ async fn undo_is_refused_on_a_paused_deployment() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("you cannot rollback a paused deployment")
     );
-    assert_eq!(
-        jsonpath(
-            &c,
-            "deploy/web",
-            "{.spec.template.spec.containers[0].image}"
-        )
-        .await,
-        "web:2"
-    );
+    assert_eq!(c.image("web").await, "web:2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,12 +156,15 @@ async fn scale_goes_through_the_scale_subresource() {
         Duration::from_secs(20),
         "5 available replicas",
         async || {
-            (jsonpath(&c, "deploy/web", "{.status.availableReplicas}").await == "5").then_some(())
+            (c.jsonpath("deploy/web", "{.status.availableReplicas}")
+                .await
+                == "5")
+                .then_some(())
         },
     )
     .await;
     assert_eq!(
-        jsonpath(&c, "pods", "{.items[*].metadata.name}")
+        c.jsonpath("pods", "{.items[*].metadata.name}")
             .await
             .split_whitespace()
             .count(),
@@ -261,7 +239,7 @@ async fn bad_input_gets_a_status_kubectl_prints_sensibly() {
         assert!(err.contains(want), "{args:?}: expected {want:?} in {err}");
     }
     assert_eq!(
-        jsonpath(&c, "deploy/web", "{.spec.replicas}").await,
+        c.jsonpath("deploy/web", "{.spec.replicas}").await,
         "3",
         "nothing was changed"
     );

@@ -51,18 +51,8 @@ fn request(deployment: &str, to: Option<u64>, actor: &str) -> rollback::Request 
     }
 }
 
-async fn jsonpath(c: &Cluster, what: &str, path: &str) -> String {
-    c.kubectl_ok(&["get", what, "-o", &format!("jsonpath={path}")])
-        .await
-}
-
-/// The image the Deployment's pod template runs.
-async fn image(c: &Cluster) -> String {
-    jsonpath(c, "deploy/web", "{.spec.template.spec.containers[0].image}").await
-}
-
 async fn revisions(c: &Cluster) -> String {
-    jsonpath(c, "rs", r#"{range .items[*]}{.metadata.annotations.deployment\.kubernetes\.io/revision}:{.spec.template.spec.containers[0].image}:{.metadata.annotations.deployment\.kubernetes\.io/revision-history}{" "}{end}"#).await
+    c.jsonpath("rs", r#"{range .items[*]}{.metadata.annotations.deployment\.kubernetes\.io/revision}:{.spec.template.spec.containers[0].image}:{.metadata.annotations.deployment\.kubernetes\.io/revision-history}{" "}{end}"#).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +80,7 @@ async fn backout_rollback_matches_kubectl_rollout_undo() {
     // Compared as the controller compares templates: kubectl sends the Go zero value
     // `"creationTimestamp": null`, which means the same as leaving it out.
     let template = async |c: &Cluster| -> serde_json::Value {
-        serde_json::from_str(&jsonpath(c, "deploy/web", "{.spec.template}").await).unwrap()
+        serde_json::from_str(&c.jsonpath("deploy/web", "{.spec.template}").await).unwrap()
     };
     let (a, b) = (template(&by_kubectl).await, template(&by_backout).await);
     assert!(
@@ -109,12 +99,12 @@ async fn backout_rollback_matches_kubectl_rollout_undo() {
         sorted(&b).contains(&"4:web:1:1".to_string()),
         "revision 4 is the old revision 1: {b}"
     );
-    let cause = jsonpath(
-        &by_backout,
-        "deploy/web",
-        r#"{.metadata.annotations.kubernetes\.io/change-cause}"#,
-    )
-    .await;
+    let cause = by_backout
+        .jsonpath(
+            "deploy/web",
+            r#"{.metadata.annotations.kubernetes\.io/change-cause}"#,
+        )
+        .await;
     assert!(
         cause.starts_with("backout: rolled back to revision 1 by oncall-editor@"),
         "{cause}"
@@ -153,13 +143,17 @@ async fn a_change_between_dry_run_and_apply_fails_cleanly() {
     assert!(err
         .to_string()
         .contains("changed since the rollback was prepared"));
-    assert_eq!(image(&c).await, "web:9", "kubectl's change stands whole");
-    let cause = jsonpath(
-        &c,
-        "deploy/web",
-        r#"{.metadata.annotations.kubernetes\.io/change-cause}"#,
-    )
-    .await;
+    assert_eq!(
+        c.image("web").await,
+        "web:9",
+        "kubectl's change stands whole"
+    );
+    let cause = c
+        .jsonpath(
+            "deploy/web",
+            r#"{.metadata.annotations.kubernetes\.io/change-cause}"#,
+        )
+        .await;
     assert!(
         !cause.contains("backout"),
         "nothing of the rollback landed: {cause}"
@@ -235,7 +229,7 @@ async fn a_held_lease_names_its_holder() {
         "{err:?}"
     );
     assert!(err.to_string().contains("held by alice@a since"), "{err}");
-    assert_eq!(image(&c).await, "web:3");
+    assert_eq!(c.image("web").await, "web:3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,7 +237,9 @@ async fn the_viewer_is_refused_up_front_with_the_missing_permission() {
     let Some(c) = with_history().await else {
         return;
     };
-    let before = jsonpath(&c, "deploy/web", "{.metadata.resourceVersion}").await;
+    let before = c
+        .jsonpath("deploy/web", "{.metadata.resourceVersion}")
+        .await;
     let out = backout(
         &c,
         &[
@@ -263,7 +259,8 @@ async fn the_viewer_is_refused_up_front_with_the_missing_permission() {
         "{err}"
     );
     assert_eq!(
-        jsonpath(&c, "deploy/web", "{.metadata.resourceVersion}").await,
+        c.jsonpath("deploy/web", "{.metadata.resourceVersion}")
+            .await,
         before
     );
 }
@@ -286,7 +283,7 @@ async fn refusals_and_repeats_are_worded_as_kubectl_words_them() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("you cannot rollback a paused deployment")
     );
-    assert_eq!(image(&c).await, "web:3");
+    assert_eq!(c.image("web").await, "web:3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,12 +294,9 @@ async fn rolling_back_in_the_middle_of_a_rollout_works() {
     c.kubectl_ok(&["set", "image", "deploy/web", "web=web:crash"])
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let status = jsonpath(
-        &c,
-        "deploy/web",
-        "{.status.updatedReplicas}/{.spec.replicas}",
-    )
-    .await;
+    let status = c
+        .jsonpath("deploy/web", "{.status.updatedReplicas}/{.spec.replicas}")
+        .await;
     assert_ne!(status, "3/3", "the rollout is under way");
     let out = backout(&c, &["rollback", "web", "--yes", "--reason", "crash loop"]).await;
     assert!(
@@ -312,7 +306,7 @@ async fn rolling_back_in_the_middle_of_a_rollout_works() {
     );
     c.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=30s"])
         .await;
-    assert_eq!(image(&c).await, "web:3");
+    assert_eq!(c.image("web").await, "web:3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -134,6 +134,21 @@ impl Cluster {
         std::fs::read_to_string(self.journal_path()).unwrap_or_default()
     }
 
+    /// `kubectl get WHAT -o jsonpath=PATH`, which must succeed.
+    pub async fn jsonpath(&self, what: &str, path: &str) -> String {
+        self.kubectl_ok(&["get", what, "-o", &format!("jsonpath={path}")])
+            .await
+    }
+
+    /// The image a Deployment's pod template runs.
+    pub async fn image(&self, deployment: &str) -> String {
+        self.jsonpath(
+            &format!("deploy/{deployment}"),
+            "{.spec.template.spec.containers[0].image}",
+        )
+        .await
+    }
+
     /// kubectl that must succeed; returns its stdout.
     pub async fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args).await;
