@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Config};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -65,11 +65,14 @@ async fn kube_watcher_sees_every_change_in_order_and_survives_close_and_410() {
         .expect("create");
 
     let (tx, mut rx) = mpsc::unbounded_channel();
+    // With backoff, as the product's watchers have: without it a watcher whose server
+    // is gone retries in a loop that never yields, and the runtime cannot shut down.
     let stream = watcher(
         api.clone(),
         watcher::Config::default().fields("metadata.name=counter"),
-    );
-    tokio::spawn(async move {
+    )
+    .default_backoff();
+    let watching = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
             let seen = match ev {
@@ -138,6 +141,7 @@ async fn kube_watcher_sees_every_change_in_order_and_survives_close_and_410() {
         values.windows(2).all(|w| w[0] <= w[1]),
         "still in order: {values:?}"
     );
+    watching.abort();
 }
 
 async fn watch_lines(c: &Cluster, query: &str) -> Vec<Value> {
