@@ -14,6 +14,8 @@ use super::notify::{Notice, Notifiers};
 use super::{rollback, verify};
 use crate::config::Config;
 use crate::engine::msg::{RollbackOrder, RollbackReport};
+use crate::engine::rollbacks::{Preview, Step};
+use crate::engine::ServiceKey;
 use crate::engine::{Effect, Msg};
 use crate::sources::prometheus::Prometheus;
 
@@ -76,6 +78,12 @@ pub fn spawn(
                 Effect::Rollback(order) => {
                     tokio::spawn(execute(ctx.clone(), order, tx.clone()));
                 }
+                Effect::Preview {
+                    service,
+                    to_revision,
+                } => {
+                    tokio::spawn(preview(ctx.clone(), service, to_revision, tx.clone()));
+                }
             }
         }
     })
@@ -94,37 +102,105 @@ async fn send(notifiers: Notifiers, notice: Notice, tx: mpsc::Sender<Msg>) {
     }
 }
 
-/// Prepares, commits, announces and verifies one rollback, then reports how it ended.
-async fn execute(ctx: Context, order: RollbackOrder, tx: mpsc::Sender<Msg>) {
+fn request(
+    ctx: &Context,
+    key: &ServiceKey,
+    to_revision: Option<u64>,
+    reason: &str,
+) -> rollback::Request {
+    rollback::Request {
+        namespace: key.namespace.clone(),
+        deployment: key.name.clone(),
+        to_revision,
+        reason: reason.into(),
+        actor: ctx.actor.clone(),
+        incident: None,
+    }
+}
+
+fn preview_of(plan: &rollback::Plan) -> Preview {
+    Preview {
+        from_revision: plan.from_revision,
+        from_images: plan.from_images.clone(),
+        to_revision: plan.to_revision,
+        to_images: plan.to_images.clone(),
+        already_there: plan.already_there,
+        kubectl: plan.kubectl.clone(),
+    }
+}
+
+/// The dialog's dry run: the same plan and server-side dry run a rollback makes first.
+async fn preview(
+    ctx: Context,
+    service: ServiceKey,
+    to_revision: Option<u64>,
+    tx: mpsc::Sender<Msg>,
+) {
     let result = match &ctx.read_only {
-        Some(why) => Err(format!("refused: {why}")),
-        None => run(&ctx, &order).await,
+        Some(why) => Err(format!("this console cannot roll back: {why}")),
+        None => rollback::prepare(
+            &ctx.client,
+            &request(&ctx, &service, to_revision, "preview"),
+        )
+        .await
+        .map(|plan| preview_of(&plan))
+        .map_err(|e| e.to_string()),
+    };
+    let _ = tx
+        .send(Msg::Previewed {
+            service,
+            to_revision,
+            result,
+        })
+        .await;
+}
+
+/// Prepares, commits, announces and verifies one rollback, reporting each step, then
+/// how it ended.
+async fn execute(ctx: Context, order: RollbackOrder, tx: mpsc::Sender<Msg>) {
+    let (result, checks) = match &ctx.read_only {
+        Some(why) => (Err(format!("refused: {why}")), Vec::new()),
+        None => match run(&ctx, &order, &tx).await {
+            Ok(v) => (Ok(v.outcome), v.checks),
+            Err(e) => (Err(e), Vec::new()),
+        },
     };
     let report = RollbackReport {
         service: order.service.clone(),
         automatic: order.automatic,
         at: Timestamp::now(),
+        by: ctx.actor.clone(),
         result,
+        checks,
     };
     let _ = tx.send(Msg::RollbackFinished(report)).await;
 }
 
-async fn run(ctx: &Context, order: &RollbackOrder) -> Result<verify::Outcome, String> {
+async fn run(
+    ctx: &Context,
+    order: &RollbackOrder,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<verify::Verification, String> {
     let key = &order.service;
-    let req = rollback::Request {
-        namespace: key.namespace.clone(),
-        deployment: key.name.clone(),
-        to_revision: order.to_revision,
-        reason: order.reason.clone(),
-        actor: ctx.actor.clone(),
-        incident: order.incident.clone(),
+    let step = |step: Step| {
+        // A full channel only delays the live view; the final report carries everything.
+        let _ = tx.try_send(Msg::RollbackStep {
+            service: key.clone(),
+            step,
+        });
     };
+    let mut req = request(ctx, key, order.to_revision, &order.reason);
+    req.incident = order.incident.clone();
     let plan = rollback::prepare(&ctx.client, &req)
         .await
         .map_err(|e| e.to_string())?;
+    step(Step::Prepared(preview_of(&plan)));
     rollback::commit(&ctx.client, &plan, &ctx.actor)
         .await
         .map_err(|e| e.to_string())?;
+    step(Step::Committed {
+        by: ctx.actor.clone(),
+    });
     let notice = Notice::RolledBack {
         service: key.to_string(),
         from_revision: plan.from_revision,
@@ -155,7 +231,8 @@ async fn run(ctx: &Context, order: &RollbackOrder) -> Result<verify::Outcome, St
         .collect();
     let checks =
         verify::Plan::from_config(&ctx.config, &key.namespace, &key.name, &key.name, breaching);
-    Ok(verify::verify(&ctx.client, prom.as_ref(), &checks)
-        .await
-        .outcome)
+    Ok(verify::verify(&ctx.client, prom.as_ref(), &checks, &|c| {
+        step(Step::Checked(c.clone()))
+    })
+    .await)
 }

@@ -13,16 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Trigger;
 pub use crate::engine::msg::Outcome;
+pub use crate::engine::rollbacks::Check;
 use crate::engine::rollout::{self, Rollout};
 use crate::engine::signals::QueryOutcome;
 use crate::sources::prometheus::Prometheus;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Check {
-    pub name: String,
-    pub passed: bool,
-    pub detail: String,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
@@ -72,11 +66,22 @@ impl Plan {
     }
 }
 
-fn check(name: &str, passed: bool, detail: String) -> Check {
-    Check {
-        name: name.into(),
-        passed,
-        detail,
+/// The checks so far, each also handed to `on_check` as it completes, so a console
+/// shows verification live.
+struct Checks<'a> {
+    done: Vec<Check>,
+    on_check: &'a (dyn Fn(&Check) + Sync),
+}
+
+impl Checks<'_> {
+    fn push(&mut self, name: &str, passed: bool, detail: String) {
+        let check = Check {
+            name: name.into(),
+            passed,
+            detail,
+        };
+        (self.on_check)(&check);
+        self.done.push(check);
     }
 }
 
@@ -89,8 +94,16 @@ async fn latest(prom: &Prometheus, query: &str, poll: Duration) -> Option<f64> {
     }
 }
 
-pub async fn verify(client: &Client, prom: Option<&Prometheus>, plan: &Plan) -> Verification {
-    let mut checks = Vec::new();
+pub async fn verify(
+    client: &Client,
+    prom: Option<&Prometheus>,
+    plan: &Plan,
+    on_check: &(dyn Fn(&Check) + Sync),
+) -> Verification {
+    let mut checks = Checks {
+        done: Vec::new(),
+        on_check,
+    };
     let api: Api<Deployment> = Api::namespaced(client.clone(), &plan.namespace);
     let finished = |d: Option<&Deployment>| {
         d.is_some_and(|d| !matches!(rollout::status(d), Rollout::Progressing(_)))
@@ -110,25 +123,21 @@ pub async fn verify(client: &Client, prom: Option<&Prometheus>, plan: &Plan) -> 
         )),
     };
     let complete = matches!(state, Rollout::Complete(_));
-    checks.push(check(
-        "rollout completes",
-        complete,
-        state.message().to_string(),
-    ));
+    checks.push("rollout completes", complete, state.message().to_string());
     if !complete {
         return Verification {
             outcome: Outcome::RolloutStuck,
-            checks,
+            checks: checks.done,
         };
     }
 
     let mut recovered = true;
     match prom {
-        None if !plan.breaching.is_empty() => checks.push(check(
+        None if !plan.breaching.is_empty() => checks.push(
             "triggers recover",
             false,
             "no [prometheus] configured: recovery cannot be seen".into(),
-        )),
+        ),
         None => {}
         Some(prom) => {
             let until = tokio::time::Instant::now() + plan.recovery_window;
@@ -151,7 +160,7 @@ pub async fn verify(client: &Client, prom: Option<&Prometheus>, plan: &Plan) -> 
                     trigger.threshold
                 );
                 recovered &= ok;
-                checks.push(check(&format!("{} recovers", trigger.name), ok, detail));
+                checks.push(&format!("{} recovers", trigger.name), ok, detail);
             }
         }
     }
@@ -166,14 +175,14 @@ pub async fn verify(client: &Client, prom: Option<&Prometheus>, plan: &Plan) -> 
         };
         let ok = got == Some(*want);
         recovered &= ok;
-        checks.push(check(
+        checks.push(
             "health URL",
             ok,
             format!(
                 "{url} answered {}; expected {want}",
                 got.map_or("nothing".into(), |s| s.to_string())
             ),
-        ));
+        );
     }
     if let Ok(d) = api.get(&plan.deployment).await {
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -183,11 +192,11 @@ pub async fn verify(client: &Client, prom: Option<&Prometheus>, plan: &Plan) -> 
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0);
         recovered &= ready >= want;
-        checks.push(check(
+        checks.push(
             "every pod ready",
             ready >= want,
             format!("{ready} of {want} ready"),
-        ));
+        );
     }
     Verification {
         outcome: if recovered {
@@ -195,6 +204,6 @@ pub async fn verify(client: &Client, prom: Option<&Prometheus>, plan: &Plan) -> 
         } else {
             Outcome::DidNotHelp
         },
-        checks,
+        checks: checks.done,
     }
 }

@@ -11,8 +11,8 @@ use ratatui::crossterm::terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdat
 use tokio::sync::mpsc;
 
 use super::core::Core;
-use super::ui_state::{Command, UiState};
-use crate::engine::Msg;
+use super::session::{Flow, Session};
+use super::ui_state::UiState;
 
 enum Input {
     Key(KeyEvent),
@@ -46,7 +46,8 @@ impl Drop for StopOnDrop {
 
 const FRAME: Duration = Duration::from_millis(16);
 
-pub async fn run(mut core: Core, mut ui: UiState) -> anyhow::Result<()> {
+pub async fn run(core: Core, ui: UiState) -> anyhow::Result<()> {
+    let mut session = Session::new(core, ui);
     // ratatui::init also installs a panic hook that restores the terminal first.
     let mut terminal = ratatui::init();
     let _restore = Restore;
@@ -83,7 +84,7 @@ pub async fn run(mut core: Core, mut ui: UiState) -> anyhow::Result<()> {
         if dirty && last_draw.elapsed() >= FRAME {
             let mut out = std::io::stdout();
             execute!(out, BeginSynchronizedUpdate)?;
-            terminal.draw(|f| crate::ui::render(&core.state, &ui, f))?;
+            terminal.draw(|f| crate::ui::render(&session.core.state, &session.ui, f))?;
             execute!(out, EndSynchronizedUpdate)?;
             out.flush()?;
             dirty = false;
@@ -91,7 +92,7 @@ pub async fn run(mut core: Core, mut ui: UiState) -> anyhow::Result<()> {
         }
         let wait = FRAME.saturating_sub(last_draw.elapsed());
         tokio::select! {
-            alive = core.step() => {
+            alive = session.core.step() => {
                 if !alive {
                     break;
                 }
@@ -100,14 +101,8 @@ pub async fn run(mut core: Core, mut ui: UiState) -> anyhow::Result<()> {
             Some(input) = input_rx.recv() => {
                 dirty = true;
                 let Input::Key(key) = input else { continue };
-                for cmd in ui.on_key(&core.state, key) {
-                    match cmd {
-                        Command::Quit => return Ok(()),
-                        Command::RollBack { service, to_revision } => {
-                            let reason = format!("confirmed in the console by {}", core.target.context);
-                            core.tx.send(Msg::RollbackRequested { service, to_revision, reason }).await?;
-                        }
-                    }
+                if session.key(key).await? == Flow::Quit {
+                    return Ok(());
                 }
             }
             _ = tokio::time::sleep(wait), if dirty => {}

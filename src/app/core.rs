@@ -28,6 +28,10 @@ pub struct Options {
 pub struct Core {
     pub state: State,
     pub target: Target,
+    /// How this core was started, so the console can start another on a new namespace.
+    pub options: Options,
+    /// Who this core acts as: `user@host`.
+    pub actor: String,
     /// For messages from the console itself (a confirmed rollback).
     pub tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
@@ -47,6 +51,7 @@ const NEEDED: [KubeKind; 6] = [
 
 impl Core {
     pub async fn start(config: Config, opts: Options) -> anyhow::Result<Core> {
+        let options = opts.clone();
         let target = sources::kube::connect(
             opts.kubeconfig.as_deref(),
             opts.context.as_deref(),
@@ -54,8 +59,13 @@ impl Core {
         )
         .await?;
         let (tx, rx) = mpsc::channel::<Msg>(4096);
-        let mut namespaces: Vec<String> =
-            config.watch.iter().map(|w| w.namespace.clone()).collect();
+        // An explicit namespace (-n, or `:ns` in the console) narrows the config's list.
+        let mut namespaces: Vec<String> = config
+            .watch
+            .iter()
+            .map(|w| w.namespace.clone())
+            .filter(|ns| opts.namespace.as_ref().is_none_or(|want| want == ns))
+            .collect();
         namespaces.sort();
         namespaces.dedup();
         if namespaces.is_empty() {
@@ -121,7 +131,7 @@ impl Core {
         let ctx = runner::Context {
             client: target.client.clone(),
             config: config.clone(),
-            actor,
+            actor: actor.clone(),
             read_only: read_only.clone(),
             notifiers,
         };
@@ -131,6 +141,8 @@ impl Core {
         Ok(Core {
             state,
             target,
+            options,
+            actor,
             tx,
             rx,
             effects,

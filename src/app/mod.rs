@@ -1,5 +1,7 @@
-//! Running backout: the core loop that owns the state, shared by every mode.
+//! Running backout: the core loop that owns the state, shared by every mode, and the
+//! console session the terminal drives.
 
 pub mod console;
 pub mod core;
+pub mod session;
 pub mod ui_state;

@@ -1,10 +1,12 @@
 //! What the console shows beyond the engine's state: the selection, the open dialog,
-//! the help overlay. Keys change it here, purely; the console performs the commands.
+//! the filter, the command line, the help overlay. Keys change it here, purely; the
+//! console performs the commands they return.
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use tui_input::backend::crossterm::EventHandler;
 use tui_input::Input;
 
+use crate::engine::rollout::{history, Revision};
 use crate::engine::{ServiceKey, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,7 +15,16 @@ pub enum Mode {
     Demo,
 }
 
-/// The rollback confirmation, filled in from the decision when it opens.
+/// What the pane under the graphs shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Decision,
+    /// The deploy history; the arrows move through revisions instead of services.
+    History,
+}
+
+/// The rollback confirmation, filled in from the decision (or the revision chosen in
+/// the history) when it opens.
 #[derive(Debug, Clone)]
 pub struct Dialog {
     pub service: ServiceKey,
@@ -23,13 +34,31 @@ pub struct Dialog {
     pub needs_name: bool,
 }
 
+/// A line being typed: the `/` filter or the `:` command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Typing {
+    Filter,
+    Command,
+}
+
 #[derive(Debug, Clone)]
 pub struct UiState {
     pub mode: Mode,
     pub context: String,
     pub cluster: String,
+    pub namespace: String,
+    /// Who this console acts as, from SelfSubjectReview.
+    pub user: String,
     pub selected: usize,
+    pub pane: Pane,
+    /// Index into the selected service's history, newest first.
+    pub revision: usize,
     pub dialog: Option<Dialog>,
+    pub filter: Input,
+    pub command: Input,
+    pub typing: Option<Typing>,
+    /// A one-line answer to the last command, shown in the footer.
+    pub notice: Option<String>,
     pub help: bool,
     /// NO_COLOR: semantic colours off, everything still readable.
     pub color: bool,
@@ -41,9 +70,19 @@ pub struct UiState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Quit,
+    /// The dialog opened: dry-run its target.
+    Preview {
+        service: ServiceKey,
+        to_revision: Option<u64>,
+    },
     RollBack {
         service: ServiceKey,
         to_revision: Option<u64>,
+    },
+    /// Watch another namespace or kubeconfig context.
+    Switch {
+        namespace: Option<String>,
+        context: Option<String>,
     },
 }
 
@@ -53,17 +92,31 @@ impl UiState {
             mode,
             context,
             cluster,
+            namespace: String::new(),
+            user: String::new(),
             selected: 0,
+            pane: Pane::Decision,
+            revision: 0,
             dialog: None,
+            filter: Input::default(),
+            command: Input::default(),
+            typing: None,
+            notice: None,
             help: false,
             color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
             braille: std::env::var_os("BACKOUT_ASCII").is_none(),
         }
     }
 
-    /// Services worst first: the order the list shows and the selection indexes.
+    /// Services worst first, narrowed by the filter: the order the list shows and the
+    /// selection indexes.
     pub fn ordered<'a>(&self, state: &'a State) -> Vec<&'a ServiceKey> {
-        let mut keys: Vec<&ServiceKey> = state.services.keys().collect();
+        let needle = self.filter.value().to_lowercase();
+        let mut keys: Vec<&ServiceKey> = state
+            .services
+            .keys()
+            .filter(|k| needle.is_empty() || k.to_string().to_lowercase().contains(&needle))
+            .collect();
         keys.sort_by_key(|k| {
             (
                 std::cmp::Reverse(state.services[*k].decision.action),
@@ -79,49 +132,29 @@ impl UiState {
             .copied()
     }
 
+    /// The selected service's revisions, newest first, as the history pane lists them.
+    pub fn revisions(&self, state: &State) -> Vec<Revision> {
+        let mut revs = self
+            .selected_service(state)
+            .map(|k| history(state.services[k].replicasets.values()))
+            .unwrap_or_default();
+        revs.reverse();
+        revs
+    }
+
     pub fn on_key(&mut self, state: &State, key: KeyEvent) -> Vec<Command> {
-        if let Some(dialog) = &mut self.dialog {
-            return match key.code {
-                KeyCode::Esc => {
-                    self.dialog = None;
-                    vec![]
-                }
-                KeyCode::Enter
-                    if dialog.needs_name && dialog.typed.value() == dialog.service.name =>
-                {
-                    let cmd = Command::RollBack {
-                        service: dialog.service.clone(),
-                        to_revision: dialog.to_revision,
-                    };
-                    self.dialog = None;
-                    vec![cmd]
-                }
-                KeyCode::Char('y') if !dialog.needs_name => {
-                    let cmd = Command::RollBack {
-                        service: dialog.service.clone(),
-                        to_revision: dialog.to_revision,
-                    };
-                    self.dialog = None;
-                    vec![cmd]
-                }
-                // The default is No: any other key in a y/N dialog cancels.
-                _ if !dialog.needs_name => {
-                    self.dialog = None;
-                    vec![]
-                }
-                _ => {
-                    dialog
-                        .typed
-                        .handle_event(&ratatui::crossterm::event::Event::Key(key));
-                    vec![]
-                }
-            };
+        self.notice = None;
+        if self.dialog.is_some() {
+            return self.dialog_key(state, key);
+        }
+        if let Some(typing) = self.typing {
+            return self.typing_key(typing, key);
         }
         if self.help {
             self.help = false;
             return vec![];
         }
-        let count = state.services.len();
+        let count = self.ordered(state).len();
         match key.code {
             KeyCode::Char('q') => vec![Command::Quit],
             KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
@@ -131,32 +164,165 @@ impl UiState {
                 self.help = true;
                 vec![]
             }
+            KeyCode::Char('/') => {
+                self.typing = Some(Typing::Filter);
+                vec![]
+            }
+            KeyCode::Char(':') => {
+                self.command = Input::default();
+                self.typing = Some(Typing::Command);
+                vec![]
+            }
+            KeyCode::Tab | KeyCode::Char('h') => {
+                self.pane = match self.pane {
+                    Pane::Decision => Pane::History,
+                    Pane::History => Pane::Decision,
+                };
+                self.revision = 0;
+                vec![]
+            }
+            KeyCode::Esc if self.pane == Pane::History => {
+                self.pane = Pane::Decision;
+                vec![]
+            }
+            KeyCode::Esc if !self.filter.value().is_empty() => {
+                self.filter = Input::default();
+                vec![]
+            }
             KeyCode::Down | KeyCode::Char('j') => {
-                self.selected = (self.selected + 1).min(count.saturating_sub(1));
-                vec![]
-            }
-            KeyCode::Up | KeyCode::Char('k') => {
-                self.selected = self.selected.saturating_sub(1);
-                vec![]
-            }
-            KeyCode::Char('r') => {
-                if let Some(key) = self.selected_service(state).cloned() {
-                    let svc = &state.services[&key];
-                    if !svc.rollback_in_flight {
-                        let needs_name =
-                            state.config.production_namespaces.contains(&key.namespace);
-                        let to_revision = svc.decision.target.as_ref().map(|t| t.revision);
-                        self.dialog = Some(Dialog {
-                            service: key,
-                            to_revision,
-                            typed: Input::default(),
-                            needs_name,
-                        });
+                match self.pane {
+                    Pane::Decision => {
+                        self.selected = (self.selected + 1).min(count.saturating_sub(1))
+                    }
+                    Pane::History => {
+                        let n = self.revisions(state).len();
+                        self.revision = (self.revision + 1).min(n.saturating_sub(1));
                     }
                 }
                 vec![]
             }
+            KeyCode::Up | KeyCode::Char('k') => {
+                match self.pane {
+                    Pane::Decision => self.selected = self.selected.saturating_sub(1),
+                    Pane::History => self.revision = self.revision.saturating_sub(1),
+                }
+                vec![]
+            }
+            KeyCode::Char('r') => self.open_dialog(state),
             _ => vec![],
+        }
+    }
+
+    /// `r`: the decision's target, or the revision chosen in the history.
+    fn open_dialog(&mut self, state: &State) -> Vec<Command> {
+        let Some(key) = self.selected_service(state).cloned() else {
+            return vec![];
+        };
+        let svc = &state.services[&key];
+        // Pressing r again while a rollback is under way does nothing harmful: nothing.
+        if svc.rollback_in_flight {
+            self.notice = Some(format!("a rollback of {key} is already under way"));
+            return vec![];
+        }
+        let to_revision = match self.pane {
+            Pane::History => {
+                let revs = self.revisions(state);
+                let Some(chosen) = revs.get(self.revision) else {
+                    return vec![];
+                };
+                if Some(chosen.number) == svc.decision.current_revision {
+                    self.notice = Some(format!(
+                        "revision {} is the current one: choose an earlier one",
+                        chosen.number
+                    ));
+                    return vec![];
+                }
+                Some(chosen.number)
+            }
+            Pane::Decision => svc.decision.target.as_ref().map(|t| t.revision),
+        };
+        self.dialog = Some(Dialog {
+            service: key.clone(),
+            to_revision,
+            typed: Input::default(),
+            needs_name: state.config.production_namespaces.contains(&key.namespace),
+        });
+        vec![Command::Preview {
+            service: key,
+            to_revision,
+        }]
+    }
+
+    fn dialog_key(&mut self, state: &State, key: KeyEvent) -> Vec<Command> {
+        let Some(dialog) = &mut self.dialog else {
+            return vec![];
+        };
+        // A dry run the API server refused would fail for real too: only Esc is offered.
+        let refused = state
+            .services
+            .get(&dialog.service)
+            .and_then(|s| s.preview.as_ref())
+            .is_some_and(|p| matches!(p.result, Some(Err(_))));
+        let confirmed = match key.code {
+            KeyCode::Esc => false,
+            KeyCode::Enter if dialog.needs_name => {
+                if dialog.typed.value() != dialog.service.name {
+                    return vec![];
+                }
+                true
+            }
+            KeyCode::Char('y') if !dialog.needs_name => true,
+            // The default is No: any other key in a y/N dialog cancels.
+            _ if !dialog.needs_name => false,
+            _ => {
+                dialog.typed.handle_event(&Event::Key(key));
+                return vec![];
+            }
+        };
+        let dialog = self.dialog.take().expect("checked above");
+        if !confirmed || refused {
+            return vec![];
+        }
+        self.pane = Pane::Decision;
+        vec![Command::RollBack {
+            service: dialog.service,
+            to_revision: dialog.to_revision,
+        }]
+    }
+
+    fn typing_key(&mut self, typing: Typing, key: KeyEvent) -> Vec<Command> {
+        let input = match typing {
+            Typing::Filter => &mut self.filter,
+            Typing::Command => &mut self.command,
+        };
+        match key.code {
+            KeyCode::Esc => {
+                *input = Input::default();
+                self.typing = None;
+                vec![]
+            }
+            KeyCode::Enter => {
+                self.typing = None;
+                if typing == Typing::Filter {
+                    self.selected = 0;
+                    return vec![];
+                }
+                let line = std::mem::take(input).value().trim().to_string();
+                match parse_command(&line) {
+                    Ok(cmd) => vec![cmd],
+                    Err(why) => {
+                        self.notice = Some(why);
+                        vec![]
+                    }
+                }
+            }
+            _ => {
+                input.handle_event(&Event::Key(key));
+                if typing == Typing::Filter {
+                    self.selected = 0;
+                }
+                vec![]
+            }
         }
     }
 
@@ -167,5 +333,26 @@ impl UiState {
             (Mode::Demo, None) => "demo",
             (Mode::Live, None) => "live",
         }
+    }
+}
+
+/// `:ns NAME`, `:ctx NAME`, as k9s takes them.
+fn parse_command(line: &str) -> Result<Command, String> {
+    let mut words = line.split_whitespace();
+    let (verb, arg) = (words.next().unwrap_or(""), words.next());
+    let usage = "commands: :ns NAMESPACE, :ctx CONTEXT";
+    let Some(arg) = arg.map(str::to_string) else {
+        return Err(format!("{verb:?} needs a name; {usage}"));
+    };
+    match verb {
+        "ns" | "namespace" => Ok(Command::Switch {
+            namespace: Some(arg),
+            context: None,
+        }),
+        "ctx" | "context" => Ok(Command::Switch {
+            namespace: None,
+            context: Some(arg),
+        }),
+        other => Err(format!("unknown command {other:?}; {usage}")),
     }
 }

@@ -56,7 +56,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ..Options::default()
     };
     let core = Core::start(config, opts).await?;
-    let ui = UiState::new(Mode::Demo, format!("scenario {}", scenario.name), sim.url());
+    let ui = UiState::new(Mode::Demo, core.target.context.clone(), sim.url());
     let result = crate::app::console::run(core, ui).await;
     sim.stop().await;
     if !keep {

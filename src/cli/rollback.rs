@@ -395,28 +395,10 @@ async fn verify_and_record(
         humantime::format_duration(checks.rollout_deadline),
         humantime::format_duration(checks.recovery_window)
     );
-    let result = verify::verify(client, prom, checks).await;
-    for c in &result.checks {
-        println!(
-            "  {} {}: {}",
-            if c.passed { "✓" } else { "✗" },
-            c.name,
-            c.detail
-        );
-    }
+    // Each check prints as it completes: a long recovery window is not a silent wait.
+    let result = verify::verify(client, prom, checks, &|c| println!("  {c}")).await;
     println!("{}", result.outcome.label());
-    let lines = result
-        .checks
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {}: {}",
-                if c.passed { "ok" } else { "failed" },
-                c.name,
-                c.detail
-            )
-        })
-        .collect();
+    let lines = result.checks.iter().map(|c| c.to_string()).collect();
     record(Entry::Verification {
         outcome: result.outcome.label().into(),
         checks: lines,

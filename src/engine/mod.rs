@@ -6,6 +6,7 @@ pub mod decision;
 pub mod journal;
 mod kube_apply;
 pub mod msg;
+pub mod rollbacks;
 pub mod rollout;
 pub mod signals;
 pub mod state;

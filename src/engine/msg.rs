@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use super::journal::Record;
+use super::rollbacks::{Check, Preview, Step};
 use super::signals::QueryOutcome;
 use super::state::ServiceKey;
 
@@ -36,6 +37,22 @@ pub enum Msg {
         to_revision: Option<u64>,
         reason: String,
     },
+    /// The rollback under way got a step further.
+    RollbackStep {
+        service: ServiceKey,
+        step: Step,
+    },
+    /// The rollback dialog opened: dry-run this target.
+    PreviewRequested {
+        service: ServiceKey,
+        to_revision: Option<u64>,
+    },
+    /// The API server's dry run answered.
+    Previewed {
+        service: ServiceKey,
+        to_revision: Option<u64>,
+        result: Result<Preview, String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,8 +60,12 @@ pub struct RollbackReport {
     pub service: ServiceKey,
     pub automatic: bool,
     pub at: Timestamp,
+    /// Who rolled back: `user@host`, for the journal.
+    pub by: String,
     /// The verification outcome, or why the rollback did not happen.
     pub result: Result<Outcome, String>,
+    /// What verification checked, in order.
+    pub checks: Vec<Check>,
 }
 
 /// How a rollback ended, once verified.
@@ -201,4 +222,9 @@ pub enum Effect {
     },
     /// Roll a Deployment back; the runner refuses it in read-only mode.
     Rollback(RollbackOrder),
+    /// Plan a rollback and have the API server dry-run it; nothing is written.
+    Preview {
+        service: ServiceKey,
+        to_revision: Option<u64>,
+    },
 }

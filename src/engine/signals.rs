@@ -210,6 +210,35 @@ pub fn judge(
     }
 }
 
+/// Where a series was firing, for shading the graph: each run of breaching points
+/// that lasted the for-duration, from the moment it had (when the alert fired) to the
+/// run's last point. Times are unix milliseconds, as the points are.
+pub fn firing_spans(points: &[(i64, f64)], trigger: &Trigger) -> Vec<(i64, i64)> {
+    let hold = trigger.for_.as_millis() as i64;
+    let mut spans = Vec::new();
+    let mut run: Option<(i64, i64)> = None;
+    let breaching = points.iter().map(|&(t, v)| {
+        (
+            t,
+            v.is_finite() && trigger.comparison.breached(v, trigger.threshold),
+        )
+    });
+    for (t, breach) in breaching.chain(std::iter::once((i64::MAX, false))) {
+        match (breach, run) {
+            (true, None) => run = Some((t, t)),
+            (true, Some((start, _))) => run = Some((start, t)),
+            (false, Some((start, end))) => {
+                if end - start >= hold {
+                    spans.push((start + hold, end));
+                }
+                run = None;
+            }
+            (false, None) => {}
+        }
+    }
+    spans
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +396,26 @@ mod tests {
             .data,
             DataState::Error(_)
         ));
+    }
+
+    #[test]
+    fn firing_spans_start_once_a_breach_has_lasted_the_for_duration() {
+        let mut trigger = crate::config::Config::default().triggers[0].clone();
+        trigger.threshold = 0.05;
+        trigger.for_ = std::time::Duration::from_secs(20);
+        let at = |secs: i64, v: f64| (secs * 1000, v);
+        let points = [
+            at(0, 0.01),
+            at(10, 0.2),
+            at(20, 0.2), // a 10 s blip: pending, never firing
+            at(30, 0.01),
+            at(40, 0.2),
+            at(50, f64::NAN), // a gap ends the run, as a missing sample would
+            at(60, 0.3),
+            at(70, 0.3),
+            at(80, 0.3),
+            at(90, 0.3),
+        ];
+        assert_eq!(firing_spans(&points, &trigger), [(80_000, 90_000)]);
     }
 }

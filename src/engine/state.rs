@@ -104,6 +104,10 @@ pub struct Service {
     pub last_rollback: Option<Timestamp>,
     /// A rollback ordered and not yet reported back.
     pub rollback_in_flight: bool,
+    /// The rollback under way, or the last one this session, for the live view.
+    pub rollback: Option<super::rollbacks::Progress>,
+    /// The rollback dialog's dry run.
+    pub preview: Option<super::rollbacks::PreviewState>,
     /// Why backout will not roll this service back automatically again
     /// (a rollback that did not help, or one that failed).
     pub no_auto: Option<String>,

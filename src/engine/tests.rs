@@ -438,7 +438,9 @@ fn an_auto_rollback_is_ordered_once_and_a_failed_one_stops_further_automatic_rol
         service: key("checkout"),
         automatic: true,
         at: t(210),
+        by: "alice@bastion".into(),
         result: Err("conflict".into()),
+        checks: Vec::new(),
     };
     let effects = update(&mut state, Msg::RollbackFinished(report));
     assert!(effects.iter().any(|e| matches!(e, Effect::Page { .. })));

@@ -7,7 +7,8 @@ use jiff::Timestamp;
 
 use super::decision::{self, Action};
 use super::journal::{incident_id, Entry, Record};
-use super::msg::{Effect, Msg, Outcome, QueryAnswer, RollbackOrder, RollbackReport};
+use super::msg::{Effect, Msg, QueryAnswer};
+use super::rollbacks;
 use super::signals::{self, DataState};
 use super::state::{ServiceKey, State, QUALITY_WINDOW};
 
@@ -24,42 +25,45 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         }
         Msg::Kube(change) => super::kube_apply::kube(state, change),
         Msg::Query(answer) => query(state, answer, &mut effects).into_iter().collect(),
-        Msg::RollbackFinished(report) => finished(state, report, &mut effects),
+        Msg::RollbackFinished(report) => rollbacks::finished(state, report, &mut effects),
         Msg::RollbackRequested {
             service,
             to_revision,
             reason,
         } => {
-            // Pressing r again while one is under way does nothing harmful: nothing.
-            if let Some(svc) = state
+            let firing = state
                 .services
-                .get_mut(&service)
-                .filter(|s| !s.rollback_in_flight)
-            {
-                svc.rollback_in_flight = true;
-                let fired = svc
-                    .decision
-                    .firing
-                    .iter()
-                    .filter_map(|f| state.config.triggers.iter().find(|t| t.name == f.trigger))
-                    .map(|t| {
-                        (
-                            t.name.clone(),
-                            t.query_for(&service.namespace, &service.name, &service.name),
-                        )
-                    })
-                    .collect();
-                let incident = svc.incident.clone();
-                effects.push(Effect::Rollback(RollbackOrder {
-                    service: service.clone(),
-                    to_revision,
-                    automatic: false,
-                    reason,
-                    incident,
-                    fired,
-                }));
-            }
+                .get(&service)
+                .map(|s| s.decision.firing.clone())
+                .unwrap_or_default();
+            effects.extend(rollbacks::order(
+                state,
+                &service,
+                &firing,
+                to_revision,
+                false,
+                reason,
+            ));
             vec![service]
+        }
+        Msg::RollbackStep { service, step } => {
+            rollbacks::step(state, &service, step, &mut effects);
+            vec![service]
+        }
+        Msg::PreviewRequested {
+            service,
+            to_revision,
+        } => {
+            effects.extend(rollbacks::preview(state, &service, to_revision));
+            Vec::new()
+        }
+        Msg::Previewed {
+            service,
+            to_revision,
+            result,
+        } => {
+            rollbacks::previewed(state, &service, to_revision, result);
+            Vec::new()
         }
         Msg::EffectFailed { what, error } => {
             state
@@ -101,7 +105,12 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
     effects
 }
 
-fn journal(state: &State, incident: Option<String>, service: &str, entry: Entry) -> Effect {
+pub(super) fn journal(
+    state: &State,
+    incident: Option<String>,
+    service: &str,
+    entry: Entry,
+) -> Effect {
     Effect::Journal(Record {
         at: state.now,
         incident,
@@ -297,30 +306,8 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
             why_not_automatic: next.why_not_automatic.clone(),
         },
     ));
-    let svc = state.services.get_mut(key).expect("checked above");
-    if next.action == Action::AutoRollback
-        && state.config.policy.auto_rollback
-        && !svc.rollback_in_flight
-        && svc.no_auto.is_none()
-    {
-        svc.rollback_in_flight = true;
-        let fired = next
-            .firing
-            .iter()
-            .filter_map(|f| {
-                state
-                    .config
-                    .triggers
-                    .iter()
-                    .find(|t| t.name == f.trigger)
-                    .map(|t| {
-                        (
-                            t.name.clone(),
-                            t.query_for(&key.namespace, &key.name, &key.name),
-                        )
-                    })
-            })
-            .collect();
+    let no_auto = state.services[key].no_auto.is_some();
+    if next.action == Action::AutoRollback && state.config.policy.auto_rollback && !no_auto {
         let reason = next
             .firing
             .iter()
@@ -334,14 +321,15 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        effects.push(Effect::Rollback(RollbackOrder {
-            service: key.clone(),
-            to_revision: next.target.as_ref().map(|t| t.revision),
-            automatic: true,
-            reason: format!("automatic: {reason}"),
-            incident: incident.clone(),
-            fired,
-        }));
+        let target = next.target.as_ref().map(|t| t.revision);
+        effects.extend(rollbacks::order(
+            state,
+            key,
+            &next.firing,
+            target,
+            true,
+            format!("automatic: {reason}"),
+        ));
     }
     if next.action == Action::None && incident.is_some() {
         effects.push(journal(
@@ -362,62 +350,6 @@ fn failed(d: &decision::Decision) -> Vec<String> {
         .filter(|g| !g.passed)
         .map(|g| format!("{}", g.number))
         .collect()
-}
-
-/// A rollback ended: start the blackout, or stop automatic rollbacks of this service
-/// if it did not help or did not happen; journal and page either way.
-fn finished(
-    state: &mut State,
-    report: RollbackReport,
-    effects: &mut Vec<Effect>,
-) -> Vec<ServiceKey> {
-    let key = report.service.clone();
-    let Some(svc) = state.services.get_mut(&key) else {
-        return Vec::new();
-    };
-    svc.rollback_in_flight = false;
-    let incident = svc.incident.clone();
-    let page = match &report.result {
-        Ok(Outcome::Verified) => None,
-        Ok(outcome) => {
-            svc.no_auto = Some(format!(
-                "the rollback at {} ended: {}",
-                report.at,
-                outcome.label()
-            ));
-            Some(format!(
-                "{}: escalating; backout will not roll {key} back automatically again",
-                outcome.label()
-            ))
-        }
-        Err(e) => {
-            svc.no_auto = Some(format!("the rollback at {} did not happen: {e}", report.at));
-            Some(format!("rollback not done: {e}"))
-        }
-    };
-    if report.result.is_ok() {
-        note_rollback(state, &key, report.at, report.automatic);
-    }
-    let outcome = match &report.result {
-        Ok(o) => o.label().to_string(),
-        Err(e) => format!("not done: {e}"),
-    };
-    effects.push(journal(
-        state,
-        incident,
-        &key.to_string(),
-        Entry::Verification {
-            outcome,
-            checks: Vec::new(),
-        },
-    ));
-    if let Some(summary) = page {
-        effects.push(Effect::Page {
-            service: key.clone(),
-            summary,
-        });
-    }
-    vec![key]
 }
 
 /// Records that backout rolled a service back, starting its blackout and, for an

@@ -1,6 +1,9 @@
 //! Trigger graphs for the selected service: each trigger's series against its
-//! threshold line, the deploy marked, the state and value in the title.
+//! threshold line, the deploy (D) and the rollback (R) marked, the firing span shaded,
+//! the state and value in the title. Marks and shading are glyphs, not only colours,
+//! so they read under NO_COLOR and over any terminal.
 
+use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::Color;
 use ratatui::symbols::Marker;
@@ -10,7 +13,7 @@ use ratatui::Frame;
 
 use super::Palette;
 use crate::app::ui_state::UiState;
-use crate::engine::signals::{time_left, AlertState, DataState};
+use crate::engine::signals::{firing_spans, time_left, AlertState, DataState};
 use crate::engine::{ServiceKey, State};
 
 pub fn triggers(
@@ -28,17 +31,56 @@ pub fn triggers(
         );
         return;
     };
-    let triggers = &state.config.triggers;
+    // Most urgent first; a short terminal shows as many as stay readable (three plot
+    // rows each) and names the rest on one line.
+    let mut triggers: Vec<&crate::config::Trigger> = state.config.triggers.iter().collect();
+    triggers.sort_by_key(|t| {
+        let ts = svc.triggers.get(&t.name);
+        (
+            !ts.is_some_and(|s| s.alert.is_firing()),
+            ts.is_none_or(|s| s.data.is_clean()),
+        )
+    });
     let cols = if area.width >= 100 { 2 } else { 1 };
+    let fit_rows = usize::from(area.height / 5).max(1);
+    let mut area = area;
+    if triggers.len().div_ceil(cols) > fit_rows {
+        let shown = fit_rows * cols;
+        let rest: Vec<String> = triggers[shown..]
+            .iter()
+            .map(|t| {
+                let label = svc
+                    .triggers
+                    .get(&t.name)
+                    .map_or("not queried", |s| s.alert.label());
+                format!("{} {label}", t.name)
+            })
+            .collect();
+        triggers.truncate(shown);
+        let last = Rect {
+            y: area.bottom() - 1,
+            height: 1,
+            ..area
+        };
+        frame.render_widget(
+            Paragraph::new(format!(" also: {}", rest.join(" · "))).style(p.fg(Color::DarkGray)),
+            last,
+        );
+        area.height -= 1;
+    }
     let rows_n = triggers.len().div_ceil(cols).max(1);
     let rows = Layout::default()
         .direction(Direction::Vertical)
         .constraints(vec![Constraint::Ratio(1, rows_n as u32); rows_n])
         .split(area);
-    let deployed = svc
-        .decision
-        .deployed_at
-        .map(|t| t.as_millisecond() as f64 / 1000.0);
+    let secs = |t: jiff::Timestamp| t.as_millisecond() as f64 / 1000.0;
+    let deployed = svc.decision.deployed_at.map(secs);
+    let rolled_back = svc
+        .rollback
+        .as_ref()
+        .filter(|r| r.committed)
+        .map(|r| secs(r.started))
+        .or(svc.last_rollback.map(secs));
     let now = state.now.as_millisecond() as f64 / 1000.0;
     for (i, t) in triggers.iter().enumerate() {
         let cells = Layout::default()
@@ -106,10 +148,6 @@ pub fn triggers(
             .map(|(_, v)| *v)
             .fold(t.threshold * 1.5, f64::max);
         let threshold = [(x0, t.threshold), (x1, t.threshold)];
-        let deploy_line: Vec<(f64, f64)> = deployed
-            .filter(|d| *d >= x0)
-            .map(|d| vec![(d, 0.0), (d, y1)])
-            .unwrap_or_default();
         let marker = if ui.braille {
             Marker::Braille
         } else {
@@ -123,18 +161,14 @@ pub fn triggers(
                 .style(p.fg(Color::Yellow))
                 .data(&threshold),
             Dataset::default()
-                .name("deploy")
-                .marker(Marker::Dot)
-                .graph_type(GraphType::Line)
-                .style(p.fg(Color::Cyan))
-                .data(&deploy_line),
-            Dataset::default()
                 .name(t.name.as_str())
                 .marker(marker)
                 .graph_type(GraphType::Line)
                 .style(p.fg(color))
                 .data(&points),
         ];
+        let y_labels = [Line::raw("0"), Line::raw(format!("{y1:.2}"))];
+        let label_width = y_labels.iter().map(Line::width).max().unwrap_or(0) as u16;
         let chart = Chart::new(datasets)
             .block(
                 Block::default()
@@ -143,12 +177,91 @@ pub fn triggers(
                     .border_style(p.fg(color)),
             )
             .x_axis(Axis::default().bounds([x0, x1]))
-            .y_axis(
-                Axis::default()
-                    .bounds([0.0, y1])
-                    .labels([Line::raw("0"), Line::raw(format!("{y1:.2}"))]),
-            )
+            .y_axis(Axis::default().bounds([0.0, y1]).labels(y_labels))
             .hidden_legend_constraints((Constraint::Ratio(0, 1), Constraint::Ratio(0, 1)));
         frame.render_widget(chart, cell);
+        let plot = Plot {
+            area: plot_area(cell, label_width),
+            x0,
+            x1,
+            ascii: !ui.braille,
+        };
+        let buf = frame.buffer_mut();
+        if let Some(ts) = ts {
+            for (from, to) in firing_spans(&ts.points, t) {
+                plot.shade(
+                    buf,
+                    from as f64 / 1000.0,
+                    to as f64 / 1000.0,
+                    p.fg(Color::Red),
+                );
+            }
+        }
+        if let Some(d) = deployed {
+            plot.mark(buf, d, 'D', p.fg(Color::Cyan));
+        }
+        if let Some(r) = rolled_back {
+            plot.mark(buf, r, 'R', p.fg(Color::Magenta));
+        }
+    }
+}
+
+/// Where a chart drew its series: inside the border, right of the y labels and the
+/// axis line that follows them (the x axis has no labels, so no line of its own).
+fn plot_area(cell: Rect, label_width: u16) -> Rect {
+    let inner = cell.inner(ratatui::layout::Margin::new(1, 1));
+    let skip = (label_width + 1).min(inner.width);
+    Rect {
+        x: inner.x + skip,
+        width: inner.width - skip,
+        ..inner
+    }
+}
+
+struct Plot {
+    area: Rect,
+    x0: f64,
+    x1: f64,
+    ascii: bool,
+}
+
+impl Plot {
+    fn column(&self, x: f64) -> Option<u16> {
+        if self.area.width == 0 || !(self.x0..=self.x1).contains(&x) || self.x1 <= self.x0 {
+            return None;
+        }
+        let frac = (x - self.x0) / (self.x1 - self.x0);
+        Some(self.area.x + (frac * f64::from(self.area.width - 1)).round() as u16)
+    }
+
+    /// Fills the blank cells between two times; the series drawn there stays on top.
+    fn shade(&self, buf: &mut Buffer, from: f64, to: f64, style: ratatui::style::Style) {
+        let (Some(a), Some(b)) = (self.column(from.max(self.x0)), self.column(to.min(self.x1)))
+        else {
+            return;
+        };
+        let glyph = if self.ascii { ":" } else { "░" };
+        for x in a..=b {
+            for y in self.area.top()..self.area.bottom() {
+                let cell = &mut buf[(x, y)];
+                if cell.symbol() == " " {
+                    cell.set_symbol(glyph).set_style(style);
+                }
+            }
+        }
+    }
+
+    /// A vertical line at a moment, tagged with a letter at the top.
+    fn mark(&self, buf: &mut Buffer, at: f64, tag: char, style: ratatui::style::Style) {
+        let Some(x) = self.column(at) else { return };
+        let line = if self.ascii { "|" } else { "│" };
+        for y in self.area.top()..self.area.bottom() {
+            let cell = &mut buf[(x, y)];
+            if y == self.area.top() {
+                cell.set_char(tag).set_style(style);
+            } else if matches!(cell.symbol(), " " | "░" | ":" | "•") {
+                cell.set_symbol(line).set_style(style);
+            }
+        }
     }
 }

@@ -2,7 +2,9 @@
 //! performs no I/O and changes nothing. Laid out to be usable at 80x24 over SSH.
 
 mod charts;
+mod history;
 mod panes;
+mod rollback;
 #[cfg(test)]
 mod snapshots;
 
@@ -12,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::app::ui_state::UiState;
+use crate::app::ui_state::{Pane, Typing, UiState};
 use crate::engine::{Action, SourceHealth, State};
 
 /// Semantic colours from the 16-colour ANSI set, or none under NO_COLOR.
@@ -71,14 +73,17 @@ pub fn render(state: &State, ui: &UiState, frame: &mut Frame) {
         .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
         .split(body[1]);
     charts::triggers(state, selected, ui, p, frame, right[0]);
-    panes::decision(state, selected, p, frame, right[1]);
+    match ui.pane {
+        Pane::Decision => panes::decision(state, selected, p, frame, right[1]),
+        Pane::History => history::pane(state, ui, p, frame, right[1]),
+    }
     panes::timeline(state, p, frame, rows[2]);
-    frame.render_widget(footer(p), rows[3]);
+    frame.render_widget(footer(ui, p), rows[3]);
     if let Some(dialog) = &ui.dialog {
-        panes::dialog(state, dialog, p, frame, centered(area, 72, 16));
+        rollback::dialog(state, dialog, p, frame, centered(area, 76, 18));
     }
     if ui.help {
-        help(p, frame, centered(area, 60, 14));
+        help(p, frame, centered(area, 66, 20));
     }
 }
 
@@ -115,29 +120,68 @@ fn header(state: &State, ui: &UiState, p: Palette) -> Paragraph<'static> {
         let s = state.now.duration_since(t).as_secs().max(0);
         format!("  incident {:02}:{:02}", s / 60, s % 60)
     });
+    // Most urgent first, so a narrow terminal cuts the least important.
     Paragraph::new(Line::from(vec![
         Span::styled("backout ", p.bold()),
         Span::styled(mode.to_string(), mode_style),
-        Span::raw(format!("  {}  ", ui.context)),
-        Span::raw("k8s "),
+        Span::styled(clock, p.fg(Color::Red)),
+        Span::raw("  k8s "),
         health(state.sources.get(&SourceId::Kubernetes), p),
         Span::raw("  prom "),
         health(state.sources.get(&SourceId::Prometheus), p),
-        Span::styled(clock, p.fg(Color::Red)),
+        Span::raw(format!("  {}/{}", ui.context, ui.namespace)),
+        Span::styled(format!("  {}", ui.user), p.fg(Color::Cyan)),
     ]))
 }
 
-fn footer(p: Palette) -> Paragraph<'static> {
-    Paragraph::new(Line::from(vec![
-        Span::styled("↑↓/jk", p.bold()),
-        Span::raw(" select  "),
-        Span::styled("r", p.bold()),
-        Span::raw(" roll back  "),
-        Span::styled("?", p.bold()),
-        Span::raw(" help  "),
-        Span::styled("q", p.bold()),
-        Span::raw(" quit"),
-    ]))
+fn footer(ui: &UiState, p: Palette) -> Paragraph<'static> {
+    let typing = |prefix: &str, input: &tui_input::Input, hint: &str| {
+        Line::from(vec![
+            Span::styled(format!("{prefix}{}", input.value()), p.bold()),
+            Span::styled("▏", p.bold()),
+            Span::styled(format!("  {hint}"), p.fg(Color::DarkGray)),
+        ])
+    };
+    let line = match (ui.typing, &ui.notice) {
+        (Some(Typing::Filter), _) => {
+            typing("/", &ui.filter, "Enter keeps the filter · Esc clears it")
+        }
+        (Some(Typing::Command), _) => typing(
+            ":",
+            &ui.command,
+            "ns NAME · ctx NAME · Enter runs · Esc cancels",
+        ),
+        (None, Some(notice)) => Line::styled(notice.clone(), p.fg(Color::Yellow)),
+        (None, None) => {
+            let mut keys = match ui.pane {
+                Pane::Decision => vec![("↑↓", "select"), ("r", "roll back"), ("Tab", "history")],
+                Pane::History => vec![
+                    ("↑↓", "revision"),
+                    ("r", "roll back to it"),
+                    ("Tab", "decision"),
+                ],
+            };
+            keys.extend([
+                ("/", "filter"),
+                (":", "ns/ctx"),
+                ("?", "help"),
+                ("q", "quit"),
+            ]);
+            let mut spans = Vec::new();
+            if !ui.filter.value().is_empty() {
+                spans.push(Span::styled(
+                    format!("/{} ", ui.filter.value()),
+                    p.fg(Color::Cyan),
+                ));
+            }
+            for (key, what) in keys {
+                spans.push(Span::styled(key, p.bold()));
+                spans.push(Span::raw(format!(" {what}  ")));
+            }
+            Line::from(spans)
+        }
+    };
+    Paragraph::new(line)
 }
 
 fn help(p: Palette, frame: &mut Frame, area: Rect) {
@@ -145,12 +189,19 @@ fn help(p: Palette, frame: &mut Frame, area: Rect) {
         Line::styled("keys", p.bold()),
         Line::raw(""),
         Line::raw("↑ ↓ j k   select a service (worst first)"),
-        Line::raw("r         open the rollback, filled in from the decision"),
+        Line::raw("r         open the rollback, filled in from the decision;"),
+        Line::raw("          the API server dry-runs it before you confirm"),
         Line::raw("y         confirm (the default is No; any other key cancels)"),
         Line::raw("          in a production namespace, type the Deployment's name"),
-        Line::raw("Esc       close a dialog"),
+        Line::raw("Tab h     deploy history: ↑↓ choose a revision, see its diff,"),
+        Line::raw("          r rolls back to exactly that revision"),
+        Line::raw("/         filter services by name; Esc clears"),
+        Line::raw(":ns NAME  watch another namespace; :ctx NAME another context"),
+        Line::raw("Esc       close a dialog, leave the history"),
         Line::raw("?         this help; any key closes it"),
         Line::raw("q         quit (the cluster is left as it is)"),
+        Line::raw(""),
+        Line::raw("graphs: D deploy, R rollback, ░ firing; the dotted line is the threshold"),
     ];
     frame.render_widget(Clear, area);
     frame.render_widget(

@@ -1,14 +1,14 @@
 //! The text panes: services (worst first), the decision with its gates and blast
-//! radius, the timeline, and the rollback confirmation dialog.
+//! radius, and the timeline.
 
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::Palette;
-use crate::app::ui_state::{Dialog, UiState};
+use crate::app::ui_state::UiState;
 use crate::engine::decision::ago;
 use crate::engine::rollout::Rollout;
 use crate::engine::{Action, ServiceKey, State};
@@ -91,7 +91,10 @@ pub fn decision(
     };
     let svc = &state.services[key];
     let d = &svc.decision;
-    let mut lines = Vec::new();
+    let mut lines = super::rollback::progress(state, svc, p);
+    if let Some(reason) = &state.read_only {
+        lines.push(Line::styled(reason.clone(), p.fg(Color::Yellow)));
+    }
     let target = d.target.as_ref().map_or("no earlier revision".into(), |t| {
         format!("revision {} ({})", t.revision, t.images.join(", "))
     });
@@ -133,9 +136,6 @@ pub fn decision(
             format!("why not automatic: {why}"),
             p.fg(Color::Yellow),
         ));
-    }
-    if let Some(reason) = &state.read_only {
-        lines.push(Line::styled(reason.clone(), p.fg(Color::Yellow)));
     }
     for note in &d.blast_radius {
         let style = if note.risk {
@@ -195,92 +195,6 @@ pub fn timeline(state: &State, p: Palette, frame: &mut Frame, area: Rect) {
     }
     frame.render_widget(
         Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" timeline ")),
-        area,
-    );
-}
-
-pub fn dialog(state: &State, dialog: &Dialog, p: Palette, frame: &mut Frame, area: Rect) {
-    let svc = state.services.get(&dialog.service);
-    let d = svc.map(|s| &s.decision);
-    let from = d
-        .and_then(|d| d.current_revision)
-        .map_or("?".into(), |r| r.to_string());
-    let images = |rev: Option<u64>| {
-        svc.and_then(|s| {
-            s.replicasets
-                .values()
-                .find(|rs| Some(crate::engine::rollout::revision_of(rs)) == rev)
-        })
-        .map(|rs| {
-            crate::engine::rollout::images(rs.spec.as_ref().and_then(|s| s.template.as_ref()))
-                .join(", ")
-        })
-        .unwrap_or_default()
-    };
-    let to = dialog
-        .to_revision
-        .map_or("previous".into(), |r| r.to_string());
-    let mut lines = vec![
-        Line::styled(format!("Roll back {}?", dialog.service), p.bold()),
-        Line::raw(format!(
-            "from revision {from}  {}",
-            images(d.and_then(|d| d.current_revision))
-        )),
-        Line::raw(format!(
-            "to   revision {to}  {}",
-            images(dialog.to_revision)
-        )),
-        Line::styled(
-            format!(
-                "kubectl rollout undo deployment/{} --to-revision={to} -n {}",
-                dialog.service.name, dialog.service.namespace
-            ),
-            p.fg(Color::DarkGray),
-        ),
-        Line::raw(
-            "a server-side dry run runs first; the patch fails cleanly if the Deployment changes",
-        ),
-    ];
-    for note in d
-        .into_iter()
-        .flat_map(|d| &d.blast_radius)
-        .filter(|n| n.risk)
-    {
-        lines.push(Line::styled(
-            format!("! {}", note.text),
-            p.fg(Color::Yellow),
-        ));
-    }
-    if let Some(reason) = &state.read_only {
-        lines.push(Line::styled(
-            format!("this console cannot roll back: {reason}"),
-            p.fg(Color::Red),
-        ));
-    }
-    lines.push(Line::raw(""));
-    if dialog.needs_name {
-        lines.push(Line::raw(format!(
-            "production: type {} and Enter to confirm, Esc cancels",
-            dialog.service.name
-        )));
-        lines.push(Line::styled(
-            format!("> {}", dialog.typed.value()),
-            p.bold(),
-        ));
-    } else {
-        lines.push(Line::styled(
-            "y to confirm · any other key cancels (default No)",
-            p.bold(),
-        ));
-    }
-    let action_style = p.action(d.map_or(Action::None, |d| d.action));
-    frame.render_widget(Clear, area);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(" rollback ")
-        .border_style(action_style);
-    frame.render_widget(
-        Paragraph::new(lines).block(block).wrap(Wrap { trim: true }),
         area,
     );
 }

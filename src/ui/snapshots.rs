@@ -5,9 +5,10 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 
-use crate::app::ui_state::{Mode, UiState};
+use crate::app::ui_state::{Command, Mode, UiState};
 use crate::engine::fixtures::*;
 use crate::engine::msg::{Outcome, RollbackReport};
+use crate::engine::rollbacks::{Check, Preview, Step};
 use crate::engine::{update, Msg, SourceHealth, SourceId, State};
 
 fn ui() -> UiState {
@@ -18,7 +19,58 @@ fn ui() -> UiState {
     );
     ui.color = false;
     ui.braille = true;
+    ui.namespace = "shop".into();
+    ui.user = "alice@bastion".into();
     ui
+}
+
+fn step(state: &mut State, step: Step) {
+    update(
+        state,
+        Msg::RollbackStep {
+            service: key("checkout"),
+            step,
+        },
+    );
+}
+
+fn planned() -> Preview {
+    Preview {
+        from_revision: 2,
+        from_images: vec!["checkout:2".into()],
+        to_revision: 1,
+        to_images: vec!["checkout:1".into()],
+        already_there: false,
+        kubectl: "kubectl rollout undo deployment/checkout --to-revision=1 -n shop".into(),
+    }
+}
+
+fn rollout_check() -> Check {
+    Check {
+        name: "rollout completes".into(),
+        passed: true,
+        detail: "deployment \"checkout\" successfully rolled out".into(),
+    }
+}
+
+/// A confirmed rollback that has been dry-run and patched, with one check done.
+fn rolling_back(state: &mut State) {
+    update(
+        state,
+        Msg::RollbackRequested {
+            service: key("checkout"),
+            to_revision: Some(1),
+            reason: "test".into(),
+        },
+    );
+    step(state, Step::Prepared(planned()));
+    step(
+        state,
+        Step::Committed {
+            by: "alice@bastion".into(),
+        },
+    );
+    step(state, Step::Checked(rollout_check()));
 }
 
 fn connected(mut state: State) -> State {
@@ -51,8 +103,42 @@ fn answered(state: &mut State, now: i64, breach: Option<(&str, f64)>) {
     }
 }
 
-fn press(ui: &mut UiState, state: &State, c: char) {
-    ui.on_key(state, KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+/// A key, and the messages the console would send for what it asks.
+fn key_in(ui: &mut UiState, state: &mut State, code: KeyCode) {
+    for cmd in ui.on_key(state, KeyEvent::new(code, KeyModifiers::NONE)) {
+        match cmd {
+            Command::Preview {
+                service,
+                to_revision,
+            } => {
+                update(
+                    state,
+                    Msg::PreviewRequested {
+                        service,
+                        to_revision,
+                    },
+                );
+            }
+            Command::RollBack {
+                service,
+                to_revision,
+            } => {
+                update(
+                    state,
+                    Msg::RollbackRequested {
+                        service,
+                        to_revision,
+                        reason: "confirmed".into(),
+                    },
+                );
+            }
+            Command::Quit | Command::Switch { .. } => {}
+        }
+    }
+}
+
+fn press(ui: &mut UiState, state: &mut State, c: char) {
+    key_in(ui, state, KeyCode::Char(c));
 }
 
 fn screens(name: &str, state: &State, ui: &UiState) {
@@ -86,25 +172,65 @@ fn the_confirmation_dialog() {
     let mut state = connected(world(""));
     answered(&mut state, 200, Some(("error-rate", 0.25)));
     let mut ui = ui();
-    press(&mut ui, &state, 'r');
+    press(&mut ui, &mut state, 'r');
     assert!(ui.dialog.is_some());
+    update(
+        &mut state,
+        Msg::Previewed {
+            service: key("checkout"),
+            to_revision: Some(1),
+            result: Ok(planned()),
+        },
+    );
     screens("dialog", &state, &ui);
+}
+
+#[test]
+fn a_dry_run_the_server_refused_offers_only_escape() {
+    let mut state = connected(world(""));
+    answered(&mut state, 200, Some(("error-rate", 0.25)));
+    let mut ui = ui();
+    press(&mut ui, &mut state, 'r');
+    update(
+        &mut state,
+        Msg::Previewed {
+            service: key("checkout"),
+            to_revision: Some(1),
+            result: Err("deployments.apps \"checkout\" is forbidden".into()),
+        },
+    );
+    screens("dialog_refused", &state, &ui);
+    press(&mut ui, &mut state, 'y');
+    assert!(ui.dialog.is_none(), "y closes the dialog");
+    assert!(
+        !state.services[&key("checkout")].rollback_in_flight,
+        "and orders nothing"
+    );
+}
+
+#[test]
+fn the_history_with_a_diff() {
+    let mut state = connected(world(""));
+    answered(&mut state, 200, Some(("error-rate", 0.25)));
+    let mut ui = ui();
+    key_in(&mut ui, &mut state, KeyCode::Tab);
+    key_in(&mut ui, &mut state, KeyCode::Down);
+    screens("history", &state, &ui);
+    press(&mut ui, &mut state, 'r');
+    assert_eq!(
+        ui.dialog.as_ref().and_then(|d| d.to_revision),
+        Some(1),
+        "r in the history rolls back to the chosen revision"
+    );
 }
 
 #[test]
 fn a_rollback_in_progress() {
     let mut state = connected(world(""));
     answered(&mut state, 200, Some(("error-rate", 0.25)));
-    update(
-        &mut state,
-        Msg::RollbackRequested {
-            service: key("checkout"),
-            to_revision: Some(1),
-            reason: "test".into(),
-        },
-    );
+    rolling_back(&mut state);
     let mut ui = ui();
-    press(&mut ui, &state, 'r');
+    press(&mut ui, &mut state, 'r');
     assert!(
         ui.dialog.is_none(),
         "r again while one is under way does nothing"
@@ -116,21 +242,23 @@ fn a_rollback_in_progress() {
 fn verified() {
     let mut state = connected(world(""));
     answered(&mut state, 200, Some(("error-rate", 0.25)));
-    update(
-        &mut state,
-        Msg::RollbackRequested {
-            service: key("checkout"),
-            to_revision: Some(1),
-            reason: "test".into(),
-        },
-    );
+    rolling_back(&mut state);
     update(
         &mut state,
         Msg::RollbackFinished(RollbackReport {
             service: key("checkout"),
             automatic: false,
             at: t(230),
+            by: "alice@bastion".into(),
             result: Ok(Outcome::Verified),
+            checks: vec![
+                rollout_check(),
+                Check {
+                    name: "error-rate recovers".into(),
+                    passed: true,
+                    detail: "error-rate is 0.0010 (> 0.05)".into(),
+                },
+            ],
         }),
     );
     screens("verified", &state, &ui());

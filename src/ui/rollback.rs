@@ -1,0 +1,194 @@
+//! The rollback on screen: the confirmation dialog with the API server's dry run, and
+//! the live view of a rollback under way (steps, rollout, verification checks).
+
+use ratatui::layout::Rect;
+use ratatui::style::Color;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::Palette;
+use crate::app::ui_state::Dialog;
+use crate::engine::decision::ago;
+use crate::engine::msg::Outcome;
+use crate::engine::rollout::{images, revision_of};
+use crate::engine::state::Service;
+use crate::engine::{Action, State};
+
+fn images_of(svc: Option<&Service>, revision: Option<u64>) -> String {
+    svc.and_then(|s| {
+        s.replicasets
+            .values()
+            .find(|rs| Some(revision_of(rs)) == revision)
+    })
+    .map(|rs| images(rs.spec.as_ref().and_then(|s| s.template.as_ref())).join(", "))
+    .unwrap_or_default()
+}
+
+pub fn dialog(state: &State, dialog: &Dialog, p: Palette, frame: &mut Frame, area: Rect) {
+    let svc = state.services.get(&dialog.service);
+    let d = svc.map(|s| &s.decision);
+    let current = d.and_then(|d| d.current_revision);
+    let from = current.map_or("?".into(), |r| r.to_string());
+    let to = dialog
+        .to_revision
+        .map_or("previous".into(), |r| r.to_string());
+    let preview = svc
+        .and_then(|s| s.preview.as_ref())
+        .filter(|pv| pv.to_revision == dialog.to_revision);
+    let planned = preview
+        .and_then(|pv| pv.result.as_ref())
+        .and_then(|r| r.as_ref().ok());
+    let mut lines = vec![
+        Line::styled(format!("Roll back {}?", dialog.service), p.bold()),
+        Line::raw(format!("from revision {from}  {}", images_of(svc, current))),
+        Line::raw(format!(
+            "to   revision {to}  {}",
+            images_of(svc, dialog.to_revision)
+        )),
+        Line::styled(
+            planned.map_or_else(
+                || {
+                    format!(
+                        "kubectl rollout undo deployment/{} --to-revision={to} -n {}",
+                        dialog.service.name, dialog.service.namespace
+                    )
+                },
+                |pl| pl.kubectl.clone(),
+            ),
+            p.fg(Color::DarkGray),
+        ),
+    ];
+    let refused = match preview.and_then(|pv| pv.result.as_ref()) {
+        None => {
+            lines.push(Line::styled(
+                "dry run: asking the API server…",
+                p.fg(Color::Yellow),
+            ));
+            false
+        }
+        Some(Ok(pl)) if pl.already_there => {
+            lines.push(Line::styled(
+                format!(
+                    "dry run: revision {} is already running; confirming changes nothing",
+                    pl.to_revision
+                ),
+                p.fg(Color::Yellow),
+            ));
+            false
+        }
+        Some(Ok(pl)) => {
+            lines.push(Line::styled(
+                format!(
+                    "dry run: accepted, r{} → r{} ({})",
+                    pl.from_revision,
+                    pl.to_revision,
+                    pl.to_images.join(", ")
+                ),
+                p.fg(Color::Green),
+            ));
+            false
+        }
+        Some(Err(e)) => {
+            lines.push(Line::styled(
+                format!("dry run refused: {e}"),
+                p.fg(Color::Red),
+            ));
+            true
+        }
+    };
+    for note in d
+        .into_iter()
+        .flat_map(|d| &d.blast_radius)
+        .filter(|n| n.risk)
+    {
+        lines.push(Line::styled(
+            format!("! {}", note.text),
+            p.fg(Color::Yellow),
+        ));
+    }
+    lines.push(Line::raw(""));
+    if refused {
+        lines.push(Line::styled("Esc closes: nothing was changed", p.bold()));
+    } else if dialog.needs_name {
+        lines.push(Line::raw(format!(
+            "production: type {} and Enter to confirm, Esc cancels",
+            dialog.service.name
+        )));
+        lines.push(Line::styled(
+            format!("> {}", dialog.typed.value()),
+            p.bold(),
+        ));
+    } else {
+        lines.push(Line::styled(
+            "y to confirm · any other key cancels (default No)",
+            p.bold(),
+        ));
+    }
+    let action_style = p.action(d.map_or(Action::None, |d| d.action));
+    frame.render_widget(Clear, area);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" rollback ")
+        .border_style(action_style);
+    frame.render_widget(
+        Paragraph::new(lines).block(block).wrap(Wrap { trim: true }),
+        area,
+    );
+}
+
+/// The rollback under way or just ended, for the top of the decision pane.
+pub fn progress(state: &State, svc: &Service, p: Palette) -> Vec<Line<'static>> {
+    let Some(rb) = &svc.rollback else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    let who = if rb.automatic { "automatic" } else { "manual" };
+    let target = rb.plan.as_ref().map_or(String::new(), |pl| {
+        format!(" → r{} ({})", pl.to_revision, pl.to_images.join(", "))
+    });
+    let (head, style) = match &rb.ended {
+        None => (
+            format!(
+                "ROLLING BACK{target}  {who}, {}",
+                ago(state.now, rb.started)
+            ),
+            p.fg(Color::Magenta),
+        ),
+        Some((at, Ok(Outcome::Verified))) => (
+            format!("ROLLED BACK{target}, verified {} ago", ago(state.now, *at)),
+            p.fg(Color::Green),
+        ),
+        Some((_, Ok(outcome))) => (
+            format!("ROLLED BACK{target}: {}", outcome.label()),
+            p.fg(Color::Red),
+        ),
+        Some((_, Err(e))) => (format!("ROLLBACK NOT DONE: {e}"), p.fg(Color::Red)),
+    };
+    lines.push(Line::styled(
+        head,
+        style.add_modifier(ratatui::style::Modifier::BOLD),
+    ));
+    let mark = |done: bool| if done { "✓" } else { "…" };
+    if rb.ended.is_none() || rb.committed {
+        lines.push(Line::raw(format!(
+            "{} dry run accepted  {} patched",
+            mark(rb.plan.is_some()),
+            mark(rb.committed)
+        )));
+    }
+    if rb.ended.is_none() && rb.committed {
+        if let Some(r) = &svc.decision.rollout {
+            lines.push(Line::raw(format!("… {}", r.message())));
+        }
+    }
+    for c in &rb.checks {
+        let style = if c.passed {
+            p.fg(Color::Green)
+        } else {
+            p.fg(Color::Red)
+        };
+        lines.push(Line::from(vec![Span::styled(c.to_string(), style)]));
+    }
+    lines
+}
