@@ -7,12 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use backout::config::Config;
-use backout::engine::signals::QueryOutcome;
-use backout::engine::{
-    update, Action, KubeChange, KubeObject, Msg, QueryAnswer, ServiceKey, State,
-};
-use jiff::Timestamp;
-use serde_json::json;
+use backout::engine::{update, Action, Msg, ServiceKey, State};
+
+mod support;
 
 /// Counts live heap bytes, to report what the state costs.
 struct Counting;
@@ -32,60 +29,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-const SERVICES: usize = 2_000;
-const T0: i64 = 1_800_000_000;
-
-fn t(secs: i64) -> Timestamp {
-    Timestamp::from_second(T0 + secs).unwrap()
-}
-
-fn kube<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Box<T> {
-    Box::new(serde_json::from_value(v).unwrap())
-}
-
-fn name(i: usize) -> String {
-    format!("svc-{i:04}")
-}
-
-fn populate(state: &mut State) {
-    for i in 0..SERVICES {
-        let n = name(i);
-        let template = |image: &str| json!({"metadata": {"labels": {"app": n}}, "spec": {"containers": [{"name": "app", "image": image}]}});
-        let d = json!({"metadata": {"name": n, "namespace": "scale", "generation": 1, "annotations": {"deployment.kubernetes.io/revision": "2"}},
-            "spec": {"replicas": 10, "selector": {"matchLabels": {"app": n}}, "template": template("app:2")},
-            "status": {"observedGeneration": 1, "replicas": 10, "updatedReplicas": 10, "availableReplicas": 10}});
-        update(
-            state,
-            Msg::Kube(KubeChange::Applied(KubeObject::Deployment(kube(d)))),
-        );
-        for rev in 1..=2 {
-            let rs = json!({"metadata": {"name": format!("{n}-{rev}"), "namespace": "scale", "creationTimestamp": t(-3600 * (3 - rev)).to_string(),
-                "annotations": {"deployment.kubernetes.io/revision": rev.to_string()},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": n, "uid": "u", "controller": true}]},
-                "spec": {"replicas": if rev == 2 { 10 } else { 0 }, "selector": {"matchLabels": {"app": n}}, "template": template(&format!("app:{rev}"))}});
-            update(
-                state,
-                Msg::Kube(KubeChange::Applied(KubeObject::ReplicaSet(kube(rs)))),
-            );
-        }
-    }
-}
-
-fn answer(service: usize, trigger: &str, value: f64, now: i64) -> Msg {
-    // 20 points, one every 15 s, as a 5-minute range query returns them.
-    let points = (0..20)
-        .map(|k| (t(now - 15 * (19 - k)).as_millisecond(), value))
-        .collect();
-    Msg::Query(QueryAnswer {
-        trigger: trigger.into(),
-        service: ServiceKey::new("scale", &name(service)),
-        answered_at: t(now),
-        outcome: QueryOutcome::Series {
-            points,
-            requests_per_second: Some(100.0),
-        },
-    })
-}
+use support::{answer, name, populate, t, SERVICES};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();

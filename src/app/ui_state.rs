@@ -112,18 +112,15 @@ impl UiState {
     /// selection indexes.
     pub fn ordered<'a>(&self, state: &'a State) -> Vec<&'a ServiceKey> {
         let needle = self.filter.value().to_lowercase();
-        let mut keys: Vec<&ServiceKey> = state
+        let mut ranked: Vec<(std::cmp::Reverse<crate::engine::Action>, &ServiceKey)> = state
             .services
-            .keys()
-            .filter(|k| needle.is_empty() || k.to_string().to_lowercase().contains(&needle))
+            .iter()
+            .filter(|(k, _)| needle.is_empty() || k.to_string().to_lowercase().contains(&needle))
+            .map(|(k, s)| (std::cmp::Reverse(s.decision.action), k))
             .collect();
-        keys.sort_by_key(|k| {
-            (
-                std::cmp::Reverse(state.services[*k].decision.action),
-                (*k).clone(),
-            )
-        });
-        keys
+        // Keys are unique, so an unstable sort gives the same order every frame.
+        ranked.sort_unstable();
+        ranked.into_iter().map(|(_, k)| k).collect()
     }
 
     pub fn selected_service<'a>(&self, state: &'a State) -> Option<&'a ServiceKey> {

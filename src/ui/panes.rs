@@ -25,8 +25,17 @@ fn short(a: Action) -> &'static str {
 
 pub fn services(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area: Rect) {
     let keys = ui.ordered(state);
+    let selected = ui.selected.min(keys.len().saturating_sub(1));
+    // Only the rows that fit are built: with thousands of services the list would
+    // otherwise cost most of the frame. The window keeps the selection in view.
+    let rows = usize::from(area.height.saturating_sub(2)).max(1);
+    let first = selected
+        .saturating_sub(rows / 2)
+        .min(keys.len().saturating_sub(rows));
     let items: Vec<ListItem> = keys
         .iter()
+        .skip(first)
+        .take(rows)
         .map(|key| {
             let svc = &state.services[*key];
             let d = &svc.decision;
@@ -61,8 +70,8 @@ pub fn services(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area
             ListItem::new(lines)
         })
         .collect();
-    let mut list_state = ListState::default()
-        .with_selected((!keys.is_empty()).then_some(ui.selected.min(keys.len().saturating_sub(1))));
+    let mut list_state =
+        ListState::default().with_selected((!keys.is_empty()).then_some(selected - first));
     let list = List::new(items)
         .block(
             Block::default()

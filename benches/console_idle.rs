@@ -1,0 +1,106 @@
+//! `backout demo` left alone for 30 s in tmux: its CPU and memory, against `backout
+//! sim` playing the same scenario, so the console's own share shows as a difference
+//! within one run. Run with `cargo bench --bench console_idle` (needs tmux).
+
+use std::process::Command;
+use std::time::Duration;
+
+const WINDOW: Duration = Duration::from_secs(30);
+const WARM_UP: Duration = Duration::from_secs(10);
+
+fn ticks_per_second() -> f64 {
+    // Linux's USER_HZ, which /proc/PID/stat counts in.
+    100.0
+}
+
+/// (user + system CPU ticks, RSS KiB, peak RSS KiB) of a process.
+fn sample(pid: u32) -> (u64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process is alive");
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let cpu = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (cpu, kib("VmRSS:"), kib("VmHWM:"))
+}
+
+fn pid_of(pattern: &str) -> u32 {
+    for _ in 0..100 {
+        let out = Command::new("pgrep")
+            .args(["-f", pattern])
+            .output()
+            .unwrap();
+        if let Some(pid) = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+        {
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no process matches {pattern:?}");
+}
+
+/// Runs `args` in a detached 160x48 tmux session and measures it after the warm-up.
+fn measure(session: &str, args: &str) -> (f64, u64, u64) {
+    let bin = env!("CARGO_BIN_EXE_backout");
+    let cmd = format!("{bin} {args}");
+    let ok = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "160",
+            "-y",
+            "48",
+            &cmd,
+        ])
+        .status()
+        .expect("tmux runs");
+    assert!(ok.success(), "tmux could not start {cmd}");
+    let pid = pid_of(&format!("^{cmd}$"));
+    std::thread::sleep(WARM_UP);
+    let (before, _, _) = sample(pid);
+    std::thread::sleep(WINDOW);
+    let (after, rss, peak) = sample(pid);
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", session])
+        .status();
+    let cpu = (after - before) as f64 / ticks_per_second() / WINDOW.as_secs_f64() * 100.0;
+    (cpu, rss, peak)
+}
+
+fn main() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("console_idle needs tmux");
+        std::process::exit(1);
+    }
+    let (demo_cpu, demo_rss, demo_peak) = measure("bench-demo", "demo");
+    let (sim_cpu, sim_rss, _) = measure("bench-sim", "sim --scenario bad-deploy");
+    println!(
+        "backout demo, idle {}s: {demo_cpu:.2}% of one core, RSS {:.1} MiB (peak {:.1} MiB)",
+        WINDOW.as_secs(),
+        demo_rss as f64 / 1024.0,
+        demo_peak as f64 / 1024.0
+    );
+    println!(
+        "backout sim alone, same scenario: {sim_cpu:.2}% of one core, RSS {:.1} MiB",
+        sim_rss as f64 / 1024.0
+    );
+    println!(
+        "the console's share: {:.2}% of one core, {:.1} MiB",
+        demo_cpu - sim_cpu,
+        demo_rss.saturating_sub(sim_rss) as f64 / 1024.0
+    );
+}
