@@ -54,6 +54,7 @@ impl Session {
                             service,
                             to_revision,
                             reason,
+                            automatic: false,
                         })
                         .await?;
                 }

@@ -1,7 +1,9 @@
 //! The command line: one subcommand per mode, all over the same core.
 
 pub mod demo;
+pub mod gate;
 pub mod history;
+pub mod report;
 pub mod rollback;
 pub mod sim;
 pub mod status;
@@ -73,6 +75,10 @@ pub enum Command {
     Rollback(rollback::RollbackArgs),
     /// A Deployment's revisions, or one revision's template against the current one.
     History(history::HistoryArgs),
+    /// A pipeline's last step: accept the deploy (exit 0), roll it back (1), or cannot decide (2).
+    Gate(gate::GateArgs),
+    /// The handoff report of an incident, from the journal alone.
+    Report(report::ReportArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -102,6 +108,8 @@ pub fn main() -> ExitCode {
             Some(Command::Status(args)) => status::run(args).await,
             Some(Command::Rollback(args)) => rollback::run(args).await,
             Some(Command::History(args)) => history::run(args).await,
+            Some(Command::Gate(args)) => gate::run(args).await,
+            Some(Command::Report(args)) => report::run(args).await,
         }
     });
     match result {

@@ -29,6 +29,9 @@ pub enum Entry {
         target_revision: Option<u64>,
         gates_failed: Vec<String>,
         why_not_automatic: Vec<String>,
+        /// What the decision rested on; absent in journals written before it existed.
+        #[serde(default)]
+        evidence: Option<Box<super::evidence::Evidence>>,
     },
     Trigger {
         trigger: String,

@@ -3,6 +3,8 @@
 
 pub mod blast;
 pub mod decision;
+pub mod evidence;
+pub mod handoff;
 pub mod journal;
 mod kube_apply;
 pub mod msg;

@@ -36,7 +36,11 @@ pub enum Msg {
         service: ServiceKey,
         to_revision: Option<u64>,
         reason: String,
+        /// Ordered by a pipeline's policy (the gate), not by a person.
+        automatic: bool,
     },
+    /// Shutting down: order no new automatic rollback; let those under way finish.
+    Drain,
     /// The rollback under way got a step further.
     RollbackStep {
         service: ServiceKey,

@@ -277,6 +277,7 @@ mod tests {
                 service: key("checkout"),
                 to_revision: Some(1),
                 reason: "confirmed".into(),
+                automatic: false,
             },
         );
         let Some(Effect::Rollback(order)) = effects.first() else {
@@ -354,6 +355,7 @@ mod tests {
                 service: key("checkout"),
                 to_revision: Some(1),
                 reason: "confirmed".into(),
+                automatic: false,
             },
         );
         update(

@@ -152,6 +152,8 @@ pub struct State {
     pub read_only: Option<String>,
     /// Recent failures of the effect runner, newest last.
     pub effect_errors: VecDeque<String>,
+    /// Shutting down: no new automatic rollbacks.
+    pub draining: bool,
     /// Which kinds have finished their first list, so decisions wait for a full picture.
     pub synced: std::collections::BTreeSet<super::msg::KubeKind>,
 }
@@ -174,6 +176,7 @@ impl State {
             sources: BTreeMap::new(),
             last_auto_rollback: None,
             synced: Default::default(),
+            draining: false,
             effect_errors: VecDeque::new(),
             read_only: None,
         }

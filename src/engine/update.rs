@@ -30,6 +30,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             service,
             to_revision,
             reason,
+            automatic,
         } => {
             let firing = state
                 .services
@@ -41,10 +42,14 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                 &service,
                 &firing,
                 to_revision,
-                false,
+                automatic,
                 reason,
             ));
             vec![service]
+        }
+        Msg::Drain => {
+            state.draining = true;
+            Vec::new()
         }
         Msg::RollbackStep { service, step } => {
             rollbacks::step(state, &service, step, &mut effects);
@@ -304,10 +309,15 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
             target_revision: next.target.as_ref().map(|t| t.revision),
             gates_failed: failed(&next),
             why_not_automatic: next.why_not_automatic.clone(),
+            evidence: Some(Box::new(super::evidence::of(state, key, &next))),
         },
     ));
     let no_auto = state.services[key].no_auto.is_some();
-    if next.action == Action::AutoRollback && state.config.policy.auto_rollback && !no_auto {
+    if next.action == Action::AutoRollback
+        && state.config.policy.auto_rollback
+        && !no_auto
+        && !state.draining
+    {
         let reason = next
             .firing
             .iter()

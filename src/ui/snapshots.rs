@@ -61,6 +61,7 @@ fn rolling_back(state: &mut State) {
             service: key("checkout"),
             to_revision: Some(1),
             reason: "test".into(),
+            automatic: false,
         },
     );
     step(state, Step::Prepared(planned()));
@@ -129,6 +130,7 @@ fn key_in(ui: &mut UiState, state: &mut State, code: KeyCode) {
                         service,
                         to_revision,
                         reason: "confirmed".into(),
+                        automatic: false,
                     },
                 );
             }

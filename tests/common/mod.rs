@@ -197,7 +197,7 @@ pub async fn eventually<T>(
 /// with assets/prometheus/backout-rules.yml loaded. Killed on drop.
 pub struct RealPrometheus {
     pub url: String,
-    child: std::process::Child,
+    pub child: std::process::Child,
 }
 
 impl Drop for RealPrometheus {

@@ -1,0 +1,142 @@
+//! What a decision rested on, written into the journal with it, so the handoff report
+//! can be built from the journal alone: the signal with its recent points, the gates,
+//! the deploy and its change set, and what a rollback would not revert.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::decision::Decision;
+use super::rollout::{diff, history};
+use super::state::{ServiceKey, State};
+
+/// At most this many recent points per firing trigger: enough for a sparkline.
+const POINTS_KEPT: usize = 40;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub firing: Vec<SignalRecord>,
+    pub gates: Vec<GateRecord>,
+    pub confidence_parts: Vec<(String, f64)>,
+    pub deploy: Option<RevisionRecord>,
+    pub target: Option<RevisionRecord>,
+    /// What rolling back to the target changes in the pod template.
+    pub changes: Vec<String>,
+    pub blast_radius: Vec<NoteRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalRecord {
+    pub trigger: String,
+    pub value: Option<f64>,
+    pub comparison: String,
+    pub threshold: f64,
+    pub onset: Option<Timestamp>,
+    /// (unix ms, value), oldest first.
+    pub points: Vec<(i64, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateRecord {
+    pub number: u8,
+    pub name: String,
+    pub passed: bool,
+    pub evidence: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevisionRecord {
+    pub revision: u64,
+    pub images: Vec<String>,
+    pub change_cause: Option<String>,
+    pub deployed_by: Option<String>,
+    pub created: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoteRecord {
+    pub risk: bool,
+    pub text: String,
+}
+
+pub fn of(state: &State, key: &ServiceKey, d: &Decision) -> Evidence {
+    let svc = state.services.get(key);
+    let revisions = svc
+        .map(|s| history(s.replicasets.values()))
+        .unwrap_or_default();
+    let record = |number: Option<u64>| {
+        let r = revisions.iter().find(|r| Some(r.number) == number)?;
+        Some(RevisionRecord {
+            revision: r.number,
+            images: r.images.clone(),
+            change_cause: r.change_cause.clone(),
+            deployed_by: r.deployed_by.clone(),
+            created: r.created,
+        })
+    };
+    let target_number = d.target.as_ref().map(|t| t.revision);
+    let template = |n: Option<u64>| {
+        revisions
+            .iter()
+            .find(|r| Some(r.number) == n)
+            .and_then(|r| r.template.as_ref())
+    };
+    let changes = match (template(d.current_revision), template(target_number)) {
+        (Some(from), Some(to)) => diff(from, to)
+            .into_iter()
+            .map(|c| format!("{} {}: {} → {}", c.container, c.field, c.from, c.to))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let firing = d
+        .firing
+        .iter()
+        .map(|f| {
+            let trigger = state.config.triggers.iter().find(|t| t.name == f.trigger);
+            let points = svc
+                .and_then(|s| s.triggers.get(&f.trigger))
+                .map(|ts| {
+                    let skip = ts.points.len().saturating_sub(POINTS_KEPT);
+                    ts.points[skip..].to_vec()
+                })
+                .unwrap_or_default();
+            SignalRecord {
+                trigger: f.trigger.clone(),
+                value: f.value,
+                comparison: trigger.map_or("?", |t| t.comparison.symbol()).into(),
+                threshold: f.threshold,
+                onset: f.onset,
+                points,
+            }
+        })
+        .collect();
+    Evidence {
+        firing,
+        gates: d
+            .gates
+            .iter()
+            .map(|g| GateRecord {
+                number: g.number,
+                name: g.name.into(),
+                passed: g.passed,
+                evidence: g.evidence.clone(),
+            })
+            .collect(),
+        confidence_parts: d
+            .confidence
+            .iter()
+            .flat_map(|c| &c.parts)
+            .map(|p| (p.name.to_string(), p.value))
+            .collect(),
+        deploy: record(d.current_revision),
+        target: record(target_number),
+        changes,
+        blast_radius: d
+            .blast_radius
+            .iter()
+            .map(|n| NoteRecord {
+                risk: n.risk,
+                text: n.text.clone(),
+            })
+            .collect(),
+    }
+}

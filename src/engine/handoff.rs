@@ -1,0 +1,517 @@
+//! The handoff report for the engineer who takes over an incident, built from the
+//! journal alone (so it works after the fact and offline): what was rolled back and
+//! why, the signal, the state after, the decision, the timeline, what was not
+//! reverted, and the next steps. Markdown for people, JSON for tools.
+
+use std::fmt::Write;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::evidence::Evidence;
+use super::journal::{Entry, Record};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Handoff {
+    pub incident: String,
+    pub service: String,
+    pub opened: Timestamp,
+    pub summary: String,
+    pub rollback: Option<RolledBack>,
+    pub rollback_failed: Option<String>,
+    /// The last verification: its outcome and checks.
+    pub after: Option<(String, Vec<String>)>,
+    pub decision: Option<DecisionSeen>,
+    pub resolved: Option<Timestamp>,
+    pub timeline: Vec<(Timestamp, String)>,
+    pub next_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RolledBack {
+    pub at: Timestamp,
+    pub from_revision: u64,
+    pub from_images: Vec<String>,
+    pub to_revision: u64,
+    pub to_images: Vec<String>,
+    pub by: String,
+    pub reason: String,
+    pub automatic: bool,
+}
+
+/// The last decision that called for action, with its evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionSeen {
+    pub at: Timestamp,
+    pub action: String,
+    pub confidence: Option<f64>,
+    pub why_not_automatic: Vec<String>,
+    pub evidence: Option<Evidence>,
+}
+
+/// Incident ids in the journal, oldest first.
+pub fn incidents(records: &[Record]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for r in records {
+        if let Some(id) = &r.incident {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+    }
+    ids
+}
+
+fn line(entry: &Entry) -> String {
+    match entry {
+        Entry::IncidentOpened { summary } => format!("incident opened: {summary}"),
+        Entry::IncidentResolved { summary } => format!("resolved: {summary}"),
+        Entry::Decision {
+            action, confidence, ..
+        } => format!(
+            "decision: {action}{}",
+            confidence.map_or(String::new(), |c| format!(" (confidence {c:.2})"))
+        ),
+        Entry::Trigger {
+            trigger,
+            from,
+            to,
+            value,
+            ..
+        } => format!(
+            "{trigger}: {from} → {to}{}",
+            value.map_or(String::new(), |v| format!(" at {v:.4}"))
+        ),
+        Entry::MetricsBlind {
+            trigger, detail, ..
+        } => {
+            format!("metrics blind: {trigger}: {detail}")
+        }
+        Entry::Source { source, health } => format!("{source}: {health}"),
+        Entry::Rollback {
+            from_revision,
+            to_revision,
+            by,
+            ..
+        } => format!("rolled back r{from_revision} → r{to_revision} by {by}"),
+        Entry::Switch { from, to, by, .. } => format!("switched {from} → {to} by {by}"),
+        Entry::RollbackFailed { error, .. } => format!("rollback failed: {error}"),
+        Entry::Verification { outcome, .. } => format!("verification: {outcome}"),
+        Entry::Notification {
+            channel, delivered, ..
+        } => format!(
+            "notification via {channel}: {}",
+            if *delivered { "delivered" } else { "failed" }
+        ),
+    }
+}
+
+impl Handoff {
+    pub fn build(records: &[Record], incident: &str) -> Option<Handoff> {
+        let tagged: Vec<&Record> = records
+            .iter()
+            .filter(|r| r.incident.as_deref() == Some(incident))
+            .collect();
+        let (first, last) = (tagged.first()?, tagged.last()?);
+        // The same service's untagged records around it belong to the story too: the
+        // triggers turning pending and firing come before the incident opens.
+        let lead = jiff::SignedDuration::from_mins(15);
+        let mine: Vec<&Record> = records
+            .iter()
+            .filter(|r| {
+                r.incident.as_deref() == Some(incident)
+                    || (r.incident.is_none()
+                        && r.service == first.service
+                        && r.at >= first.at - lead
+                        && r.at <= last.at)
+            })
+            .collect();
+        let mut h = Handoff {
+            incident: incident.into(),
+            service: first.service.clone(),
+            opened: first.at,
+            summary: String::new(),
+            rollback: None,
+            rollback_failed: None,
+            after: None,
+            decision: None,
+            resolved: None,
+            timeline: Vec::new(),
+            next_steps: Vec::new(),
+        };
+        for r in &mine {
+            h.timeline.push((r.at, line(&r.entry)));
+            match &r.entry {
+                Entry::IncidentOpened { summary } => h.summary.clone_from(summary),
+                Entry::IncidentResolved { .. } => h.resolved = Some(r.at),
+                Entry::Decision {
+                    action,
+                    confidence,
+                    why_not_automatic,
+                    evidence,
+                    ..
+                } if action != "none" => {
+                    h.decision = Some(DecisionSeen {
+                        at: r.at,
+                        action: action.clone(),
+                        confidence: *confidence,
+                        why_not_automatic: why_not_automatic.clone(),
+                        evidence: evidence.as_deref().cloned(),
+                    });
+                }
+                Entry::Rollback {
+                    from_revision,
+                    from_images,
+                    to_revision,
+                    to_images,
+                    by,
+                    reason,
+                    automatic,
+                } => {
+                    h.rollback = Some(RolledBack {
+                        at: r.at,
+                        from_revision: *from_revision,
+                        from_images: from_images.clone(),
+                        to_revision: *to_revision,
+                        to_images: to_images.clone(),
+                        by: by.clone(),
+                        reason: reason.clone(),
+                        automatic: *automatic,
+                    })
+                }
+                Entry::RollbackFailed { error, .. } => h.rollback_failed = Some(error.clone()),
+                Entry::Verification { outcome, checks } => {
+                    h.after = Some((outcome.clone(), checks.clone()))
+                }
+                _ => {}
+            }
+        }
+        h.next_steps = next_steps(&h);
+        Some(h)
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        let status = match (&self.rollback, &self.after, &self.rollback_failed) {
+            (Some(_), Some((outcome, _)), _) => format!("rolled back, {outcome}"),
+            (Some(_), None, _) => "rolled back, verification not recorded".into(),
+            (None, _, Some(_)) => "rollback attempted and failed".into(),
+            (None, _, None) => "not rolled back".into(),
+        };
+        let _ = writeln!(
+            out,
+            "# Incident {}: {} ({status})\n",
+            self.incident, self.service
+        );
+        let _ = writeln!(out, "Opened {}. {}", self.opened, self.summary);
+        if let Some(at) = self.resolved {
+            let _ = writeln!(out, "Resolved {at}.");
+        }
+        let evidence = self.decision.as_ref().and_then(|d| d.evidence.as_ref());
+
+        let _ = writeln!(out, "\n## What was rolled back\n");
+        match &self.rollback {
+            Some(rb) => {
+                let _ = writeln!(
+                    out,
+                    "Revision {} ({}) → revision {} ({}), {} by {} at {}.\nReason: {}",
+                    rb.from_revision,
+                    rb.from_images.join(", "),
+                    rb.to_revision,
+                    rb.to_images.join(", "),
+                    if rb.automatic {
+                        "automatically"
+                    } else {
+                        "manually"
+                    },
+                    rb.by,
+                    rb.at,
+                    rb.reason
+                );
+            }
+            None => {
+                let _ = writeln!(out, "Nothing was rolled back.");
+                if let Some(e) = &self.rollback_failed {
+                    let _ = writeln!(out, "The rollback failed: {e}");
+                }
+            }
+        }
+        if let Some(deploy) = evidence.and_then(|e| e.deploy.as_ref()) {
+            let _ = writeln!(
+                out,
+                "\nThe deploy: revision {} ({}), change-cause \"{}\", by {}{}.",
+                deploy.revision,
+                deploy.images.join(", "),
+                deploy.change_cause.as_deref().unwrap_or("none recorded"),
+                deploy.deployed_by.as_deref().unwrap_or("unknown"),
+                deploy
+                    .created
+                    .map_or(String::new(), |t| format!(", created {t}"))
+            );
+        }
+        if let Some(e) = evidence.filter(|e| !e.changes.is_empty()) {
+            let _ = writeln!(out, "\nThe change set the rollback reverted:\n");
+            for c in &e.changes {
+                let _ = writeln!(out, "- {c}");
+            }
+        }
+
+        let _ = writeln!(out, "\n## The signal\n");
+        match evidence.filter(|e| !e.firing.is_empty()) {
+            Some(e) => {
+                for s in &e.firing {
+                    let values: Vec<f64> = s.points.iter().map(|(_, v)| *v).collect();
+                    let _ = writeln!(
+                        out,
+                        "- **{}** {} {} {}{}  `{}`",
+                        s.trigger,
+                        s.value.map_or("?".into(), |v| format!("{v:.4}")),
+                        s.comparison,
+                        s.threshold,
+                        s.onset
+                            .map_or(String::new(), |t| format!(", breaching since {t}")),
+                        sparkline(&values)
+                    );
+                }
+            }
+            None => {
+                let _ = writeln!(out, "No firing trigger was recorded.");
+            }
+        }
+
+        let _ = writeln!(out, "\n## After the rollback\n");
+        match &self.after {
+            Some((outcome, checks)) => {
+                let _ = writeln!(out, "Verification: **{outcome}**.\n");
+                for c in checks {
+                    let _ = writeln!(out, "- {c}");
+                }
+            }
+            None => {
+                let _ = writeln!(out, "No verification was recorded.");
+            }
+        }
+
+        if let Some(d) = &self.decision {
+            let _ = writeln!(
+                out,
+                "\n## The decision\n\n{} at {}{}.\n",
+                d.action,
+                d.at,
+                d.confidence
+                    .map_or(String::new(), |c| format!(", confidence {c:.2}"))
+            );
+            if let Some(e) = &d.evidence {
+                let parts: Vec<String> = e
+                    .confidence_parts
+                    .iter()
+                    .map(|(n, v)| format!("{n} {v:.2}"))
+                    .collect();
+                if !parts.is_empty() {
+                    let _ = writeln!(out, "Confidence parts: {}.\n", parts.join(", "));
+                }
+                for g in &e.gates {
+                    let mark = if g.passed { "✓" } else { "✗" };
+                    let _ = writeln!(out, "- {mark} {} {}: {}", g.number, g.name, g.evidence);
+                }
+            }
+            for why in &d.why_not_automatic {
+                let _ = writeln!(out, "- why not automatic: {why}");
+            }
+        }
+
+        let _ = writeln!(out, "\n## Timeline\n");
+        for (at, what) in &self.timeline {
+            let _ = writeln!(out, "- {} {what}", at.strftime("%H:%M:%S"));
+        }
+
+        let _ = writeln!(
+            out,
+            "\n## Blast radius: what the rollback did and did not revert\n"
+        );
+        let notes: Vec<_> = evidence.map(|e| e.blast_radius.clone()).unwrap_or_default();
+        if notes.is_empty() {
+            let _ = writeln!(out, "Nothing recorded.");
+        }
+        for n in notes {
+            let _ = writeln!(
+                out,
+                "- {}{}",
+                if n.risk { "**risk:** " } else { "" },
+                n.text
+            );
+        }
+
+        let _ = writeln!(out, "\n## Next steps\n");
+        for s in &self.next_steps {
+            let _ = writeln!(out, "- {s}");
+        }
+        out
+    }
+}
+
+fn next_steps(h: &Handoff) -> Vec<String> {
+    let name = h.service.rsplit('/').next().unwrap_or(&h.service);
+    let outcome = h.after.as_ref().map(|(o, _)| o.as_str());
+    let mut steps = Vec::new();
+    match (&h.rollback, outcome) {
+        (Some(rb), Some("verified")) => {
+            steps.push(format!(
+                "Stay rolled back on revision {} until the fault in {} is found and fixed.",
+                rb.to_revision,
+                rb.from_images.join(", ")
+            ));
+            steps.push(format!(
+                "Roll forward with a fixed image through the normal pipeline, gated by `backout gate {name}`."
+            ));
+        }
+        (Some(_), Some(o)) => {
+            steps.push(format!(
+                "The rollback ended \"{o}\": the deploy may not be the cause. Check the dependencies and anything the rollback did not revert (below)."
+            ));
+            steps.push("backout will not roll this service back automatically again this session; decide by hand.".into());
+        }
+        (Some(_), None) => steps.push(format!(
+            "Verification was not recorded: check `backout status` and the trigger graphs for {name}."
+        )),
+        (None, _) => steps.push(format!(
+            "Nothing was rolled back. If the signal still fires, `backout rollback {name}` prepares it with a dry run."
+        )),
+    }
+    if h.decision
+        .as_ref()
+        .and_then(|d| d.evidence.as_ref())
+        .is_some_and(|e| e.blast_radius.iter().any(|n| n.risk))
+    {
+        steps.push("Review each risk under \"Blast radius\": those changes are still live.".into());
+    }
+    steps
+}
+
+/// Values as a one-line bar chart, scaled to their own range.
+pub fn sparkline(values: &[f64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    values
+        .iter()
+        .map(|v| {
+            if !v.is_finite() {
+                ' '
+            } else if hi <= lo {
+                BARS[0]
+            } else {
+                BARS[(((v - lo) / (hi - lo)) * 7.0).round() as usize]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fixtures::*;
+    use crate::engine::msg::{Outcome, RollbackReport};
+    use crate::engine::rollbacks::{Check, Preview, Step};
+    use crate::engine::{update, Effect, Msg, State};
+
+    /// The journal an incident writes, recorded through `update` as the runner would.
+    fn recorded() -> Vec<Record> {
+        let mut state = world("");
+        let mut records = Vec::new();
+        let mut keep = |effects: Vec<Effect>| {
+            records.extend(effects.into_iter().filter_map(|e| match e {
+                Effect::Journal(r) => Some(r),
+                _ => None,
+            }))
+        };
+        keep(run(
+            &mut state,
+            "checkout",
+            "error-rate",
+            0.001,
+            0.25,
+            30,
+            200,
+        ));
+        let msg = |state: &mut State, m: Msg| update(state, m);
+        keep(msg(
+            &mut state,
+            Msg::RollbackRequested {
+                service: key("checkout"),
+                to_revision: Some(1),
+                reason: "automatic: error-rate 0.2500 > 0.05".into(),
+                automatic: true,
+            },
+        ));
+        let step = |state: &mut State, step: Step| {
+            update(
+                state,
+                Msg::RollbackStep {
+                    service: key("checkout"),
+                    step,
+                },
+            )
+        };
+        keep(step(
+            &mut state,
+            Step::Prepared(Preview {
+                from_revision: 2,
+                from_images: vec!["checkout:2".into()],
+                to_revision: 1,
+                to_images: vec!["checkout:1".into()],
+                already_there: false,
+                kubectl: "kubectl rollout undo deployment/checkout --to-revision=1 -n shop".into(),
+            }),
+        ));
+        keep(step(
+            &mut state,
+            Step::Committed {
+                by: "backout-watch@cluster".into(),
+            },
+        ));
+        keep(msg(
+            &mut state,
+            Msg::RollbackFinished(RollbackReport {
+                service: key("checkout"),
+                automatic: true,
+                at: t(260),
+                by: "backout-watch@cluster".into(),
+                result: Ok(Outcome::Verified),
+                checks: vec![Check {
+                    name: "error-rate recovers".into(),
+                    passed: true,
+                    detail: "error-rate is 0.0010 (> 0.05)".into(),
+                }],
+            }),
+        ));
+        records
+    }
+
+    #[test]
+    fn the_handoff_from_a_recorded_journal() {
+        let records = recorded();
+        // Through the journal's own text form, as `backout report` reads it.
+        let text: String = records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect();
+        let read: Vec<Record> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let ids = incidents(&read);
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        let handoff = Handoff::build(&read, &ids[0]).unwrap();
+        assert!(handoff.rollback.is_some() && handoff.after.is_some());
+        insta::assert_snapshot!(handoff.to_markdown());
+    }
+
+    #[test]
+    fn sparklines_scale_to_their_range_and_leave_gaps() {
+        assert_eq!(sparkline(&[0.0, 0.5, 1.0, f64::NAN, 1.0]), "▁▅█ █");
+        assert_eq!(sparkline(&[2.0, 2.0]), "▁▁");
+    }
+}
