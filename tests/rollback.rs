@@ -158,10 +158,13 @@ async fn a_change_between_dry_run_and_apply_fails_cleanly() {
         !cause.contains("backout"),
         "nothing of the rollback landed: {cause}"
     );
-    let lease = c
-        .kubectl(&["get", "lease", &lease::lease_name("web")])
+    let holder = c
+        .jsonpath(
+            &format!("lease/{}", lease::lease_name("web")),
+            "{.spec.holderIdentity}",
+        )
         .await;
-    assert!(!lease.status.success(), "the lease was released");
+    assert_eq!(holder, "", "the lease was released: nobody holds it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

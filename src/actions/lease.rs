@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +74,8 @@ pub async fn claim(
         .as_ref()
         .and_then(|s| s.holder_identity.clone())
         .unwrap_or_default();
-    if holder != me && !expired(&current, now) {
+    // An empty holder is a released Lease: free to take.
+    if !holder.is_empty() && holder != me && !expired(&current, now) {
         let since = current
             .spec
             .as_ref()
@@ -98,13 +99,20 @@ pub async fn claim(
     }
 }
 
-/// Gives the Lease back if `me` still holds it.
+/// Gives the Lease back if `me` still holds it, by clearing its holder as client-go's
+/// leader election does: an update guarded by the resourceVersion, so a Lease someone
+/// else took meanwhile is left alone, and RBAC need not grant delete.
 pub async fn release(client: &Client, namespace: &str, deployment: &str, me: &str) {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let name = lease_name(deployment);
-    if let Ok(lease) = api.get(&name).await {
-        if lease.spec.and_then(|s| s.holder_identity).as_deref() == Some(me) {
-            let _ = api.delete(&name, &DeleteParams::default()).await;
+    if let Ok(mut lease) = api.get(&name).await {
+        if let Some(spec) = lease
+            .spec
+            .as_mut()
+            .filter(|s| s.holder_identity.as_deref() == Some(me))
+        {
+            spec.holder_identity = None;
+            let _ = api.replace(&name, &PostParams::default(), &lease).await;
         }
     }
 }

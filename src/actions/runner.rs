@@ -42,6 +42,13 @@ pub fn spawn(
         while let Some(effect) = effects.recv().await {
             match effect {
                 Effect::Journal(record) => {
+                    // Every record is also a structured log line: `backout watch` logs are these.
+                    tracing::info!(
+                        service = %record.service,
+                        incident = record.incident.as_deref().unwrap_or(""),
+                        "{}",
+                        crate::engine::handoff::line(&record.entry)
+                    );
                     let Some(j) = &journal else { continue };
                     let j = j.clone();
                     // fsync blocks: keep it off the async workers.

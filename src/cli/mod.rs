@@ -7,6 +7,7 @@ pub mod report;
 pub mod rollback;
 pub mod sim;
 pub mod status;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,17 +80,38 @@ pub enum Command {
     Gate(gate::GateArgs),
     /// The handoff report of an incident, from the journal alone.
     Report(report::ReportArgs),
+    /// Evaluate every watched service until stopped; roll back only with --auto-rollback.
+    Watch(watch::WatchArgs),
+}
+
+/// Warnings on stderr, out of the way; `watch` logs its records at info on stdout,
+/// as text or JSON lines. BACKOUT_LOG overrides the level either way.
+fn init_logs(command: &Option<Command>) {
+    let filter = |default: &str| {
+        tracing_subscriber::EnvFilter::try_from_env("BACKOUT_LOG")
+            .unwrap_or_else(|_| default.into())
+    };
+    let builder = tracing_subscriber::fmt();
+    match command {
+        Some(Command::Watch(w)) if w.log_format == watch::LogFormat::Json => builder
+            .json()
+            .with_env_filter(filter("warn,backout=info"))
+            .with_writer(std::io::stdout)
+            .init(),
+        Some(Command::Watch(_)) => builder
+            .with_env_filter(filter("warn,backout=info"))
+            .with_writer(std::io::stdout)
+            .init(),
+        _ => builder
+            .with_env_filter(filter("warn"))
+            .with_writer(std::io::stderr)
+            .init(),
+    }
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BACKOUT_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -110,6 +132,7 @@ pub fn main() -> ExitCode {
             Some(Command::History(args)) => history::run(args).await,
             Some(Command::Gate(args)) => gate::run(args).await,
             Some(Command::Report(args)) => report::run(args).await,
+            Some(Command::Watch(args)) => watch::run(args).await,
         }
     });
     match result {

@@ -62,7 +62,8 @@ pub fn incidents(records: &[Record]) -> Vec<String> {
     ids
 }
 
-fn line(entry: &Entry) -> String {
+/// One journal entry as a line of prose: the report's timeline and the watcher's logs.
+pub fn line(entry: &Entry) -> String {
     match entry {
         Entry::IncidentOpened { summary } => format!("incident opened: {summary}"),
         Entry::IncidentResolved { summary } => format!("resolved: {summary}"),

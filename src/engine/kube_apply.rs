@@ -229,10 +229,15 @@ fn apply(state: &mut State, obj: KubeObject, deleted: bool) -> Vec<ServiceKey> {
             in_ns(state)
         }
         KubeObject::Lease(lease) => {
-            if deleted {
+            let holder = lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .filter(|h| !h.is_empty());
+            // Deleted, or released (its holder cleared): nobody holds it.
+            if deleted || holder.is_none() {
                 state.leases.remove(&(ns, name));
-            } else if let Some(spec) = &lease.spec {
-                let holder = spec.holder_identity.clone().unwrap_or_default();
+            } else if let (Some(spec), Some(holder)) = (&lease.spec, holder) {
                 state.leases.insert(
                     (ns, name),
                     (holder, spec.acquire_time.as_ref().map(|t| t.0)),

@@ -153,13 +153,36 @@ fn gate_4_fails_on_latency_alone() {
 #[test]
 fn a_page_and_suggest_trigger_suggests_and_says_why() {
     let mut state = world("");
-    run(&mut state, "checkout", "p99-latency", 0.1, 7.0, 30, 300);
+    let effects = run(&mut state, "checkout", "p99-latency", 0.1, 7.0, 30, 300);
     let d = decision(&state, "checkout");
     assert_eq!(d.action, Action::Suggest);
     assert!(
         d.why_not_automatic[0].contains("page_and_suggest"),
         "{:?}",
         d.why_not_automatic
+    );
+    let pages: Vec<&String> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Page { summary, .. } => Some(summary),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        pages.len(),
+        1,
+        "one page when the suggestion appears: {pages:?}"
+    );
+    assert!(
+        pages[0].contains("kubectl rollout undo deployment/checkout --to-revision=1 -n shop")
+            && pages[0].contains("page_and_suggest"),
+        "the page carries the command and the reason: {}",
+        pages[0]
+    );
+    let again = run(&mut state, "checkout", "p99-latency", 0.1, 7.0, 30, 320);
+    assert!(
+        !again.iter().any(|e| matches!(e, Effect::Page { .. })),
+        "not paged again while it stays a suggestion"
     );
 }
 

@@ -340,6 +340,12 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
             true,
             format!("automatic: {reason}"),
         ));
+    } else if next.action >= Action::Suggest && next.action > prev.action {
+        // No automatic rollback: a person decides, so tell them, with the command ready.
+        effects.push(Effect::Page {
+            service: key.clone(),
+            summary: suggestion(key, &next),
+        });
     }
     if next.action == Action::None && incident.is_some() {
         effects.push(journal(
@@ -352,6 +358,33 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
         ));
         state.services.get_mut(key).expect("checked above").incident = None;
     }
+}
+
+/// A page for a rollback backout will not make itself: what fires, the target, and
+/// the command that does it.
+fn suggestion(key: &ServiceKey, d: &decision::Decision) -> String {
+    let firing: Vec<&str> = d.firing.iter().map(|f| f.trigger.as_str()).collect();
+    let mut text = format!("{key}: {} firing; {}", firing.join(", "), d.action.label());
+    if let Some(t) = &d.target {
+        text.push_str(&format!(
+            ": roll back to revision {} ({}) with `kubectl rollout undo deployment/{} --to-revision={} -n {}` or `backout rollback {} --to-revision {} -n {}`",
+            t.revision,
+            t.images.join(", "),
+            key.name,
+            t.revision,
+            key.namespace,
+            key.name,
+            t.revision,
+            key.namespace
+        ));
+    }
+    if !d.why_not_automatic.is_empty() {
+        text.push_str(&format!(
+            "; not automatic because {}",
+            d.why_not_automatic.join("; ")
+        ));
+    }
+    text
 }
 
 fn failed(d: &decision::Decision) -> Vec<String> {

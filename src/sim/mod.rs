@@ -41,6 +41,8 @@ pub struct SimOptions {
     /// Serve with this CA and certificate instead of fresh ones, so that a client
     /// can be configured to trust the simulator before it starts.
     pub pki: Option<Arc<tls::Pki>>,
+    /// Users beyond the three that ship, such as a service account with RBAC rules.
+    pub users: Vec<api::auth::User>,
 }
 
 impl Default for SimOptions {
@@ -54,16 +56,29 @@ impl Default for SimOptions {
             bookmark_interval: Duration::from_secs(10),
             watch_log: 10_000,
             pki: None,
+            users: Vec::new(),
         }
     }
 }
 
 /// What the HTTP handlers and the control loop share. Locks are held only for
 /// short synchronous sections, never across an await; store before telemetry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Access {
+    pub user: String,
+    pub verb: String,
+    pub group: String,
+    /// Plural; a subresource is `deployments/scale`.
+    pub resource: String,
+}
+
 pub struct SimState {
     pub store: Mutex<Store>,
     pub telemetry: Mutex<Telemetry>,
     pub users: Users,
+    /// Every (user, verb, API group, resource) asked for, allowed or not: what a client
+    /// really needs from RBAC.
+    pub audit: Mutex<std::collections::BTreeSet<Access>>,
     pub behaviours: Behaviours,
     pub watch_resets: broadcast::Sender<()>,
     pub bookmark_interval: Duration,
@@ -95,7 +110,8 @@ impl Sim {
         let state = Arc::new(SimState {
             store: Mutex::new(store),
             telemetry: Mutex::new(telemetry),
-            users: Users::default(),
+            users: Users::default().with(opts.users.clone()),
+            audit: Mutex::new(Default::default()),
             behaviours,
             watch_resets: broadcast::channel(4).0,
             bookmark_interval: opts.bookmark_interval,
@@ -148,6 +164,18 @@ impl Sim {
     /// Drops the watch history, so that watches from older versions get 410 Expired.
     pub fn compact(&self) {
         self.state.store.lock().expect("store lock").compact();
+    }
+
+    /// The (verb, API group, resource) triples `user` has asked for so far.
+    pub fn accesses(&self, user: &str) -> Vec<(String, String, String)> {
+        self.state
+            .audit
+            .lock()
+            .expect("audit lock")
+            .iter()
+            .filter(|a| a.user == user)
+            .map(|a| (a.verb.clone(), a.group.clone(), a.resource.clone()))
+            .collect()
     }
 
     /// Ends every open watch stream, as an API server restart or a load balancer would.

@@ -49,6 +49,13 @@ pub async fn connect(
     let kubeconfig = match kubeconfig {
         Some(path) => Kubeconfig::read_from(path)
             .map_err(|e| ConnectError::NoKubeconfig(format!("{}: {e}", path.display())))?,
+        // In a pod with no kubeconfig: the service account, as client-go does.
+        None if context.is_none()
+            && std::env::var_os("KUBECONFIG").is_none()
+            && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() =>
+        {
+            return in_cluster(namespace);
+        }
         None => Kubeconfig::read().map_err(|e| ConnectError::NoKubeconfig(e.to_string()))?,
     };
     let name = context
@@ -77,6 +84,27 @@ pub async fn connect(
     Ok(Target {
         client,
         context: name,
+        cluster_url,
+        namespace,
+    })
+}
+
+fn in_cluster(namespace: Option<&str>) -> Result<Target, ConnectError> {
+    let context = "in-cluster".to_string();
+    let failed = |e: String| ConnectError::Context {
+        context: context.clone(),
+        error: e,
+    };
+    let mut config = kube::Config::incluster().map_err(|e| failed(e.to_string()))?;
+    if let Some(ns) = namespace {
+        config.default_namespace = ns.to_string();
+    }
+    let cluster_url = config.cluster_url.to_string();
+    let namespace = config.default_namespace.clone();
+    let client = Client::try_from(config).map_err(|e| failed(e.to_string()))?;
+    Ok(Target {
+        client,
+        context,
         cluster_url,
         namespace,
     })

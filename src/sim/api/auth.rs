@@ -1,12 +1,14 @@
-//! Bearer tokens, users and their roles. Two users ship: an on-call editor who may
-//! roll back, and a viewer who may only look (and is told so in Kubernetes' words).
+//! Bearer tokens, users and their roles. Three users ship: an on-call editor who may
+//! roll back, a viewer who may only look (and is told so in Kubernetes' words), and an
+//! outsider granted nothing. More can be added with RBAC rules, as a service account
+//! bound to a ClusterRole would be.
 
 use axum::http::{HeaderMap, StatusCode};
 
 use super::status::ApiError;
 use crate::sim::resources::ResourceDef;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     /// Everything, as `cluster-admin` in the simulator's one cluster.
     Editor,
@@ -14,6 +16,24 @@ pub enum Role {
     Viewer,
     /// Authenticated but granted nothing: for RBAC drills and tests.
     Outsider,
+    /// What these RBAC rules grant, and nothing else.
+    Granted(Vec<Rule>),
+}
+
+/// One RBAC PolicyRule: apiGroups × resources × verbs (`*` matches anything).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub api_groups: Vec<String>,
+    /// Plural names; a subresource is `deployments/scale`.
+    pub resources: Vec<String>,
+    pub verbs: Vec<String>,
+}
+
+impl Rule {
+    fn grants(&self, verb: &str, group: &str, resource: &str) -> bool {
+        let has = |list: &[String], want: &str| list.iter().any(|x| x == "*" || x == want);
+        has(&self.verbs, verb) && has(&self.api_groups, group) && has(&self.resources, resource)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -28,7 +48,7 @@ impl User {
         match self.role {
             Role::Editor => vec!["oncall", "system:authenticated"],
             Role::Viewer => vec!["viewers", "system:authenticated"],
-            Role::Outsider => vec!["system:authenticated"],
+            Role::Outsider | Role::Granted(_) => vec!["system:authenticated"],
         }
     }
 }
@@ -67,6 +87,11 @@ impl Users {
         &self.0
     }
 
+    pub fn with(mut self, extra: impl IntoIterator<Item = User>) -> Users {
+        self.0.extend(extra);
+        self
+    }
+
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<&User, ApiError> {
         let token = headers
             .get(axum::http::header::AUTHORIZATION)
@@ -92,10 +117,19 @@ pub fn allowed(user: &User, attrs: &Attributes) -> bool {
     if attrs.resource.review {
         return true; // every authenticated user may ask who they are and what they may do
     }
-    match user.role {
+    match &user.role {
         Role::Editor => true,
         Role::Viewer => matches!(attrs.verb, "get" | "list" | "watch"),
         Role::Outsider => false,
+        Role::Granted(rules) => {
+            let resource = match attrs.subresource {
+                Some(sub) => format!("{}/{sub}", attrs.resource.plural),
+                None => attrs.resource.plural.to_string(),
+            };
+            rules
+                .iter()
+                .any(|r| r.grants(attrs.verb, attrs.resource.group, &resource))
+        }
     }
 }
 

@@ -155,6 +155,18 @@ pub async fn serve(
     let user = sim.users.authenticate(headers)?.clone();
     let target = resolve(path)?;
     let verb = verb(&method, &target, &params);
+    sim.audit
+        .lock()
+        .expect("audit lock")
+        .insert(crate::sim::Access {
+            user: user.name.clone(),
+            verb: verb.to_string(),
+            group: target.res.group.to_string(),
+            resource: match target.sub {
+                Some(sub) => format!("{}/{}", target.res.plural, sub.name()),
+                None => target.res.plural.to_string(),
+            },
+        });
     authorize(
         &user,
         &Attributes {

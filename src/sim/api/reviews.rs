@@ -60,13 +60,14 @@ fn access_status(user: &User, attrs: &Value) -> Value {
             name,
         },
     );
-    let reason = if ok {
-        format!(
-            "user {} is allowed by the simulator's {:?} role",
-            user.name, user.role
-        )
-    } else {
-        format!("user {} has the read-only {:?} role", user.name, user.role)
+    let reason = match (&user.role, ok) {
+        (super::auth::Role::Granted(_), true) => format!("an RBAC rule grants {} this", user.name),
+        (super::auth::Role::Granted(_), false) => format!("no RBAC rule grants {} this", user.name),
+        (role, true) => format!(
+            "user {} is allowed by the simulator's {role:?} role",
+            user.name
+        ),
+        (role, false) => format!("user {} has the read-only {role:?} role", user.name),
     };
     json!({"allowed": ok, "reason": reason})
 }

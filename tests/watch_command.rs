@@ -1,0 +1,153 @@
+//! `backout watch --auto-rollback` on two services that go bad at once, where only one
+//! qualifies: exactly one rollback, none again inside the blackout, a page with the
+//! command for the other, JSON logs on stdout, and a clean stop on SIGTERM.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use backout::sim::scenario::Scenario;
+use common::{have, start, Cluster};
+
+/// bad-deploy's checkout (errors: every gate holds) beside latency-only's search
+/// (slow only: gate 4 fails), both deployed a second in.
+fn two_bad_deploys() -> Scenario {
+    let mut both = Scenario::load("bad-deploy").unwrap();
+    let slow = Scenario::load("latency-only").unwrap();
+    both.services.extend(slow.services);
+    both.images.extend(slow.images);
+    both.timeline.extend(slow.timeline);
+    for e in &mut both.timeline {
+        e.get_mut().at = Duration::from_secs(1);
+    }
+    both
+}
+
+async fn revision(c: &Cluster, deployment: &str) -> String {
+    c.jsonpath(
+        &format!("deploy/{deployment}"),
+        r"{.metadata.annotations.deployment\.kubernetes\.io/revision}",
+    )
+    .await
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_one_of_two_bad_services_is_rolled_back_and_the_blackout_holds() {
+    if !have("kubectl") {
+        return;
+    }
+    let c = start(two_bad_deploys()).await;
+    let config = c.dir().join("backout.toml");
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
+        .args([
+            "watch",
+            "--auto-rollback",
+            "--log-format",
+            "json",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .env("BACKOUT_JOURNAL", c.journal_path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("backout watch starts");
+
+    wait_for(
+        "checkout's rollback",
+        Duration::from_secs(120),
+        async || revision(&c, "checkout").await == "3",
+    )
+    .await;
+    assert_eq!(
+        c.image("checkout").await,
+        "registry.local/shop/checkout:1.4.0"
+    );
+
+    // The same bad image again, inside the blackout: it fires, and nothing rolls back.
+    c.kubectl_ok(&[
+        "set",
+        "image",
+        "deploy/checkout",
+        "checkout=registry.local/shop/checkout:1.4.1",
+    ])
+    .await;
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(
+        revision(&c, "checkout").await,
+        "4",
+        "no second rollback in the blackout"
+    );
+    assert_eq!(
+        revision(&c, "search").await,
+        "2",
+        "latency alone is never automatic"
+    );
+
+    let pid = watch.id().expect("still running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = tokio::time::timeout(Duration::from_secs(30), async {
+        let status = watch.wait().await.unwrap();
+        let mut stdout = String::new();
+        use tokio::io::AsyncReadExt;
+        watch
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .await
+            .unwrap();
+        (status, stdout)
+    })
+    .await
+    .expect("watch stops on SIGTERM");
+    assert!(out.0.success(), "exit status {:?}", out.0);
+    let logs: Vec<serde_json::Value> = out
+        .1
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a JSON log line ({e}): {l}")))
+        .collect();
+    let messages: Vec<&str> = logs
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("rolled back r2 → r1")),
+        "{messages:#?}"
+    );
+    assert_eq!(messages.last(), Some(&"stopped"));
+    let journal = c.journal();
+    assert_eq!(
+        journal.matches(r#""kind":"rollback""#).count(),
+        1,
+        "exactly one rollback journaled:\n{journal}"
+    );
+    let stderr_and_pages: String = logs
+        .iter()
+        .filter(|l| l["level"] == "WARN")
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        stderr_and_pages.contains("kubectl rollout undo deployment/search --to-revision=1 -n shop"),
+        "search is paged with the command filled in:\n{stderr_and_pages}"
+    );
+}
