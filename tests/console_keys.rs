@@ -57,14 +57,6 @@ fn checkout() -> ServiceKey {
     ServiceKey::new("shop", "checkout")
 }
 
-async fn revision(c: &Cluster) -> String {
-    c.jsonpath(
-        "deploy/checkout",
-        r"{.metadata.annotations.deployment\.kubernetes\.io/revision}",
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_roll_back_to_the_revision_chosen_in_the_history() {
     if !have("kubectl") {
@@ -113,7 +105,11 @@ async fn keys_roll_back_to_the_revision_chosen_in_the_history() {
     let preview = s.core.state.services[&checkout()].preview.clone().unwrap();
     let planned = preview.result.unwrap().expect("the dry run is accepted");
     assert_eq!((planned.from_revision, planned.to_revision), (3, 1));
-    assert_eq!(revision(&c).await, "3", "a dry run changes nothing");
+    assert_eq!(
+        c.revision("checkout").await,
+        "3",
+        "a dry run changes nothing"
+    );
 
     s.press('y').await.unwrap();
     until(&mut s, "the patch", |s| {
@@ -127,7 +123,7 @@ async fn keys_roll_back_to_the_revision_chosen_in_the_history() {
     s.press('r').await.unwrap();
     assert!(s.ui.dialog.is_none());
     assert_eq!(
-        revision(&c).await,
+        c.revision("checkout").await,
         "4",
         "revision 1 came back as revision 4"
     );
@@ -179,7 +175,7 @@ async fn a_viewer_sees_the_dry_run_refused_and_confirming_changes_nothing() {
     s.press('y').await.unwrap();
     assert!(s.ui.dialog.is_none());
     assert!(!s.core.state.services[&checkout()].rollback_in_flight);
-    assert_eq!(revision(&c).await, "2");
+    assert_eq!(c.revision("checkout").await, "2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,20 +44,27 @@ async fn deploy(c: &Cluster, image: &str) {
 }
 
 async fn gate(c: &Cluster, config: &str, observe: &str) -> (i32, Value) {
-    let out = c
-        .backout(
-            &[
-                "gate",
-                "checkout",
-                "--config",
-                config,
-                "--observe",
-                observe,
-                "--json",
-            ],
-            &[],
-        )
-        .await;
+    gate_with(c, "checkout", config, observe, &[]).await
+}
+
+async fn gate_with(
+    c: &Cluster,
+    deployment: &str,
+    config: &str,
+    observe: &str,
+    extra: &[&str],
+) -> (i32, Value) {
+    let mut args = vec![
+        "gate",
+        deployment,
+        "--config",
+        config,
+        "--observe",
+        observe,
+        "--json",
+    ];
+    args.extend(extra);
+    let out = c.backout(&args, &[]).await;
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "gate prints one JSON report ({e}): {}\n{}",
@@ -66,14 +73,6 @@ async fn gate(c: &Cluster, config: &str, observe: &str) -> (i32, Value) {
         )
     });
     (out.status.code().unwrap_or(-1), report)
-}
-
-async fn revision(c: &Cluster) -> String {
-    c.jsonpath(
-        "deploy/checkout",
-        r"{.metadata.annotations.deployment\.kubernetes\.io/revision}",
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +93,7 @@ async fn a_healthy_deploy_is_accepted_with_exit_0() {
         report["observed_seconds"].as_u64().unwrap() >= 14,
         "it observed: {report:#}"
     );
-    assert_eq!(revision(&c).await, "2");
+    assert_eq!(c.revision("checkout").await, "2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +108,7 @@ async fn a_bad_deploy_is_rolled_back_with_exit_1_and_the_report_names_the_trigge
     assert_eq!(report["verdict"], "rolled_back");
     assert_eq!(report["rollback"]["to_revision"], 1);
     assert_eq!(
-        revision(&c).await,
+        c.revision("checkout").await,
         "3",
         "revision 1 came back as revision 3"
     );
@@ -134,6 +133,37 @@ async fn a_bad_deploy_is_rolled_back_with_exit_1_and_the_report_names_the_trigge
         text.contains("checkout:1.4.1") && text.contains("checkout:1.4.0"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_rolls_back_on_latency_alone_which_is_never_automatic() {
+    if !have("kubectl") {
+        return;
+    }
+    let c = start(quiet("latency-only")).await;
+    c.kubectl_ok(&[
+        "set",
+        "image",
+        "deploy/search",
+        "search=registry.local/shop/search:3.2.0",
+    ])
+    .await;
+    let config = config(&c, shorter_verification);
+    let (code, report) = gate_with(&c, "search", &config, "90s", &["--strict"]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        report["decision"]["action"], "suggest",
+        "not automatic by itself"
+    );
+    assert!(
+        report["failed_gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["number"] == 4),
+        "gate 4 (latency alone) failed: {report:#}"
+    );
+    assert_eq!(c.revision("search").await, "3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,5 +231,9 @@ async fn prometheus_stopping_mid_observation_exits_2_without_a_rollback() {
         "{reason}"
     );
     assert!(report["rollback"].is_null());
-    assert_eq!(revision(&c).await, "2", "no rollback on missing data");
+    assert_eq!(
+        c.revision("checkout").await,
+        "2",
+        "no rollback on missing data"
+    );
 }

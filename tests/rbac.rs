@@ -107,13 +107,7 @@ async fn the_manifest_grants_exactly_what_backout_watch_uses() {
         .unwrap();
     let started = Instant::now();
     loop {
-        let revision = c
-            .jsonpath(
-                "deploy/checkout",
-                r"{.metadata.annotations.deployment\.kubernetes\.io/revision}",
-            )
-            .await;
-        if revision == "3" {
+        if c.revision("checkout").await == "3" {
             break;
         }
         assert!(

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use backout::sim::scenario::Scenario;
-use common::{have, start, Cluster};
+use common::{have, start};
 
 /// bad-deploy's checkout (errors: every gate holds) beside latency-only's search
 /// (slow only: gate 4 fails), both deployed a second in.
@@ -22,14 +22,6 @@ fn two_bad_deploys() -> Scenario {
         e.get_mut().at = Duration::from_secs(1);
     }
     both
-}
-
-async fn revision(c: &Cluster, deployment: &str) -> String {
-    c.jsonpath(
-        &format!("deploy/{deployment}"),
-        r"{.metadata.annotations.deployment\.kubernetes\.io/revision}",
-    )
-    .await
 }
 
 async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
@@ -68,7 +60,7 @@ async fn exactly_one_of_two_bad_services_is_rolled_back_and_the_blackout_holds()
     wait_for(
         "checkout's rollback",
         Duration::from_secs(120),
-        async || revision(&c, "checkout").await == "3",
+        async || c.revision("checkout").await == "3",
     )
     .await;
     assert_eq!(
@@ -86,12 +78,12 @@ async fn exactly_one_of_two_bad_services_is_rolled_back_and_the_blackout_holds()
     .await;
     tokio::time::sleep(Duration::from_secs(25)).await;
     assert_eq!(
-        revision(&c, "checkout").await,
+        c.revision("checkout").await,
         "4",
         "no second rollback in the blackout"
     );
     assert_eq!(
-        revision(&c, "search").await,
+        c.revision("search").await,
         "2",
         "latency alone is never automatic"
     );

@@ -193,6 +193,8 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
     let mut blind_reason = None;
     let mut last_action = Action::None;
     let mut incident = None;
+    // The decision the gate rolled back on; the report shows it rather than the calm after.
+    let mut acted_on: Option<Decision> = None;
     let deadline = started + args.observe;
     while tokio::time::Instant::now() < deadline {
         let _ = tokio::time::timeout_at(deadline, run.core.step()).await;
@@ -206,12 +208,7 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
             run.say(format!(
                 "decision: {} ({})",
                 last_action.label(),
-                svc.decision
-                    .firing
-                    .iter()
-                    .map(|f| f.trigger.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                firing(&svc.decision)
             ));
         }
         if ordered {
@@ -233,12 +230,7 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
             let reason = format!(
                 "backout gate: {} {}",
                 svc.decision.action.label(),
-                svc.decision
-                    .firing
-                    .iter()
-                    .map(|f| f.trigger.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                firing(&svc.decision)
             );
             let to_revision = svc.decision.target.as_ref().map(|t| t.revision);
             run.say(format!(
@@ -255,6 +247,7 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
                 })
                 .await?;
             ordered = true;
+            acted_on = Some(run.core.state.services[&key].decision.clone());
         }
     }
     // A rollback ordered near the end of the window still runs to its end.
@@ -309,6 +302,7 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
             "no trigger fired during the observation".to_string(),
         )
     };
+    let decision = acted_on.as_ref().unwrap_or(&svc.decision);
     let report = GateReport {
         deployment: key.clone(),
         verdict,
@@ -316,14 +310,13 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
         reason,
         rollout,
         observed_seconds: started.elapsed().as_secs(),
-        failed_gates: svc
-            .decision
+        failed_gates: decision
             .gates
             .iter()
             .filter(|g| !g.passed)
             .cloned()
             .collect(),
-        decision: Some(svc.decision.clone()),
+        decision: Some(decision.clone()),
         rollback: svc
             .rollback
             .as_ref()
@@ -340,6 +333,15 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
         incident: svc.incident.clone().or(incident),
     };
     finish(report, args.json)
+}
+
+/// The firing triggers' names, for progress lines and the rollback's reason.
+fn firing(d: &Decision) -> String {
+    d.firing
+        .iter()
+        .map(|f| f.trigger.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn undecided(args: &GateArgs, reason: String) -> GateReport {

@@ -140,6 +140,15 @@ impl Cluster {
             .await
     }
 
+    /// A Deployment's revision, as its annotation says.
+    pub async fn revision(&self, deployment: &str) -> String {
+        self.jsonpath(
+            &format!("deploy/{deployment}"),
+            r"{.metadata.annotations.deployment\.kubernetes\.io/revision}",
+        )
+        .await
+    }
+
     /// The image a Deployment's pod template runs.
     pub async fn image(&self, deployment: &str) -> String {
         self.jsonpath(
