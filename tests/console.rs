@@ -130,6 +130,7 @@ fn the_demo_rolls_back_from_the_keyboard_and_restores_the_terminal() {
         dialog.contains("kubectl rollout undo deployment/checkout --to-revision=1 -n shop"),
         "{dialog}"
     );
+    tmux.wait_for("dry run: accepted", Duration::from_secs(10));
     tmux.keys(&["y"]);
     let start = Instant::now();
     while revision(dir.path()) != "3" {
@@ -139,6 +140,12 @@ fn the_demo_rolls_back_from_the_keyboard_and_restores_the_terminal() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+    let live = tmux.wait_for("ROLL", Duration::from_secs(10));
+    // Pages and warnings go to console.log: a log line on the terminal tears the screen.
+    assert!(
+        !live.contains("WARN") && !live.contains(" INFO "),
+        "nothing but the console is drawn: {live}"
+    );
     tmux.keys(&["q"]);
     gone(&format!("{bin} demo --write-config"));
     tmux.keys(&["echo restored-$((40+2))", "Enter"]);

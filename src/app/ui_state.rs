@@ -236,7 +236,16 @@ impl UiState {
                 }
                 Some(chosen.number)
             }
-            Pane::Decision => svc.decision.target.as_ref().map(|t| t.revision),
+            Pane::Decision => match &svc.decision.target {
+                Some(t) => Some(t.revision),
+                None => {
+                    self.notice = Some(
+                        "no revision to roll back to from the decision: choose one in the history (Tab)"
+                            .into(),
+                    );
+                    return vec![];
+                }
+            },
         };
         self.dialog = Some(Dialog {
             service: key.clone(),

@@ -221,11 +221,13 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
             blind_reason = Some(why);
             break;
         }
-        let fire = match svc.decision.action {
-            Action::AutoRollback => true,
-            Action::Suggest | Action::Log => strict && !svc.decision.firing.is_empty(),
-            Action::None => false,
-        };
+        // Never "back" to an unknown place: without a target there is nothing to order.
+        let fire = svc.decision.target.is_some()
+            && match svc.decision.action {
+                Action::AutoRollback => true,
+                Action::Suggest | Action::Log => strict && !svc.decision.firing.is_empty(),
+                Action::None => false,
+            };
         if fire {
             let reason = format!(
                 "backout gate: {} {}",

@@ -85,7 +85,9 @@ pub enum Command {
 }
 
 /// Warnings on stderr, out of the way; `watch` logs its records at info on stdout,
-/// as text or JSON lines. BACKOUT_LOG overrides the level either way.
+/// as text or JSON lines; the console logs to `console.log` beside the journal, since
+/// anything written to the terminal would tear through the screen. BACKOUT_LOG
+/// overrides the level.
 fn init_logs(command: &Option<Command>) {
     let filter = |default: &str| {
         tracing_subscriber::EnvFilter::try_from_env("BACKOUT_LOG")
@@ -102,6 +104,25 @@ fn init_logs(command: &Option<Command>) {
             .with_env_filter(filter("warn,backout=info"))
             .with_writer(std::io::stdout)
             .init(),
+        None | Some(Command::Demo(_)) => {
+            let path = crate::actions::journal::default_path().with_file_name("console.log");
+            let file = path.parent().map(std::fs::create_dir_all).and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .ok()
+            });
+            let writer = std::sync::Mutex::new(match file {
+                Some(f) => Box::new(f) as Box<dyn std::io::Write + Send>,
+                None => Box::new(std::io::sink()),
+            });
+            builder
+                .with_env_filter(filter("warn,backout=info"))
+                .with_ansi(false)
+                .with_writer(writer)
+                .init()
+        }
         _ => builder
             .with_env_filter(filter("warn"))
             .with_writer(std::io::stderr)

@@ -166,7 +166,7 @@ pub fn notes(
     deployed: Option<Timestamp>,
 ) -> Vec<Note> {
     let mut out = Vec::new();
-    let target = rollout::previous(history);
+    let target = super::decision::target(svc, history);
     match (
         current_template(svc),
         target.and_then(|t| t.template.as_ref()),

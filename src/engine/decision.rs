@@ -111,6 +111,17 @@ pub fn deployed_at(svc: &Service, history: &[Revision]) -> Option<Timestamp> {
         .or(current.created)
 }
 
+/// The revision a rollback goes to: the newest before the current one, as `kubectl
+/// rollout undo` picks, except one backout rolled back from this session. Right after a
+/// rollback the signal is still draining, and "back" would be the bad revision.
+pub fn target<'a>(svc: &Service, history: &'a [Revision]) -> Option<&'a Revision> {
+    history
+        .iter()
+        .rev()
+        .skip(1)
+        .find(|r| !svc.rolled_back_from.contains(&r.number))
+}
+
 pub fn decide(state: &State, key: &ServiceKey) -> Decision {
     let Some(svc) = state.services.get(key) else {
         return Decision::default();
@@ -125,7 +136,7 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
         .as_ref()
         .and_then(|d| d.spec.as_ref()?.paused)
         == Some(true);
-    let target = rollout::previous(&history);
+    let target = target(svc, &history);
 
     let mut firing: Vec<Firing> = state
         .config
@@ -246,7 +257,17 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
                 r.number,
                 r.images.join(", ")
             ),
-            (None, _) => "no earlier revision is left in history".into(),
+            (None, _) if svc.rolled_back_from.is_empty() => {
+                "no earlier revision is left in history".into()
+            }
+            (None, _) => format!(
+                "no earlier revision but those rolled back from ({}); choose one in the history",
+                svc.rolled_back_from
+                    .iter()
+                    .map(|r| format!("r{r}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         },
     });
 

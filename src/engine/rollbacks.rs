@@ -136,6 +136,9 @@ pub fn step(state: &mut State, key: &ServiceKey, step: Step, effects: &mut Vec<E
             let Some(plan) = progress.plan.clone() else {
                 return;
             };
+            if !plan.already_there {
+                svc.rolled_back_from.insert(plan.from_revision);
+            }
             let entry = Entry::Rollback {
                 from_revision: plan.from_revision,
                 from_images: plan.from_images,
@@ -423,5 +426,54 @@ mod tests {
         answer(&mut state, 3);
         let shown = state.services[&key("checkout")].preview.clone().unwrap();
         assert_eq!(shown.result, Some(Ok(preview(3))));
+    }
+
+    #[test]
+    fn a_revision_rolled_back_from_is_never_the_next_target() {
+        let mut state = world("");
+        run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+        assert_eq!(
+            state.services[&key("checkout")]
+                .decision
+                .target
+                .as_ref()
+                .map(|t| t.revision),
+            Some(1)
+        );
+        update(
+            &mut state,
+            Msg::RollbackRequested {
+                service: key("checkout"),
+                to_revision: Some(1),
+                reason: "confirmed".into(),
+                automatic: false,
+            },
+        );
+        // As if revision 1 had been rolled back from: it must not be offered again.
+        let mut from_one = preview(2);
+        from_one.from_revision = 1;
+        for step in [
+            Step::Prepared(from_one),
+            Step::Committed {
+                by: "alice@bastion".into(),
+            },
+        ] {
+            update(
+                &mut state,
+                Msg::RollbackStep {
+                    service: key("checkout"),
+                    step,
+                },
+            );
+        }
+        run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 260);
+        let d = &state.services[&key("checkout")].decision;
+        assert_eq!(d.target, None);
+        let gate_7 = d.gates.iter().find(|g| g.number == 7).unwrap();
+        assert!(
+            !gate_7.passed && gate_7.evidence.contains("rolled back from (r1)"),
+            "{}",
+            gate_7.evidence
+        );
     }
 }

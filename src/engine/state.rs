@@ -104,6 +104,8 @@ pub struct Service {
     pub last_rollback: Option<Timestamp>,
     /// A rollback ordered and not yet reported back.
     pub rollback_in_flight: bool,
+    /// Revisions backout rolled back from this session: never a rollback's target.
+    pub rolled_back_from: std::collections::BTreeSet<u64>,
     /// The rollback under way, or the last one this session, for the live view.
     pub rollback: Option<super::rollbacks::Progress>,
     /// The rollback dialog's dry run.
