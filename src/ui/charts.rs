@@ -49,10 +49,12 @@ pub fn triggers(
         let rest: Vec<String> = triggers[shown..]
             .iter()
             .map(|t| {
-                let label = svc
-                    .triggers
-                    .get(&t.name)
-                    .map_or("not queried", |s| s.alert.label());
+                let label = match svc.triggers.get(&t.name) {
+                    None => "not queried",
+                    Some(s) if !s.data.is_clean() => s.data.label(),
+                    Some(s) if s.alert == AlertState::Inactive => "ok",
+                    Some(s) => s.alert.label(),
+                };
                 format!("{} {label}", t.name)
             })
             .collect();
