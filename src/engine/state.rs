@@ -154,6 +154,8 @@ pub struct State {
     pub read_only: Option<String>,
     /// Recent failures of the effect runner, newest last.
     pub effect_errors: VecDeque<String>,
+    /// The latest journal records, oldest first, for the console's timeline.
+    pub journaled: VecDeque<super::journal::Record>,
     /// Shutting down: no new automatic rollbacks.
     pub draining: bool,
     /// Which kinds have finished their first list, so decisions wait for a full picture.
@@ -179,6 +181,7 @@ impl State {
             last_auto_rollback: None,
             synced: Default::default(),
             draining: false,
+            journaled: VecDeque::new(),
             effect_errors: VecDeque::new(),
             read_only: None,
         }

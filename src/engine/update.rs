@@ -107,8 +107,20 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
     for key in touched {
         redecide(state, &key, &mut effects);
     }
+    // The console's timeline shows the journal as it is written.
+    for effect in &effects {
+        if let Effect::Journal(record) = effect {
+            state.journaled.push_back(record.clone());
+        }
+    }
+    while state.journaled.len() > JOURNAL_KEPT {
+        state.journaled.pop_front();
+    }
     effects
 }
+
+/// How many journal records the timeline keeps.
+const JOURNAL_KEPT: usize = 200;
 
 pub(super) fn journal(
     state: &State,

@@ -166,27 +166,46 @@ pub fn decision(
     );
 }
 
+/// The incident journal as it is written and the cluster's Events (other consoles'
+/// rollbacks among them), merged newest first.
 pub fn timeline(state: &State, p: Palette, frame: &mut Frame, area: Rect) {
+    use crate::engine::journal::Entry;
     let rows = area.height.saturating_sub(2) as usize;
-    let mut lines: Vec<Line> = state
+    let when = |at: Option<jiff::Timestamp>| {
+        at.map_or("      ".into(), |t| format!("{:>6}", ago(state.now, t)))
+    };
+    let mut dated: Vec<(Option<jiff::Timestamp>, Line)> = state
         .events
         .iter()
         .rev()
         .take(rows)
         .map(|e| {
-            let when =
-                e.at.map_or("      ".into(), |t| format!("{:>6}", ago(state.now, t)));
             let style = if e.reason == crate::actions::rollback::EVENT_REASON {
                 p.fg(Color::Magenta)
             } else {
                 p.fg(Color::Reset)
             };
-            Line::styled(
-                format!("{when} {} {}: {}", e.object, e.reason, e.message),
-                style,
-            )
+            let text = format!("{} {} {}: {}", when(e.at), e.object, e.reason, e.message);
+            (e.at, Line::styled(text, style))
         })
         .collect();
+    dated.extend(state.journaled.iter().rev().take(rows).map(|r| {
+        let style = match &r.entry {
+            Entry::Rollback { .. } | Entry::Switch { .. } => p.fg(Color::Magenta),
+            Entry::RollbackFailed { .. } | Entry::MetricsBlind { .. } => p.fg(Color::Red),
+            Entry::IncidentOpened { .. } => p.fg(Color::Yellow),
+            _ => p.fg(Color::Cyan),
+        };
+        let text = format!(
+            "{} {} {}",
+            when(Some(r.at)),
+            r.service,
+            crate::engine::handoff::line(&r.entry)
+        );
+        (Some(r.at), Line::styled(text, style))
+    }));
+    dated.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    let mut lines: Vec<Line> = dated.into_iter().take(rows).map(|(_, l)| l).collect();
     for (ns, name) in state.leases.keys() {
         if let Some((holder, since)) = state.leases.get(&(ns.clone(), name.clone())) {
             let since = since.map_or(String::new(), |t| format!(" for {}", ago(state.now, t)));
