@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use super::msg::{Effect, KubeChange, KubeObject, Msg, QueryAnswer};
+use super::rollbacks::{Preview, Step};
 use super::signals::QueryOutcome;
 use super::state::{ServiceKey, State};
 use super::update::update;
@@ -117,5 +118,53 @@ pub fn run(
             answer(service, trigger, before, after, onset, now),
         ));
     }
+    effects
+}
+
+/// What the dry run of rolling checkout back from revision `from` to `to` says.
+pub fn preview(from: u64, to: u64) -> Preview {
+    Preview {
+        from_revision: from,
+        from_images: vec![format!("checkout:{from}")],
+        to_revision: to,
+        to_images: vec![format!("checkout:{to}")],
+        already_there: false,
+        kubectl: format!("kubectl rollout undo deployment/checkout --to-revision={to} -n shop"),
+    }
+}
+
+/// Orders a rollback of checkout, as a confirmed dialog (or the gate) would.
+pub fn request(state: &mut State, to_revision: Option<u64>, automatic: bool) -> Vec<Effect> {
+    update(
+        state,
+        Msg::RollbackRequested {
+            service: key("checkout"),
+            to_revision,
+            reason: if automatic {
+                "automatic: error-rate firing".into()
+            } else {
+                "confirmed in the console".into()
+            },
+            automatic,
+        },
+    )
+}
+
+/// One step of checkout's rollback under way, as the runner reports it.
+pub fn step(state: &mut State, step: Step) -> Vec<Effect> {
+    update(
+        state,
+        Msg::RollbackStep {
+            service: key("checkout"),
+            step,
+        },
+    )
+}
+
+/// A rollback of checkout from `from` to `to`, ordered, dry-run and patched by `by`.
+pub fn rolled_back(state: &mut State, from: u64, to: u64, by: &str) -> Vec<Effect> {
+    let mut effects = request(state, Some(to), false);
+    effects.extend(step(state, Step::Prepared(preview(from, to))));
+    effects.extend(step(state, Step::Committed { by: by.into() }));
     effects
 }

@@ -415,8 +415,8 @@ mod tests {
     use super::*;
     use crate::engine::fixtures::*;
     use crate::engine::msg::{Outcome, RollbackReport};
-    use crate::engine::rollbacks::{Check, Preview, Step};
-    use crate::engine::{update, Effect, Msg, State};
+    use crate::engine::rollbacks::{Check, Step};
+    use crate::engine::{update, Effect, Msg};
 
     /// The journal an incident writes, recorded through `update` as the runner would.
     fn recorded() -> Vec<Record> {
@@ -437,43 +437,15 @@ mod tests {
             30,
             200,
         ));
-        let msg = |state: &mut State, m: Msg| update(state, m);
-        keep(msg(
-            &mut state,
-            Msg::RollbackRequested {
-                service: key("checkout"),
-                to_revision: Some(1),
-                reason: "automatic: error-rate 0.2500 > 0.05".into(),
-                automatic: true,
-            },
-        ));
-        let step = |state: &mut State, step: Step| {
-            update(
-                state,
-                Msg::RollbackStep {
-                    service: key("checkout"),
-                    step,
-                },
-            )
-        };
-        keep(step(
-            &mut state,
-            Step::Prepared(Preview {
-                from_revision: 2,
-                from_images: vec!["checkout:2".into()],
-                to_revision: 1,
-                to_images: vec!["checkout:1".into()],
-                already_there: false,
-                kubectl: "kubectl rollout undo deployment/checkout --to-revision=1 -n shop".into(),
-            }),
-        ));
+        keep(request(&mut state, Some(1), true));
+        keep(step(&mut state, Step::Prepared(preview(2, 1))));
         keep(step(
             &mut state,
             Step::Committed {
                 by: "backout-watch@cluster".into(),
             },
         ));
-        keep(msg(
+        keep(update(
             &mut state,
             Msg::RollbackFinished(RollbackReport {
                 service: key("checkout"),

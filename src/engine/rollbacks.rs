@@ -247,6 +247,8 @@ pub fn finished(
 mod tests {
     use super::*;
     use crate::engine::fixtures::*;
+    // The module has its own `step` and `preview`; the tests mean the fixtures'.
+    use crate::engine::fixtures::{preview, step};
     use crate::engine::{update, Msg};
 
     fn journaled(effects: &[Effect]) -> Vec<&Entry> {
@@ -259,30 +261,11 @@ mod tests {
             .collect()
     }
 
-    fn preview(to: u64) -> Preview {
-        Preview {
-            from_revision: 2,
-            from_images: vec!["checkout:2".into()],
-            to_revision: to,
-            to_images: vec![format!("checkout:{to}")],
-            already_there: false,
-            kubectl: format!("kubectl rollout undo deployment/checkout --to-revision={to}"),
-        }
-    }
-
     #[test]
     fn each_step_shows_live_and_the_commit_and_the_end_are_journaled() {
         let mut state = world("");
         run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
-        let effects = update(
-            &mut state,
-            Msg::RollbackRequested {
-                service: key("checkout"),
-                to_revision: Some(1),
-                reason: "confirmed".into(),
-                automatic: false,
-            },
-        );
+        let effects = request(&mut state, Some(1), false);
         let Some(Effect::Rollback(order)) = effects.first() else {
             panic!("a rollback is ordered: {effects:?}");
         };
@@ -290,16 +273,7 @@ mod tests {
             order.fired[0].0, "error-rate",
             "verification waits on what fired"
         );
-        let step = |state: &mut State, step: Step| {
-            update(
-                state,
-                Msg::RollbackStep {
-                    service: key("checkout"),
-                    step,
-                },
-            )
-        };
-        assert!(journaled(&step(&mut state, Step::Prepared(preview(1)))).is_empty());
+        assert!(journaled(&step(&mut state, Step::Prepared(preview(2, 1)))).is_empty());
         let committed = step(
             &mut state,
             Step::Committed {
@@ -352,22 +326,8 @@ mod tests {
     #[test]
     fn a_rollback_that_did_not_happen_is_journaled_as_failed_with_its_target() {
         let mut state = world("");
-        update(
-            &mut state,
-            Msg::RollbackRequested {
-                service: key("checkout"),
-                to_revision: Some(1),
-                reason: "confirmed".into(),
-                automatic: false,
-            },
-        );
-        update(
-            &mut state,
-            Msg::RollbackStep {
-                service: key("checkout"),
-                step: Step::Prepared(preview(1)),
-            },
-        );
+        request(&mut state, Some(1), false);
+        step(&mut state, Step::Prepared(preview(2, 1)));
         let effects = update(
             &mut state,
             Msg::RollbackFinished(RollbackReport {
@@ -412,7 +372,7 @@ mod tests {
                 Msg::Previewed {
                     service: key("checkout"),
                     to_revision: Some(to),
-                    result: Ok(preview(to)),
+                    result: Ok(preview(2, to)),
                 },
             )
         };
@@ -425,7 +385,7 @@ mod tests {
         );
         answer(&mut state, 3);
         let shown = state.services[&key("checkout")].preview.clone().unwrap();
-        assert_eq!(shown.result, Some(Ok(preview(3))));
+        assert_eq!(shown.result, Some(Ok(preview(2, 3))));
     }
 
     #[test]
@@ -440,32 +400,8 @@ mod tests {
                 .map(|t| t.revision),
             Some(1)
         );
-        update(
-            &mut state,
-            Msg::RollbackRequested {
-                service: key("checkout"),
-                to_revision: Some(1),
-                reason: "confirmed".into(),
-                automatic: false,
-            },
-        );
         // As if revision 1 had been rolled back from: it must not be offered again.
-        let mut from_one = preview(2);
-        from_one.from_revision = 1;
-        for step in [
-            Step::Prepared(from_one),
-            Step::Committed {
-                by: "alice@bastion".into(),
-            },
-        ] {
-            update(
-                &mut state,
-                Msg::RollbackStep {
-                    service: key("checkout"),
-                    step,
-                },
-            );
-        }
+        rolled_back(&mut state, 1, 2, "alice@bastion");
         run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 260);
         let d = &state.services[&key("checkout")].decision;
         assert_eq!(d.target, None);

@@ -8,7 +8,7 @@ use ratatui::Terminal;
 use crate::app::ui_state::{Command, Mode, UiState};
 use crate::engine::fixtures::*;
 use crate::engine::msg::{Outcome, RollbackReport};
-use crate::engine::rollbacks::{Check, Preview, Step};
+use crate::engine::rollbacks::{Check, Step};
 use crate::engine::{update, Msg, SourceHealth, SourceId, State};
 
 fn ui() -> UiState {
@@ -24,27 +24,6 @@ fn ui() -> UiState {
     ui
 }
 
-fn step(state: &mut State, step: Step) {
-    update(
-        state,
-        Msg::RollbackStep {
-            service: key("checkout"),
-            step,
-        },
-    );
-}
-
-fn planned() -> Preview {
-    Preview {
-        from_revision: 2,
-        from_images: vec!["checkout:2".into()],
-        to_revision: 1,
-        to_images: vec!["checkout:1".into()],
-        already_there: false,
-        kubectl: "kubectl rollout undo deployment/checkout --to-revision=1 -n shop".into(),
-    }
-}
-
 fn rollout_check() -> Check {
     Check {
         name: "rollout completes".into(),
@@ -55,22 +34,7 @@ fn rollout_check() -> Check {
 
 /// A confirmed rollback that has been dry-run and patched, with one check done.
 fn rolling_back(state: &mut State) {
-    update(
-        state,
-        Msg::RollbackRequested {
-            service: key("checkout"),
-            to_revision: Some(1),
-            reason: "test".into(),
-            automatic: false,
-        },
-    );
-    step(state, Step::Prepared(planned()));
-    step(
-        state,
-        Step::Committed {
-            by: "alice@bastion".into(),
-        },
-    );
+    rolled_back(state, 2, 1, "alice@bastion");
     step(state, Step::Checked(rollout_check()));
 }
 
@@ -181,7 +145,7 @@ fn the_confirmation_dialog() {
         Msg::Previewed {
             service: key("checkout"),
             to_revision: Some(1),
-            result: Ok(planned()),
+            result: Ok(preview(2, 1)),
         },
     );
     screens("dialog", &state, &ui);
