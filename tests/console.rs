@@ -159,6 +159,9 @@ fn the_demo_rolls_back_from_the_keyboard_and_restores_the_terminal() {
         .args(["-TERM", "-f", &format!("^{bin} demo$")])
         .status()
         .unwrap();
+    // As a person would, type only once it has gone: keys typed while the terminal is
+    // being restored are the terminal's to discard.
+    gone(&format!("^{bin} demo$"));
     tmux.keys(&["echo after-term-$((40+3))", "Enter"]);
     let screen = tmux.wait_for("after-term-43", Duration::from_secs(10));
     assert!(

@@ -136,6 +136,19 @@ async fn a_bad_deploy_is_rolled_back_with_exit_1_and_the_report_names_the_trigge
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_deployment_cannot_be_decided_and_says_so() {
+    if !have("kubectl") {
+        return;
+    }
+    let c = start(quiet("healthy-deploy")).await;
+    let config = config(&c, shorter_verification);
+    let (code, report) = gate_with(&c, "chekout", &config, "10s", &[]).await;
+    assert_eq!(code, 2, "{report:#}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(reason.contains("shop/chekout was not found"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_rolls_back_on_latency_alone_which_is_never_automatic() {
     if !have("kubectl") {
         return;

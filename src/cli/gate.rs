@@ -147,9 +147,9 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
         key: key.clone(),
         json: args.json,
     };
-    if !run.core.settle(Duration::from_secs(30)).await
-        && !run.core.state.services.contains_key(&key)
-    {
+    // Settling may time out on a slow Prometheus; the Deployment must be there either way.
+    run.core.settle(Duration::from_secs(30)).await;
+    if !run.core.state.services.contains_key(&key) {
         let why = match run.core.state.sources.get(&SourceId::Kubernetes) {
             Some(SourceHealth::Forbidden(w)) => format!("forbidden: {w}"),
             _ => format!("deployment {key} was not found, or the cluster did not answer in 30s"),
