@@ -9,6 +9,7 @@ use backout::app::core::{Core, Options};
 use backout::app::session::Session;
 use backout::app::ui_state::{Mode, UiState};
 use backout::config::Config;
+use backout::engine::rollbacks::Preview;
 use backout::engine::ServiceKey;
 use backout::sim::scenario::Scenario;
 use common::{have, start, Cluster};
@@ -53,6 +54,19 @@ async fn key(s: &mut Session, code: KeyCode) {
         .unwrap();
 }
 
+/// Waits for the dialog's dry run and returns its answer.
+async fn dry_run(s: &mut Session) -> Result<Preview, String> {
+    until(s, "the dry run", |s| {
+        s.core.state.services[&checkout()]
+            .preview
+            .as_ref()
+            .is_some_and(|p| p.result.is_some())
+    })
+    .await;
+    let preview = s.core.state.services[&checkout()].preview.clone();
+    preview.and_then(|p| p.result).expect("answered")
+}
+
 fn checkout() -> ServiceKey {
     ServiceKey::new("shop", "checkout")
 }
@@ -95,15 +109,7 @@ async fn keys_roll_back_to_the_revision_chosen_in_the_history() {
     key(&mut s, KeyCode::Down).await;
     s.press('r').await.unwrap();
     assert_eq!(s.ui.dialog.as_ref().and_then(|d| d.to_revision), Some(1));
-    until(&mut s, "the dry run", |s| {
-        s.core.state.services[&checkout()]
-            .preview
-            .as_ref()
-            .is_some_and(|p| p.result.is_some())
-    })
-    .await;
-    let preview = s.core.state.services[&checkout()].preview.clone().unwrap();
-    let planned = preview.result.unwrap().expect("the dry run is accepted");
+    let planned = dry_run(&mut s).await.expect("the dry run is accepted");
     assert_eq!((planned.from_revision, planned.to_revision), (3, 1));
     assert_eq!(
         c.revision("checkout").await,
@@ -157,19 +163,8 @@ async fn a_viewer_sees_the_dry_run_refused_and_confirming_changes_nothing() {
     s.press('c').await.unwrap();
     key(&mut s, KeyCode::Enter).await;
     s.press('r').await.unwrap();
-    until(&mut s, "the dry run", |s| {
-        s.core.state.services[&checkout()]
-            .preview
-            .as_ref()
-            .is_some_and(|p| p.result.is_some())
-    })
-    .await;
-    let refused = s.core.state.services[&checkout()]
-        .preview
-        .clone()
-        .unwrap()
-        .result
-        .unwrap()
+    let refused = dry_run(&mut s)
+        .await
         .expect_err("a viewer's dry run is refused");
     assert!(refused.contains("may not patch"), "{refused}");
     s.press('y').await.unwrap();

@@ -108,17 +108,14 @@ impl Run {
         if let Some(SourceHealth::Forbidden(why)) = state.sources.get(&SourceId::Kubernetes) {
             return Some(format!("forbidden: {why}"));
         }
+        // The engine's own verdict: blind for longer than policy.blind_after.
         let svc = state.services.get(&self.key)?;
-        let blind_after = state.config.policy.blind_after;
         svc.triggers.iter().find_map(|(name, ts)| {
-            let since = ts.blind_since?;
-            let long = state.now.duration_since(since).as_secs() >= blind_after.as_secs() as i64;
-            long.then(|| {
-                format!(
-                    "metrics blind: {name} has had {} since {since}",
-                    ts.data.label()
-                )
-            })
+            let since = ts.blind_since.filter(|_| ts.paged_blind)?;
+            Some(format!(
+                "metrics blind: {name} has had {} since {since}",
+                ts.data.label()
+            ))
         })
     }
 }

@@ -76,11 +76,11 @@ async fn drain(core: &mut Core, grace: Duration) {
             .services
             .iter()
             .filter(|(_, s)| s.rollback_in_flight)
-            .map(|(k, _)| k.to_string())
+            .map(|(k, s)| (k.clone(), s.rollback.as_ref().is_some_and(|r| r.committed)))
             .collect::<Vec<_>>()
     };
     let _ = core.tx.send(Msg::Drain).await;
-    let in_flight = busy(core);
+    let in_flight: Vec<String> = busy(core).iter().map(|(k, _)| k.to_string()).collect();
     if !in_flight.is_empty() {
         tracing::warn!(services = ?in_flight, grace = %humantime::format_duration(grace), "shutting down: waiting for the rollback under way");
     }
@@ -92,14 +92,7 @@ async fn drain(core: &mut Core, grace: Duration) {
             break;
         }
     }
-    for service in busy(core) {
-        let committed = core
-            .state
-            .services
-            .iter()
-            .find(|(k, _)| k.to_string() == service)
-            .and_then(|(_, s)| s.rollback.as_ref())
-            .is_some_and(|r| r.committed);
+    for (service, committed) in busy(core) {
         if committed {
             tracing::warn!(%service, "shut down during verification: the rollback is done, its verification was abandoned; check `backout status`");
         } else {

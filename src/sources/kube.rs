@@ -66,24 +66,33 @@ pub async fn connect(
         context: context.map(str::to_string),
         ..Default::default()
     };
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| ConnectError::Context {
             context: name.clone(),
             error: e.to_string(),
         })?;
+    target(config, name, namespace)
+}
+
+/// A client for `config`, in `namespace` if one is given, named as `context`.
+fn target(
+    mut config: kube::Config,
+    context: String,
+    namespace: Option<&str>,
+) -> Result<Target, ConnectError> {
     if let Some(ns) = namespace {
         config.default_namespace = ns.to_string();
     }
     let cluster_url = config.cluster_url.to_string();
     let namespace = config.default_namespace.clone();
     let client = Client::try_from(config).map_err(|e| ConnectError::Context {
-        context: name.clone(),
+        context: context.clone(),
         error: e.to_string(),
     })?;
     Ok(Target {
         client,
-        context: name,
+        context,
         cluster_url,
         namespace,
     })
@@ -91,23 +100,11 @@ pub async fn connect(
 
 fn in_cluster(namespace: Option<&str>) -> Result<Target, ConnectError> {
     let context = "in-cluster".to_string();
-    let failed = |e: String| ConnectError::Context {
+    let config = kube::Config::incluster().map_err(|e| ConnectError::Context {
         context: context.clone(),
-        error: e,
-    };
-    let mut config = kube::Config::incluster().map_err(|e| failed(e.to_string()))?;
-    if let Some(ns) = namespace {
-        config.default_namespace = ns.to_string();
-    }
-    let cluster_url = config.cluster_url.to_string();
-    let namespace = config.default_namespace.clone();
-    let client = Client::try_from(config).map_err(|e| failed(e.to_string()))?;
-    Ok(Target {
-        client,
-        context,
-        cluster_url,
-        namespace,
-    })
+        error: e.to_string(),
+    })?;
+    target(config, context, namespace)
 }
 
 /// Reports per-watcher health to one aggregated Kubernetes health.
