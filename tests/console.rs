@@ -117,8 +117,13 @@ fn the_demo_rolls_back_from_the_keyboard_and_restores_the_terminal() {
     let name = format!("backout-e2e-{}", std::process::id());
     let tmux = Tmux::start(&name, 100, 30);
     let bin = env!("CARGO_BIN_EXE_backout");
+    let journal = dir.path().join("journal.jsonl");
     tmux.keys(&[
-        &format!("{bin} demo --write-config {}", dir.path().display()),
+        &format!(
+            "BACKOUT_JOURNAL={} {bin} demo --write-config {}",
+            journal.display(),
+            dir.path().display()
+        ),
         "Enter",
     ]);
     tmux.wait_for("backout demo", Duration::from_secs(20));
@@ -146,8 +151,24 @@ fn the_demo_rolls_back_from_the_keyboard_and_restores_the_terminal() {
         !live.contains("WARN") && !live.contains(" INFO "),
         "nothing but the console is drawn: {live}"
     );
+    // Verification shows what it waits for, with the time left, and nothing else:
+    // no second decision over the draining signal.
+    let verifying = tmux.wait_for("left", Duration::from_secs(20));
+    assert!(verifying.contains("ROLLING BACK"), "{verifying}");
+    assert!(
+        !verifying.contains("SUGGEST") && !verifying.contains("AUTO_ROLLBACK"),
+        "one story while the rollback runs: {verifying}"
+    );
+    // q warns that it stops the verification; a second q quits and says so.
+    tmux.keys(&["q"]);
+    tmux.wait_for("q again quits", Duration::from_secs(5));
     tmux.keys(&["q"]);
     gone(&format!("{bin} demo --write-config"));
+    let journaled = std::fs::read_to_string(&journal).unwrap_or_default();
+    assert!(
+        journaled.contains("verification abandoned") && journaled.contains("quit the console"),
+        "{journaled}"
+    );
     tmux.keys(&["echo restored-$((40+2))", "Enter"]);
     tmux.wait_for("restored-42", Duration::from_secs(10));
 

@@ -128,6 +128,11 @@ async fn keys_roll_back_to_the_revision_chosen_in_the_history() {
     // Pressing r during the rollback does nothing harmful: no dialog, no second order.
     s.press('r').await.unwrap();
     assert!(s.ui.dialog.is_none());
+    // The Deployment controller numbers the revision after the patch lands.
+    until(&mut s, "revision 4", |s| {
+        s.core.state.services[&checkout()].decision.current_revision == Some(4)
+    })
+    .await;
     assert_eq!(
         c.revision("checkout").await,
         "4",

@@ -6,8 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use backout::actions::{lease, rollback};
+use backout::actions::lease;
+use backout::app::core::{Core, Options};
+use backout::config::Config;
+use backout::engine::rollbacks::{Expected, Request};
+use backout::engine::{Msg, ServiceKey, State};
 use common::{have, small_scenario, start, Cluster};
+use tokio::io::AsyncBufReadExt;
 
 async fn with_history() -> Option<Cluster> {
     if !have("kubectl") {
@@ -40,15 +45,28 @@ async fn client(c: &Cluster, context: Option<&str>) -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 
-fn request(deployment: &str, to: Option<u64>, actor: &str) -> rollback::Request {
-    rollback::Request {
-        namespace: "shop".into(),
-        deployment: deployment.into(),
-        to_revision: to,
-        reason: "test".into(),
-        actor: actor.into(),
-        incident: None,
-    }
+/// A core on the cluster, as the console runs one.
+async fn console_core(c: &Cluster) -> Core {
+    let config = Config::load(Some(&c.dir().join("backout.toml"))).unwrap();
+    let opts = Options {
+        kubeconfig: Some(c.kubeconfig()),
+        namespace: Some("shop".into()),
+        journal: Some(c.journal_path()),
+        ..Options::default()
+    };
+    let mut core = Core::start(config, opts).await.unwrap();
+    assert!(core.run_until(Duration::from_secs(30), Core::listed).await);
+    core
+}
+
+fn web() -> ServiceKey {
+    ServiceKey::new("shop", "web")
+}
+
+/// Five `backout rollback` processes at once, as five engineers on one incident.
+async fn racing(c: &Cluster, n: usize) -> Vec<std::process::Output> {
+    let runs = (0..n).map(|_| backout(c, &["rollback", "web", "--yes"]));
+    futures::future::join_all(runs).await
 }
 
 async fn revisions(c: &Cluster) -> String {
@@ -126,23 +144,64 @@ async fn backout_rollback_matches_kubectl_rollout_undo() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_between_dry_run_and_apply_fails_cleanly() {
+async fn a_change_between_preview_and_confirm_is_a_conflict_not_a_rollback_of_the_new_image() {
     let Some(c) = with_history().await else {
         return;
     };
-    let client = client(&c, None).await;
-    let plan = rollback::prepare(&client, &request("web", Some(1), "alice@a"))
-        .await
+    let mut core = console_core(&c).await;
+    core.apply(Msg::PreviewRequested {
+        service: web(),
+        to_revision: Some(1),
+    })
+    .await;
+    let answered = |s: &State| {
+        s.services[&web()]
+            .preview
+            .as_ref()
+            .is_some_and(|p| p.result.is_some())
+    };
+    assert!(core.run_until(Duration::from_secs(20), answered).await);
+    let preview = core.state.services[&web()]
+        .preview
+        .clone()
+        .unwrap()
+        .result
+        .unwrap()
         .unwrap();
+    // Someone ships web:9 while the engineer reads the dialog.
     c.kubectl_ok(&["set", "image", "deploy/web", "web=web:9"])
         .await;
-    let err = rollback::commit(&client, &plan, "alice@a")
-        .await
-        .unwrap_err();
-    assert_eq!(err, rollback::RollbackError::Conflict("web".into()));
-    assert!(err
-        .to_string()
-        .contains("changed since the rollback was prepared"));
+    let request = Request {
+        to_revision: Some(1),
+        automatic: false,
+        reason: "confirmed in the dialog".into(),
+        by: core.actor.clone(),
+        expected: Some(Expected::of(&preview)),
+    };
+    core.apply(Msg::RollbackRequested {
+        service: web(),
+        request,
+    })
+    .await;
+    let ended = |s: &State| {
+        s.services[&web()]
+            .rollback
+            .as_ref()
+            .is_some_and(|p| p.ended.is_some())
+    };
+    assert!(core.run_until(Duration::from_secs(20), ended).await);
+    let (_, result) = core.state.services[&web()]
+        .rollback
+        .clone()
+        .unwrap()
+        .ended
+        .unwrap();
+    let error = result.unwrap_err();
+    assert!(
+        error.contains("changed since the rollback was previewed"),
+        "{error}"
+    );
+    core.shutdown(Duration::from_secs(5)).await;
     assert_eq!(
         c.image("web").await,
         "web:9",
@@ -165,74 +224,106 @@ async fn a_change_between_dry_run_and_apply_fails_cleanly() {
         )
         .await;
     assert_eq!(holder, "", "the lease was released: nobody holds it");
+    assert!(c.journal().contains("rollback_failed"), "{}", c.journal());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_consoles_racing_make_exactly_one_rollback() {
+async fn five_engineers_racing_make_exactly_one_rollback() {
     let Some(c) = with_history().await else {
         return;
     };
-    let (alice, bob) = (client(&c, None).await, client(&c, None).await);
-    let plan_a = rollback::prepare(&alice, &request("web", Some(1), "alice@a"))
-        .await
-        .unwrap();
-    let plan_b = rollback::prepare(&bob, &request("web", Some(1), "bob@b"))
-        .await
-        .unwrap();
-    let (a, b) = tokio::join!(
-        rollback::commit(&alice, &plan_a, "alice@a"),
-        rollback::commit(&bob, &plan_b, "bob@b")
-    );
-    let done = [&a, &b]
-        .iter()
-        .filter(|r| matches!(r, Ok(rollback::Done::RolledBack { .. })))
-        .count();
-    assert_eq!(done, 1, "alice: {a:?}, bob: {b:?}");
-    let loser = if a.is_ok() { b } else { a };
-    assert!(
-        matches!(
-            loser,
-            Err(rollback::RollbackError::Held { .. } | rollback::RollbackError::Conflict(_))
-        ),
-        "{loser:?}"
-    );
+    let outs = racing(&c, 5).await;
+    for out in &outs {
+        assert!(
+            out.status.success(),
+            "each one ends verified or already there: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let history = revisions(&c).await;
-    assert_eq!(
-        history
-            .split_whitespace()
-            .filter(|r| r.starts_with("4:"))
-            .count(),
-        1,
-        "one new revision: {history}"
-    );
+    let newest: Vec<&str> = history
+        .split_whitespace()
+        .filter(|r| r.starts_with("4:"))
+        .collect();
+    assert_eq!(newest, ["4:web:2:2"], "one rollback, to web:2: {history}");
     assert!(
         !history.split_whitespace().any(|r| r.starts_with("5:")),
         "no second rollback: {history}"
     );
+    let followed = outs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .filter(|o| o.contains("following that rollback") || o.contains("skipped rollback"))
+        .count();
+    assert_eq!(
+        followed, 4,
+        "the others follow the winner, or find its template running: {outs:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_held_lease_names_its_holder() {
+async fn a_rollback_waiting_on_a_held_lease_names_its_holder() {
     let Some(c) = with_history().await else {
         return;
     };
     let client = client(&c, None).await;
     assert_eq!(
-        lease::claim(&client, "shop", "web", "alice@a", Duration::from_secs(60))
-            .await
-            .unwrap(),
+        lease::claim(
+            &client,
+            "shop",
+            "web",
+            "alice@a#1-x",
+            Duration::from_secs(60)
+        )
+        .await
+        .unwrap(),
         lease::Claim::Acquired
     );
-    let plan = rollback::prepare(&client, &request("web", Some(1), "bob@b"))
-        .await
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
+        .args([
+            "rollback",
+            "web",
+            "--to-revision",
+            "1",
+            "--yes",
+            "--kubeconfig",
+        ])
+        .arg(c.kubeconfig())
+        .env("BACKOUT_JOURNAL", c.journal_path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
         .unwrap();
-    let err = rollback::commit(&client, &plan, "bob@b").await.unwrap_err();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let said = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("alice@a") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("the holder is named within 30 s");
     assert!(
-        matches!(&err, rollback::RollbackError::Held { holder, since: Some(_), .. } if holder == "alice@a"),
-        "{err:?}"
+        said.contains("waiting for alice@a#1-x's rollback"),
+        "{said}"
     );
-    assert!(err.to_string().contains("held by alice@a since"), "{err}");
-    assert_eq!(c.image("web").await, "web:3");
+    child.kill().await.unwrap();
+    assert_eq!(c.image("web").await, "web:3", "nothing was written");
+}
+
+#[test]
+fn a_lease_is_re_entrant_only_for_the_same_process() {
+    let me = lease::holder("alice@bastion");
+    assert!(me.starts_with("alice@bastion#"), "{me}");
+    assert_eq!(
+        me,
+        lease::holder("alice@bastion"),
+        "one identity per process"
+    );
+    assert!(me.contains(&std::process::id().to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,8 @@
 //! One rollback at a time per Deployment, across consoles and watchers: a
-//! coordination.k8s.io Lease named after the Deployment, held by `user@host`.
+//! coordination.k8s.io Lease named after the Deployment, held for the rollback's
+//! whole life (plan, patch, rollout and verification) by `user@host#process`. Only
+//! the same process may take it again: a second console of the same user on the same
+//! host is another holder.
 
 use std::time::Duration;
 
@@ -16,6 +19,14 @@ pub enum Claim {
         holder: String,
         since: Option<Timestamp>,
     },
+}
+
+/// This process's holder identity: `user@host#pid-nonce`. The nonce keeps a restarted
+/// process with a reused pid from taking over a Lease its predecessor held.
+pub fn holder(actor: &str) -> String {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let nonce = NONCE.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string());
+    format!("{actor}#{}-{nonce}", std::process::id())
 }
 
 pub fn lease_name(deployment: &str) -> String {
@@ -114,5 +125,56 @@ pub async fn release(client: &Client, namespace: &str, deployment: &str, me: &st
             spec.holder_identity = None;
             let _ = api.replace(&name, &PostParams::default(), &lease).await;
         }
+    }
+}
+
+/// Keeps the Lease held while the rollback rolls out and is verified, renewing it
+/// every third of its duration, until it is given back. A holder that dies
+/// stops renewing, and the Lease expires for the next one to take.
+pub fn hold(
+    client: Client,
+    namespace: String,
+    deployment: String,
+    me: String,
+    duration: Duration,
+) -> Held {
+    let (stop, mut released) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let api: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+        let name = lease_name(&deployment);
+        let mut every = tokio::time::interval(duration / 3);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut released => break,
+                _ = every.tick() => {
+                    let Ok(mut lease) = api.get(&name).await else { continue };
+                    let Some(spec) = lease.spec.as_mut().filter(|s| s.holder_identity.as_deref() == Some(me.as_str())) else {
+                        // Taken over (it expired while this process could not renew).
+                        tracing::warn!("the rollback lease of {deployment} is no longer held by {me}");
+                        return;
+                    };
+                    spec.renew_time = Some(MicroTime(Timestamp::now()));
+                    if let Err(e) = api.replace(&name, &PostParams::default(), &lease).await {
+                        tracing::warn!("renewing the rollback lease of {deployment}: {e}");
+                    }
+                }
+            }
+        }
+        release(&client, &namespace, &deployment, &me).await;
+    });
+    Held { stop, task }
+}
+
+/// A Lease held for a rollback under way; `give_back` ends the renewals and releases it.
+pub struct Held {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Held {
+    pub async fn give_back(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }

@@ -178,6 +178,11 @@ pub struct Delivery {
 }
 
 impl Notifiers {
+    /// How many channels each notice goes to.
+    pub fn channels(&self) -> usize {
+        self.channels.len()
+    }
+
     pub fn from_config(cfg: &NotificationsConfig) -> Result<Notifiers, String> {
         let mut channels = Vec::new();
         if let Some(s) = &cfg.slack {

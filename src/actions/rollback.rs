@@ -14,7 +14,10 @@ use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::k8s::template::{self, CHANGE_CAUSE, HASH_LABEL, REVISION};
+use crate::engine::lineage::RollbackRecord;
+use crate::engine::rollbacks::Expected;
+pub use crate::engine::rollbacks::RollbackError;
+use crate::k8s::template::{self, CHANGE_CAUSE, HASH_LABEL, ROLLBACK_RECORD};
 
 /// Annotations a rollback keeps from the Deployment itself, as kubectl does.
 const KEPT_FROM_DEPLOYMENT: [&str; 6] = [
@@ -25,43 +28,24 @@ const KEPT_FROM_DEPLOYMENT: [&str; 6] = [
     "kubectl.kubernetes.io/last-applied-configuration",
     "deprecated.deployment.rollback.to",
 ];
-pub const EVENT_REASON: &str = "BackoutRollback";
+pub use crate::k8s::template::EVENT_REASON;
 
 #[derive(Debug, Clone)]
 pub struct Request {
     pub namespace: String,
     pub deployment: String,
     pub to_revision: Option<u64>,
+    /// The target by template identity (its ReplicaSet), which outlives renumbering:
+    /// once previewed, a rollback means that template whatever number it has now.
+    pub to_replicaset: Option<String>,
     pub reason: String,
     /// Who asks: the user from a SelfSubjectReview, and the host.
     pub actor: String,
     pub incident: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum RollbackError {
-    #[error("deployment {0:?} not found")]
-    NotFound(String),
-    #[error("you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume' and try again")]
-    Paused,
-    #[error("no rollout history found for deployment {0:?}")]
-    NoHistory(String),
-    #[error("unable to find specified revision {0} in history")]
-    MissingRevision(u64),
-    #[error("refused by the cluster: {0}")]
-    Forbidden(String),
-    #[error("deployment {0:?} changed since the rollback was prepared (someone else wrote it); nothing was changed. Look at it again and retry")]
-    Conflict(String),
-    #[error("another rollback of {deployment:?} is in progress: the lease is held by {holder}{since}; watch it, or wait for it to finish", since = since.map_or(String::new(), |t| format!(" since {t}")))]
-    Held {
-        deployment: String,
-        holder: String,
-        since: Option<jiff::Timestamp>,
-    },
-    #[error("{0}")]
-    ReadOnly(String),
-    #[error("the API server said: {0}")]
-    Api(String),
+    pub automatic: bool,
+    /// What the engineer confirmed in the dry run: a Deployment changed since is a
+    /// conflict, never a rollback of what someone else just shipped.
+    pub expected: Option<Expected>,
 }
 
 /// A prepared rollback: what it changes, and the one patch that changes it.
@@ -73,6 +57,9 @@ pub struct Plan {
     pub from_images: Vec<String>,
     pub to_revision: u64,
     pub to_images: Vec<String>,
+    pub to_replicaset: String,
+    /// The ReplicaSet whose template runs now.
+    pub from_replicaset: String,
     pub resource_version: String,
     /// The template already matches the target: nothing to do (kubectl's "skipped rollback").
     pub already_there: bool,
@@ -135,7 +122,14 @@ pub async fn plan(client: &Client, req: &Request) -> Result<Plan, RollbackError>
         .map(|rs| (template::revision(rs), rs))
         .collect();
     by_revision.remove(&0);
+    let by_name = req.to_replicaset.as_deref().and_then(|name| {
+        by_revision
+            .values()
+            .find(|rs| rs["metadata"]["name"].as_str() == Some(name))
+            .copied()
+    });
     let target = match req.to_revision {
+        _ if by_name.is_some() => by_name.expect("checked"),
         Some(n) => *by_revision
             .get(&n)
             .ok_or(RollbackError::MissingRevision(n))?,
@@ -147,6 +141,26 @@ pub async fn plan(client: &Client, req: &Request) -> Result<Plan, RollbackError>
     };
     if d["spec"]["paused"] == true {
         return Err(RollbackError::Paused);
+    }
+    let resource_version = d["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let from_revision = template::revision(&d);
+    let from_replicaset = owned
+        .iter()
+        .find(|rs| template::equal(&rs["spec"]["template"], &d["spec"]["template"]))
+        .and_then(|rs| rs["metadata"]["name"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    // What the engineer confirmed is the template running then, not the
+    // resourceVersion, which every status write of the controller moves.
+    if req
+        .expected
+        .as_ref()
+        .is_some_and(|e| e.from_replicaset != from_replicaset || from_replicaset.is_empty())
+    {
+        return Err(RollbackError::Conflict(req.deployment.clone()));
     }
     let to_revision = template::revision(target);
     let mut to_template = target["spec"]["template"].clone();
@@ -173,10 +187,24 @@ pub async fn plan(client: &Client, req: &Request) -> Result<Plan, RollbackError>
         req.actor, req.reason
     );
     annotations.insert(CHANGE_CAUSE.into(), json!(change_cause));
-    let resource_version = d["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    // Who, why and when, for every other process: the controller copies it onto the
+    // ReplicaSet this rollback makes current, which is where it is believed.
+    let record_from = from_replicaset.clone();
+    let record = RollbackRecord {
+        revision: from_revision + 1,
+        from_replicaset,
+        to_replicaset: target["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
+        at: jiff::Timestamp::now(),
+        by: req.actor.clone(),
+        reason: req.reason.clone(),
+        automatic: req.automatic,
+        incident: req.incident.clone(),
+    };
+    let record = serde_json::to_string(&record).map_err(|e| RollbackError::Api(e.to_string()))?;
+    annotations.insert(ROLLBACK_RECORD.into(), json!(record));
     let patch = json!([
         {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
         {"op": "replace", "path": "/spec/template", "value": to_template},
@@ -185,13 +213,15 @@ pub async fn plan(client: &Client, req: &Request) -> Result<Plan, RollbackError>
     Ok(Plan {
         namespace: req.namespace.clone(),
         deployment: req.deployment.clone(),
-        from_revision: d["metadata"]["annotations"][REVISION]
-            .as_str()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(0),
+        from_revision,
         from_images: images(&d["spec"]["template"]),
         to_revision,
         to_images: images(&target["spec"]["template"]),
+        to_replicaset: target["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
+        from_replicaset: record_from,
         resource_version,
         already_there,
         change_cause,
@@ -307,11 +337,23 @@ pub async fn prepare(client: &Client, req: &Request) -> Result<Plan, RollbackErr
     super::access::may_roll_back(client, &req.namespace)
         .await
         .map_err(RollbackError::ReadOnly)?;
-    let plan = plan(client, req).await?;
-    if !plan.already_there {
-        apply(client, &plan, true).await?;
+    let mut first: Option<String> = None;
+    for _ in 0..3 {
+        let plan = plan(client, req).await?;
+        if plan.already_there {
+            return Ok(plan);
+        }
+        match apply(client, &plan, true).await {
+            Ok(_) => return Ok(plan),
+            // The controller writes status between the read and the dry run: read
+            // again, as long as the template running is still the one planned against.
+            Err(RollbackError::Conflict(_))
+                if first.get_or_insert_with(|| plan.from_replicaset.clone())
+                    == &plan.from_replicaset => {}
+            Err(e) => return Err(e),
+        }
     }
-    Ok(plan)
+    Err(RollbackError::Conflict(req.deployment.clone()))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -322,35 +364,23 @@ pub enum Done {
     RolledBack { generation: Option<i64> },
 }
 
-/// How long a rollback's Lease is held before another console may take it over.
-pub const LEASE_HOLD: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long a rollback's Lease lasts unrenewed before another process may take it
+/// over: its holder renews it until verification ends, so this bounds only how long a
+/// dead holder blocks the next one.
+pub const LEASE_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Executes a prepared plan under the Deployment's Lease: one patch, then the Event.
-/// The `test` in the patch makes it fail cleanly if anything changed since `prepare`.
+/// Executes a prepared plan: one patch, then the Event. The caller holds the Lease;
+/// the `test` in the patch fails it cleanly if anything changed since the plan.
 pub async fn commit(client: &Client, plan: &Plan, actor: &str) -> Result<Done, RollbackError> {
     if plan.already_there {
         return Ok(Done::AlreadyThere);
     }
-    match super::lease::claim(client, &plan.namespace, &plan.deployment, actor, LEASE_HOLD).await {
-        Ok(super::lease::Claim::Acquired) => {}
-        Ok(super::lease::Claim::HeldBy { holder, since }) => {
-            return Err(RollbackError::Held {
-                deployment: plan.deployment.clone(),
-                holder,
-                since,
-            })
-        }
-        Err(e) => return Err(api_error(e, &plan.deployment)),
+    let d = apply(client, plan, false).await?;
+    // The rollback has happened; a lost Event is reported, not undone.
+    if let Err(e) = announce(client, plan, actor, d.metadata.uid.clone()).await {
+        tracing::warn!("rolled back, but the BackoutRollback Event was not posted: {e}");
     }
-    let result = apply(client, plan, false).await;
-    if let Ok(d) = &result {
-        // The rollback has happened; a lost Event is reported, not undone.
-        if let Err(e) = announce(client, plan, actor, d.metadata.uid.clone()).await {
-            tracing::warn!("rolled back, but the BackoutRollback Event was not posted: {e}");
-        }
-    }
-    super::lease::release(client, &plan.namespace, &plan.deployment, actor).await;
-    result.map(|d| Done::RolledBack {
+    Ok(Done::RolledBack {
         generation: d.metadata.generation,
     })
 }

@@ -5,27 +5,33 @@
 
 use std::sync::{Arc, Mutex};
 
-use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use super::journal::Journal;
 use super::notify::{Notice, Notifiers};
-use super::{rollback, verify};
+use super::{lease, rollback};
 use crate::config::Config;
-use crate::engine::msg::{RollbackOrder, RollbackReport};
-use crate::engine::rollbacks::{Preview, Step};
+use crate::engine::msg::RollbackOrder;
+use crate::engine::rollbacks::{Check, Expected, Preview, RollbackError, Step};
 use crate::engine::ServiceKey;
 use crate::engine::{Effect, Msg};
-use crate::sources::prometheus::Prometheus;
+
+/// The Leases this process holds for rollbacks being verified.
+type Leases = Arc<Mutex<HashMap<ServiceKey, lease::Held>>>;
 
 /// What the runner needs to act on a cluster.
 #[derive(Clone)]
 pub struct Context {
     pub client: kube::Client,
     pub config: Config,
-    /// `user@host`, for the Lease, the change-cause and the Events.
+    /// `user@host`, for the change-cause and the Events.
     pub actor: String,
+    /// `user@host#process`: the Lease holder, never shared with another process.
+    pub holder: String,
     /// Why writes are refused, if they are.
     pub read_only: Option<String>,
     pub notifiers: Notifiers,
@@ -38,6 +44,7 @@ pub fn spawn(
     tx: mpsc::Sender<Msg>,
 ) -> JoinHandle<()> {
     let journal = journal.map(|j| Arc::new(Mutex::new(j)));
+    let leases = Leases::default();
     tokio::spawn(async move {
         while let Some(effect) = effects.recv().await {
             match effect {
@@ -61,14 +68,7 @@ pub fn spawn(
                         Ok(Err(e)) => e.to_string(),
                         Err(e) => e.to_string(),
                     };
-                    if tx
-                        .send(Msg::EffectFailed {
-                            what: "journal write".into(),
-                            error,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    if tx.send(Msg::JournalFailed { error }).await.is_err() {
                         return;
                     }
                 }
@@ -80,32 +80,58 @@ pub fn spawn(
                         incident: None,
                     };
                     // Each on its own task: a slow notifier never holds up the next effect.
-                    tokio::spawn(send(ctx.notifiers.clone(), notice, tx.clone()));
+                    tokio::spawn(send(
+                        ctx.notifiers.clone(),
+                        Some(service),
+                        notice,
+                        tx.clone(),
+                    ));
                 }
                 Effect::Rollback(order) => {
-                    tokio::spawn(execute(ctx.clone(), order, tx.clone()));
+                    tokio::spawn(execute(ctx.clone(), order, tx.clone(), leases.clone()));
+                }
+                Effect::Probe { service } => {
+                    tokio::spawn(probe(ctx.clone(), service, tx.clone()));
+                }
+                Effect::ReleaseLease { service } => {
+                    let held = leases.lock().expect("lease map").remove(&service);
+                    if let Some(held) = held {
+                        held.give_back().await;
+                    }
                 }
                 Effect::Preview {
                     service,
                     to_revision,
+                    to_replicaset,
                 } => {
-                    tokio::spawn(preview(ctx.clone(), service, to_revision, tx.clone()));
+                    let req = rollback::Request {
+                        to_replicaset,
+                        ..request(&ctx, &service, to_revision, "preview")
+                    };
+                    tokio::spawn(preview(ctx.clone(), service, req, tx.clone()));
                 }
             }
         }
     })
 }
 
-async fn send(notifiers: Notifiers, notice: Notice, tx: mpsc::Sender<Msg>) {
+/// Sends a notice on every channel and reports each delivery, so the journal keeps
+/// every one, whichever path (console, CLI, watcher) asked for it.
+async fn send(
+    notifiers: Notifiers,
+    service: Option<ServiceKey>,
+    notice: Notice,
+    tx: mpsc::Sender<Msg>,
+) {
     for d in notifiers.send(&notice).await {
-        if let Some(error) = d.error {
-            let _ = tx
-                .send(Msg::EffectFailed {
-                    what: format!("notification via {}", d.channel),
-                    error,
-                })
-                .await;
-        }
+        let _ = tx
+            .send(Msg::Notified {
+                service: service.clone(),
+                channel: d.channel.into(),
+                attempts: d.attempts,
+                error: d.error,
+            })
+            .await;
     }
 }
 
@@ -119,9 +145,12 @@ fn request(
         namespace: key.namespace.clone(),
         deployment: key.name.clone(),
         to_revision,
+        to_replicaset: None,
         reason: reason.into(),
         actor: ctx.actor.clone(),
         incident: None,
+        automatic: false,
+        expected: None,
     }
 }
 
@@ -133,25 +162,21 @@ fn preview_of(plan: &rollback::Plan) -> Preview {
         to_images: plan.to_images.clone(),
         already_there: plan.already_there,
         kubectl: plan.kubectl.clone(),
+        resource_version: plan.resource_version.clone(),
+        to_replicaset: plan.to_replicaset.clone(),
+        from_replicaset: plan.from_replicaset.clone(),
     }
 }
 
 /// The dialog's dry run: the same plan and server-side dry run a rollback makes first.
-async fn preview(
-    ctx: Context,
-    service: ServiceKey,
-    to_revision: Option<u64>,
-    tx: mpsc::Sender<Msg>,
-) {
+async fn preview(ctx: Context, service: ServiceKey, req: rollback::Request, tx: mpsc::Sender<Msg>) {
+    let to_revision = req.to_revision;
     let result = match &ctx.read_only {
         Some(why) => Err(format!("this console cannot roll back: {why}")),
-        None => rollback::prepare(
-            &ctx.client,
-            &request(&ctx, &service, to_revision, "preview"),
-        )
-        .await
-        .map(|plan| preview_of(&plan))
-        .map_err(|e| e.to_string()),
+        None => rollback::prepare(&ctx.client, &req)
+            .await
+            .map(|plan| preview_of(&plan))
+            .map_err(|e| e.to_string()),
     };
     let _ = tx
         .send(Msg::Previewed {
@@ -162,52 +187,82 @@ async fn preview(
         .await;
 }
 
-/// Prepares, commits, announces and verifies one rollback, reporting each step, then
-/// how it ended.
-async fn execute(ctx: Context, order: RollbackOrder, tx: mpsc::Sender<Msg>) {
-    let (result, checks) = match &ctx.read_only {
-        Some(why) => (Err(format!("refused: {why}")), Vec::new()),
-        None => match run(&ctx, &order, &tx).await {
-            Ok(v) => (Ok(v.outcome), v.checks),
-            Err(e) => (Err(e), Vec::new()),
+/// Takes the Lease, then plans from a fresh read, dry-runs and patches, reporting each
+/// step. The Lease stays held (renewed) until the engine's verification ends and asks
+/// for it back; on any failure it is given back at once.
+async fn execute(ctx: Context, order: RollbackOrder, tx: mpsc::Sender<Msg>, leases: Leases) {
+    let key = order.service.clone();
+    let outcome = match &ctx.read_only {
+        Some(why) => Err(RollbackError::ReadOnly(format!("refused: {why}"))),
+        None => run(&ctx, &order, &tx, &leases).await,
+    };
+    let msg = match outcome {
+        Ok(step) => Msg::RollbackStep { service: key, step },
+        Err(error) => Msg::RollbackFailed {
+            service: key,
+            error,
         },
     };
-    let report = RollbackReport {
-        service: order.service.clone(),
-        automatic: order.automatic,
-        at: Timestamp::now(),
-        by: ctx.actor.clone(),
-        result,
-        checks,
-    };
-    let _ = tx.send(Msg::RollbackFinished(report)).await;
+    let _ = tx.send(msg).await;
 }
 
 async fn run(
     ctx: &Context,
     order: &RollbackOrder,
     tx: &mpsc::Sender<Msg>,
-) -> Result<verify::Verification, String> {
+    leases: &Leases,
+) -> Result<Step, RollbackError> {
     let key = &order.service;
-    let step = |step: Step| {
-        // A full channel only delays the live view; the final report carries everything.
-        let _ = tx.try_send(Msg::RollbackStep {
-            service: key.clone(),
-            step,
+    let claim = lease::claim(
+        &ctx.client,
+        &key.namespace,
+        &key.name,
+        &ctx.holder,
+        rollback::LEASE_HOLD,
+    )
+    .await
+    .map_err(|e| RollbackError::Api(e.to_string()))?;
+    if let lease::Claim::HeldBy { holder, since } = claim {
+        return Err(RollbackError::Held {
+            deployment: key.name.clone(),
+            holder,
+            since,
         });
-    };
+    }
     let mut req = request(ctx, key, order.to_revision, &order.reason);
     req.incident = order.incident.clone();
-    let plan = rollback::prepare(&ctx.client, &req)
-        .await
-        .map_err(|e| e.to_string())?;
-    step(Step::Prepared(preview_of(&plan)));
-    rollback::commit(&ctx.client, &plan, &ctx.actor)
-        .await
-        .map_err(|e| e.to_string())?;
-    step(Step::Committed {
-        by: ctx.actor.clone(),
-    });
+    req.automatic = order.automatic;
+    req.to_replicaset = order.expected.as_ref().map(|e| e.to_replicaset.clone());
+    req.expected = order.expected.clone();
+    let mut attempts = 0;
+    let (plan, done) = loop {
+        attempts += 1;
+        let result = attempt(ctx, &mut req, tx, key).await;
+        let error = match result {
+            Ok(ok) => break ok,
+            Err(RollbackError::Conflict(_)) if attempts < 3 => {
+                match after_conflict(ctx, &req).await {
+                    None => continue,
+                    Some(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        lease::release(&ctx.client, &key.namespace, &key.name, &ctx.holder).await;
+        return Err(error);
+    };
+    if done == rollback::Done::AlreadyThere {
+        lease::release(&ctx.client, &key.namespace, &key.name, &ctx.holder).await;
+        return Ok(Step::AlreadyThere);
+    }
+    let held = lease::hold(
+        ctx.client.clone(),
+        key.namespace.clone(),
+        key.name.clone(),
+        ctx.holder.clone(),
+        rollback::LEASE_HOLD,
+    );
+    leases.lock().expect("lease map").insert(key.clone(), held);
     let notice = Notice::RolledBack {
         service: key.to_string(),
         from_revision: plan.from_revision,
@@ -219,27 +274,103 @@ async fn run(
         reason: order.reason.clone(),
         incident: order.incident.clone(),
     };
-    let _ = ctx.notifiers.send(&notice).await;
-    let prom = ctx
+    tokio::spawn(send(
+        ctx.notifiers.clone(),
+        Some(key.clone()),
+        notice,
+        tx.clone(),
+    ));
+    Ok(Step::Committed {
+        by: ctx.actor.clone(),
+    })
+}
+
+/// Plans from a fresh read, dry-runs, patches. The first plan pins what the rollback
+/// replaces and where it goes, so a retry guards the same templates.
+async fn attempt(
+    ctx: &Context,
+    req: &mut rollback::Request,
+    tx: &mpsc::Sender<Msg>,
+    key: &ServiceKey,
+) -> Result<(rollback::Plan, rollback::Done), RollbackError> {
+    let plan = rollback::prepare(&ctx.client, req).await?;
+    if req.expected.is_none() {
+        req.expected = Some(Expected::of(&preview_of(&plan)));
+        req.to_replicaset = Some(plan.to_replicaset.clone());
+    }
+    let _ = tx
+        .send(Msg::RollbackStep {
+            service: key.clone(),
+            step: Step::Prepared(preview_of(&plan)),
+        })
+        .await;
+    let done = rollback::commit(&ctx.client, &plan, &ctx.actor).await?;
+    Ok((plan, done))
+}
+
+/// A conflict says only that someone wrote the Deployment. Read it again to say what
+/// happened: if it already runs the target's template, someone else rolled back first
+/// (and this process follows them); if it still runs the template the rollback
+/// replaces, the write was the controller's status and the patch is tried again
+/// (`None`); otherwise someone changed it, and that is for a person to look at.
+async fn after_conflict(ctx: &Context, req: &rollback::Request) -> Option<RollbackError> {
+    let fresh = rollback::Request {
+        expected: None,
+        ..req.clone()
+    };
+    let conflict = RollbackError::Conflict(req.deployment.clone());
+    match rollback::plan(&ctx.client, &fresh).await {
+        Ok(plan) if plan.already_there => Some(RollbackError::Preempted {
+            deployment: req.deployment.clone(),
+            to_revision: plan.to_revision,
+        }),
+        Ok(plan)
+            if req
+                .expected
+                .as_ref()
+                .is_some_and(|e| e.from_replicaset == plan.from_replicaset) =>
+        {
+            None
+        }
+        _ => Some(conflict),
+    }
+}
+
+/// The health URLs configured for the service: the last checks of a verification.
+async fn probe(ctx: Context, service: ServiceKey, tx: mpsc::Sender<Msg>) {
+    let timeout = ctx
         .config
         .prometheus
         .as_ref()
-        .and_then(|p| Prometheus::new(p).ok());
-    let breaching = order
-        .fired
+        .map_or(Duration::from_secs(5), |p| p.poll_interval)
+        .max(Duration::from_secs(2));
+    let http = reqwest::Client::builder().timeout(timeout).build().ok();
+    let mut checks = Vec::new();
+    for h in ctx
+        .config
+        .health_checks
         .iter()
-        .filter_map(|(name, query)| {
-            ctx.config
-                .triggers
-                .iter()
-                .find(|t| &t.name == name)
-                .map(|t| (t.clone(), query.clone()))
+        .filter(|h| h.deployment == service.name)
+    {
+        let got = match &http {
+            Some(c) => c.get(&h.url).send().await.map(|r| r.status().as_u16()).ok(),
+            None => None,
+        };
+        checks.push(Check {
+            name: "health URL".into(),
+            passed: got == Some(h.status),
+            detail: format!(
+                "{} answered {}; expected {}",
+                h.url,
+                got.map_or("nothing".into(), |s| s.to_string()),
+                h.status
+            ),
+        });
+    }
+    let _ = tx
+        .send(Msg::RollbackStep {
+            service,
+            step: Step::Probed(checks),
         })
-        .collect();
-    let checks =
-        verify::Plan::from_config(&ctx.config, &key.namespace, &key.name, &key.name, breaching);
-    Ok(verify::verify(&ctx.client, prom.as_ref(), &checks, &|c| {
-        step(Step::Checked(c.clone()))
-    })
-    .await)
+        .await;
 }

@@ -80,7 +80,7 @@ pub async fn run(core: Core, ui: UiState) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut dirty = true;
     let mut last_draw = Instant::now() - FRAME;
-    loop {
+    let why = loop {
         if dirty && last_draw.elapsed() >= FRAME {
             let mut out = std::io::stdout();
             execute!(out, BeginSynchronizedUpdate)?;
@@ -94,7 +94,7 @@ pub async fn run(core: Core, ui: UiState) -> anyhow::Result<()> {
         tokio::select! {
             alive = session.core.step() => {
                 if !alive {
-                    break;
+                    break "the engine stopped".to_string();
                 }
                 dirty = true;
             }
@@ -102,13 +102,16 @@ pub async fn run(core: Core, ui: UiState) -> anyhow::Result<()> {
                 dirty = true;
                 let Input::Key(key) = input else { continue };
                 if session.key(key).await? == Flow::Quit {
-                    return Ok(());
+                    break format!("{} quit the console", session.core.actor);
                 }
             }
             _ = tokio::time::sleep(wait), if dirty => {}
-            _ = term.recv() => break,
-            _ = hup.recv() => break,
+            _ = term.recv() => break "SIGTERM".to_string(),
+            _ = hup.recv() => break "terminal lost (SIGHUP)".to_string(),
         }
-    }
+    };
+    // What was under way is journaled as abandoned, and the Leases given back,
+    // before the process goes; the patch already sent stands.
+    session.close(&why).await;
     Ok(())
 }

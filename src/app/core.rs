@@ -37,6 +37,7 @@ pub struct Core {
     rx: mpsc::Receiver<Msg>,
     effects: mpsc::Sender<Effect>,
     services: watch::Sender<Vec<ServiceKey>>,
+    runner: tokio::task::JoinHandle<()>,
 }
 
 /// Kinds whose first list must arrive before decisions mean anything.
@@ -131,13 +132,15 @@ impl Core {
         let ctx = runner::Context {
             client: target.client.clone(),
             config: config.clone(),
+            holder: crate::actions::lease::holder(&actor),
             actor: actor.clone(),
             read_only: read_only.clone(),
             notifiers,
         };
-        runner::spawn(journal, ctx, effects_rx, tx.clone());
+        let runner = runner::spawn(journal, ctx, effects_rx, tx.clone());
         let mut state = State::new(config, Timestamp::now());
         state.read_only = read_only;
+        state.actor.clone_from(&actor);
         Ok(Core {
             state,
             target,
@@ -147,7 +150,51 @@ impl Core {
             rx,
             effects,
             services,
+            runner,
         })
+    }
+
+    /// Applies a message of this process's own (a key, a flag) at once, with no
+    /// round trip through the channel the same task drains.
+    pub async fn apply(&mut self, msg: Msg) -> bool {
+        let effects = update(&mut self.state, msg);
+        self.dispatch(effects).await
+    }
+
+    async fn dispatch(&mut self, effects: Vec<Effect>) -> bool {
+        for effect in effects {
+            if self.effects.send(effect).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Steps until `done` holds, or `deadline` passes; says which.
+    pub async fn run_until(&mut self, deadline: Duration, done: impl Fn(&State) -> bool) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        while !done(&self.state) {
+            match tokio::time::timeout_at(until, self.step()).await {
+                Ok(true) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Every kind this core watches has been listed once.
+    pub fn listed(state: &State) -> bool {
+        NEEDED.iter().all(|k| state.synced.contains(k))
+    }
+
+    /// Lets the runner finish what it was handed (journal lines, a Lease to give back)
+    /// and waits for it, bounded: nothing is left to a sleep.
+    pub async fn shutdown(self, grace: Duration) {
+        let Core {
+            effects, runner, ..
+        } = self;
+        drop(effects);
+        let _ = tokio::time::timeout(grace, runner).await;
     }
 
     /// Waits for the next message, applies it and everything queued behind it, and
@@ -160,10 +207,8 @@ impl Core {
         while let Ok(msg) = self.rx.try_recv() {
             effects.extend(update(&mut self.state, msg));
         }
-        for effect in effects {
-            if self.effects.send(effect).await.is_err() {
-                return false;
-            }
+        if !self.dispatch(effects).await {
+            return false;
         }
         let keys: Vec<ServiceKey> = self.state.services.keys().cloned().collect();
         self.services.send_if_modified(|current| {
@@ -178,7 +223,7 @@ impl Core {
 
     /// The cluster is listed and every trigger of every service has been answered.
     pub fn ready(&self) -> bool {
-        let listed = NEEDED.iter().all(|k| self.state.synced.contains(k));
+        let listed = Core::listed(&self.state);
         let answered = self.state.config.prometheus.is_none()
             || self.state.services.values().all(|s| {
                 self.state.config.triggers.iter().all(|t| {

@@ -6,6 +6,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::core::Core;
 use super::ui_state::{Command, UiState};
+use crate::engine::rollbacks::{Expected, Request};
 use crate::engine::Msg;
 
 pub struct Session {
@@ -25,6 +26,28 @@ impl Session {
         ui.user.clone_from(&core.actor);
         ui.namespace.clone_from(&core.target.namespace);
         Session { core, ui }
+    }
+
+    /// Ends the session: every rollback this console was verifying is journaled as
+    /// abandoned, with why and by whom, and the runner finishes its writes.
+    pub async fn close(mut self, why: &str) {
+        let running: Vec<_> = self
+            .core
+            .state
+            .services
+            .iter()
+            .filter(|(_, s)| {
+                s.rollback
+                    .as_ref()
+                    .is_some_and(|p| p.running() && p.committed)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for service in running {
+            let why = why.to_string();
+            self.core.apply(Msg::Abandon { service, why }).await;
+        }
+        self.core.shutdown(std::time::Duration::from_secs(2)).await;
     }
 
     pub async fn key(&mut self, key: KeyEvent) -> anyhow::Result<Flow> {
@@ -47,15 +70,26 @@ impl Session {
                     service,
                     to_revision,
                 } => {
-                    let reason = format!("confirmed in the console by {}", self.core.actor);
+                    // The patch must find the Deployment as the dry run the engineer
+                    // read found it.
+                    let expected = self.core.state.services.get(&service).and_then(|s| {
+                        let pv = s
+                            .preview
+                            .as_ref()
+                            .filter(|p| p.to_revision == to_revision)?;
+                        let plan = pv.result.as_ref()?.as_ref().ok()?;
+                        Some(Expected::of(plan))
+                    });
+                    let request = Request {
+                        to_revision,
+                        automatic: false,
+                        reason: format!("confirmed in the console by {}", self.core.actor),
+                        by: self.core.actor.clone(),
+                        expected,
+                    };
                     self.core
                         .tx
-                        .send(Msg::RollbackRequested {
-                            service,
-                            to_revision,
-                            reason,
-                            automatic: false,
-                        })
+                        .send(Msg::RollbackRequested { service, request })
                         .await?;
                 }
                 Command::Switch { namespace, context } => self.switch(namespace, context).await,

@@ -32,6 +32,10 @@ pub struct Dialog {
     /// Production namespaces ask for the Deployment's name; elsewhere `y` confirms.
     pub typed: Input,
     pub needs_name: bool,
+    /// The target was rolled back from (why, in words): a first confirmation only
+    /// acknowledges that, a second one rolls back.
+    pub known_bad: Option<String>,
+    pub acknowledged: bool,
 }
 
 /// A line being typed: the `/` filter or the `:` command line.
@@ -60,6 +64,8 @@ pub struct UiState {
     /// A one-line answer to the last command, shown in the footer.
     pub notice: Option<String>,
     pub help: bool,
+    /// `q` was pressed while a rollback was being verified: the next `q` quits.
+    pub quit_armed: bool,
     /// NO_COLOR: semantic colours off, everything still readable.
     pub color: bool,
     /// Braille chart markers, or dots for terminals and fonts without them.
@@ -86,6 +92,19 @@ pub enum Command {
     },
 }
 
+/// A service whose rollback is past its patch and still being verified.
+fn verifying(state: &State) -> Option<&ServiceKey> {
+    state
+        .services
+        .iter()
+        .find(|(_, s)| {
+            s.rollback
+                .as_ref()
+                .is_some_and(|p| p.running() && p.committed)
+        })
+        .map(|(k, _)| k)
+}
+
 impl UiState {
     pub fn new(mode: Mode, context: String, cluster: String) -> Self {
         UiState {
@@ -103,6 +122,7 @@ impl UiState {
             typing: None,
             notice: None,
             help: false,
+            quit_armed: false,
             color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
             braille: std::env::var_os("BACKOUT_ASCII").is_none(),
         }
@@ -152,7 +172,19 @@ impl UiState {
             return vec![];
         }
         let count = self.ordered(state).len();
+        let armed = std::mem::take(&mut self.quit_armed);
         match key.code {
+            KeyCode::Char('q') if !armed => match verifying(state) {
+                // Quitting stops the verification: say so first, as a second `q` does it.
+                Some(key) => {
+                    self.quit_armed = true;
+                    self.notice = Some(format!(
+                        "{key} is being verified: q again quits and journals the verification as abandoned"
+                    ));
+                    vec![]
+                }
+                None => vec![Command::Quit],
+            },
             KeyCode::Char('q') => vec![Command::Quit],
             KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
                 vec![Command::Quit]
@@ -247,11 +279,18 @@ impl UiState {
                 }
             },
         };
+        let known_bad = to_revision.and_then(|n| {
+            let history = crate::engine::rollout::history(svc.replicasets.values());
+            let rs = history.into_iter().find(|r| r.number == n)?;
+            svc.lineage.why_bad(&rs.replicaset, state.now)
+        });
         self.dialog = Some(Dialog {
             service: key.clone(),
             to_revision,
             typed: Input::default(),
             needs_name: state.config.production_namespaces.contains(&key.namespace),
+            known_bad,
+            acknowledged: false,
         });
         vec![Command::Preview {
             service: key,
@@ -285,8 +324,17 @@ impl UiState {
                 return vec![];
             }
         };
+        if confirmed && !refused && dialog.known_bad.is_some() && !dialog.acknowledged {
+            dialog.acknowledged = true;
+            dialog.typed = Input::default();
+            return vec![];
+        }
         let dialog = self.dialog.take().expect("checked above");
         if !confirmed || refused {
+            self.notice = Some(format!(
+                "cancelled: nothing was changed on {}",
+                dialog.service
+            ));
             return vec![];
         }
         self.pane = Pane::Decision;

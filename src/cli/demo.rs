@@ -29,9 +29,6 @@ pub struct DemoArgs {
 pub struct ConsoleArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Watch only: refuse every rollback.
-    #[arg(long)]
-    pub read_only: bool,
 }
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -69,7 +66,7 @@ pub async fn console(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
     let config = args.cluster.config()?;
     let journal = crate::actions::journal::default_path();
     let mut opts = args.cluster.core_options(Some(journal));
-    opts.read_only = args.read_only;
+    opts.read_only = args.cluster.read_only;
     let core = match Core::start(config, opts).await {
         Ok(core) => core,
         Err(e) => {

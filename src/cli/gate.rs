@@ -240,9 +240,13 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
                 .tx
                 .send(Msg::RollbackRequested {
                     service: key.clone(),
-                    to_revision,
-                    reason,
-                    automatic: true,
+                    request: crate::engine::rollbacks::Request {
+                        to_revision,
+                        automatic: true,
+                        reason,
+                        by: run.core.actor.clone(),
+                        expected: None,
+                    },
                 })
                 .await?;
             ordered = true;

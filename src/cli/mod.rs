@@ -32,6 +32,10 @@ pub struct ClusterArgs {
     /// The namespace to watch when backout.toml names none.
     #[arg(long, short = 'n', global = true)]
     pub namespace: Option<String>,
+    /// Refuse every write (rollbacks, switches), whatever RBAC allows: one check, in
+    /// the effect runner, for the console, `rollback`, `gate` and `watch` alike.
+    #[arg(long, global = true)]
+    pub read_only: bool,
 }
 
 impl ClusterArgs {
@@ -45,7 +49,7 @@ impl ClusterArgs {
             context: self.context.clone(),
             namespace: self.namespace.clone(),
             journal,
-            read_only: false,
+            read_only: self.read_only,
         }
     }
 }

@@ -3,16 +3,20 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
 use super::ClusterArgs;
+use crate::actions::access;
 use crate::actions::journal::{self, Journal};
 use crate::actions::notify::{Notice, Notifiers};
 use crate::actions::verify::{self, Outcome};
-use crate::actions::{access, rollback};
+use crate::app::core::Core;
 use crate::config::{Config, Trigger};
 use crate::engine::journal::{Entry, Record};
+use crate::engine::rollbacks::{Expected, Phase, Progress, Request};
+use crate::engine::{verification, Msg, ServiceKey, State};
 use crate::sources;
 use crate::sources::prometheus::Prometheus;
 
@@ -159,49 +163,133 @@ async fn switch(
 pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let c = &args.cluster;
     let config = c.config()?;
-    let notifiers = Notifiers::from_config(&config.notifications).map_err(anyhow::Error::msg)?;
-    let target = sources::kube::connect(
-        c.kubeconfig.as_deref(),
-        c.context.as_deref(),
-        c.namespace.as_deref(),
-    )
-    .await?;
-    let actor = access::actor(&target.client).await;
-    let blue_green = config.blue_green.iter().find(|b| {
-        b.service == args.deployment && b.namespace.as_deref().is_none_or(|n| n == target.namespace)
-    });
+    let blue_green = config
+        .blue_green
+        .iter()
+        .find(|b| b.service == args.deployment)
+        .cloned();
     if let Some(bg) = blue_green {
-        return switch(
-            &target.client,
-            &target.namespace,
-            bg,
-            &config,
-            &notifiers,
-            &actor,
-            &args,
+        let notifiers =
+            Notifiers::from_config(&config.notifications).map_err(anyhow::Error::msg)?;
+        let target = sources::kube::connect(
+            c.kubeconfig.as_deref(),
+            c.context.as_deref(),
+            c.namespace.as_deref(),
         )
-        .await;
+        .await?;
+        if bg
+            .namespace
+            .as_deref()
+            .is_none_or(|n| n == target.namespace)
+        {
+            let actor = access::actor(&target.client).await;
+            return switch(
+                &target.client,
+                &target.namespace,
+                &bg,
+                &config,
+                &notifiers,
+                &actor,
+                &args,
+            )
+            .await;
+        }
     }
-    let req = rollback::Request {
-        namespace: target.namespace.clone(),
-        deployment: args.deployment.clone(),
-        to_revision: args.to_revision,
-        reason: args.reason.clone(),
-        actor: actor.clone(),
-        incident: args.incident.clone(),
+    let mut core = Core::start(config, c.core_options(Some(journal::default_path()))).await?;
+    let code = roll_back(&mut core, &args).await;
+    core.shutdown(std::time::Duration::from_secs(10)).await;
+    code
+}
+
+/// The Deployment path, through the same engine and runner as the console and the
+/// watcher: the cluster listed (so every rollback anyone made is known), a dry run,
+/// confirmation, then the order, followed step by step to its verified end.
+async fn roll_back(core: &mut Core, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
+    let settle = core
+        .state
+        .config
+        .policy
+        .rollout_deadline
+        .min(std::time::Duration::from_secs(30));
+    if !core.run_until(settle, Core::listed).await {
+        eprintln!("error: the cluster did not list its Deployments within {}s; check the context and retry", settle.as_secs());
+        return Ok(ExitCode::from(2));
+    }
+    let key = ServiceKey::new(&core.target.namespace, &args.deployment);
+    if !core.state.services.contains_key(&key) {
+        eprintln!(
+            "error: deployment {:?} not found in namespace {} (or not watched by backout.toml)",
+            key.name, key.namespace
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    // Someone rolled back already, and it is still being verified: a second
+    // engineer's `backout rollback` follows it rather than going a revision further.
+    let svc = &core.state.services[&key];
+    if args.to_revision.is_none() && svc.rollback.as_ref().is_some_and(|p| p.running()) {
+        let p = svc.rollback.as_ref().expect("checked");
+        println!(
+            "{} rolled {key} back {} ago; following that rollback (name --to-revision to go further back)",
+            p.by,
+            crate::engine::decision::ago(core.state.now, p.started)
+        );
+        return follow(core, &key, args.no_verify).await;
+    }
+    // Without --to-revision, the engine's target: kubectl's "previous", except a
+    // template anyone rolled back from.
+    let Some(to_revision) = args
+        .to_revision
+        .or(svc.decision.target.as_ref().map(|t| t.revision))
+    else {
+        let gate = svc
+            .decision
+            .gates
+            .iter()
+            .find(|g| g.number == 7)
+            .map(|g| g.evidence.clone());
+        eprintln!(
+            "error: no revision to roll {key} back to: {}; name one with --to-revision after `backout history {}`",
+            gate.unwrap_or_else(|| "every earlier revision was rolled back from, or there is none".into()),
+            key.name
+        );
+        return Ok(ExitCode::FAILURE);
     };
-    let plan = match rollback::prepare(&target.client, &req).await {
-        Ok(plan) => plan,
-        Err(e) => {
+    let to_revision = Some(to_revision);
+    core.apply(Msg::PreviewRequested {
+        service: key.clone(),
+        to_revision,
+    })
+    .await;
+    let answered = |s: &State| {
+        s.services
+            .get(&key)
+            .and_then(|s| s.preview.as_ref())
+            .is_some_and(|p| p.result.is_some())
+    };
+    core.run_until(settle, answered).await;
+    let plan = match core.state.services[&key]
+        .preview
+        .as_ref()
+        .and_then(|p| p.result.clone())
+    {
+        Some(Ok(plan)) => plan,
+        Some(Err(e)) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::FAILURE);
         }
+        None => {
+            eprintln!(
+                "error: the API server did not answer the dry run within {}s",
+                settle.as_secs()
+            );
+            return Ok(ExitCode::from(2));
+        }
     };
     if plan.already_there {
-        println!("deployment.apps/{} skipped rollback (current template already matches revision {}); nothing changed", plan.deployment, plan.to_revision);
+        println!("deployment.apps/{} skipped rollback (current template already matches revision {}); nothing changed", key.name, plan.to_revision);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("roll back {}/{}", plan.namespace, plan.deployment);
+    println!("roll back {key}");
     println!(
         "  from revision {} ({})",
         plan.from_revision,
@@ -212,108 +300,178 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         plan.to_revision,
         plan.to_images.join(", ")
     );
+    if let Some(bad) = known_bad_note(&core.state, &key, plan.to_revision) {
+        println!("  warning: {bad}");
+    }
     println!("  as   {}", plan.kubectl);
-    println!("  change-cause: {}", plan.change_cause);
     println!("  server dry run: accepted");
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.yes && !confirmed("deployment", &plan.deployment)? {
+    if !args.yes && !confirmed("deployment", &key.name)? {
         return Ok(ExitCode::FAILURE);
     }
-    let (prom, breaching) = probe(&config, &plan.namespace, &plan.deployment).await?;
-    let mut journal = Journal::open(&journal::default_path()).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the journal {}: {e}; set BACKOUT_JOURNAL to a writable file",
-            journal::default_path().display()
-        )
-    })?;
-    let mut record = |entry: Entry| {
-        let r = Record {
-            at: jiff::Timestamp::now(),
-            incident: args.incident.clone(),
-            service: format!("{}/{}", plan.namespace, plan.deployment),
-            entry,
+    let request = Request {
+        to_revision: Some(plan.to_revision),
+        automatic: false,
+        reason: args.reason.clone(),
+        by: core.actor.clone(),
+        expected: Some(Expected::of(&plan)),
+    };
+    if let Some(incident) = &args.incident {
+        if let Some(svc) = core.state.services.get_mut(&key) {
+            svc.incident.get_or_insert_with(|| incident.clone());
+        }
+    }
+    core.apply(Msg::RollbackRequested {
+        service: key.clone(),
+        request,
+    })
+    .await;
+    follow(core, &key, args.no_verify).await
+}
+
+/// Why a revision is known bad, in words, for the plan.
+fn known_bad_note(state: &State, key: &ServiceKey, revision: u64) -> Option<String> {
+    let svc = state.services.get(key)?;
+    let rs = crate::engine::rollout::history(svc.replicasets.values())
+        .into_iter()
+        .find(|r| r.number == revision)?;
+    let why = svc.lineage.why_bad(&rs.replicaset, state.now)?;
+    Some(format!(
+        "revision {revision} was {why}; you are re-deploying it"
+    ))
+}
+
+/// What of the rollback's life has been printed: checks, the phase, notifications.
+struct Printed {
+    checks: usize,
+    phase: Option<Phase>,
+    committed: bool,
+    notified: usize,
+}
+
+impl Printed {
+    /// Prints what the engine recorded since the last call.
+    fn catch_up(&mut self, state: &State, key: &ServiceKey, p: &Progress) {
+        if p.committed && !self.committed {
+            self.committed = true;
+            let to = p.plan.as_ref().map_or(0, |pl| pl.to_revision);
+            if p.ours {
+                println!(
+                    "deployment.apps/{} rolled back to revision {to} by {}",
+                    key.name, p.by
+                );
+            } else {
+                println!(
+                    "{} rolled {key} back first (to revision {to}); following that rollback",
+                    p.by
+                );
+            }
+        }
+        if self.phase != Some(p.phase) {
+            self.phase = Some(p.phase);
+            for line in verification::pending(state, p) {
+                println!("  {line}");
+            }
+        }
+        for c in &p.checks[self.checks..] {
+            println!("  {c}");
+        }
+        self.checks = p.checks.len();
+        let service = key.to_string();
+        let notices: Vec<&Entry> = state
+            .journaled
+            .iter()
+            .filter(|r| r.service == service && r.at >= p.started)
+            .map(|r| &r.entry)
+            .filter(|e| matches!(e, Entry::Notification { .. }))
+            .collect();
+        for n in notices.iter().skip(self.notified) {
+            if let Entry::Notification {
+                channel,
+                delivered,
+                detail,
+            } = n
+            {
+                match delivered {
+                    true => println!("  notified {channel} ({detail})"),
+                    false => eprintln!(
+                        "warning: notification not delivered: {detail}; the rollback stands"
+                    ),
+                }
+            }
+        }
+        self.notified = self.notified.max(notices.len());
+    }
+}
+
+/// Prints the rollback's life as the engine records it, until it ends (or, with
+/// `--no-verify`, until the patch lands), and the team has been told. Exit 0 only
+/// when verified.
+async fn follow(core: &mut Core, key: &ServiceKey, no_verify: bool) -> anyhow::Result<ExitCode> {
+    let channels =
+        Notifiers::from_config(&core.state.config.notifications).map_or(0, |n| n.channels());
+    let mut printed = Printed {
+        checks: 0,
+        phase: None,
+        committed: false,
+        notified: 0,
+    };
+    let ended = loop {
+        let Some(p) = core
+            .state
+            .services
+            .get(key)
+            .and_then(|s| s.rollback.clone())
+        else {
+            eprintln!("error: {key} is no longer watched");
+            return Ok(ExitCode::from(2));
         };
-        if let Err(e) = journal.append(&r) {
-            eprintln!("warning: the journal could not be written: {e}");
+        printed.catch_up(&core.state, key, &p);
+        if p.committed && no_verify && p.running() {
+            core.apply(Msg::Abandon {
+                service: key.clone(),
+                why: "--no-verify".into(),
+            })
+            .await;
+        }
+        if let Some((_, result)) = p
+            .ended
+            .clone()
+            .filter(|_| !p.committed || printed.notified >= channels)
+        {
+            break result;
+        }
+        // The team is told in the background; that is worth half a minute at most.
+        let stepped = match &p.ended {
+            None => Ok(core.step().await),
+            Some(_) => tokio::time::timeout(Duration::from_secs(30), core.step()).await,
+        };
+        match stepped {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!("error: the engine stopped before the rollback ended");
+                return Ok(ExitCode::from(2));
+            }
+            Err(_) => break p.ended.expect("waited only once ended").1,
         }
     };
-    match rollback::commit(&target.client, &plan, &actor).await {
-        Ok(rollback::Done::RolledBack { .. }) => {}
-        Ok(rollback::Done::AlreadyThere) => {
-            println!(
-                "deployment.apps/{} already at revision {}'s template; nothing changed",
-                plan.deployment, plan.to_revision
-            );
-            return Ok(ExitCode::SUCCESS);
+    Ok(match ended {
+        Ok(Outcome::Verified) => {
+            println!("verified");
+            ExitCode::SUCCESS
         }
+        Ok(outcome) => {
+            println!("{}", outcome.label());
+            ExitCode::FAILURE
+        }
+        Err(e) if no_verify && e.contains("--no-verify") => ExitCode::SUCCESS,
         Err(e) => {
-            record(Entry::RollbackFailed {
-                to_revision: plan.to_revision,
-                by: actor.clone(),
-                error: e.to_string(),
-            });
             eprintln!("error: {e}");
-            return Ok(ExitCode::FAILURE);
+            ExitCode::FAILURE
         }
-    }
-    println!(
-        "deployment.apps/{} rolled back to revision {} by {actor}",
-        plan.deployment, plan.to_revision
-    );
-    record(Entry::Rollback {
-        from_revision: plan.from_revision,
-        from_images: plan.from_images.clone(),
-        to_revision: plan.to_revision,
-        to_images: plan.to_images.clone(),
-        by: actor.clone(),
-        reason: args.reason.clone(),
-        automatic: false,
-    });
-    let fired = breaching
-        .iter()
-        .map(|(t, _, v)| {
-            format!(
-                "{} {v:.4} {} {}",
-                t.name,
-                t.comparison.symbol(),
-                t.threshold
-            )
-        })
-        .collect::<Vec<_>>();
-    notify(
-        &notifiers,
-        rolled_back(&plan, &actor, &args, &fired),
-        &mut record,
-    )
-    .await;
-    if args.no_verify {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let checks = verify::Plan::from_config(
-        &config,
-        &plan.namespace,
-        &plan.deployment,
-        &plan.deployment,
-        breaching.into_iter().map(|(t, q, _)| (t, q)).collect(),
-    );
-    let outcome = verify_and_record(&target.client, prom.as_ref(), &checks, &mut record).await;
-    if outcome != Outcome::Verified {
-        let summary = format!(
-            "{} after rolling back to revision {}; no further automatic rollback",
-            outcome.label(),
-            plan.to_revision
-        );
-        let page = Notice::Page {
-            service: format!("{}/{}", plan.namespace, plan.deployment),
-            summary,
-            incident: args.incident.clone(),
-        };
-        notify(&notifiers, page, &mut record).await;
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// The Prometheus client, if configured, and the triggers breaching for `name` right now:
@@ -362,25 +520,6 @@ async fn breaching(
         }
     }
     out
-}
-
-fn rolled_back(
-    plan: &rollback::Plan,
-    actor: &str,
-    args: &RollbackArgs,
-    fired: &[String],
-) -> Notice {
-    Notice::RolledBack {
-        service: format!("{}/{}", plan.namespace, plan.deployment),
-        from_revision: plan.from_revision,
-        from_images: plan.from_images.clone(),
-        to_revision: plan.to_revision,
-        to_images: plan.to_images.clone(),
-        trigger: (!fired.is_empty()).then(|| fired.join("; ")),
-        by: actor.to_string(),
-        reason: args.reason.clone(),
-        incident: args.incident.clone(),
-    }
 }
 
 /// Verifies, prints each check, journals the outcome and returns it.

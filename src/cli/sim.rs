@@ -119,7 +119,7 @@ pub fn write_config(
          # below are scaled down from production defaults (2m for-durations, 15s polls).\n\n\
          [prometheus]\nurl = {url:?}\nca_file = \"ca.crt\"\npoll_interval = \"2s\"\nlookback = \"5m\"\n\n\
          [[watch]]\nnamespace = {ns:?}\ndeployments = [{services}]\n\n\
-         [policy]\nmin_requests = 20\nblind_after = \"30s\"\nblackout = \"2m\"\ncooldown = \"1m\"\n\n{SCALED_TRIGGERS}",
+         [policy]\nmin_requests = 20\nblind_after = \"30s\"\nblackout = \"2m\"\ncooldown = \"1m\"\nrecovery_hold = \"10s\"\n\n{SCALED_TRIGGERS}",
         name = scenario.name,
     );
     let deps: Vec<_> = scenario

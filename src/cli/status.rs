@@ -36,8 +36,9 @@ pub struct Report<'a> {
 #[derive(Serialize)]
 pub struct ServiceReport<'a> {
     pub service: &'a ServiceKey,
-    pub ready_pods: usize,
-    pub pods: usize,
+    pub ready_pods: i32,
+    /// Desired replicas: READY reads ready_pods/pods, as in `kubectl get deploy`.
+    pub pods: i32,
     pub triggers: Vec<TriggerReport<'a>>,
     pub decision: &'a Decision,
 }
@@ -64,8 +65,8 @@ pub fn report<'a>(
         .iter()
         .map(|(key, svc)| ServiceReport {
             service: key,
-            ready_pods: svc.pods.values().filter(|p| p.ready).count(),
-            pods: svc.pods.len(),
+            ready_pods: svc.ready_replicas().0,
+            pods: svc.ready_replicas().1,
             triggers: state
                 .config
                 .triggers
@@ -197,7 +198,12 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", text(&r));
     }
-    Ok(if complete {
+    // A picture without metrics is incomplete, however healthy it looks.
+    let blind = core.state.blind();
+    if let Some(why) = &blind {
+        eprintln!("BLIND: {why}");
+    }
+    Ok(if complete && blind.is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

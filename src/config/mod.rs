@@ -126,6 +126,12 @@ pub struct Policy {
     /// How long the rollback's rollout has to complete.
     #[serde(with = "humantime_serde")]
     pub rollout_deadline: Duration,
+    /// How long a trigger must stay past its recovery line to count as recovered.
+    #[serde(with = "humantime_serde")]
+    pub recovery_hold: Duration,
+    /// How far past the threshold recovery is: 0.2 means an error rate must fall to
+    /// 80% of a `>` threshold, so a value just under the line does not count.
+    pub recovery_margin: f64,
 }
 
 impl Default for Policy {
@@ -141,6 +147,8 @@ impl Default for Policy {
             auto_rollback: false,
             verification_window: Duration::from_secs(5 * 60),
             rollout_deadline: Duration::from_secs(10 * 60),
+            recovery_hold: Duration::from_secs(60),
+            recovery_margin: 0.2,
         }
     }
 }

@@ -100,26 +100,45 @@ pub fn ago(now: Timestamp, then: Timestamp) -> String {
     }
 }
 
-/// When the current revision began rolling out: seen changing this session, or else
-/// its ReplicaSet's creation.
+/// When the current revision began rolling out. A new ReplicaSet is created by its
+/// deploy; a template that returned (a rollback, or a known-bad build re-deployed)
+/// is dated by the lineage or its pods, since its ReplicaSet's creation is when the
+/// template first shipped. Seen changing this session is the last resort.
 pub fn deployed_at(svc: &Service, history: &[Revision]) -> Option<Timestamp> {
     let current = history.last()?;
-    svc.revision_seen
-        .get(&current.number)
-        .copied()
-        .filter(|_| svc.revision_seen.len() > 1)
-        .or(current.created)
+    let seen_live = || {
+        svc.revision_seen
+            .get(&current.number)
+            .copied()
+            .filter(|_| svc.revision_seen.len() > 1)
+    };
+    if !current.returned {
+        return current.created.or_else(seen_live);
+    }
+    svc.lineage
+        .rollbacks
+        .iter()
+        .find(|r| r.revision == current.number)
+        .and_then(|r| r.at)
+        .or_else(seen_live)
+        .or_else(|| {
+            svc.pods
+                .values()
+                .filter(|p| p.replicaset == current.replicaset)
+                .filter_map(|p| p.created)
+                .min()
+        })
 }
 
 /// The revision a rollback goes to: the newest before the current one, as `kubectl
-/// rollout undo` picks, except one backout rolled back from this session. Right after a
-/// rollback the signal is still draining, and "back" would be the bad revision.
+/// rollout undo` picks, except a template anyone rolled back from. Right after a
+/// rollback the signal is still draining, and "back" would be the bad build.
 pub fn target<'a>(svc: &Service, history: &'a [Revision]) -> Option<&'a Revision> {
     history
         .iter()
         .rev()
         .skip(1)
-        .find(|r| !svc.rolled_back_from.contains(&r.number))
+        .find(|r| !svc.lineage.is_known_bad(&r.replicaset))
 }
 
 pub fn decide(state: &State, key: &ServiceKey) -> Decision {
@@ -188,7 +207,22 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
         .map_or(Duration::from_secs(30), |p| p.poll_interval * 2);
 
     let mut gates = Vec::with_capacity(7);
+    let current_rollback = svc.lineage.latest().filter(|r| {
+        svc.lineage.current_is_rollback && Some(r.revision) == decision.current_revision
+    });
     gates.push(match (onset, deployed) {
+        // What is running now is a rollback: the signal is what it left behind, or a
+        // fault no deploy caused. Rolling back a rollback is never automatic.
+        _ if current_rollback.is_some() => Gate {
+            number: 1,
+            name: "onset after deploy",
+            passed: false,
+            evidence: format!(
+                "revision {} is a rollback by {}, not a deploy",
+                decision.current_revision.unwrap_or(0),
+                current_rollback.map_or("", |r| r.by.as_str())
+            ),
+        },
         (Some(o), Some(d)) => {
             let after = o.duration_since(d).as_secs();
             let passed = after >= -secs(slack) && after <= secs(policy.onset_window);
@@ -257,14 +291,13 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
                 r.number,
                 r.images.join(", ")
             ),
-            (None, _) if svc.rolled_back_from.is_empty() => {
-                "no earlier revision is left in history".into()
-            }
+            (None, _) if history.len() < 2 => "no earlier revision is left in history".into(),
             (None, _) => format!(
-                "no earlier revision but those rolled back from ({}); choose one in the history",
-                svc.rolled_back_from
+                "every earlier revision was rolled back from ({}); choose one in the history",
+                history
                     .iter()
-                    .map(|r| format!("r{r}"))
+                    .filter(|r| svc.lineage.is_known_bad(&r.replicaset))
+                    .map(|r| format!("r{}", r.number))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -420,26 +453,61 @@ fn migration_gate(state: &State, key: &ServiceKey, deployed: Option<Timestamp>) 
     }
 }
 
-/// Gate 6: outside the cooldown after any automatic rollback, and this service's blackout.
+/// When this service was last rolled back, by anyone: this process's memory, or the
+/// cluster's. A rollback whose time nothing tells is taken as now: unknown is never
+/// "long ago".
+pub fn last_rollback(state: &State, svc: &Service) -> Option<(Timestamp, String)> {
+    let from_cluster = svc.lineage.latest().map(|r| {
+        let at = r.at.unwrap_or(state.now);
+        let dated = if r.at.is_some() {
+            String::new()
+        } else {
+            ", at a time the cluster does not tell".into()
+        };
+        (at, format!("{}{dated}", r.by))
+    });
+    // This process's own rollback counts from its patch, before the cluster shows it.
+    let patched = svc
+        .rollback
+        .as_ref()
+        .filter(|p| p.committed)
+        .map(|p| (p.started, p.by.clone()));
+    let own = svc
+        .last_rollback
+        .map(|t| (t, "backout".to_string()))
+        .into_iter()
+        .chain(patched)
+        .max_by_key(|(t, _)| *t);
+    match (from_cluster, own) {
+        (Some(c), Some(o)) => Some(if c.0 >= o.0 { c } else { o }),
+        (c, o) => c.or(o),
+    }
+}
+
+/// Gate 6: outside the cooldown after any automatic rollback, and this service's
+/// blackout after a rollback by anyone.
 fn quiet_gate(state: &State, svc: &Service) -> Gate {
     let policy = &state.config.policy;
-    let within = |t: Option<Timestamp>, d: Duration| {
-        t.filter(|t| state.now.duration_since(*t).as_secs() < secs(d))
-    };
-    let evidence = if let Some(t) = within(svc.last_rollback, policy.blackout) {
+    let within = |t: Timestamp, d: Duration| state.now.duration_since(t).as_secs() < secs(d);
+    let evidence = if let Some((t, by)) =
+        last_rollback(state, svc).filter(|(t, _)| within(*t, policy.blackout))
+    {
         Some(format!(
-            "rolled back {} ago; the blackout lasts {}",
+            "rolled back {} ago by {by}; the blackout lasts {}",
             ago(state.now, t),
             humantime::format_duration(policy.blackout)
         ))
     } else {
-        within(state.last_auto_rollback, policy.cooldown).map(|t| {
-            format!(
-                "an automatic rollback ran {} ago; the cooldown lasts {}",
-                ago(state.now, t),
-                humantime::format_duration(policy.cooldown)
-            )
-        })
+        state
+            .last_auto_rollback
+            .filter(|t| within(*t, policy.cooldown))
+            .map(|t| {
+                format!(
+                    "an automatic rollback ran {} ago; the cooldown lasts {}",
+                    ago(state.now, t),
+                    humantime::format_duration(policy.cooldown)
+                )
+            })
     };
     Gate {
         number: 6,

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use super::msg::{Effect, KubeChange, KubeObject, Msg, QueryAnswer};
-use super::rollbacks::{Preview, Step};
+use super::rollbacks::{Preview, Request, Step};
 use super::signals::QueryOutcome;
 use super::state::{ServiceKey, State};
 use super::update::update;
@@ -32,18 +32,69 @@ pub fn template(name: &str, image: &str) -> serde_json::Value {
     json!({"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": name, "image": image, "envFrom": [{"configMapRef": {"name": format!("{name}-config")}}]}]}})
 }
 
-/// A Deployment `name` at revision `revisions.len()`, one ReplicaSet per image, the
-/// last created `deployed_secs` after T0.
-pub fn deploy(state: &mut State, name: &str, images: &[&str], deployed_secs: i64, paused: bool) {
-    let ns = "shop";
-    let current = images.len();
-    let d = json!({"metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "generation": 1,
-        "annotations": {"deployment.kubernetes.io/revision": current.to_string()}},
-        "spec": {"replicas": 3, "paused": paused, "selector": {"matchLabels": {"app": name}}, "template": template(name, images[current - 1])},
-        "status": {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}});
+/// The Deployment `name` as the controller leaves it: at `revision`, running `image`,
+/// its rollout complete or still going.
+pub fn deployment(
+    state: &mut State,
+    name: &str,
+    image: &str,
+    revision: u64,
+    complete: bool,
+    paused: bool,
+) -> Vec<Effect> {
+    let (updated, available) = if complete { (3, 3) } else { (1, 0) };
+    let d = json!({"metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}"), "generation": revision,
+        "annotations": {"deployment.kubernetes.io/revision": revision.to_string()}},
+        "spec": {"replicas": 3, "paused": paused, "selector": {"matchLabels": {"app": name}}, "template": template(name, image)},
+        "status": {"observedGeneration": revision, "replicas": 3, "updatedReplicas": updated, "availableReplicas": available, "readyReplicas": available}});
     update(
         state,
         Msg::Kube(KubeChange::Applied(KubeObject::Deployment(obj(d)))),
+    )
+}
+
+/// ReplicaSet `{name}-{index}` for `image`, at `revision`, having held the numbers in
+/// `history` before (a rollback or a re-deploy brought it back), with any extra
+/// annotations (backout's rollback record).
+#[allow(clippy::too_many_arguments)]
+pub fn replicaset(
+    state: &mut State,
+    name: &str,
+    index: usize,
+    image: &str,
+    revision: u64,
+    history: &str,
+    created: Timestamp,
+    extra: serde_json::Value,
+) -> Vec<Effect> {
+    let mut annotations = json!({"deployment.kubernetes.io/revision": revision.to_string()});
+    if !history.is_empty() {
+        annotations["deployment.kubernetes.io/revision-history"] = json!(history);
+    }
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        annotations[k] = v.clone();
+    }
+    let rs = json!({"metadata": {"name": format!("{name}-{index}"), "namespace": "shop", "creationTimestamp": created.to_string(),
+        "annotations": annotations,
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": format!("uid-{name}"), "controller": true}]},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}}, "template": template(name, image)}});
+    update(
+        state,
+        Msg::Kube(KubeChange::Applied(KubeObject::ReplicaSet(obj(rs)))),
+    )
+}
+
+/// A Deployment `name` at revision `images.len()`, one ReplicaSet per image, the
+/// last created `deployed_secs` after T0.
+pub fn deploy(state: &mut State, name: &str, images: &[&str], deployed_secs: i64, paused: bool) {
+    let current = images.len();
+    deployment(
+        state,
+        name,
+        images[current - 1],
+        current as u64,
+        true,
+        paused,
     );
     for (i, image) in images.iter().enumerate() {
         let created = if i + 1 == current {
@@ -51,15 +102,83 @@ pub fn deploy(state: &mut State, name: &str, images: &[&str], deployed_secs: i64
         } else {
             t(-86_400 + i as i64)
         };
-        let rs = json!({"metadata": {"name": format!("{name}-{i}"), "namespace": ns, "creationTimestamp": created.to_string(),
-            "annotations": {"deployment.kubernetes.io/revision": (i + 1).to_string()},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": format!("uid-{name}"), "controller": true}]},
-            "spec": {"replicas": if i + 1 == current { 3 } else { 0 }, "selector": {"matchLabels": {"app": name}}, "template": template(name, image)}});
-        update(
+        replicaset(
             state,
-            Msg::Kube(KubeChange::Applied(KubeObject::ReplicaSet(obj(rs)))),
+            name,
+            i,
+            image,
+            (i + 1) as u64,
+            "",
+            created,
+            json!({}),
         );
     }
+}
+
+/// The cluster after anyone rolled checkout back from revision 2 (`checkout:2`) to
+/// revision 1's template: the controller reuses ReplicaSet 0 as revision 3.
+/// `record` is backout's annotation, when backout made it.
+pub fn reverted_in_cluster(
+    state: &mut State,
+    record: Option<super::lineage::RollbackRecord>,
+) -> Vec<Effect> {
+    let extra = record.map_or(
+        json!({}),
+        |r| json!({crate::k8s::template::ROLLBACK_RECORD: serde_json::to_string(&r).unwrap()}),
+    );
+    let mut effects = replicaset(
+        state,
+        "checkout",
+        0,
+        "checkout:1",
+        3,
+        "1",
+        t(-86_400),
+        extra,
+    );
+    effects.extend(deployment(state, "checkout", "checkout:1", 3, false, false));
+    effects
+}
+
+/// backout's record of rolling checkout back from revision 2 to 1, by `by`, at `at`.
+pub fn record(by: &str, at: i64, automatic: bool) -> super::lineage::RollbackRecord {
+    super::lineage::RollbackRecord {
+        revision: 3,
+        from_replicaset: "checkout-1".into(),
+        to_replicaset: "checkout-0".into(),
+        at: t(at),
+        by: by.into(),
+        reason: "error-rate 25%".into(),
+        automatic,
+        incident: None,
+    }
+}
+
+/// The rollout of revision 3 completes, and error-rate answers `value` every 15 s
+/// from `from` to `until`: what verification watches.
+pub fn recovers(state: &mut State, value: f64, from: i64, until: i64) -> Vec<Effect> {
+    let mut effects = deployment(state, "checkout", "checkout:1", 3, true, false);
+    let others: Vec<String> = state
+        .config
+        .triggers
+        .iter()
+        .map(|t| t.name.clone())
+        .filter(|n| n != "error-rate")
+        .collect();
+    for now in (from..=until).step_by(15) {
+        effects.extend(update(state, Msg::Tick(t(now))));
+        effects.extend(update(
+            state,
+            answer("checkout", "error-rate", 0.25, value, from, now),
+        ));
+        for other in &others {
+            effects.extend(update(
+                state,
+                answer("checkout", other, 0.001, 0.001, from, now),
+            ));
+        }
+    }
+    effects
 }
 
 pub fn world(extra: &str) -> State {
@@ -130,22 +249,30 @@ pub fn preview(from: u64, to: u64) -> Preview {
         to_images: vec![format!("checkout:{to}")],
         already_there: false,
         kubectl: format!("kubectl rollout undo deployment/checkout --to-revision={to} -n shop"),
+        resource_version: "41".into(),
+        to_replicaset: format!("checkout-{}", to.saturating_sub(1)),
+        from_replicaset: format!("checkout-{}", from.saturating_sub(1)),
     }
 }
 
 /// Orders a rollback of checkout, as a confirmed dialog (or the gate) would.
 pub fn request(state: &mut State, to_revision: Option<u64>, automatic: bool) -> Vec<Effect> {
+    let request = Request {
+        to_revision,
+        automatic,
+        reason: if automatic {
+            "automatic: error-rate firing".into()
+        } else {
+            "confirmed in the console".into()
+        },
+        by: "alice@bastion".into(),
+        expected: None,
+    };
     update(
         state,
         Msg::RollbackRequested {
             service: key("checkout"),
-            to_revision,
-            reason: if automatic {
-                "automatic: error-rate firing".into()
-            } else {
-                "confirmed in the console".into()
-            },
-            automatic,
+            request,
         },
     )
 }
@@ -166,5 +293,17 @@ pub fn rolled_back(state: &mut State, from: u64, to: u64, by: &str) -> Vec<Effec
     let mut effects = request(state, Some(to), false);
     effects.extend(step(state, Step::Prepared(preview(from, to))));
     effects.extend(step(state, Step::Committed { by: by.into() }));
+    effects
+}
+
+/// checkout's rollback from 2 to 1, patched, rolled out and recovered (verified).
+pub fn verified_rollback(state: &mut State, at: i64) -> Vec<Effect> {
+    let mut effects = rolled_back(state, 2, 1, "alice@bastion");
+    effects.extend(reverted_in_cluster(
+        state,
+        Some(record("alice@bastion", at, false)),
+    ));
+    let hold = state.config.policy.recovery_hold.as_secs() as i64;
+    effects.extend(recovers(state, 0.001, at, at + hold + 30));
     effects
 }

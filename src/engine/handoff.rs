@@ -67,6 +67,9 @@ pub fn line(entry: &Entry) -> String {
     match entry {
         Entry::IncidentOpened { summary } => format!("incident opened: {summary}"),
         Entry::IncidentResolved { summary } => format!("resolved: {summary}"),
+        Entry::AlreadyThere { to_revision, by } => format!(
+            "{by} asked for a rollback to revision {to_revision}, which was already running: nothing changed"
+        ),
         Entry::Decision {
             action, confidence, ..
         } => format!(
@@ -151,7 +154,9 @@ impl Handoff {
                     why_not_automatic,
                     evidence,
                     ..
-                } if action != "none" => {
+                // The decision that acted: the last one before the first rollback.
+                // What the engine re-decided after it belongs to the timeline only.
+                } if action != "none" && h.rollback.is_none() => {
                     h.decision = Some(DecisionSeen {
                         at: r.at,
                         action: action.clone(),
@@ -414,9 +419,9 @@ pub fn sparkline(values: &[f64]) -> String {
 mod tests {
     use super::*;
     use crate::engine::fixtures::*;
-    use crate::engine::msg::{Outcome, RollbackReport};
-    use crate::engine::rollbacks::{Check, Step};
-    use crate::engine::{update, Effect, Msg};
+
+    use crate::engine::rollbacks::Step;
+    use crate::engine::Effect;
 
     /// The journal an incident writes, recorded through `update` as the runner would.
     fn recorded() -> Vec<Record> {
@@ -445,21 +450,11 @@ mod tests {
                 by: "backout-watch@cluster".into(),
             },
         ));
-        keep(update(
+        keep(reverted_in_cluster(
             &mut state,
-            Msg::RollbackFinished(RollbackReport {
-                service: key("checkout"),
-                automatic: true,
-                at: t(260),
-                by: "backout-watch@cluster".into(),
-                result: Ok(Outcome::Verified),
-                checks: vec![Check {
-                    name: "error-rate recovers".into(),
-                    passed: true,
-                    detail: "error-rate is 0.0010 (> 0.05)".into(),
-                }],
-            }),
+            Some(record("backout-watch@cluster", 200, true)),
         ));
+        keep(recovers(&mut state, 0.001, 215, 300));
         records
     }
 

@@ -66,6 +66,11 @@ pub enum Entry {
         by: String,
         reason: String,
     },
+    /// A rollback found its target already running and changed nothing.
+    AlreadyThere {
+        to_revision: u64,
+        by: String,
+    },
     RollbackFailed {
         to_revision: u64,
         by: String,

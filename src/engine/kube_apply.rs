@@ -69,11 +69,14 @@ fn forget_kind(state: &mut State, kind: KubeKind, namespace: &str) {
             .iter_mut()
             .filter(|(k, _)| k.namespace == namespace)
             .for_each(|(_, s)| s.replicasets.clear()),
-        KubeKind::Pod => state
-            .services
-            .iter_mut()
-            .filter(|(k, _)| k.namespace == namespace)
-            .for_each(|(_, s)| s.pods.clear()),
+        KubeKind::Pod => {
+            state
+                .services
+                .iter_mut()
+                .filter(|(k, _)| k.namespace == namespace)
+                .for_each(|(_, s)| s.pods.clear());
+            state.parked_pods.retain(|(ns, _), _| ns != namespace);
+        }
         KubeKind::Job => state.jobs.retain(|(ns, _), _| ns != namespace),
         KubeKind::Hpa => state.hpas.retain(|(ns, _), _| ns != namespace),
         KubeKind::Lease => state.leases.retain(|(ns, _), _| ns != namespace),
@@ -152,6 +155,7 @@ fn apply(state: &mut State, obj: KubeObject, deleted: bool) -> Vec<ServiceKey> {
                 svc.revision_seen.entry(rev).or_insert(now);
             }
             svc.deployment = Some(*d);
+            relineage(state, &key);
             vec![key]
         }
         KubeObject::ReplicaSet(rs) => {
@@ -166,44 +170,41 @@ fn apply(state: &mut State, obj: KubeObject, deleted: bool) -> Vec<ServiceKey> {
                     .rs_owner
                     .insert((ns.clone(), name.clone()), deployment.clone());
             }
+            let parked = state.parked_pods.remove(&(ns.clone(), name.clone()));
             let svc = state.services.entry(key.clone()).or_default();
             if deleted {
                 svc.replicasets.remove(&name);
             } else {
                 svc.replicasets.insert(name, *rs);
+                svc.pods.extend(parked.into_iter().flatten());
             }
+            relineage(state, &key);
             vec![key]
         }
         KubeObject::Pod(pod) => {
             let Some(rs) = owner(&pod.metadata, "ReplicaSet") else {
                 return Vec::new();
             };
-            let Some(deployment) = state.rs_owner.get(&(ns.clone(), rs.clone())).cloned() else {
+            let info = (!deleted).then(|| pod_info(&pod, &rs));
+            let owner = state.rs_owner.get(&(ns.clone(), rs.clone())).cloned();
+            let Some(svc) = owner
+                .as_ref()
+                .and_then(|d| state.services.get_mut(&ServiceKey::new(&ns, d)))
+            else {
+                // Its ReplicaSet has not arrived yet: keep it until it does.
+                let parked = state.parked_pods.entry((ns, rs)).or_default();
+                match info {
+                    Some(info) => parked.insert(name, info),
+                    None => parked.remove(&name),
+                };
                 return Vec::new();
             };
-            let key = ServiceKey::new(&ns, &deployment);
-            let Some(svc) = state.services.get_mut(&key) else {
-                return Vec::new();
+            match info {
+                Some(info) => svc.pods.insert(name, info),
+                None => svc.pods.remove(&name),
             };
-            if deleted {
-                svc.pods.remove(&name);
-            } else {
-                let status = pod.status.as_ref();
-                let ready = status
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-                let restarts = status
-                    .and_then(|s| s.container_statuses.as_ref())
-                    .map_or(0, |c| c.iter().map(|c| c.restart_count).sum());
-                svc.pods.insert(
-                    name,
-                    PodInfo {
-                        ready,
-                        restarts,
-                        replicaset: rs,
-                    },
-                );
-            }
+            let key = ServiceKey::new(&ns, owner.as_deref().unwrap_or_default());
+            relineage(state, &key);
             vec![key]
         }
         KubeObject::Job(job) => {
@@ -290,4 +291,35 @@ fn apply(state: &mut State, obj: KubeObject, deleted: bool) -> Vec<ServiceKey> {
             in_ns(state)
         }
     }
+}
+
+fn pod_info(pod: &k8s_openapi::api::core::v1::Pod, replicaset: &str) -> PodInfo {
+    let status = pod.status.as_ref();
+    PodInfo {
+        ready: status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+        restarts: status
+            .and_then(|s| s.container_statuses.as_ref())
+            .map_or(0, |c| c.iter().map(|c| c.restart_count).sum()),
+        replicaset: replicaset.into(),
+        created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
+    }
+}
+
+/// Re-reads a service's past from its ReplicaSets, and keeps the cluster-wide
+/// cooldown aware of automatic rollbacks any backout made.
+fn relineage(state: &mut State, key: &ServiceKey) {
+    let Some(svc) = state.services.get_mut(key) else {
+        return;
+    };
+    svc.lineage = super::lineage::of(svc);
+    let automatic = svc
+        .lineage
+        .rollbacks
+        .iter()
+        .filter(|r| r.automatic)
+        .filter_map(|r| r.at)
+        .max();
+    state.last_auto_rollback = state.last_auto_rollback.max(automatic);
 }

@@ -7,12 +7,14 @@ pub mod evidence;
 pub mod handoff;
 pub mod journal;
 mod kube_apply;
+pub mod lineage;
 pub mod msg;
 pub mod rollbacks;
 pub mod rollout;
 pub mod signals;
 pub mod state;
 pub mod update;
+pub mod verification;
 
 pub use decision::{Action, Decision};
 pub use msg::{Effect, KubeChange, KubeKind, KubeObject, Msg, QueryAnswer, SourceHealth, SourceId};
@@ -21,5 +23,7 @@ pub use update::update;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod incident_tests;
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use super::journal::Record;
-use super::rollbacks::{Check, Preview, Step};
+use super::rollbacks::{Expected, Preview, Request, RollbackError, Step};
 use super::signals::QueryOutcome;
 use super::state::ServiceKey;
 
@@ -24,20 +24,32 @@ pub enum Msg {
         health: SourceHealth,
     },
     Tick(Timestamp),
-    /// The effect runner could not do something; shown, never swallowed.
-    EffectFailed {
-        what: String,
+    /// The journal could not be written: shown, and kept in memory, never swallowed.
+    JournalFailed {
         error: String,
     },
-    /// A rollback the runner executed (or refused) has ended.
-    RollbackFinished(RollbackReport),
-    /// An engineer confirmed a rollback in the console.
+    /// A notification was delivered, or given up on after its attempts.
+    Notified {
+        service: Option<ServiceKey>,
+        channel: String,
+        attempts: u32,
+        error: Option<String>,
+    },
+    /// This process's rollback did not happen; why, typed.
+    RollbackFailed {
+        service: ServiceKey,
+        error: RollbackError,
+    },
+    /// A rollback asked for: a key in the console, `backout rollback`, or the gate.
     RollbackRequested {
         service: ServiceKey,
-        to_revision: Option<u64>,
-        reason: String,
-        /// Ordered by a pipeline's policy (the gate), not by a person.
-        automatic: bool,
+        request: Request,
+    },
+    /// Stop verifying this service's rollback (the terminal went, `q` twice, a CLI
+    /// told not to verify): journaled as abandoned, and the Lease given back.
+    Abandon {
+        service: ServiceKey,
+        why: String,
     },
     /// Shutting down: order no new automatic rollback; let those under way finish.
     Drain,
@@ -57,19 +69,6 @@ pub enum Msg {
         to_revision: Option<u64>,
         result: Result<Preview, String>,
     },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RollbackReport {
-    pub service: ServiceKey,
-    pub automatic: bool,
-    pub at: Timestamp,
-    /// Who rolled back: `user@host`, for the journal.
-    pub by: String,
-    /// The verification outcome, or why the rollback did not happen.
-    pub result: Result<Outcome, String>,
-    /// What verification checked, in order.
-    pub checks: Vec<Check>,
 }
 
 /// How a rollback ended, once verified.
@@ -100,8 +99,8 @@ pub struct RollbackOrder {
     pub automatic: bool,
     pub reason: String,
     pub incident: Option<String>,
-    /// (trigger, query) that fired: what verification waits to recover.
-    pub fired: Vec<(String, String)>,
+    /// What the engineer confirmed in the dry run; the patch tests for it.
+    pub expected: Option<Expected>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -230,5 +229,11 @@ pub enum Effect {
     Preview {
         service: ServiceKey,
         to_revision: Option<u64>,
+        /// The target's ReplicaSet, which a concurrent rollback does not renumber.
+        to_replicaset: Option<String>,
     },
+    /// Ask the service's health URLs, the last checks of a verification.
+    Probe { service: ServiceKey },
+    /// This process's rollback has been verified (or has ended): give its Lease back.
+    ReleaseLease { service: ServiceKey },
 }

@@ -4,11 +4,10 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::decision::Firing;
 use super::journal::Entry;
-use super::msg::{Effect, Outcome, RollbackOrder, RollbackReport};
+use super::msg::{Effect, Outcome, RollbackOrder};
 use super::state::{ServiceKey, State};
-use super::update::{journal, note_rollback};
+use super::update::journal;
 
 /// One verification check, as it completes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +34,15 @@ pub struct Preview {
     /// The template already matches the target: confirming would change nothing.
     pub already_there: bool,
     pub kubectl: String,
+    /// The Deployment as the dry run read it: a confirmed rollback must find it so.
+    #[serde(default)]
+    pub resource_version: String,
+    /// The target's ReplicaSet: the template, whatever its revision number becomes.
+    #[serde(default)]
+    pub to_replicaset: String,
+    /// The ReplicaSet whose template runs now: what a confirmed rollback replaces.
+    #[serde(default)]
+    pub from_replicaset: String,
 }
 
 /// The dialog's dry run: asked for one target, answered or still running.
@@ -47,98 +55,307 @@ pub struct PreviewState {
 /// How far a rollback under way has got, reported by the runner as it goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Planned, and accepted by the API server's dry run.
+    /// The Lease is held, the plan made from a fresh read, and the API server's dry
+    /// run accepted it.
     Prepared(Preview),
-    /// The patch landed, or nothing needed sending.
-    Committed {
-        by: String,
-    },
-    Checked(Check),
+    /// The patch landed.
+    Committed { by: String },
+    /// The template already matched the target: nothing was sent.
+    AlreadyThere,
+    /// The health URLs answered (or did not): the last checks of a verification.
+    Probed(Vec<Check>),
 }
 
-/// The rollback under way, or the last one, for the live view.
+/// Why a rollback did not happen. Typed, so that only what will not work by itself
+/// (RBAC, a paused Deployment, no history) stops further automatic rollbacks; a
+/// conflict or a held Lease means someone else is acting, and is followed instead.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum RollbackError {
+    #[error("deployment {0:?} not found")]
+    NotFound(String),
+    #[error("you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume' and try again")]
+    Paused,
+    #[error("no rollout history found for deployment {0:?}")]
+    NoHistory(String),
+    #[error("unable to find specified revision {0} in history")]
+    MissingRevision(u64),
+    #[error("refused by the cluster: {0}")]
+    Forbidden(String),
+    #[error("deployment {0:?} changed since the rollback was previewed (someone else wrote it); nothing was changed. Look at it again and retry")]
+    Conflict(String),
+    #[error("another rollback of {deployment:?} is in progress: the lease is held by {holder}{since}; backout follows it", since = since.map_or(String::new(), |t| format!(" since {t}")))]
+    Held {
+        deployment: String,
+        holder: String,
+        since: Option<Timestamp>,
+    },
+    /// Someone else's rollback got there first: the Deployment already runs the target.
+    #[error("someone else rolled {deployment:?} back to revision {to_revision}'s template first; backout follows that rollback")]
+    Preempted {
+        deployment: String,
+        to_revision: u64,
+    },
+    #[error("revision {revision} was rolled back from ({why}); confirm that target explicitly to re-deploy it")]
+    KnownBad { revision: u64, why: String },
+    #[error("{0}")]
+    ReadOnly(String),
+    #[error("the API server said: {0}")]
+    Api(String),
+}
+
+impl RollbackError {
+    /// Retrying will not help until a person changes something.
+    pub fn is_final(&self) -> bool {
+        !matches!(
+            self,
+            RollbackError::Conflict(_)
+                | RollbackError::Held { .. }
+                | RollbackError::Preempted { .. }
+                | RollbackError::Api(_)
+        )
+    }
+}
+
+/// Where a rollback's life is: the same phases for this process's rollbacks and for
+/// those anyone else made, which backout follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Lease, plan and dry run: nothing written yet.
+    Preparing,
+    /// Waiting for another rollback (its Lease is held) to show in the cluster.
+    Following,
+    RollingOut,
+    Recovering,
+    /// The health URLs are being asked.
+    Probing,
+    Ended,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Preparing => "mitigating",
+            Phase::Following => "mitigating (someone else)",
+            Phase::RollingOut => "rolling out",
+            Phase::Recovering => "verifying",
+            Phase::Probing => "verifying (health URLs)",
+            Phase::Ended => "ended",
+        }
+    }
+}
+
+/// A trigger verification waits on: back past its recovery line, held long enough.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Wait {
+    pub trigger: String,
+    pub comparison: crate::config::Comparison,
+    pub threshold: f64,
+    /// The threshold moved by the policy's margin: the value has to pass this line.
+    pub recover_at: f64,
+    /// The mean before the deploy, when the graph shows it: for the reader, not a gate.
+    pub baseline: Option<f64>,
+    pub value: Option<f64>,
+    /// The data state of the latest answer (ok, breach, no data, …).
+    pub data: String,
+    /// Since when the value has been past the recovery line, on clean data.
+    pub recovered_since: Option<Timestamp>,
+}
+
+/// A rollback under way or ended, this process's or anyone's, for the live view, the
+/// incident's phases and the journal.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Progress {
     pub started: Timestamp,
     pub automatic: bool,
     pub reason: String,
+    /// Who rolls back: this process's actor, or whoever the cluster names.
+    pub by: String,
+    /// Ordered by this process, which holds the Lease until verification ends.
+    pub ours: bool,
     pub plan: Option<Preview>,
     pub committed: bool,
+    /// The revision the rollback creates, once known.
+    pub revision: Option<u64>,
+    pub phase: Phase,
+    pub phase_since: Timestamp,
+    pub waits: Vec<Wait>,
+    /// Triggers with no answer since the rollback began: recovery cannot be judged yet.
+    pub unanswered: Vec<String>,
     pub checks: Vec<Check>,
+    /// The decision that stood when it was ordered: what the report tells.
+    #[serde(skip)]
+    pub decision: Option<Box<super::decision::Decision>>,
     /// When and how it ended; `None` while it runs.
     pub ended: Option<(Timestamp, Result<Outcome, String>)>,
 }
 
-/// (trigger, query) pairs that fired: what verification waits to see recover.
-fn fired_queries(state: &State, key: &ServiceKey, firing: &[Firing]) -> Vec<(String, String)> {
-    firing
-        .iter()
-        .filter_map(|f| state.config.triggers.iter().find(|t| t.name == f.trigger))
-        .map(|t| {
-            (
-                t.name.clone(),
-                t.query_for(&key.namespace, &key.name, &key.name),
-            )
-        })
-        .collect()
+impl Progress {
+    fn new(now: Timestamp, automatic: bool, reason: String, by: String, ours: bool) -> Progress {
+        Progress {
+            started: now,
+            automatic,
+            reason,
+            by,
+            ours,
+            plan: None,
+            committed: false,
+            revision: None,
+            phase: Phase::Preparing,
+            phase_since: now,
+            waits: Vec::new(),
+            unanswered: Vec::new(),
+            checks: Vec::new(),
+            decision: None,
+            ended: None,
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.ended.is_none()
+    }
 }
 
-/// Orders a rollback of `key`, unless one is already under way: pressing `r` twice,
-/// or two triggers at once, never makes a second.
-pub fn order(
-    state: &mut State,
-    key: &ServiceKey,
-    firing: &[Firing],
-    to_revision: Option<u64>,
-    automatic: bool,
-    reason: String,
-) -> Option<Effect> {
-    let fired = fired_queries(state, key, firing);
+/// Why `to_revision` may not be rolled back to by this request: it was rolled back
+/// from. Only a person who chose that revision by number may re-deploy it.
+fn known_bad(state: &State, key: &ServiceKey, to_revision: u64) -> Option<RollbackError> {
+    let svc = state.services.get(key)?;
+    let history = super::rollout::history(svc.replicasets.values());
+    let target = history.iter().find(|r| r.number == to_revision)?;
+    Some(RollbackError::KnownBad {
+        revision: to_revision,
+        why: svc.lineage.why_bad(&target.replicaset, state.now)?,
+    })
+}
+
+/// Orders a rollback of `key`, unless one is under way (by anyone): pressing `r`
+/// twice, two triggers at once or a second engineer never makes a second. A request
+/// without a revision goes to the decision's target, never to a known-bad template.
+pub fn order(state: &mut State, key: &ServiceKey, request: Request, effects: &mut Vec<Effect>) {
+    let Some(svc) = state.services.get(key) else {
+        return;
+    };
+    if svc.rollback.as_ref().is_some_and(Progress::running) {
+        return;
+    }
+    let chosen = request.to_revision.filter(|_| !request.automatic);
+    let to_revision = request
+        .to_revision
+        .or_else(|| svc.decision.target.as_ref().map(|t| t.revision));
+    let refused = match to_revision {
+        None => Some(RollbackError::NoHistory(key.name.clone())),
+        Some(n) if chosen.is_none() => known_bad(state, key, n),
+        Some(_) => None,
+    };
     let now = state.now;
-    let svc = state
-        .services
-        .get_mut(key)
-        .filter(|s| !s.rollback_in_flight)?;
+    let svc = state.services.get_mut(key).expect("checked above");
+    let mut progress = Progress::new(
+        now,
+        request.automatic,
+        request.reason.clone(),
+        request.by.clone(),
+        true,
+    );
+    progress.decision = Some(Box::new(svc.decision.clone()));
+    let incident = svc.incident.clone();
+    if let Some(refused) = refused {
+        progress.phase = Phase::Ended;
+        progress.ended = Some((now, Err(refused.to_string())));
+        svc.rollback = Some(progress);
+        let entry = Entry::RollbackFailed {
+            to_revision: to_revision.unwrap_or(0),
+            by: request.by,
+            error: refused.to_string(),
+        };
+        effects.push(journal(state, incident, &key.to_string(), entry));
+        return;
+    }
     svc.rollback_in_flight = true;
-    svc.rollback = Some(Progress {
-        started: now,
-        automatic,
-        reason: reason.clone(),
-        plan: None,
-        committed: false,
-        checks: Vec::new(),
-        ended: None,
-    });
-    Some(Effect::Rollback(RollbackOrder {
+    svc.rollback = Some(progress);
+    effects.push(Effect::Rollback(RollbackOrder {
         service: key.clone(),
         to_revision,
-        automatic,
-        reason,
-        incident: svc.incident.clone(),
-        fired,
-    }))
+        automatic: request.automatic,
+        reason: request.reason,
+        incident,
+        expected: request.expected,
+    }));
 }
 
-/// Records a step of the rollback under way; the commit is journaled as it happens.
+/// A rollback asked for: by a person (the console, the CLI) or by policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub to_revision: Option<u64>,
+    pub automatic: bool,
+    pub reason: String,
+    /// Who asks: this process's actor.
+    pub by: String,
+    /// What the engineer saw in the dry run: the patch must find it unchanged.
+    pub expected: Option<Expected>,
+}
+
+/// The Deployment as the dry run saw it, and the template it offered: the rollback
+/// must find the one unchanged, and goes to the other by identity, not number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Expected {
+    pub from_revision: u64,
+    pub from_replicaset: String,
+    pub to_replicaset: String,
+}
+
+impl Expected {
+    pub fn of(preview: &Preview) -> Expected {
+        Expected {
+            from_revision: preview.from_revision,
+            from_replicaset: preview.from_replicaset.clone(),
+            to_replicaset: preview.to_replicaset.clone(),
+        }
+    }
+}
+
+/// Records a step of this process's rollback; the commit is journaled as it happens.
 pub fn step(state: &mut State, key: &ServiceKey, step: Step, effects: &mut Vec<Effect>) {
+    let now = state.now;
     let Some(svc) = state.services.get_mut(key) else {
         return;
     };
     let incident = svc.incident.clone();
-    let Some(progress) = svc.rollback.as_mut().filter(|p| p.ended.is_none()) else {
+    let Some(progress) = svc.rollback.as_mut().filter(|p| p.running()) else {
         return;
     };
     match step {
         Step::Prepared(plan) => progress.plan = Some(plan),
-        Step::Checked(check) => progress.checks.push(check),
+        Step::Probed(checks) => {
+            progress.checks.extend(checks);
+            super::verification::finish(state, key, effects);
+        }
+        Step::AlreadyThere => {
+            svc.rollback_in_flight = false;
+            let to = progress.plan.as_ref().map_or(0, |p| p.to_revision);
+            progress.phase = Phase::Ended;
+            progress.ended = Some((
+                now,
+                Err(format!(
+                    "already there: revision {to}'s template is running; nothing was changed"
+                )),
+            ));
+            let entry = Entry::AlreadyThere {
+                to_revision: to,
+                by: progress.by.clone(),
+            };
+            effects.push(journal(state, incident, &key.to_string(), entry));
+            effects.push(Effect::ReleaseLease {
+                service: key.clone(),
+            });
+        }
         Step::Committed { by } => {
             progress.committed = true;
+            progress.by.clone_from(&by);
             let Some(plan) = progress.plan.clone() else {
                 return;
             };
-            if !plan.already_there {
-                svc.rolled_back_from.insert(plan.from_revision);
-            }
+            progress.revision = Some(plan.from_revision + 1);
             let entry = Entry::Rollback {
                 from_revision: plan.from_revision,
                 from_images: plan.from_images,
@@ -149,6 +366,7 @@ pub fn step(state: &mut State, key: &ServiceKey, step: Step, effects: &mut Vec<E
                 automatic: progress.automatic,
             };
             effects.push(journal(state, incident, &key.to_string(), entry));
+            super::verification::begin(state, key);
         }
     }
 }
@@ -156,6 +374,12 @@ pub fn step(state: &mut State, key: &ServiceKey, step: Step, effects: &mut Vec<E
 /// The dialog opened: ask the API server for a dry run of this target.
 pub fn preview(state: &mut State, key: &ServiceKey, to_revision: Option<u64>) -> Option<Effect> {
     let svc = state.services.get_mut(key)?;
+    let to_replicaset = to_revision.and_then(|n| {
+        super::rollout::history(svc.replicasets.values())
+            .into_iter()
+            .find(|r| r.number == n)
+            .map(|r| r.replicaset)
+    });
     svc.preview = Some(PreviewState {
         to_revision,
         result: None,
@@ -163,6 +387,7 @@ pub fn preview(state: &mut State, key: &ServiceKey, to_revision: Option<u64>) ->
     Some(Effect::Preview {
         service: key.clone(),
         to_revision,
+        to_replicaset,
     })
 }
 
@@ -183,64 +408,66 @@ pub fn previewed(
     }
 }
 
-/// A rollback ended: start the blackout, or stop automatic rollbacks of this service
-/// if it did not help or did not happen; journal and page either way.
-pub fn finished(
+/// This process's rollback did not happen. If someone else's did (a held Lease, or a
+/// patch that lost the race), follow theirs; otherwise journal and page why.
+pub fn failed(
     state: &mut State,
-    report: RollbackReport,
+    key: &ServiceKey,
+    error: RollbackError,
     effects: &mut Vec<Effect>,
-) -> Vec<ServiceKey> {
-    let key = report.service.clone();
-    let Some(svc) = state.services.get_mut(&key) else {
-        return Vec::new();
+) {
+    let now = state.now;
+    let Some(svc) = state.services.get_mut(key) else {
+        return;
     };
     svc.rollback_in_flight = false;
     let incident = svc.incident.clone();
-    let page = match &report.result {
-        Ok(Outcome::Verified) => None,
-        Ok(outcome) => {
-            svc.no_auto = Some(format!(
-                "the rollback at {} ended: {}",
-                report.at,
-                outcome.label()
-            ));
-            Some(format!(
-                "{}: escalating; backout will not roll {key} back automatically again",
-                outcome.label()
-            ))
-        }
-        Err(e) => {
-            svc.no_auto = Some(format!("the rollback at {} did not happen: {e}", report.at));
-            Some(format!("rollback not done: {e}"))
-        }
+    let Some(progress) = svc.rollback.as_mut().filter(|p| p.running()) else {
+        return;
     };
-    let planned = svc.rollback.as_ref().and_then(|p| p.plan.clone());
-    if let Some(progress) = svc.rollback.as_mut() {
-        progress.ended = Some((report.at, report.result.clone()));
-        progress.checks.clone_from(&report.checks);
-    }
-    if report.result.is_ok() {
-        note_rollback(state, &key, report.at, report.automatic);
-    }
-    let entry = match &report.result {
-        Ok(o) => Entry::Verification {
-            outcome: o.label().to_string(),
-            checks: report.checks.iter().map(Check::to_string).collect(),
+    let planned = progress.plan.as_ref().map_or(0, |p| p.to_revision);
+    let by = progress.by.clone();
+    effects.push(journal(
+        state,
+        incident.clone(),
+        &key.to_string(),
+        Entry::RollbackFailed {
+            to_revision: planned,
+            by,
+            error: error.to_string(),
         },
-        Err(e) => Entry::RollbackFailed {
-            to_revision: planned.map_or(0, |p| p.to_revision),
-            by: report.by.clone(),
-            error: e.clone(),
-        },
-    };
-    effects.push(journal(state, incident, &key.to_string(), entry));
-    if let Some(summary) = page {
-        effects.push(Effect::Page {
-            service: key.clone(),
-            summary,
-        });
+    ));
+    let svc = state.services.get_mut(key).expect("checked above");
+    let progress = svc.rollback.as_mut().expect("checked above");
+    match &error {
+        RollbackError::Held { holder, .. } => {
+            progress.ours = false;
+            progress.by.clone_from(holder);
+            progress.phase = Phase::Following;
+            progress.phase_since = now;
+            // Their rollback may already be in the cluster.
+            super::verification::adopt(state, key, effects);
+            return;
+        }
+        RollbackError::Preempted { .. } => {
+            progress.ours = false;
+            progress.by = "someone else".into();
+            progress.phase = Phase::Following;
+            progress.phase_since = now;
+            super::verification::adopt(state, key, effects);
+            return;
+        }
+        _ => {}
     }
-    vec![key]
+    progress.phase = Phase::Ended;
+    progress.ended = Some((now, Err(error.to_string())));
+    if error.is_final() {
+        svc.no_auto = Some(format!("the rollback at {now} did not happen: {error}"));
+    }
+    effects.push(Effect::Page {
+        service: key.clone(),
+        summary: format!("rollback not done: {error}"),
+    });
 }
 
 #[cfg(test)]
@@ -249,6 +476,7 @@ mod tests {
     use crate::engine::fixtures::*;
     // The module has its own `step` and `preview`; the tests mean the fixtures'.
     use crate::engine::fixtures::{preview, step};
+    use crate::engine::msg::Outcome;
     use crate::engine::{update, Msg};
 
     fn journaled(effects: &[Effect]) -> Vec<&Entry> {
@@ -262,16 +490,13 @@ mod tests {
     }
 
     #[test]
-    fn each_step_shows_live_and_the_commit_and_the_end_are_journaled() {
+    fn each_step_shows_live_and_the_commit_and_the_verified_end_are_journaled() {
         let mut state = world("");
         run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
         let effects = request(&mut state, Some(1), false);
-        let Some(Effect::Rollback(order)) = effects.first() else {
-            panic!("a rollback is ordered: {effects:?}");
-        };
-        assert_eq!(
-            order.fired[0].0, "error-rate",
-            "verification waits on what fired"
+        assert!(
+            matches!(effects.first(), Some(Effect::Rollback(order)) if order.to_revision == Some(1)),
+            "a rollback is ordered: {effects:?}"
         );
         assert!(journaled(&step(&mut state, Step::Prepared(preview(2, 1)))).is_empty());
         let committed = step(
@@ -284,43 +509,41 @@ mod tests {
             journaled(&committed)[..],
             [Entry::Rollback { from_revision: 2, to_revision: 1, by, automatic: false, .. }] if by == "alice@bastion"
         ));
-        let rollout_done = Check {
-            name: "rollout completes".into(),
-            passed: true,
-            detail: "done".into(),
-        };
-        step(&mut state, Step::Checked(rollout_done.clone()));
         let live = state.services[&key("checkout")].rollback.clone().unwrap();
-        assert!(live.committed && live.ended.is_none());
-        assert_eq!(live.checks, std::slice::from_ref(&rollout_done));
+        assert_eq!(live.phase, Phase::RollingOut);
+        assert_eq!(live.waits.len(), 1, "verification waits on what fired");
+        assert_eq!(live.waits[0].trigger, "error-rate");
 
-        let ended = update(
-            &mut state,
-            Msg::RollbackFinished(RollbackReport {
-                service: key("checkout"),
-                automatic: false,
-                at: t(260),
-                by: "alice@bastion".into(),
-                result: Ok(Outcome::Verified),
-                checks: vec![rollout_done],
-            }),
-        );
-        let verification = journaled(&ended)
-            .into_iter()
-            .find_map(|e| match e {
-                Entry::Verification { outcome, checks } => Some((outcome.clone(), checks.clone())),
-                _ => None,
-            })
-            .expect("the end is journaled");
-        assert_eq!(verification.0, "verified");
-        assert_eq!(verification.1, ["✓ rollout completes: done"]);
+        let mut effects =
+            reverted_in_cluster(&mut state, Some(record("alice@bastion", 210, false)));
+        let hold = state.config.policy.recovery_hold.as_secs() as i64;
+        effects.extend(recovers(&mut state, 0.001, 220, 220 + hold + 30));
         let svc = &state.services[&key("checkout")];
-        assert!(!svc.rollback_in_flight);
-        assert_eq!(
-            svc.rollback.as_ref().unwrap().ended,
-            Some((t(260), Ok(Outcome::Verified)))
+        let ended = svc.rollback.as_ref().unwrap();
+        assert!(
+            matches!(ended.ended, Some((_, Ok(Outcome::Verified)))),
+            "{ended:?}"
         );
-        assert_eq!(svc.last_rollback, Some(t(260)));
+        let names: Vec<&str> = ended.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "rollout completes",
+                "error-rate recovers",
+                "every pod ready"
+            ]
+        );
+        assert!(journaled(&effects)
+            .iter()
+            .any(|e| matches!(e, Entry::Verification { outcome, .. } if outcome == "verified")));
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::ReleaseLease { .. })),
+            "the Lease goes back at the end"
+        );
+        assert!(!svc.rollback_in_flight);
+        assert!(svc.last_rollback.is_some());
     }
 
     #[test]
@@ -330,20 +553,32 @@ mod tests {
         step(&mut state, Step::Prepared(preview(2, 1)));
         let effects = update(
             &mut state,
-            Msg::RollbackFinished(RollbackReport {
+            Msg::RollbackFailed {
                 service: key("checkout"),
-                automatic: false,
-                at: t(100),
-                by: "alice@bastion".into(),
-                result: Err("held by bob@laptop".into()),
-                checks: Vec::new(),
-            }),
+                error: RollbackError::Forbidden("no patch on deployments".into()),
+            },
         );
         assert!(matches!(
             journaled(&effects)[..],
-            [Entry::RollbackFailed { to_revision: 1, error, .. }] if error.contains("bob")
+            [Entry::RollbackFailed { to_revision: 1, error, .. }] if error.contains("no patch")
         ));
-        assert!(state.services[&key("checkout")].last_rollback.is_none());
+        let svc = &state.services[&key("checkout")];
+        assert!(svc.last_rollback.is_none());
+        assert!(svc.no_auto.is_some(), "forbidden will not work by itself");
+    }
+
+    #[test]
+    fn a_transient_failure_does_not_stop_automatic_rollbacks() {
+        let mut state = world("");
+        request(&mut state, Some(1), true);
+        update(
+            &mut state,
+            Msg::RollbackFailed {
+                service: key("checkout"),
+                error: RollbackError::Api("500 etcd timeout".into()),
+            },
+        );
+        assert!(state.services[&key("checkout")].no_auto.is_none());
     }
 
     #[test]
@@ -400,14 +635,15 @@ mod tests {
                 .map(|t| t.revision),
             Some(1)
         );
-        // As if revision 1 had been rolled back from: it must not be offered again.
-        rolled_back(&mut state, 1, 2, "alice@bastion");
+        // Revision 1 came back (3), and revision 2 was rolled back from; now 3 fails
+        // too: going "back" would be revision 2, the bad build.
+        reverted_in_cluster(&mut state, None);
         run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 260);
         let d = &state.services[&key("checkout")].decision;
         assert_eq!(d.target, None);
         let gate_7 = d.gates.iter().find(|g| g.number == 7).unwrap();
         assert!(
-            !gate_7.passed && gate_7.evidence.contains("rolled back from (r1)"),
+            !gate_7.passed && gate_7.evidence.contains("rolled back from (r2)"),
             "{}",
             gate_7.evidence
         );

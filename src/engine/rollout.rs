@@ -81,8 +81,18 @@ pub struct Revision {
     pub deployed_by: Option<String>,
     pub created: Option<jiff::Timestamp>,
     pub replicas: i32,
+    /// Its template was current before, under an earlier number: a rollback to it,
+    /// or a build re-deployed.
+    pub returned: bool,
     #[serde(skip)]
     pub template: Option<PodTemplateSpec>,
+}
+
+/// The revision the Deployment controller has made current (0 before it has).
+pub fn revision_of_deployment(d: &Deployment) -> u64 {
+    annotation(&d.metadata, REVISION)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn revision_of(rs: &ReplicaSet) -> u64 {
@@ -122,6 +132,8 @@ pub fn history<'a>(replicasets: impl IntoIterator<Item = &'a ReplicaSet>) -> Vec
             deployed_by: annotation(&rs.metadata, DEPLOYED_BY).map(str::to_string),
             created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
             replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+            returned: annotation(&rs.metadata, crate::k8s::template::REVISION_HISTORY)
+                .is_some_and(|h| !h.trim().is_empty()),
             template: rs.spec.as_ref().and_then(|s| s.template.clone()),
         })
         .collect();

@@ -40,6 +40,7 @@ pub struct PodInfo {
     pub ready: bool,
     pub restarts: i32,
     pub replicaset: String,
+    pub created: Option<Timestamp>,
 }
 
 /// How many recent answers the data-quality part of the confidence looks at.
@@ -104,8 +105,9 @@ pub struct Service {
     pub last_rollback: Option<Timestamp>,
     /// A rollback ordered and not yet reported back.
     pub rollback_in_flight: bool,
-    /// Revisions backout rolled back from this session: never a rollback's target.
-    pub rolled_back_from: std::collections::BTreeSet<u64>,
+    /// Rollbacks by anyone and the templates rolled back from, read from the
+    /// ReplicaSets: never a rollback's target, whichever process asks.
+    pub lineage: super::lineage::Lineage,
     /// The rollback under way, or the last one this session, for the live view.
     pub rollback: Option<super::rollbacks::Progress>,
     /// The rollback dialog's dry run.
@@ -113,6 +115,22 @@ pub struct Service {
     /// Why backout will not roll this service back automatically again
     /// (a rollback that did not help, or one that failed).
     pub no_auto: Option<String>,
+}
+
+impl Service {
+    /// (ready, desired) replicas from the Deployment's status, as `kubectl get deploy`
+    /// shows READY: right from the first frame, whatever order the pods arrived in.
+    pub fn ready_replicas(&self) -> (i32, i32) {
+        self.deployment.as_ref().map_or((0, 0), |d| {
+            (
+                d.status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+                d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -139,6 +157,9 @@ pub struct State {
     pub services: BTreeMap<ServiceKey, Service>,
     /// (namespace, ReplicaSet) -> owning Deployment.
     pub rs_owner: HashMap<(String, String), String>,
+    /// Pods whose ReplicaSet has not arrived yet, by (namespace, ReplicaSet): attached
+    /// when it does, so counts are right from the first frame whatever the order.
+    pub parked_pods: HashMap<(String, String), BTreeMap<String, PodInfo>>,
     pub jobs: BTreeMap<(String, String), Job>,
     /// (namespace, "ConfigMap" or "Secret", name).
     pub config_objects: BTreeMap<(String, &'static str, String), ConfigObject>,
@@ -158,6 +179,8 @@ pub struct State {
     pub journaled: VecDeque<super::journal::Record>,
     /// Shutting down: no new automatic rollbacks.
     pub draining: bool,
+    /// Who this process acts as (`user@host`), for the rollbacks it orders.
+    pub actor: String,
     /// Which kinds have finished their first list, so decisions wait for a full picture.
     pub synced: std::collections::BTreeSet<super::msg::KubeKind>,
 }
@@ -172,6 +195,7 @@ impl State {
             config,
             services: BTreeMap::new(),
             rs_owner: HashMap::new(),
+            parked_pods: HashMap::new(),
             jobs: BTreeMap::new(),
             config_objects: BTreeMap::new(),
             hpas: BTreeMap::new(),
@@ -181,10 +205,38 @@ impl State {
             last_auto_rollback: None,
             synced: Default::default(),
             draining: false,
+            actor: String::new(),
             journaled: VecDeque::new(),
             effect_errors: VecDeque::new(),
             read_only: None,
         }
+    }
+
+    /// Why the picture has no metrics, if it has none or some are missing: no
+    /// Prometheus configured or reachable, or triggers whose data is not clean.
+    pub fn blind(&self) -> Option<String> {
+        if self.config.prometheus.is_none() {
+            return Some("no [prometheus] in backout.toml: no trigger is evaluated".into());
+        }
+        if let Some(SourceHealth::Unavailable(why) | SourceHealth::Forbidden(why)) =
+            self.sources.get(&SourceId::Prometheus)
+        {
+            return Some(format!("prometheus: {why}"));
+        }
+        let (mut blind, mut total) = (0, 0);
+        for svc in self.services.values() {
+            for t in &self.config.triggers {
+                total += 1;
+                if svc
+                    .triggers
+                    .get(&t.name)
+                    .is_none_or(|ts| !ts.data.is_clean())
+                {
+                    blind += 1;
+                }
+            }
+        }
+        (blind > 0).then(|| format!("{blind} of {total} triggers have no clean data"))
     }
 
     /// Whether the config asks backout to watch this Deployment.

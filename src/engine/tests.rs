@@ -425,22 +425,25 @@ fn the_quiet_windows_match_the_policy_defaults() {
 }
 
 #[test]
-fn a_failed_effect_is_kept_and_journaled_but_a_failed_journal_write_is_not_journaled_again() {
+fn every_notification_is_journaled_and_a_failed_journal_write_is_kept_not_journaled_again() {
     let mut state = world("");
-    let effects = update(
-        &mut state,
-        Msg::EffectFailed {
-            what: "notification via slack".into(),
-            error: "slack answered 500".into(),
-        },
+    let notified = |channel: &str, error: Option<&str>| Msg::Notified {
+        service: Some(key("checkout")),
+        channel: channel.into(),
+        attempts: 2,
+        error: error.map(String::from),
+    };
+    let effects = update(&mut state, notified("webhook", None));
+    assert!(
+        matches!(&effects[..], [Effect::Journal(r)] if matches!(&r.entry, super::journal::Entry::Notification { delivered: true, detail, .. } if detail == "2 attempts"))
     );
+    let effects = update(&mut state, notified("slack", Some("slack answered 500")));
     assert!(
         matches!(&effects[..], [Effect::Journal(r)] if matches!(&r.entry, super::journal::Entry::Notification { delivered: false, .. }))
     );
     let effects = update(
         &mut state,
-        Msg::EffectFailed {
-            what: "journal write".into(),
+        Msg::JournalFailed {
             error: "disk full".into(),
         },
     );
@@ -457,15 +460,13 @@ fn an_auto_rollback_is_ordered_once_and_a_failed_one_stops_further_automatic_rol
         .filter(|e| matches!(e, Effect::Rollback(_)))
         .collect();
     assert_eq!(orders.len(), 1, "one order while it is in flight");
-    let report = super::msg::RollbackReport {
-        service: key("checkout"),
-        automatic: true,
-        at: t(210),
-        by: "alice@bastion".into(),
-        result: Err("conflict".into()),
-        checks: Vec::new(),
-    };
-    let effects = update(&mut state, Msg::RollbackFinished(report));
+    let effects = update(
+        &mut state,
+        Msg::RollbackFailed {
+            service: key("checkout"),
+            error: super::rollbacks::RollbackError::Paused,
+        },
+    );
     assert!(effects.iter().any(|e| matches!(e, Effect::Page { .. })));
     let effects = run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 300);
     assert!(

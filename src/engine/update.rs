@@ -25,26 +25,16 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         }
         Msg::Kube(change) => super::kube_apply::kube(state, change),
         Msg::Query(answer) => query(state, answer, &mut effects).into_iter().collect(),
-        Msg::RollbackFinished(report) => rollbacks::finished(state, report, &mut effects),
-        Msg::RollbackRequested {
-            service,
-            to_revision,
-            reason,
-            automatic,
-        } => {
-            let firing = state
-                .services
-                .get(&service)
-                .map(|s| s.decision.firing.clone())
-                .unwrap_or_default();
-            effects.extend(rollbacks::order(
-                state,
-                &service,
-                &firing,
-                to_revision,
-                automatic,
-                reason,
-            ));
+        Msg::RollbackFailed { service, error } => {
+            rollbacks::failed(state, &service, error, &mut effects);
+            vec![service]
+        }
+        Msg::RollbackRequested { service, request } => {
+            rollbacks::order(state, &service, request, &mut effects);
+            vec![service]
+        }
+        Msg::Abandon { service, why } => {
+            super::verification::abandon(state, &service, &why, &mut effects);
             vec![service]
         }
         Msg::Drain => {
@@ -70,22 +60,33 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             rollbacks::previewed(state, &service, to_revision, result);
             Vec::new()
         }
-        Msg::EffectFailed { what, error } => {
-            state
-                .effect_errors
-                .push_back(format!("{what} failed: {error}"));
-            while state.effect_errors.len() > 20 {
-                state.effect_errors.pop_front();
+        Msg::JournalFailed { error } => {
+            // A failed journal write cannot be journaled; it is kept and shown.
+            keep_error(state, format!("journal write failed: {error}"));
+            Vec::new()
+        }
+        Msg::Notified {
+            service,
+            channel,
+            attempts,
+            error,
+        } => {
+            if let Some(e) = &error {
+                keep_error(state, format!("notification via {channel} failed: {e}"));
             }
-            // A failed journal write cannot be journaled; anything else is.
-            if what != "journal write" {
-                let entry = Entry::Notification {
-                    channel: what.clone(),
-                    delivered: false,
-                    detail: error.clone(),
-                };
-                effects.push(journal(state, None, "", entry));
-            }
+            let incident = service
+                .as_ref()
+                .and_then(|k| state.services.get(k))
+                .and_then(|s| s.incident.clone());
+            let entry = Entry::Notification {
+                channel,
+                delivered: error.is_none(),
+                detail: error.unwrap_or_else(|| {
+                    format!("{attempts} attempt{}", if attempts == 1 { "" } else { "s" })
+                }),
+            };
+            let who = service.map_or(String::new(), |k| k.to_string());
+            effects.push(journal(state, incident, &who, entry));
             Vec::new()
         }
         Msg::Source { source, health } => {
@@ -105,6 +106,8 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         }
     };
     for key in touched {
+        super::verification::adopt(state, &key, &mut effects);
+        super::verification::advance(state, &key, &mut effects);
         redecide(state, &key, &mut effects);
     }
     // The console's timeline shows the journal as it is written.
@@ -117,6 +120,13 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         state.journaled.pop_front();
     }
     effects
+}
+
+fn keep_error(state: &mut State, error: String) {
+    state.effect_errors.push_back(error);
+    while state.effect_errors.len() > 20 {
+        state.effect_errors.pop_front();
+    }
 }
 
 /// How many journal records the timeline keeps.
@@ -219,6 +229,8 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
         state.config.policy.clone(),
         state.now.max(answer.answered_at),
     );
+    let in_blackout = decision::last_rollback(state, state.services.get(&answer.service)?)
+        .is_some_and(|(r, _)| now.duration_since(r).as_secs() < policy.blackout.as_secs() as i64);
     let svc = state.services.get_mut(&answer.service)?;
     let t = svc.triggers.entry(trigger.name.clone()).or_default();
     let judged = signals::judge(
@@ -247,9 +259,6 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
     }
     t.value = judged.value.or(t.value);
     t.data = judged.data;
-    let in_blackout = svc
-        .last_rollback
-        .is_some_and(|r| now.duration_since(r).as_secs() < policy.blackout.as_secs() as i64);
     let before = t.alert;
     if !in_blackout {
         t.onset = if t.data == DataState::Breach {
@@ -299,8 +308,11 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
         return;
     }
     let mut opened = None;
+    let mitigating = svc.rollback.as_ref().is_some_and(|p| p.running());
     if next.action != Action::None && svc.incident.is_none() {
-        let id = incident_id(now, &key.namespace, &key.name);
+        // Named by the deploy, not the clock: a restart or a namespace switch that
+        // finds the same incident gives it the same id.
+        let id = incident_id(next.deployed_at.unwrap_or(now), &key.namespace, &key.name);
         svc.incident = Some(id.clone());
         let firing: Vec<_> = next.firing.iter().map(|f| f.trigger.as_str()).collect();
         opened = Some(Entry::IncidentOpened {
@@ -311,21 +323,28 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
     if let Some(entry) = opened {
         effects.push(journal(state, incident.clone(), &key.to_string(), entry));
     }
-    effects.push(journal(
-        state,
-        incident.clone(),
-        &key.to_string(),
-        Entry::Decision {
-            action: next.action.label().into(),
-            confidence: next.confidence.as_ref().map(|c| c.score),
-            target_revision: next.target.as_ref().map(|t| t.revision),
-            gates_failed: failed(&next),
-            why_not_automatic: next.why_not_automatic.clone(),
-            evidence: Some(Box::new(super::evidence::of(state, key, &next))),
-        },
-    ));
+    // While a rollback runs, its steps tell the story; a re-decision over the draining
+    // signal would contradict it. The decision after it ends is journaled as usual.
+    if !mitigating {
+        effects.push(journal(
+            state,
+            incident.clone(),
+            &key.to_string(),
+            Entry::Decision {
+                action: next.action.label().into(),
+                confidence: next.confidence.as_ref().map(|c| c.score),
+                target_revision: next.target.as_ref().map(|t| t.revision),
+                gates_failed: failed(&next),
+                why_not_automatic: next.why_not_automatic.clone(),
+                evidence: Some(Box::new(super::evidence::of(state, key, &next))),
+            },
+        ));
+    }
     let no_auto = state.services[key].no_auto.is_some();
-    if next.action == Action::AutoRollback
+    if mitigating {
+        // One story while a rollback (anyone's) runs: it is followed and verified;
+        // no second rollback, no second page.
+    } else if next.action == Action::AutoRollback
         && state.config.policy.auto_rollback
         && !no_auto
         && !state.draining
@@ -343,15 +362,14 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        let target = next.target.as_ref().map(|t| t.revision);
-        effects.extend(rollbacks::order(
-            state,
-            key,
-            &next.firing,
-            target,
-            true,
-            format!("automatic: {reason}"),
-        ));
+        let request = rollbacks::Request {
+            to_revision: None,
+            automatic: true,
+            reason: format!("automatic: {reason}"),
+            by: state.actor.clone(),
+            expected: None,
+        };
+        rollbacks::order(state, key, request, effects);
     } else if next.action >= Action::Suggest && next.action > prev.action {
         // No automatic rollback: a person decides, so tell them, with the command ready.
         effects.push(Effect::Page {
@@ -359,7 +377,7 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
             summary: suggestion(key, &next),
         });
     }
-    if next.action == Action::None && incident.is_some() {
+    if next.action == Action::None && incident.is_some() && !mitigating {
         effects.push(journal(
             state,
             incident,
@@ -395,6 +413,10 @@ fn suggestion(key: &ServiceKey, d: &decision::Decision) -> String {
             "; not automatic because {}",
             d.why_not_automatic.join("; ")
         ));
+    } else if d.action == Action::AutoRollback {
+        text.push_str(
+            "; automatic rollback is off here (`backout watch --auto-rollback` or [policy] auto_rollback = true turns it on)",
+        );
     }
     text
 }

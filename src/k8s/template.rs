@@ -11,6 +11,11 @@ pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 /// Who deployed a revision. CI pipelines set it; backout shows it beside change-cause.
 pub const DEPLOYED_BY: &str = "backout.dev/deployed-by";
+/// backout's record of a rollback it made (JSON): put on the Deployment by the
+/// rollback's patch, copied by the controller onto the ReplicaSet it reuses.
+pub const ROLLBACK_RECORD: &str = "backout.dev/rollback";
+/// The reason of the Event backout posts on every rollback, which timelines show.
+pub const EVENT_REASON: &str = "BackoutRollback";
 /// Marks a Job as a schema migration, for the migration gate.
 pub const MIGRATION: &str = "backout.dev/migration";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";

@@ -76,13 +76,28 @@ pub fn triggers(
         .constraints(vec![Constraint::Ratio(1, rows_n as u32); rows_n])
         .split(area);
     let secs = |t: jiff::Timestamp| t.as_millisecond() as f64 / 1000.0;
-    let deployed = svc.decision.deployed_at.map(secs);
-    let rolled_back = svc
+    // D marks the deploy the incident is about, R the rollback, by anyone: when what
+    // runs now is a rollback, its start is an R, never a D.
+    let deployed = svc
         .rollback
         .as_ref()
-        .filter(|r| r.committed)
-        .map(|r| secs(r.started))
-        .or(svc.last_rollback.map(secs));
+        .and_then(|r| r.decision.as_ref()?.deployed_at)
+        .or(svc
+            .decision
+            .deployed_at
+            .filter(|_| !svc.lineage.current_is_rollback))
+        .map(secs);
+    let rolled_back = svc
+        .lineage
+        .latest()
+        .and_then(|r| r.at)
+        .or(svc
+            .rollback
+            .as_ref()
+            .filter(|r| r.committed)
+            .map(|r| r.started))
+        .or(svc.last_rollback)
+        .map(secs);
     let now = state.now.as_millisecond() as f64 / 1000.0;
     for (i, t) in triggers.iter().enumerate() {
         let cells = Layout::default()

@@ -39,6 +39,9 @@ pub fn pane(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area: Re
             r.change_cause.clone().unwrap_or_default(),
             p.fg(Color::DarkGray),
         ));
+        if let Some(why) = svc.lineage.why_bad(&r.replicaset, state.now) {
+            spans.push(Span::styled(format!("  ✗ {why}"), p.fg(Color::Red)));
+        }
         let mut line = Line::from(spans);
         if i == chosen {
             line = line.style(ratatui::style::Style::default().add_modifier(Modifier::REVERSED));

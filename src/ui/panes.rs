@@ -39,7 +39,8 @@ pub fn services(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area
         .map(|key| {
             let svc = &state.services[*key];
             let d = &svc.decision;
-            let ready = svc.pods.values().filter(|p| p.ready).count();
+            // READY as `kubectl get deploy` counts it.
+            let (ready, want) = svc.ready_replicas();
             let since = d.deployed_at.map_or("?".into(), |t| ago(state.now, t));
             let rollout = match &d.rollout {
                 Some(Rollout::Complete(_)) => "",
@@ -47,18 +48,18 @@ pub fn services(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area
                 Some(Rollout::Paused(_)) => " paused",
                 _ => " rolling",
             };
-            let mut spans = vec![
-                Span::styled(format!("{:<8}", short(d.action)), p.action(d.action)),
+            let spans = vec![
+                match svc.rollback.as_ref().filter(|r| r.running()) {
+                    // One story: a service being rolled back is not "suggest" too.
+                    Some(_) => Span::styled(format!("{:<8}", "rollbk"), p.fg(Color::Magenta)),
+                    None => Span::styled(format!("{:<8}", short(d.action)), p.action(d.action)),
+                },
                 Span::styled(key.name.clone(), p.bold()),
                 Span::raw(format!(
-                    " r{} {ready}/{} {since}{rollout}",
+                    " r{} {ready}/{want} {since}{rollout}",
                     d.current_revision.unwrap_or(0),
-                    svc.pods.len()
                 )),
             ];
-            if svc.rollback_in_flight {
-                spans.push(Span::styled(" rolling back", p.fg(Color::Magenta)));
-            }
             let firing: Vec<&str> = d.firing.iter().map(|f| f.trigger.as_str()).collect();
             let mut lines = vec![Line::from(spans)];
             if !firing.is_empty() {
@@ -101,6 +102,17 @@ pub fn decision(
     let svc = &state.services[key];
     let d = &svc.decision;
     let mut lines = super::rollback::progress(state, svc, p);
+    if svc.rollback.as_ref().is_some_and(|r| r.running()) {
+        // One story while a rollback runs: its steps, not a re-decision over the
+        // draining signal.
+        frame.render_widget(
+            Paragraph::new(lines)
+                .block(Block::default().borders(Borders::ALL).title(" rollback "))
+                .wrap(Wrap { trim: true }),
+            area,
+        );
+        return;
+    }
     if let Some(reason) = &state.read_only {
         lines.push(Line::styled(reason.clone(), p.fg(Color::Yellow)));
     }
@@ -115,6 +127,12 @@ pub fn decision(
         head.push(Span::raw(format!("  confidence {:.2}", c.score)));
     }
     lines.push(Line::from(head));
+    if d.action == Action::AutoRollback && !state.config.policy.auto_rollback {
+        lines.push(Line::styled(
+            "automatic rollback is off here: press r to roll back",
+            p.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
+    }
     if let Some(c) = &d.confidence {
         let parts: Vec<String> = c
             .parts
@@ -180,7 +198,7 @@ pub fn timeline(state: &State, p: Palette, frame: &mut Frame, area: Rect) {
         .rev()
         .take(rows)
         .map(|e| {
-            let style = if e.reason == crate::actions::rollback::EVENT_REASON {
+            let style = if e.reason == crate::k8s::template::EVENT_REASON {
                 p.fg(Color::Magenta)
             } else {
                 p.fg(Color::Reset)

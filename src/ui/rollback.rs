@@ -11,8 +11,10 @@ use super::Palette;
 use crate::app::ui_state::Dialog;
 use crate::engine::decision::ago;
 use crate::engine::msg::Outcome;
+use crate::engine::rollbacks::Phase;
 use crate::engine::rollout::{images, revision_of};
 use crate::engine::state::Service;
+use crate::engine::verification;
 use crate::engine::{Action, State};
 
 fn images_of(svc: Option<&Service>, revision: Option<u64>) -> String {
@@ -107,6 +109,19 @@ pub fn dialog(state: &State, dialog: &Dialog, p: Palette, frame: &mut Frame, are
             p.fg(Color::Yellow),
         ));
     }
+    if let Some(why) = &dialog.known_bad {
+        lines.push(Line::styled(
+            format!("! this revision was {why}"),
+            p.fg(Color::Red)
+                .add_modifier(ratatui::style::Modifier::BOLD),
+        ));
+        if dialog.acknowledged {
+            lines.push(Line::styled(
+                "confirm once more to re-deploy it anyway",
+                p.fg(Color::Red),
+            ));
+        }
+    }
     lines.push(Line::raw(""));
     if refused {
         lines.push(Line::styled("Esc closes: nothing was changed", p.bold()));
@@ -137,32 +152,45 @@ pub fn dialog(state: &State, dialog: &Dialog, p: Palette, frame: &mut Frame, are
     );
 }
 
-/// The rollback under way or just ended, for the top of the decision pane.
+/// The rollback under way or just ended, anyone's, for the top of the decision pane:
+/// who, to what, each check done and each one pending with its time left.
 pub fn progress(state: &State, svc: &Service, p: Palette) -> Vec<Line<'static>> {
     let Some(rb) = &svc.rollback else {
         return Vec::new();
     };
     let mut lines = Vec::new();
-    let who = if rb.automatic { "automatic" } else { "manual" };
+    let how = if rb.automatic { "automatic" } else { "manual" };
+    let who = if rb.ours {
+        format!("{how}, by {}", rb.by)
+    } else {
+        format!("{how}, by {} (followed here)", rb.by)
+    };
     let target = rb.plan.as_ref().map_or(String::new(), |pl| {
         format!(" → r{} ({})", pl.to_revision, pl.to_images.join(", "))
     });
     let (head, style) = match &rb.ended {
         None => (
             format!(
-                "ROLLING BACK{target}  {who}, {}",
-                ago(state.now, rb.started)
+                "ROLLING BACK{target}  {who}, {}: {}",
+                ago(state.now, rb.started),
+                rb.phase.label()
             ),
             p.fg(Color::Magenta),
         ),
         Some((at, Ok(Outcome::Verified))) => (
-            format!("ROLLED BACK{target}, verified {} ago", ago(state.now, *at)),
+            format!(
+                "ROLLED BACK{target}, verified {} ago ({who})",
+                ago(state.now, *at)
+            ),
             p.fg(Color::Green),
         ),
         Some((_, Ok(outcome))) => (
-            format!("ROLLED BACK{target}: {}", outcome.label()),
+            format!("ROLLED BACK{target}: {} ({who})", outcome.label()),
             p.fg(Color::Red),
         ),
+        Some((_, Err(e))) if rb.committed => {
+            (format!("ROLLED BACK{target}: {e}"), p.fg(Color::Yellow))
+        }
         Some((_, Err(e))) => (format!("ROLLBACK NOT DONE: {e}"), p.fg(Color::Red)),
     };
     lines.push(Line::styled(
@@ -170,17 +198,12 @@ pub fn progress(state: &State, svc: &Service, p: Palette) -> Vec<Line<'static>> 
         style.add_modifier(ratatui::style::Modifier::BOLD),
     ));
     let mark = |done: bool| if done { "✓" } else { "…" };
-    if rb.ended.is_none() || rb.committed {
+    if rb.ours && (rb.ended.is_none() || rb.committed) {
         lines.push(Line::raw(format!(
-            "{} dry run accepted  {} patched",
+            "{} lease, plan and dry run  {} patched",
             mark(rb.plan.is_some()),
             mark(rb.committed)
         )));
-    }
-    if rb.ended.is_none() && rb.committed {
-        if let Some(r) = &svc.decision.rollout {
-            lines.push(Line::raw(format!("… {}", r.message())));
-        }
     }
     for c in &rb.checks {
         let style = if c.passed {
@@ -189,6 +212,19 @@ pub fn progress(state: &State, svc: &Service, p: Palette) -> Vec<Line<'static>> 
             p.fg(Color::Red)
         };
         lines.push(Line::from(vec![Span::styled(c.to_string(), style)]));
+    }
+    if rb.ended.is_none() {
+        if let Some(r) = svc
+            .decision
+            .rollout
+            .as_ref()
+            .filter(|_| rb.phase == Phase::RollingOut)
+        {
+            lines.push(Line::raw(format!("  {}", r.message())));
+        }
+        for pending in verification::pending(state, rb) {
+            lines.push(Line::styled(pending, p.fg(Color::Yellow)));
+        }
     }
     lines
 }

@@ -7,8 +7,8 @@ use ratatui::Terminal;
 
 use crate::app::ui_state::{Command, Mode, UiState};
 use crate::engine::fixtures::*;
-use crate::engine::msg::{Outcome, RollbackReport};
-use crate::engine::rollbacks::{Check, Step};
+use crate::engine::rollbacks::Request;
+
 use crate::engine::{update, Msg, SourceHealth, SourceId, State};
 
 fn ui() -> UiState {
@@ -24,18 +24,12 @@ fn ui() -> UiState {
     ui
 }
 
-fn rollout_check() -> Check {
-    Check {
-        name: "rollout completes".into(),
-        passed: true,
-        detail: "deployment \"checkout\" successfully rolled out".into(),
-    }
-}
-
-/// A confirmed rollback that has been dry-run and patched, with one check done.
+/// A confirmed rollback that has been dry-run and patched, rolled out, and is now
+/// waiting for the error rate to recover.
 fn rolling_back(state: &mut State) {
     rolled_back(state, 2, 1, "alice@bastion");
-    step(state, Step::Checked(rollout_check()));
+    reverted_in_cluster(state, Some(record("alice@bastion", 205, false)));
+    recovers(state, 0.03, 210, 210);
 }
 
 fn connected(mut state: State) -> State {
@@ -88,15 +82,14 @@ fn key_in(ui: &mut UiState, state: &mut State, code: KeyCode) {
                 service,
                 to_revision,
             } => {
-                update(
-                    state,
-                    Msg::RollbackRequested {
-                        service,
-                        to_revision,
-                        reason: "confirmed".into(),
-                        automatic: false,
-                    },
-                );
+                let request = Request {
+                    to_revision,
+                    automatic: false,
+                    reason: "confirmed".into(),
+                    by: "alice@bastion".into(),
+                    expected: None,
+                };
+                update(state, Msg::RollbackRequested { service, request });
             }
             Command::Quit | Command::Switch { .. } => {}
         }
@@ -208,25 +201,7 @@ fn a_rollback_in_progress() {
 fn verified() {
     let mut state = connected(world(""));
     answered(&mut state, 200, Some(("error-rate", 0.25)));
-    rolling_back(&mut state);
-    update(
-        &mut state,
-        Msg::RollbackFinished(RollbackReport {
-            service: key("checkout"),
-            automatic: false,
-            at: t(230),
-            by: "alice@bastion".into(),
-            result: Ok(Outcome::Verified),
-            checks: vec![
-                rollout_check(),
-                Check {
-                    name: "error-rate recovers".into(),
-                    passed: true,
-                    detail: "error-rate is 0.0010 (> 0.05)".into(),
-                },
-            ],
-        }),
-    );
+    verified_rollback(&mut state, 205);
     screens("verified", &state, &ui());
 }
 

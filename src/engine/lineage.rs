@@ -1,0 +1,326 @@
+//! What a Deployment's ReplicaSets say about its past, whoever made it: which
+//! revisions were rollbacks (a template returning, as `kubectl rollout undo`, another
+//! backout, Argo CD or a CI job makes it), and which templates were rolled back from.
+//!
+//! Every process derives the same answer from the cluster alone, so a restarted
+//! watcher, a second console and the CLI agree on what is known bad. backout's own
+//! rollbacks add who, why and when through an annotation its patch puts on the
+//! Deployment, which the Deployment controller copies onto the ReplicaSet it reuses.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use serde::{Deserialize, Serialize};
+
+use super::state::Service;
+use crate::k8s::template::{REVISION, REVISION_HISTORY, ROLLBACK_RECORD};
+
+/// What backout writes about a rollback it makes, as JSON in [`ROLLBACK_RECORD`].
+/// It is trusted only on the ReplicaSet it names, at the revision it expected, since
+/// the controller also copies it onto later ReplicaSets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    /// The revision the rollback creates (the current one plus one).
+    pub revision: u64,
+    pub from_replicaset: String,
+    pub to_replicaset: String,
+    pub at: Timestamp,
+    pub by: String,
+    pub reason: String,
+    pub automatic: bool,
+    #[serde(default)]
+    pub incident: Option<String>,
+}
+
+/// A rollback read from the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeenRollback {
+    /// The revision the rollback created.
+    pub revision: u64,
+    /// The ReplicaSet rolled back from, when the history still names it.
+    pub from_replicaset: Option<String>,
+    pub to_replicaset: String,
+    /// When it happened: backout's record, when it was seen live, or its pods' start;
+    /// `None` when nothing says.
+    pub at: Option<Timestamp>,
+    /// Who: backout's record, else the change-cause, else "outside backout".
+    pub by: String,
+    pub reason: Option<String>,
+    pub automatic: bool,
+    pub incident: Option<String>,
+    /// Made by backout (its record is on the ReplicaSet).
+    pub by_backout: bool,
+}
+
+/// A template that was rolled back from, by ReplicaSet name (one per template).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KnownBad {
+    pub replicaset: String,
+    /// The rollback away from it.
+    pub rollback: SeenRollback,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Lineage {
+    /// Oldest first.
+    pub rollbacks: Vec<SeenRollback>,
+    /// ReplicaSet name → why it is known bad.
+    pub known_bad: BTreeMap<String, KnownBad>,
+    /// The current revision is a rollback: its number.
+    pub current_is_rollback: bool,
+}
+
+impl Lineage {
+    pub fn is_known_bad(&self, replicaset: &str) -> bool {
+        self.known_bad.contains_key(replicaset)
+    }
+
+    /// Why a ReplicaSet's template is known bad, in words: "rolled back from 2m ago by
+    /// dana@laptop: error-rate 14%".
+    pub fn why_bad(&self, replicaset: &str, now: Timestamp) -> Option<String> {
+        let r = &self.known_bad.get(replicaset)?.rollback;
+        Some(format!(
+            "rolled back from{} by {}{}",
+            r.at.map_or(String::new(), |t| format!(
+                " {} ago",
+                super::decision::ago(now, t)
+            )),
+            r.by,
+            r.reason
+                .as_ref()
+                .map_or(String::new(), |why| format!(": {why}"))
+        ))
+    }
+
+    /// The newest rollback, if any.
+    pub fn latest(&self) -> Option<&SeenRollback> {
+        self.rollbacks.last()
+    }
+}
+
+fn annotation<'a>(rs: &'a ReplicaSet, key: &str) -> Option<&'a str> {
+    rs.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+fn name(rs: &ReplicaSet) -> String {
+    rs.metadata.name.clone().unwrap_or_default()
+}
+
+/// Every revision number a ReplicaSet has held: the ones it left, then its current one.
+fn numbers(rs: &ReplicaSet) -> Vec<u64> {
+    let mut held: Vec<u64> = annotation(rs, REVISION_HISTORY)
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    if let Some(n) = annotation(rs, REVISION).and_then(|n| n.parse().ok()) {
+        held.push(n);
+    }
+    held
+}
+
+fn record(rs: &ReplicaSet, revision: u64) -> Option<RollbackRecord> {
+    let r: RollbackRecord = serde_json::from_str(annotation(rs, ROLLBACK_RECORD)?).ok()?;
+    (r.revision == revision && r.to_replicaset == name(rs)).then_some(r)
+}
+
+/// The earliest start of the ReplicaSet's pods: a reused ReplicaSet was scaled up by
+/// the rollback, so its pods are no older than it.
+fn pods_started(svc: &Service, replicaset: &str) -> Option<Timestamp> {
+    svc.pods
+        .values()
+        .filter(|p| p.replicaset == replicaset)
+        .filter_map(|p| p.created)
+        .min()
+}
+
+/// Reads the Deployment's past from its ReplicaSets.
+pub fn of(svc: &Service) -> Lineage {
+    let mut at_revision: BTreeMap<u64, &ReplicaSet> = BTreeMap::new();
+    for rs in svc.replicasets.values() {
+        for n in numbers(rs) {
+            at_revision.insert(n, rs);
+        }
+    }
+    let current = at_revision.keys().next_back().copied();
+    let mut lineage = Lineage::default();
+    for (&n, &rs) in &at_revision {
+        let returned = numbers(rs).iter().any(|&earlier| earlier < n);
+        if !returned {
+            continue;
+        }
+        let to = name(rs);
+        // Going back to a template someone rolled back from is a deploy of a known-bad
+        // build, not a rollback: it must not mark the good one as bad.
+        if lineage.is_known_bad(&to) {
+            continue;
+        }
+        let recorded = record(rs, n);
+        let from = recorded
+            .as_ref()
+            .map(|r| r.from_replicaset.clone())
+            .or_else(|| at_revision.get(&(n - 1)).map(|rs| name(rs)));
+        let seen_live = svc
+            .revision_seen
+            .get(&n)
+            .copied()
+            .filter(|_| svc.revision_seen.keys().any(|&earlier| earlier < n));
+        // A later revision began after this rollback: a bound when nothing else says.
+        let next_began = at_revision
+            .range(n + 1..)
+            .next()
+            .and_then(|(_, rs)| rs.metadata.creation_timestamp.as_ref().map(|t| t.0));
+        let at = recorded
+            .as_ref()
+            .map(|r| r.at)
+            .or(seen_live)
+            .or_else(|| {
+                (Some(n) == current)
+                    .then(|| pods_started(svc, &to))
+                    .flatten()
+            })
+            .or(next_began);
+        let change_cause = annotation(rs, crate::k8s::template::CHANGE_CAUSE);
+        let seen = SeenRollback {
+            revision: n,
+            from_replicaset: from.clone(),
+            to_replicaset: to,
+            at,
+            by: recorded.as_ref().map_or_else(
+                || {
+                    change_cause
+                        .filter(|c| c.contains("rolled back") || c.contains("rollback"))
+                        .map_or(
+                            "someone outside backout (kubectl or a controller)".into(),
+                            |c| format!("outside backout ({c})"),
+                        )
+                },
+                |r| r.by.clone(),
+            ),
+            reason: recorded.as_ref().map(|r| r.reason.clone()),
+            automatic: recorded.as_ref().is_some_and(|r| r.automatic),
+            incident: recorded.as_ref().and_then(|r| r.incident.clone()),
+            by_backout: recorded.is_some(),
+        };
+        if let Some(from) = from {
+            lineage.known_bad.insert(
+                from.clone(),
+                KnownBad {
+                    replicaset: from,
+                    rollback: seen.clone(),
+                },
+            );
+        }
+        lineage.current_is_rollback = Some(n) == current;
+        lineage.rollbacks.push(seen);
+    }
+    lineage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::PodInfo;
+    use serde_json::json;
+
+    fn rs(name: &str, revision: u64, history: &str, extra: serde_json::Value) -> ReplicaSet {
+        let mut annotations = json!({REVISION: revision.to_string()});
+        if !history.is_empty() {
+            annotations[REVISION_HISTORY] = json!(history);
+        }
+        if let Some(m) = extra.as_object() {
+            for (k, v) in m {
+                annotations[k] = v.clone();
+            }
+        }
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "annotations": annotations,
+            "creationTimestamp": "2027-01-15T08:00:00Z"}}),
+        )
+        .unwrap()
+    }
+
+    fn service(sets: Vec<ReplicaSet>) -> Service {
+        let mut svc = Service::default();
+        for rs in sets {
+            svc.replicasets.insert(name(&rs), rs);
+        }
+        svc
+    }
+
+    #[test]
+    fn a_returning_template_is_a_rollback_and_the_one_it_left_is_known_bad() {
+        // 1: a, 2: b, then `kubectl rollout undo`: a becomes 3.
+        let svc = service(vec![rs("a", 3, "1", json!({})), rs("b", 2, "", json!({}))]);
+        let l = of(&svc);
+        assert!(l.current_is_rollback);
+        assert_eq!(l.rollbacks.len(), 1);
+        assert_eq!(l.rollbacks[0].from_replicaset.as_deref(), Some("b"));
+        assert!(l.is_known_bad("b") && !l.is_known_bad("a"));
+        assert!(l.rollbacks[0].by.contains("outside backout"));
+    }
+
+    #[test]
+    fn re_deploying_a_known_bad_template_is_a_deploy_and_leaves_the_good_one_good() {
+        // 1: a, 2: b, 3: a (rollback), 4: b again, by hand.
+        let svc = service(vec![rs("a", 3, "1", json!({})), rs("b", 4, "2", json!({}))]);
+        let l = of(&svc);
+        assert_eq!(l.rollbacks.len(), 1, "{l:?}");
+        assert!(l.is_known_bad("b") && !l.is_known_bad("a"));
+        assert!(!l.current_is_rollback);
+    }
+
+    #[test]
+    fn backouts_record_names_who_and_when_only_where_it_belongs() {
+        let at: Timestamp = "2027-01-15T09:00:00Z".parse().unwrap();
+        let record = |revision| {
+            json!({ROLLBACK_RECORD: serde_json::to_string(&RollbackRecord {
+                revision, from_replicaset: "b".into(), to_replicaset: "a".into(), at,
+                by: "dana@laptop".into(), reason: "error-rate 14%".into(), automatic: true, incident: None,
+            }).unwrap()})
+        };
+        let svc = service(vec![rs("a", 3, "1", record(3)), rs("b", 2, "", json!({}))]);
+        let l = of(&svc);
+        let r = &l.rollbacks[0];
+        assert_eq!(
+            (r.by.as_str(), r.at, r.automatic),
+            ("dana@laptop", Some(at), true)
+        );
+        // A record copied along with the annotations, at another revision, is ignored.
+        let svc = service(vec![rs("a", 3, "1", record(7)), rs("b", 2, "", json!({}))]);
+        assert!(!of(&svc).rollbacks[0].by_backout);
+    }
+
+    #[test]
+    fn without_a_record_the_rollback_is_dated_by_its_pods() {
+        let started: Timestamp = "2027-01-15T09:30:00Z".parse().unwrap();
+        let mut svc = service(vec![rs("a", 3, "1", json!({})), rs("b", 2, "", json!({}))]);
+        svc.pods.insert(
+            "a-1".into(),
+            PodInfo {
+                ready: true,
+                restarts: 0,
+                replicaset: "a".into(),
+                created: Some(started),
+            },
+        );
+        assert_eq!(of(&svc).rollbacks[0].at, Some(started));
+    }
+
+    #[test]
+    fn undoing_twice_never_returns_to_the_template_rolled_back_from() {
+        // 1: a, 2: b, 3: c; undo → b is 4; a second kubectl undo would pick c (3).
+        let svc = service(vec![
+            rs("a", 1, "", json!({})),
+            rs("b", 4, "2", json!({})),
+            rs("c", 3, "", json!({})),
+        ]);
+        let l = of(&svc);
+        assert!(l.is_known_bad("c") && !l.is_known_bad("a") && !l.is_known_bad("b"));
+    }
+}

@@ -1,0 +1,592 @@
+//! Verifying a rollback, whoever made it, from what the engine already watches: the
+//! Deployment's rollout (from the watch), then the triggers that fired going back past
+//! their recovery line and staying there (from the poller), then the health URLs (the
+//! one probe left to the effect runner), then every pod ready. Pure, like `update`:
+//! each message that touches the service moves it on, and a tick moves the clocks.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::journal::Entry;
+use super::lineage::SeenRollback;
+use super::msg::{Effect, Outcome};
+use super::rollbacks::{Check, Phase, Preview, Progress, Wait};
+use super::rollout::{self, Rollout};
+use super::signals::DataState;
+use super::state::{Service, ServiceKey, State};
+use super::update::{journal, note_rollback};
+use crate::config::Comparison;
+
+fn elapsed(now: Timestamp, since: Timestamp) -> Duration {
+    Duration::from_secs(now.duration_since(since).as_secs().max(0) as u64)
+}
+
+fn left(now: Timestamp, since: Timestamp, limit: Duration) -> String {
+    let gone = elapsed(now, since);
+    humantime::format_duration(Duration::from_secs(limit.saturating_sub(gone).as_secs()))
+        .to_string()
+}
+
+/// The line a value has to pass to count as recovered: the threshold moved by the
+/// margin, so a value just under the threshold is not a recovery.
+pub fn recover_at(comparison: Comparison, threshold: f64, margin: f64) -> f64 {
+    match comparison {
+        Comparison::Above | Comparison::AtLeast => threshold * (1.0 - margin),
+        Comparison::Below | Comparison::AtMost => threshold * (1.0 + margin),
+    }
+}
+
+fn past_line(w: &Wait, value: f64) -> bool {
+    match w.comparison {
+        Comparison::Above | Comparison::AtLeast => value <= w.recover_at,
+        Comparison::Below | Comparison::AtMost => value >= w.recover_at,
+    }
+}
+
+/// The triggers to wait on: those firing or breaching now, and not already waited on.
+/// Called when the patch lands and again when the rollout completes, so a CLI that
+/// started just before confirming still waits on what its poller found breaching.
+fn waits(state: &State, svc: &Service, already: &[Wait]) -> Vec<Wait> {
+    let margin = state.config.policy.recovery_margin;
+    let deployed = svc.decision.deployed_at.map(|t| t.as_millisecond());
+    state
+        .config
+        .triggers
+        .iter()
+        .filter(|t| !already.iter().any(|w| w.trigger == t.name))
+        .filter(|t| {
+            svc.triggers
+                .get(&t.name)
+                .is_some_and(|ts| ts.alert.is_firing() || ts.data == DataState::Breach)
+        })
+        .map(|t| {
+            let ts = svc.triggers.get(&t.name);
+            let before: Vec<f64> = ts
+                .into_iter()
+                .flat_map(|ts| ts.points.iter())
+                .filter(|(at, _)| deployed.is_some_and(|d| *at < d))
+                .map(|(_, v)| *v)
+                .filter(|v| v.is_finite())
+                .collect();
+            Wait {
+                trigger: t.name.clone(),
+                comparison: t.comparison,
+                threshold: t.threshold,
+                recover_at: recover_at(t.comparison, t.threshold, margin),
+                baseline: (!before.is_empty())
+                    .then(|| before.iter().sum::<f64>() / before.len() as f64),
+                value: ts.and_then(|ts| ts.value),
+                data: ts.map_or("not queried yet".into(), |ts| ts.data.label().to_string()),
+                recovered_since: None,
+            }
+        })
+        .collect()
+}
+
+/// The rollback's patch landed: watch it roll out, then recover.
+pub fn begin(state: &mut State, key: &ServiceKey) {
+    let now = state.now;
+    let Some(svc) = state.services.get(key) else {
+        return;
+    };
+    let waiting = waits(state, svc, &[]);
+    let svc = state.services.get_mut(key).expect("checked above");
+    if let Some(p) = svc.rollback.as_mut().filter(|p| p.running()) {
+        p.waits = waiting;
+        p.phase = Phase::RollingOut;
+        p.phase_since = now;
+    }
+}
+
+fn preview_of(svc: &Service, r: &SeenRollback) -> Preview {
+    let history = rollout::history(svc.replicasets.values());
+    let find = |rs: Option<&str>| history.iter().find(|h| Some(h.replicaset.as_str()) == rs);
+    let from = find(r.from_replicaset.as_deref());
+    let to = find(Some(&r.to_replicaset));
+    Preview {
+        from_revision: from.map_or(0, |h| h.number),
+        from_images: from.map_or_else(Vec::new, |h| h.images.clone()),
+        to_revision: r.revision,
+        to_images: to.map_or_else(Vec::new, |h| h.images.clone()),
+        already_there: false,
+        kubectl: String::new(),
+        resource_version: String::new(),
+        to_replicaset: r.to_replicaset.clone(),
+        from_replicaset: r.from_replicaset.clone().unwrap_or_default(),
+    }
+}
+
+/// A rollback the cluster shows and this process did not make: follow it as if it
+/// were ours (journaled as seen, verified the same way), so a second console, the
+/// loser of a race and a restarted watcher tell one story.
+pub fn adopt(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
+    let now = state.now;
+    let blackout = state.config.policy.blackout;
+    let Some(svc) = state.services.get(key) else {
+        return;
+    };
+    let Some(seen) = svc
+        .lineage
+        .latest()
+        .filter(|_| svc.lineage.current_is_rollback)
+        .cloned()
+    else {
+        return;
+    };
+    let recent = seen.at.is_none_or(|at| elapsed(now, at) < blackout);
+    let covered = svc.rollback.as_ref().is_some_and(|p| {
+        p.revision == Some(seen.revision) || (p.running() && p.phase != Phase::Following)
+    });
+    if !recent || covered {
+        return;
+    }
+    let plan = preview_of(svc, &seen);
+    let decision = svc.decision.clone();
+    let incident = svc.incident.clone();
+    let following = state
+        .services
+        .get_mut(key)
+        .and_then(|s| s.rollback.take())
+        .filter(|p| p.phase == Phase::Following);
+    let mut p = following.unwrap_or_else(|| Progress {
+        started: seen.at.unwrap_or(now),
+        automatic: seen.automatic,
+        reason: seen
+            .reason
+            .clone()
+            .unwrap_or_else(|| "seen in the cluster".into()),
+        by: seen.by.clone(),
+        ours: false,
+        plan: None,
+        committed: false,
+        revision: None,
+        phase: Phase::Following,
+        phase_since: now,
+        waits: Vec::new(),
+        unanswered: Vec::new(),
+        checks: Vec::new(),
+        decision: Some(Box::new(decision)),
+        ended: None,
+    });
+    p.by.clone_from(&seen.by);
+    p.plan = Some(plan.clone());
+    p.committed = true;
+    p.revision = Some(seen.revision);
+    let svc = state.services.get_mut(key).expect("checked above");
+    svc.rollback = Some(p);
+    effects.push(journal(
+        state,
+        incident,
+        &key.to_string(),
+        Entry::Rollback {
+            from_revision: plan.from_revision,
+            from_images: plan.from_images,
+            to_revision: plan.to_revision,
+            to_images: plan.to_images,
+            by: seen.by,
+            reason: seen.reason.unwrap_or_else(|| "seen in the cluster".into()),
+            automatic: seen.automatic,
+        },
+    ));
+    begin(state, key);
+}
+
+/// What a phase's step concluded.
+enum Next {
+    Stay,
+    /// On to the next phase: step again at once.
+    Again,
+    /// Every wait held: the last checks, then the outcome.
+    Finish,
+    End(Result<Outcome, String>),
+}
+
+/// Moves a rollback under way on, by what the state now shows.
+pub fn advance(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
+    let Some(phase) = running(state, key).map(|p| p.phase) else {
+        return;
+    };
+    let next = match phase {
+        Phase::Following => following(state, key),
+        Phase::RollingOut => rolling_out(state, key),
+        Phase::Recovering => recovering(state, key, effects),
+        Phase::Preparing | Phase::Probing | Phase::Ended => Next::Stay,
+    };
+    match next {
+        Next::Stay => {}
+        Next::Again => advance(state, key, effects),
+        Next::Finish => finish(state, key, effects),
+        Next::End(result) => end(state, key, result, effects),
+    }
+}
+
+fn running<'a>(state: &'a State, key: &ServiceKey) -> Option<&'a Progress> {
+    state
+        .services
+        .get(key)?
+        .rollback
+        .as_ref()
+        .filter(|p| p.running())
+}
+
+fn running_mut<'a>(state: &'a mut State, key: &ServiceKey) -> Option<&'a mut Progress> {
+    state
+        .services
+        .get_mut(key)?
+        .rollback
+        .as_mut()
+        .filter(|p| p.running())
+}
+
+/// Someone else holds the Lease: their rollback should show soon (`adopt` takes it
+/// over when it does). A holder that never rolls back ends the wait.
+fn following(state: &mut State, key: &ServiceKey) -> Next {
+    let (now, deadline) = (state.now, state.config.policy.rollout_deadline);
+    let Some(p) = running(state, key) else {
+        return Next::Stay;
+    };
+    if elapsed(now, p.phase_since) <= deadline {
+        return Next::Stay;
+    }
+    Next::End(Err(format!(
+        "{} held the rollback, and no rollback appeared in the cluster",
+        p.by
+    )))
+}
+
+/// The rollback's revision rolls out, as the Deployment's watch shows it; a status
+/// from before the controller saw the rollback does not count.
+fn rolling_out(state: &mut State, key: &ServiceKey) -> Next {
+    let (now, deadline) = (state.now, state.config.policy.rollout_deadline);
+    let Some(svc) = state.services.get(key) else {
+        return Next::Stay;
+    };
+    let Some(p) = svc.rollback.as_ref() else {
+        return Next::Stay;
+    };
+    let status = svc
+        .deployment
+        .as_ref()
+        .filter(|d| rollout::revision_of_deployment(d) >= p.revision.unwrap_or(0))
+        .map(rollout::status);
+    let (phase_since, already) = (p.phase_since, p.waits.clone());
+    let (passed, detail, next) = match status {
+        Some(Rollout::Complete(m)) => (true, m, Next::Again),
+        Some(Rollout::Failed(m)) => (false, m, Next::End(Ok(Outcome::RolloutStuck))),
+        _ if elapsed(now, phase_since) > deadline => (
+            false,
+            format!(
+                "not complete after {}",
+                humantime::format_duration(deadline)
+            ),
+            Next::End(Ok(Outcome::RolloutStuck)),
+        ),
+        _ => return Next::Stay,
+    };
+    let more = if passed {
+        waits(state, svc, &already)
+    } else {
+        Vec::new()
+    };
+    let p = running_mut(state, key).expect("checked above");
+    p.checks.push(check("rollout completes", passed, detail));
+    if passed {
+        p.phase = Phase::Recovering;
+        p.phase_since = now;
+        p.waits.extend(more);
+    }
+    next
+}
+
+/// Each trigger that fired goes back past its recovery line on fresh, clean data and
+/// stays there for the hold; the verification window bounds the wait.
+fn recovering(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) -> Next {
+    let now = state.now;
+    let policy = state.config.policy.clone();
+    let probes = state
+        .config
+        .health_checks
+        .iter()
+        .any(|h| h.deployment == key.name);
+    let Some(svc) = state.services.get(key) else {
+        return Next::Stay;
+    };
+    // A trigger never answered says nothing, least of all "recovered": wait for every
+    // first answer, and wait on any trigger found breaching, before concluding.
+    let started = svc.rollback.as_ref().map_or(now, |p| p.started);
+    let unanswered: Vec<String> = match state.config.prometheus {
+        None => Vec::new(),
+        Some(_) => state
+            .config
+            .triggers
+            .iter()
+            .filter(|t| {
+                svc.triggers
+                    .get(&t.name)
+                    .is_none_or(|ts| ts.last_answer.is_none_or(|a| a < started))
+            })
+            .map(|t| t.name.clone())
+            .collect(),
+    };
+    let more = waits(state, svc, svc.rollback.as_ref().map_or(&[], |p| &p.waits));
+    let svc = state.services.get_mut(key).expect("checked above");
+    let triggers = &svc.triggers;
+    let Some(p) = svc.rollback.as_mut().filter(|p| p.running()) else {
+        return Next::Stay;
+    };
+    p.waits.extend(more);
+    p.unanswered = unanswered;
+    for w in &mut p.waits {
+        let Some(t) = triggers.get(&w.trigger) else {
+            continue;
+        };
+        w.value = t.value;
+        w.data = t.data.label().into();
+        let fresh = t.data.is_clean() && t.last_answer.is_some_and(|a| a >= p.phase_since);
+        if fresh && t.value.is_some_and(|v| past_line(w, v)) {
+            w.recovered_since.get_or_insert(now);
+        } else {
+            w.recovered_since = None;
+        }
+    }
+    let held = |w: &Wait| {
+        w.recovered_since
+            .is_some_and(|s| elapsed(now, s) >= policy.recovery_hold)
+    };
+    let all_held = p.waits.iter().all(held) && p.unanswered.is_empty();
+    if !all_held && elapsed(now, p.phase_since) <= policy.verification_window {
+        return Next::Stay;
+    }
+    let checks: Vec<Check> = p
+        .waits
+        .iter()
+        .map(|w| {
+            let ok = held(w);
+            let detail = if ok {
+                recovered(w, policy.recovery_hold)
+            } else {
+                still(w)
+            };
+            check(&format!("{} recovers", w.trigger), ok, detail)
+        })
+        .collect();
+    p.checks.extend(checks);
+    if !p.unanswered.is_empty() {
+        let detail =
+            "no answer from Prometheus since the rollback began: recovery was not seen".to_string();
+        p.checks.push(check(
+            &format!("{} recovers", p.unanswered.join(", ")),
+            false,
+            detail,
+        ));
+    }
+    if !all_held {
+        return Next::End(Ok(Outcome::DidNotHelp));
+    }
+    if !probes {
+        return Next::Finish;
+    }
+    p.phase = Phase::Probing;
+    p.phase_since = now;
+    effects.push(Effect::Probe {
+        service: key.clone(),
+    });
+    Next::Stay
+}
+
+fn check(name: &str, passed: bool, detail: String) -> Check {
+    Check {
+        name: name.into(),
+        passed,
+        detail,
+    }
+}
+
+fn line(w: &Wait) -> String {
+    let toward = match w.comparison {
+        Comparison::Above | Comparison::AtLeast => "<=",
+        Comparison::Below | Comparison::AtMost => ">=",
+    };
+    format!("{toward} {:.4}", w.recover_at)
+}
+
+fn recovered(w: &Wait, hold: Duration) -> String {
+    format!(
+        "{:.4} {} for {}, recovered (threshold {} {}{})",
+        w.value.unwrap_or(f64::NAN),
+        line(w),
+        humantime::format_duration(hold),
+        w.comparison.symbol(),
+        w.threshold,
+        w.baseline
+            .map_or(String::new(), |b| format!(", baseline {b:.4}"))
+    )
+}
+
+fn still(w: &Wait) -> String {
+    match w.value {
+        _ if !matches!(w.data.as_str(), "ok" | "breach") => {
+            format!("metrics blind ({}): recovery was not seen", w.data)
+        }
+        Some(v) => format!("still {v:.4}; recovers at {}", line(w)),
+        None => "no value".into(),
+    }
+}
+
+/// What the console shows for a check still pending, with its time left.
+pub fn pending(state: &State, p: &Progress) -> Vec<String> {
+    let policy = &state.config.policy;
+    let now = state.now;
+    match p.phase {
+        Phase::Preparing => vec!["… lease, plan and dry run".into()],
+        Phase::Following => vec![format!(
+            "… waiting for {}'s rollback to show in the cluster, {} left",
+            p.by,
+            left(now, p.phase_since, policy.rollout_deadline)
+        )],
+        Phase::RollingOut => vec![format!(
+            "… rollout completes, {} left",
+            left(now, p.phase_since, policy.rollout_deadline)
+        )],
+        Phase::Recovering => p
+            .unanswered
+            .iter()
+            .map(|t| {
+                format!(
+                    "… {t}: waiting for its first answer, {} left",
+                    left(now, p.phase_since, policy.verification_window)
+                )
+            })
+            .chain(p.waits.iter().map(|w| {
+                let now_at = w.value.map_or(w.data.clone(), |v| format!("now {v:.4}"));
+                let held = w.recovered_since.map_or(String::new(), |s| {
+                    format!(", held {}", humantime::format_duration(elapsed(now, s)))
+                });
+                format!(
+                    "… {} {} for {} ({now_at}{held}), {} left",
+                    w.trigger,
+                    line(w),
+                    humantime::format_duration(policy.recovery_hold),
+                    left(now, p.phase_since, policy.verification_window)
+                )
+            }))
+            .collect(),
+        Phase::Probing => vec!["… health URLs".into()],
+        Phase::Ended => Vec::new(),
+    }
+}
+
+/// The last check, every pod ready, then the outcome.
+pub fn finish(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
+    let Some(svc) = state.services.get_mut(key) else {
+        return;
+    };
+    let (want, ready) = svc.deployment.as_ref().map_or((1, 0), |d| {
+        (
+            d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+            d.status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0),
+        )
+    });
+    let Some(p) = svc.rollback.as_mut().filter(|p| p.running()) else {
+        return;
+    };
+    p.checks.push(check(
+        "every pod ready",
+        ready >= want,
+        format!("{ready} of {want} ready"),
+    ));
+    let outcome = if p.checks.iter().all(|c| c.passed) {
+        Outcome::Verified
+    } else {
+        Outcome::DidNotHelp
+    };
+    end(state, key, Ok(outcome), effects);
+}
+
+/// The rollback's life ended: journal it, start the blackout, page unless verified,
+/// and give the Lease back if it is this process's.
+pub fn end(
+    state: &mut State,
+    key: &ServiceKey,
+    result: Result<Outcome, String>,
+    effects: &mut Vec<Effect>,
+) {
+    conclude(state, key, result, true, effects);
+}
+
+fn conclude(
+    state: &mut State,
+    key: &ServiceKey,
+    result: Result<Outcome, String>,
+    page_unverified: bool,
+    effects: &mut Vec<Effect>,
+) {
+    let now = state.now;
+    let Some(svc) = state.services.get_mut(key) else {
+        return;
+    };
+    let incident = svc.incident.clone();
+    let Some(p) = svc.rollback.as_mut().filter(|p| p.running()) else {
+        return;
+    };
+    p.phase = Phase::Ended;
+    p.ended = Some((now, result.clone()));
+    let (ours, automatic, committed, checks) = (
+        p.ours,
+        p.automatic,
+        p.committed,
+        p.checks.iter().map(Check::to_string).collect::<Vec<_>>(),
+    );
+    svc.rollback_in_flight = false;
+    let page = match &result {
+        Ok(Outcome::Verified) => None,
+        Ok(outcome) => {
+            svc.no_auto = Some(format!("the rollback ended at {now}: {}", outcome.label()));
+            Some(format!(
+                "{}: escalating; backout will not roll {key} back automatically again",
+                outcome.label()
+            ))
+        }
+        Err(e) => page_unverified.then(|| format!("rollback not verified: {e}")),
+    };
+    if committed {
+        note_rollback(state, key, now, automatic);
+    }
+    let entry = Entry::Verification {
+        outcome: match &result {
+            Ok(o) => o.label().to_string(),
+            Err(e) => format!("not verified: {e}"),
+        },
+        checks,
+    };
+    effects.push(journal(state, incident, &key.to_string(), entry));
+    if let Some(summary) = page {
+        effects.push(Effect::Page {
+            service: key.clone(),
+            summary,
+        });
+    }
+    if ours {
+        effects.push(Effect::ReleaseLease {
+            service: key.clone(),
+        });
+    }
+}
+
+/// Verification stopped before its end (the terminal went, or the process is
+/// stopping): journaled, so the report says so and by whom.
+pub fn abandon(state: &mut State, key: &ServiceKey, why: &str, effects: &mut Vec<Effect>) {
+    if state
+        .services
+        .get(key)
+        .and_then(|s| s.rollback.as_ref())
+        .is_some_and(|p| p.running() && p.committed)
+    {
+        let result = Err(format!("verification abandoned: {why}"));
+        conclude(state, key, result, false, effects);
+    }
+}
