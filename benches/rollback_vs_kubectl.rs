@@ -5,8 +5,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use backout::sim::scenario::Scenario;
-use backout::sim::{Sim, SimOptions};
+use backout_sim::scenario::Scenario;
+use backout_sim::{Sim, SimOptions};
 
 const ROUNDS: usize = 10;
 

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use backout::sim::api::admission::admit;
-use backout::sim::api::auth::EDITOR_TOKEN;
-use backout::sim::resources::{CONFIGMAPS, DEPLOYMENTS, PODS};
-use backout::sim::{Sim, SimOptions};
+use backout_sim::api::admission::admit;
+use backout_sim::api::auth::EDITOR_TOKEN;
+use backout_sim::resources::{CONFIGMAPS, DEPLOYMENTS, PODS};
+use backout_sim::{Sim, SimOptions};
 use futures::StreamExt;
 use serde_json::json;
 

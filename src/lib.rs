@@ -7,7 +7,8 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
-pub mod k8s;
-pub mod sim;
 pub mod sources;
 pub mod ui;
+
+/// Kubernetes semantics shared with the simulator, in a crate of their own.
+pub use backout_k8s as k8s;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use backout::app::core::{Core, Options};
 use backout::config::Config;
 use backout::engine::ServiceKey;
-use backout::sim::scenario::Scenario;
+use backout_sim::scenario::Scenario;
 use common::{have, start, Cluster};
 
 async fn bad_deploy() -> Cluster {

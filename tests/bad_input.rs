@@ -177,7 +177,7 @@ async fn several_series_are_a_config_error_not_a_choice() {
 async fn nan_from_a_service_without_traffic_is_no_data() {
     let scenario = small_scenario("").services[0].clone();
     let mut s = small_scenario("");
-    s.services[0] = backout::sim::scenario::ServiceSpec {
+    s.services[0] = backout_sim::scenario::ServiceSpec {
         rps: 0.0,
         ..scenario
     };

@@ -11,7 +11,7 @@ use backout::app::ui_state::{Mode, UiState};
 use backout::config::Config;
 use backout::engine::rollbacks::Preview;
 use backout::engine::ServiceKey;
-use backout::sim::scenario::Scenario;
+use backout_sim::scenario::Scenario;
 use common::{have, start, Cluster};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use backout::app::core::{Core, Options};
 use backout::config::Config;
 use backout::engine::{Action, Decision, ServiceKey};
-use backout::sim::scenario::Scenario;
-use backout::sim::tls::Pki;
-use backout::sim::SimOptions;
+use backout_sim::scenario::Scenario;
+use backout_sim::tls::Pki;
+use backout_sim::SimOptions;
 use common::{free_port, have, start, start_in, Cluster, RealPrometheus};
 
 const SOONER: Duration = Duration::from_secs(12);

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backout::sim::scenario::Scenario;
-use backout::sim::tls::Pki;
-use backout::sim::SimOptions;
+use backout_sim::scenario::Scenario;
+use backout_sim::tls::Pki;
+use backout_sim::SimOptions;
 use common::{free_port, have, instant, start, start_in, Cluster, RealPrometheus};
 use serde_json::Value;
 

@@ -8,7 +8,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use backout::sim::scenario::Scenario;
+use backout_sim::scenario::Scenario;
 use common::{eventually, have, start, Cluster};
 
 const GOOD: &str = "registry.local/shop/checkout:1.4.0";

@@ -253,7 +253,7 @@ async fn two_patches_with_the_same_resource_version_one_wins_one_conflicts() {
         "{}/apis/apps/v1/namespaces/shop/deployments/web",
         c.sim.url()
     );
-    let auth = format!("Bearer {}", backout::sim::api::auth::EDITOR_TOKEN);
+    let auth = format!("Bearer {}", backout_sim::api::auth::EDITOR_TOKEN);
     let current: serde_json::Value = http
         .get(&url)
         .header("authorization", &auth)

@@ -5,13 +5,13 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use backout::sim::scenario::Scenario;
-use backout::sim::telemetry::recorded;
+use backout_sim::scenario::Scenario;
+use backout_sim::telemetry::recorded;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use backout::sim::tls::Pki;
-use backout::sim::SimOptions;
+use backout_sim::tls::Pki;
+use backout_sim::SimOptions;
 use common::{free_port, have, instant, start, start_in, RealPrometheus};
 
 #[test]

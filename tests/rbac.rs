@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use backout::sim::api::auth::{Role, Rule, User, EDITOR_TOKEN};
-use backout::sim::scenario::Scenario;
-use backout::sim::SimOptions;
+use backout_sim::api::auth::{Role, Rule, User, EDITOR_TOKEN};
+use backout_sim::scenario::Scenario;
+use backout_sim::SimOptions;
 use common::{have, start_in};
 use serde::Deserialize;
 

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use backout::sim::api::auth::EDITOR_TOKEN;
-use backout::sim::scenario::Scenario;
+use backout_sim::api::auth::EDITOR_TOKEN;
+use backout_sim::scenario::Scenario;
 use common::{instant, start, Cluster};
 use serde_json::Value;
 
@@ -173,7 +173,7 @@ async fn check(name: &'static str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_shipped_scenario_does_what_it_describes() {
-    let names: Vec<&'static str> = backout::sim::scenario::SHIPPED
+    let names: Vec<&'static str> = backout_sim::scenario::SHIPPED
         .iter()
         .map(|(n, _)| *n)
         .collect();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use backout::sim::scenario::Scenario;
+use backout_sim::scenario::Scenario;
 use common::{eventually, have, instant, small_scenario, start, Cluster};
 
 /// The simulator's written config, with the verification windows this test needs.

@@ -152,7 +152,7 @@ async fn watch_lines(c: &Cluster, query: &str) -> Vec<Value> {
     let body = c
         .http()
         .get(url)
-        .bearer_auth(backout::sim::api::auth::EDITOR_TOKEN)
+        .bearer_auth(backout_sim::api::auth::EDITOR_TOKEN)
         .send()
         .await
         .expect("watch request")

@@ -7,7 +7,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use backout::sim::scenario::Scenario;
+use backout_sim::scenario::Scenario;
 use common::{have, start};
 
 /// bad-deploy's checkout (errors: every gate holds) beside latency-only's search

@@ -1,24 +1,14 @@
 //! What the benches share: a State with 2,000 Deployments of two revisions each, and
-//! Prometheus answers for them, built through `update` as the sources would.
+//! Prometheus answers for them, built with the engine's own fixtures.
 
 // Each bench uses its own part of this.
 #![allow(dead_code)]
 
-use backout::engine::signals::QueryOutcome;
-use backout::engine::{update, KubeChange, KubeObject, Msg, QueryAnswer, ServiceKey, State};
-use jiff::Timestamp;
-use serde_json::json;
+pub use backout::engine::fixtures::t;
+use backout::engine::fixtures::{deployment_in, replicaset_in, series};
+use backout::engine::{Msg, ServiceKey, State};
 
 pub const SERVICES: usize = 2_000;
-const T0: i64 = 1_800_000_000;
-
-pub fn t(secs: i64) -> Timestamp {
-    Timestamp::from_second(T0 + secs).unwrap()
-}
-
-fn kube<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Box<T> {
-    Box::new(serde_json::from_value(v).unwrap())
-}
 
 pub fn name(i: usize) -> String {
     format!("svc-{i:04}")
@@ -27,22 +17,21 @@ pub fn name(i: usize) -> String {
 pub fn populate(state: &mut State) {
     for i in 0..SERVICES {
         let n = name(i);
-        let template = |image: &str| json!({"metadata": {"labels": {"app": n}}, "spec": {"containers": [{"name": "app", "image": image}]}});
-        let d = json!({"metadata": {"name": n, "namespace": "scale", "generation": 1, "annotations": {"deployment.kubernetes.io/revision": "2"}},
-            "spec": {"replicas": 10, "selector": {"matchLabels": {"app": n}}, "template": template("app:2")},
-            "status": {"observedGeneration": 1, "replicas": 10, "updatedReplicas": 10, "availableReplicas": 10}});
-        update(
-            state,
-            Msg::Kube(KubeChange::Applied(KubeObject::Deployment(kube(d)))),
-        );
-        for rev in 1..=2 {
-            let rs = json!({"metadata": {"name": format!("{n}-{rev}"), "namespace": "scale", "creationTimestamp": t(-3600 * (3 - rev)).to_string(),
-                "annotations": {"deployment.kubernetes.io/revision": rev.to_string()},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": n, "uid": "u", "controller": true}]},
-                "spec": {"replicas": if rev == 2 { 10 } else { 0 }, "selector": {"matchLabels": {"app": n}}, "template": template(&format!("app:{rev}"))}});
-            update(
+        deployment_in(state, "scale", &n, "app:2", 2, true, false, 10);
+        for rev in 1..=2u64 {
+            let created = t(-3600 * (3 - rev as i64));
+            let image = format!("app:{rev}");
+            let none = serde_json::json!({});
+            replicaset_in(
                 state,
-                Msg::Kube(KubeChange::Applied(KubeObject::ReplicaSet(kube(rs)))),
+                "scale",
+                &n,
+                rev as usize,
+                &image,
+                rev,
+                "",
+                created,
+                none,
             );
         }
     }
@@ -61,21 +50,9 @@ pub fn answer_with(
     now: i64,
     count: usize,
 ) -> Msg {
+    let key = ServiceKey::new("scale", &name(service));
     let points = (0..count)
-        .map(|k| {
-            (
-                t(now - 15 * (count - 1 - k) as i64).as_millisecond(),
-                value(k),
-            )
-        })
+        .map(|k| (now - 15 * (count - 1 - k) as i64, value(k)))
         .collect();
-    Msg::Query(QueryAnswer {
-        trigger: trigger.into(),
-        service: ServiceKey::new("scale", &name(service)),
-        answered_at: t(now),
-        outcome: QueryOutcome::Series {
-            points,
-            requests_per_second: Some(100.0),
-        },
-    })
+    series(&key, trigger, points, now, 100.0)
 }

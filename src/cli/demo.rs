@@ -1,17 +1,15 @@
-//! `backout demo` and `backout` alone: the console, against a built-in simulated
-//! cluster or against the current kubeconfig context.
+//! `backout demo`: the console against a built-in simulated cluster.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 
-use super::ClusterArgs;
 use crate::app::core::{Core, Options};
 use crate::app::ui_state::{Mode, UiState};
 use crate::config::Config;
-use crate::sim::scenario::Scenario;
-use crate::sim::{Sim, SimOptions};
+use backout_sim::scenario::Scenario;
+use backout_sim::{Sim, SimOptions};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -23,12 +21,6 @@ pub struct DemoArgs {
     pub write_config: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-}
-
-#[derive(Debug, Args)]
-pub struct ConsoleArgs {
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
 }
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -60,26 +52,4 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result.map(|_| ExitCode::SUCCESS)
-}
-
-pub async fn console(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
-    let config = args.cluster.config()?;
-    let journal = crate::actions::journal::default_path();
-    let mut opts = args.cluster.core_options(Some(journal));
-    opts.read_only = args.cluster.read_only;
-    let core = match Core::start(config, opts).await {
-        Ok(core) => core,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            eprintln!("to see backout work without a cluster, run `backout demo`");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let ui = UiState::new(
-        Mode::Live,
-        core.target.context.clone(),
-        core.target.cluster_url.clone(),
-    );
-    crate::app::console::run(core, ui).await?;
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,13 @@
 //! The command line: one subcommand per mode, all over the same core.
 
+pub mod console;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod gate;
 pub mod history;
 pub mod report;
 pub mod rollback;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
 pub mod watch;
@@ -65,14 +68,16 @@ pub struct Cli {
     pub command: Option<Command>,
     /// With no command: the console on the current kubeconfig context.
     #[command(flatten)]
-    pub console: demo::ConsoleArgs,
+    pub console: console::ConsoleArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The console against a built-in simulated cluster with a bad deploy.
+    #[cfg(feature = "sim")]
     Demo(demo::DemoArgs),
     /// Run a simulated cluster (Kubernetes API and Prometheus API) for drills, demos and tests.
+    #[cfg(feature = "sim")]
     Sim(sim::SimArgs),
     /// Print the state and decision of every watched service once, then exit.
     Status(status::StatusArgs),
@@ -108,30 +113,35 @@ fn init_logs(command: &Option<Command>) {
             .with_env_filter(filter("warn,backout=info"))
             .with_writer(std::io::stdout)
             .init(),
-        None | Some(Command::Demo(_)) => {
-            let path = crate::actions::journal::default_path().with_file_name("console.log");
-            let file = path.parent().map(std::fs::create_dir_all).and_then(|_| {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .ok()
-            });
-            let writer = std::sync::Mutex::new(match file {
-                Some(f) => Box::new(f) as Box<dyn std::io::Write + Send>,
-                None => Box::new(std::io::sink()),
-            });
-            builder
-                .with_env_filter(filter("warn,backout=info"))
-                .with_ansi(false)
-                .with_writer(writer)
-                .init()
-        }
+        #[cfg(feature = "sim")]
+        Some(Command::Demo(_)) => console_logs(filter("warn,backout=info")),
+        None => console_logs(filter("warn,backout=info")),
         _ => builder
             .with_env_filter(filter("warn"))
             .with_writer(std::io::stderr)
             .init(),
     }
+}
+
+/// The console draws the whole terminal: its logs go to console.log beside the journal.
+fn console_logs(filter: tracing_subscriber::EnvFilter) {
+    let path = crate::actions::journal::default_path().with_file_name("console.log");
+    let file = path.parent().map(std::fs::create_dir_all).and_then(|_| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .ok()
+    });
+    let writer = std::sync::Mutex::new(match file {
+        Some(f) => Box::new(f) as Box<dyn std::io::Write + Send>,
+        None => Box::new(std::io::sink()),
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(writer)
+        .init()
 }
 
 pub fn main() -> ExitCode {
@@ -149,8 +159,10 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            None => demo::console(cli.console).await,
+            None => console::run(cli.console).await,
+            #[cfg(feature = "sim")]
             Some(Command::Demo(args)) => demo::demo(args).await,
+            #[cfg(feature = "sim")]
             Some(Command::Sim(args)) => sim::run(args).await,
             Some(Command::Status(args)) => status::run(args).await,
             Some(Command::Rollback(args)) => rollback::run(args).await,

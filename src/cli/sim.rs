@@ -9,9 +9,9 @@ use base64::Engine;
 use clap::Args;
 use serde_json::json;
 
-use crate::sim::api::auth::{EDITOR_TOKEN, OUTSIDER_TOKEN, VIEWER_TOKEN};
-use crate::sim::scenario::Scenario;
-use crate::sim::{Sim, SimOptions};
+use backout_sim::api::auth::{EDITOR_TOKEN, OUTSIDER_TOKEN, VIEWER_TOKEN};
+use backout_sim::scenario::Scenario;
+use backout_sim::{Sim, SimOptions};
 
 #[derive(Debug, Args)]
 pub struct SimArgs {

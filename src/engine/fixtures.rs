@@ -1,6 +1,7 @@
-//! Test fixtures: a small world of Deployments and trigger answers, built through
-//! `update` the way the sources would build it. Shared by the engine's and the
-//! console's tests.
+//! Fixtures: Deployments, ReplicaSets and trigger answers, built through `update`
+//! the way the sources would build them. The engine's and the console's unit tests
+//! use them, and so do the benches (through the `fixtures` feature), so a world is
+//! described in one place.
 #![allow(dead_code)]
 
 use jiff::Timestamp;
@@ -42,11 +43,30 @@ pub fn deployment(
     complete: bool,
     paused: bool,
 ) -> Vec<Effect> {
-    let (updated, available) = if complete { (3, 3) } else { (1, 0) };
-    let d = json!({"metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}"), "generation": revision,
+    deployment_in(state, "shop", name, image, revision, complete, paused, 3)
+}
+
+/// [`deployment`] in any namespace, with any number of replicas.
+#[allow(clippy::too_many_arguments)]
+pub fn deployment_in(
+    state: &mut State,
+    ns: &str,
+    name: &str,
+    image: &str,
+    revision: u64,
+    complete: bool,
+    paused: bool,
+    replicas: i32,
+) -> Vec<Effect> {
+    let (updated, available) = if complete {
+        (replicas, replicas)
+    } else {
+        (1, 0)
+    };
+    let d = json!({"metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "generation": revision,
         "annotations": {"deployment.kubernetes.io/revision": revision.to_string()}},
-        "spec": {"replicas": 3, "paused": paused, "selector": {"matchLabels": {"app": name}}, "template": template(name, image)},
-        "status": {"observedGeneration": revision, "replicas": 3, "updatedReplicas": updated, "availableReplicas": available, "readyReplicas": available}});
+        "spec": {"replicas": replicas, "paused": paused, "selector": {"matchLabels": {"app": name}}, "template": template(name, image)},
+        "status": {"observedGeneration": revision, "replicas": replicas, "updatedReplicas": updated, "availableReplicas": available, "readyReplicas": available}});
     update(
         state,
         Msg::Kube(KubeChange::Applied(KubeObject::Deployment(obj(d)))),
@@ -67,6 +87,24 @@ pub fn replicaset(
     created: Timestamp,
     extra: serde_json::Value,
 ) -> Vec<Effect> {
+    replicaset_in(
+        state, "shop", name, index, image, revision, history, created, extra,
+    )
+}
+
+/// [`replicaset`] in any namespace.
+#[allow(clippy::too_many_arguments)]
+pub fn replicaset_in(
+    state: &mut State,
+    ns: &str,
+    name: &str,
+    index: usize,
+    image: &str,
+    revision: u64,
+    history: &str,
+    created: Timestamp,
+    extra: serde_json::Value,
+) -> Vec<Effect> {
     let mut annotations = json!({"deployment.kubernetes.io/revision": revision.to_string()});
     if !history.is_empty() {
         annotations["deployment.kubernetes.io/revision-history"] = json!(history);
@@ -74,7 +112,7 @@ pub fn replicaset(
     for (k, v) in extra.as_object().into_iter().flatten() {
         annotations[k] = v.clone();
     }
-    let rs = json!({"metadata": {"name": format!("{name}-{index}"), "namespace": "shop", "creationTimestamp": created.to_string(),
+    let rs = json!({"metadata": {"name": format!("{name}-{index}"), "namespace": ns, "creationTimestamp": created.to_string(),
         "annotations": annotations,
         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": format!("uid-{name}"), "controller": true}]},
         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}}, "template": template(name, image)}});
@@ -201,20 +239,30 @@ pub fn key(name: &str) -> ServiceKey {
 pub fn answer(service: &str, trigger: &str, before: f64, after: f64, onset: i64, now: i64) -> Msg {
     let points = (-300..=now)
         .step_by(15)
-        .map(|s| {
-            (
-                t(s).as_millisecond(),
-                if s >= onset { after } else { before },
-            )
-        })
+        .map(|s| (s, if s >= onset { after } else { before }))
         .collect();
+    series(&key(service), trigger, points, now, 50.0)
+}
+
+/// One range query's answer: (seconds after T0, value) points, answered at `now`,
+/// over `rps` requests a second.
+pub fn series(
+    service: &ServiceKey,
+    trigger: &str,
+    points: Vec<(i64, f64)>,
+    now: i64,
+    rps: f64,
+) -> Msg {
     Msg::Query(QueryAnswer {
         trigger: trigger.into(),
-        service: key(service),
+        service: service.clone(),
         answered_at: t(now),
         outcome: QueryOutcome::Series {
-            points,
-            requests_per_second: Some(50.0),
+            points: points
+                .into_iter()
+                .map(|(s, v)| (t(s).as_millisecond(), v))
+                .collect(),
+            requests_per_second: Some(rps),
         },
     })
 }

@@ -21,8 +21,8 @@ pub use msg::{Effect, KubeChange, KubeKind, KubeObject, Msg, QueryAnswer, Source
 pub use state::{ServiceKey, State};
 pub use update::update;
 
-#[cfg(test)]
-pub(crate) mod fixtures;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 #[cfg(test)]
 mod incident_tests;
 #[cfg(test)]

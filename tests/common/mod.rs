@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use backout::sim::scenario::Scenario;
-use backout::sim::{Sim, SimOptions};
+use backout_sim::scenario::Scenario;
+use backout_sim::{Sim, SimOptions};
 
 pub struct Cluster {
     pub sim: Sim,

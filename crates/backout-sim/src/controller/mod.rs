@@ -7,7 +7,7 @@ pub mod replicaset;
 
 use std::collections::HashMap;
 
-use crate::sim::store::{ObjKey, Store};
+use crate::store::{ObjKey, Store};
 pub use kubelet::Behaviours;
 
 #[derive(Default)]

@@ -192,35 +192,35 @@ pub enum ScenarioError {
 pub const SHIPPED: &[(&str, &str)] = &[
     (
         "bad-deploy",
-        include_str!("../../assets/scenarios/bad-deploy.toml"),
+        include_str!("../../../assets/scenarios/bad-deploy.toml"),
     ),
     (
         "crashloop",
-        include_str!("../../assets/scenarios/crashloop.toml"),
+        include_str!("../../../assets/scenarios/crashloop.toml"),
     ),
     (
         "latency-only",
-        include_str!("../../assets/scenarios/latency-only.toml"),
+        include_str!("../../../assets/scenarios/latency-only.toml"),
     ),
     (
         "deploy-with-migration",
-        include_str!("../../assets/scenarios/deploy-with-migration.toml"),
+        include_str!("../../../assets/scenarios/deploy-with-migration.toml"),
     ),
     (
         "deploy-with-configmap",
-        include_str!("../../assets/scenarios/deploy-with-configmap.toml"),
+        include_str!("../../../assets/scenarios/deploy-with-configmap.toml"),
     ),
     (
         "cross-service",
-        include_str!("../../assets/scenarios/cross-service.toml"),
+        include_str!("../../../assets/scenarios/cross-service.toml"),
     ),
     (
         "healthy-deploy",
-        include_str!("../../assets/scenarios/healthy-deploy.toml"),
+        include_str!("../../../assets/scenarios/healthy-deploy.toml"),
     ),
     (
         "noisy-baseline",
-        include_str!("../../assets/scenarios/noisy-baseline.toml"),
+        include_str!("../../../assets/scenarios/noisy-baseline.toml"),
     ),
 ];
 

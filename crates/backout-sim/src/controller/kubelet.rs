@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::sim::scenario::{ImageBehaviour, Scenario};
+use crate::scenario::{ImageBehaviour, Scenario};
 
 /// When a pod turns Ready (unix ms). The kubelet's own clock, kept on the pod so a
 /// drill can read it with kubectl.
@@ -80,7 +80,7 @@ pub fn step(pod: &Value, now_ms: u64, behaviours: &Behaviours) -> (Value, Option
     let mut next = pod.clone();
     let behaviour = behaviours.of(image_of(pod));
     let start = ready_at(pod);
-    let since = crate::sim::store::now_rfc3339();
+    let since = crate::store::now_rfc3339();
     let containers = pod["spec"]["containers"]
         .as_array()
         .cloned()
@@ -136,8 +136,7 @@ pub fn step(pod: &Value, now_ms: u64, behaviours: &Behaviours) -> (Value, Option
 fn keep_times(pod: &Value, mut next: Value) -> Value {
     let old = &pod["status"];
     let stamp = |v: &Value| v.get("startTime").cloned();
-    next["status"]["startTime"] =
-        stamp(old).unwrap_or_else(|| json!(crate::sim::store::now_rfc3339()));
+    next["status"]["startTime"] = stamp(old).unwrap_or_else(|| json!(crate::store::now_rfc3339()));
     if let (Some(new_c), Some(old_c)) = (
         next["status"]["conditions"].as_array_mut(),
         old["conditions"].as_array(),
@@ -148,7 +147,7 @@ fn keep_times(pod: &Value, mut next: Value) -> Value {
                 .find(|o| o["type"] == c["type"] && o["status"] == c["status"]);
             c["lastTransitionTime"] = prior
                 .and_then(|o| o.get("lastTransitionTime").cloned())
-                .unwrap_or_else(|| json!(crate::sim::store::now_rfc3339()));
+                .unwrap_or_else(|| json!(crate::store::now_rfc3339()));
         }
     }
     if let (Some(new_s), Some(old_s)) = (

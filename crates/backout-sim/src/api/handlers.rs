@@ -16,10 +16,10 @@ use super::auth::{authorize, Attributes};
 use super::patch::{self, PatchType};
 use super::status::ApiError;
 use super::{reviews, watch};
-use crate::k8s::selectors::{FieldSelector, LabelSelector};
-use crate::sim::resources::{self, ResourceDef, Subresource};
-use crate::sim::store::{meta_str, Store};
-use crate::sim::SimState;
+use crate::resources::{self, ResourceDef, Subresource};
+use crate::store::{meta_str, Store};
+use crate::SimState;
+use backout_k8s::selectors::{FieldSelector, LabelSelector};
 
 /// A request path resolved against the resource table.
 #[derive(Debug)]
@@ -155,18 +155,15 @@ pub async fn serve(
     let user = sim.users.authenticate(headers)?.clone();
     let target = resolve(path)?;
     let verb = verb(&method, &target, &params);
-    sim.audit
-        .lock()
-        .expect("audit lock")
-        .insert(crate::sim::Access {
-            user: user.name.clone(),
-            verb: verb.to_string(),
-            group: target.res.group.to_string(),
-            resource: match target.sub {
-                Some(sub) => format!("{}/{}", target.res.plural, sub.name()),
-                None => target.res.plural.to_string(),
-            },
-        });
+    sim.audit.lock().expect("audit lock").insert(crate::Access {
+        user: user.name.clone(),
+        verb: verb.to_string(),
+        group: target.res.group.to_string(),
+        resource: match target.sub {
+            Some(sub) => format!("{}/{}", target.res.plural, sub.name()),
+            None => target.res.plural.to_string(),
+        },
+    });
     authorize(
         &user,
         &Attributes {
@@ -273,7 +270,7 @@ fn get(sim: &SimState, target: &Target) -> Result<Value, ApiError> {
 
 /// The `autoscaling/v1 Scale` view of a workload.
 fn scale_of(obj: &Value) -> Value {
-    let selector = crate::k8s::selectors::from_labels(&obj["spec"]["selector"]["matchLabels"]);
+    let selector = backout_k8s::selectors::from_labels(&obj["spec"]["selector"]["matchLabels"]);
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",

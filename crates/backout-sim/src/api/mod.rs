@@ -20,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::sim::telemetry::http as prom;
-use crate::sim::SimState;
+use crate::telemetry::http as prom;
+use crate::SimState;
 use status::ApiError;
 
 pub fn router(state: Arc<SimState>) -> Router {

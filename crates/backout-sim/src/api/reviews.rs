@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::auth::{allowed, Attributes, User};
 use super::status::ApiError;
-use crate::sim::resources::{self, ResourceDef};
-use crate::sim::SimState;
+use crate::resources::{self, ResourceDef};
+use crate::SimState;
 
 pub fn answer(
     _sim: &SimState,

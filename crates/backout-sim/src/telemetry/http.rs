@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use super::promql_math::BUCKETS;
 use super::tsdb::Labels;
-use crate::sim::controller::unix_ms;
-use crate::sim::SimState;
+use crate::controller::unix_ms;
+use crate::SimState;
 
 fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")

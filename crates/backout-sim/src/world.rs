@@ -8,7 +8,7 @@ use super::resources::{CONFIGMAPS, DEPLOYMENTS, HPAS, JOBS, SECRETS, SERVICES};
 use super::scenario::{Action, GitOps, Scenario, ServiceSpec};
 use super::store::{now_rfc3339, Store};
 use super::telemetry::Telemetry;
-use crate::k8s::template::{CHANGE_CAUSE, DEPLOYED_BY, MIGRATION};
+use backout_k8s::template::{CHANGE_CAUSE, DEPLOYED_BY, MIGRATION};
 
 pub fn seed(
     store: &mut Store,

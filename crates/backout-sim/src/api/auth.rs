@@ -6,7 +6,7 @@
 use axum::http::{HeaderMap, StatusCode};
 
 use super::status::ApiError;
-use crate::sim::resources::ResourceDef;
+use crate::resources::ResourceDef;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
@@ -163,7 +163,7 @@ pub fn authorize(user: &User, attrs: &Attributes) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::resources::DEPLOYMENTS;
+    use crate::resources::DEPLOYMENTS;
 
     #[test]
     fn a_viewer_is_forbidden_to_patch_in_kubernetes_words() {

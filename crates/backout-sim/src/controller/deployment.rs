@@ -8,11 +8,11 @@ use serde_json::{json, Map, Value};
 
 use super::kubelet::Behaviours;
 use super::replicaset;
-use crate::k8s::template::{
+use crate::resources::{DEPLOYMENTS, REPLICASETS};
+use crate::store::{controller_owner, meta_str, now_rfc3339, Store};
+use backout_k8s::template::{
     self, DESIRED_REPLICAS, HASH_LABEL, MAX_REPLICAS, NOT_COPIED, REVISION, REVISION_HISTORY,
 };
-use crate::sim::resources::{DEPLOYMENTS, REPLICASETS};
-use crate::sim::store::{controller_owner, meta_str, now_rfc3339, Store};
 
 fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)

@@ -15,9 +15,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::handlers::{is_true, Filters, Target};
 use super::status::ApiError;
-use crate::sim::resources::ResourceDef;
-use crate::sim::store::{meta_str, EventKind, StoreError, WatchEvent};
-use crate::sim::SimState;
+use crate::resources::ResourceDef;
+use crate::store::{meta_str, EventKind, StoreError, WatchEvent};
+use crate::SimState;
 
 fn line(kind: &str, object: &Value) -> Bytes {
     let mut out = serde_json::to_vec(&json!({"type": kind, "object": object}))

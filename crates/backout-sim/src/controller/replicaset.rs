@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::kubelet::{self, Behaviours, READY_AT};
-use crate::sim::resources::{PODS, REPLICASETS};
-use crate::sim::store::{meta_str, random_suffix, Store};
+use crate::resources::{PODS, REPLICASETS};
+use crate::store::{meta_str, random_suffix, Store};
 
 /// Syncs one ReplicaSet and its pods; returns when it next needs looking at.
 pub fn sync(store: &mut Store, rs: &Value, now_ms: u64, behaviours: &Behaviours) -> Option<u64> {

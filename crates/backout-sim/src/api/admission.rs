@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::status::ApiError;
-use crate::sim::resources::ResourceDef;
+use crate::resources::ResourceDef;
 
 pub fn admit(res: &ResourceDef, obj: &mut Value, current: Option<&Value>) -> Result<(), ApiError> {
     match res.kind {
@@ -104,7 +104,7 @@ fn validate_workload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::resources::DEPLOYMENTS;
+    use crate::resources::DEPLOYMENTS;
 
     fn deployment() -> Value {
         json!({"metadata": {"name": "web"}, "spec": {

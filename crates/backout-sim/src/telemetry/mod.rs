@@ -7,8 +7,8 @@ pub mod recorded;
 pub mod traffic;
 pub mod tsdb;
 
-use crate::sim::controller::Behaviours;
-use crate::sim::store::Store;
+use crate::controller::Behaviours;
+use crate::store::Store;
 use traffic::Traffic;
 use tsdb::{Labels, Tsdb};
 

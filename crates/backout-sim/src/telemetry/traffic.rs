@@ -9,11 +9,11 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 use super::promql_math::BUCKETS;
-use crate::k8s::selectors::LabelSelector;
-use crate::sim::controller::kubelet::{self, Behaviours};
-use crate::sim::resources::{PODS, SERVICES};
-use crate::sim::scenario::{Fault, ImageBehaviour};
-use crate::sim::store::{meta_str, Store};
+use crate::controller::kubelet::{self, Behaviours};
+use crate::resources::{PODS, SERVICES};
+use crate::scenario::{Fault, ImageBehaviour};
+use crate::store::{meta_str, Store};
+use backout_k8s::selectors::LabelSelector;
 
 /// Counters of one pod, as its app and the kubelet export them.
 #[derive(Debug, Clone, Default)]
@@ -202,7 +202,7 @@ impl Traffic {
 }
 
 pub fn selector_of(svc: &Value) -> LabelSelector {
-    let raw = crate::k8s::selectors::from_labels(&svc["spec"]["selector"]);
+    let raw = backout_k8s::selectors::from_labels(&svc["spec"]["selector"]);
     // An empty selector would select every pod; a Service without one selects none.
     LabelSelector::parse(if raw.is_empty() {
         "!__none__,__none__"

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use super::resources::{self, ResourceDef};
-use crate::k8s::template::SAFE_ALPHABET;
+use backout_k8s::template::SAFE_ALPHABET;
 
 pub type ObjKey = (String, String);
 
@@ -519,7 +519,7 @@ pub fn random_suffix() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::resources::{CONFIGMAPS, DEPLOYMENTS, REPLICASETS};
+    use crate::resources::{CONFIGMAPS, DEPLOYMENTS, REPLICASETS};
 
     fn cm(name: &str) -> Value {
         json!({"metadata": {"name": name, "namespace": "default"}, "data": {"k": "v"}})

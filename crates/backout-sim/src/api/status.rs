@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::sim::store::StoreError;
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {

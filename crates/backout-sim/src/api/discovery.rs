@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::sim::resources::{self, ResourceDef, Subresource};
+use crate::resources::{self, ResourceDef, Subresource};
 
 /// kubectl's dispatcher picks the bundled kubectl whose minor matches this one.
 pub fn version() -> Value {

@@ -1,0 +1,37 @@
+//! `backout` alone: the console on the current kubeconfig context, as k9s opens.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::ClusterArgs;
+use crate::app::core::Core;
+use crate::app::ui_state::{Mode, UiState};
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+pub async fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
+    let config = args.cluster.config()?;
+    let journal = crate::actions::journal::default_path();
+    let mut opts = args.cluster.core_options(Some(journal));
+    opts.read_only = args.cluster.read_only;
+    let core = match Core::start(config, opts).await {
+        Ok(core) => core,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            eprintln!("to see backout work without a cluster, run `backout demo`");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let ui = UiState::new(
+        Mode::Live,
+        core.target.context.clone(),
+        core.target.cluster_url.clone(),
+    );
+    crate::app::console::run(core, ui).await?;
+    Ok(ExitCode::SUCCESS)
+}
