@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::blast::{self, Note};
+use super::gates;
 use super::rollout::{self, Revision, Rollout};
 use super::state::{Service, ServiceKey, State};
 use crate::config::{Severity, Signal};
@@ -86,7 +87,7 @@ pub struct Decision {
     pub blast_radius: Vec<Note>,
 }
 
-fn secs(d: Duration) -> i64 {
+pub(super) fn secs(d: Duration) -> i64 {
     d.as_secs() as i64
 }
 
@@ -145,8 +146,6 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
     let Some(svc) = state.services.get(key) else {
         return Decision::default();
     };
-    let now = state.now;
-    let policy = &state.config.policy;
     let history = rollout::history(svc.replicasets.values());
     let deployed = deployed_at(svc, &history);
     let rollout_state = svc.deployment.as_ref().map(rollout::status);
@@ -157,33 +156,7 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
         == Some(true);
     let target = target(svc, &history);
 
-    let mut firing: Vec<Firing> = state
-        .config
-        .triggers
-        .iter()
-        .filter_map(|t| {
-            let ts = svc.triggers.get(&t.name)?;
-            ts.alert.is_firing().then(|| Firing {
-                trigger: t.name.clone(),
-                value: ts.value,
-                threshold: t.threshold,
-                severity: t.severity,
-                signal: t.signal,
-                onset: ts.onset,
-            })
-        })
-        .collect();
-    // A rollout past its deadline is a failure signal of its own (seed 000's matrix).
-    if let Some(Rollout::Failed(_)) = &rollout_state {
-        firing.push(Firing {
-            trigger: "rollout-deadline".into(),
-            value: None,
-            threshold: 0.0,
-            severity: Severity::AutoRollback,
-            signal: Signal::CrashLoop,
-            onset: deployed.map(|d| d.min(now)),
-        });
-    }
+    let firing = firing(state, svc, rollout_state.as_ref(), deployed);
     let mut decision = Decision {
         current_revision: history.last().map(|r| r.number),
         target: target.map(|r| TargetRevision {
@@ -200,139 +173,25 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
         return decision;
     }
     let onset = firing.iter().filter_map(|f| f.onset).min();
-    let slack = state
-        .config
-        .prometheus
-        .as_ref()
-        .map_or(Duration::from_secs(30), |p| p.poll_interval * 2);
-
-    let mut gates = Vec::with_capacity(7);
-    let current_rollback = svc.lineage.latest().filter(|r| {
-        svc.lineage.current_is_rollback && Some(r.revision) == decision.current_revision
-    });
-    gates.push(match (onset, deployed) {
-        // What is running now is a rollback: the signal is what it left behind, or a
-        // fault no deploy caused. Rolling back a rollback is never automatic.
-        _ if current_rollback.is_some() => Gate {
-            number: 1,
-            name: "onset after deploy",
-            passed: false,
-            evidence: format!(
-                "revision {} is a rollback by {}, not a deploy",
-                decision.current_revision.unwrap_or(0),
-                current_rollback.map_or("", |r| r.by.as_str())
-            ),
-        },
-        (Some(o), Some(d)) => {
-            let after = o.duration_since(d).as_secs();
-            let passed = after >= -secs(slack) && after <= secs(policy.onset_window);
-            let evidence = if after < -secs(slack) {
-                format!(
-                    "the regression began {} before revision {} rolled out",
-                    ago(d, o),
-                    decision.current_revision.unwrap_or(0)
-                )
-            } else {
-                format!(
-                    "the regression began {}s after revision {} rolled out (window {})",
-                    after.max(0),
-                    decision.current_revision.unwrap_or(0),
-                    humantime::format_duration(policy.onset_window)
-                )
-            };
-            Gate {
-                number: 1,
-                name: "onset after deploy",
-                passed,
-                evidence,
-            }
-        }
-        _ => Gate {
-            number: 1,
-            name: "onset after deploy",
-            passed: false,
-            evidence: "the onset or the deploy time is unknown".into(),
-        },
-    });
-    gates.push(locality_gate(state, key, deployed, onset));
-    gates.push(config_gate(state, key, svc, deployed));
-    let failure = firing
-        .iter()
-        .filter(|f| f.severity == Severity::AutoRollback && f.signal.is_failure())
-        .map(|f| f.trigger.as_str())
-        .collect::<Vec<_>>();
-    gates.push(Gate {
-        number: 4,
-        name: "failure signal",
-        passed: !failure.is_empty(),
-        evidence: if failure.is_empty() {
-            let names: Vec<_> = firing
-                .iter()
-                .map(|f| format!("{} ({})", f.trigger, f.signal.label()))
-                .collect();
-            format!(
-                "only {} firing; latency or saturation alone is never automatic",
-                names.join(", ")
-            )
-        } else {
-            format!("{} firing", failure.join(", "))
-        },
-    });
-    gates.push(migration_gate(state, key, deployed));
-    gates.push(quiet_gate(state, svc));
-    gates.push(Gate {
-        number: 7,
-        name: "target exists",
-        passed: target.is_some() && !paused,
-        evidence: match (target, paused) {
-            (_, true) => "the Deployment is paused; resume it before any rollback".into(),
-            (Some(r), _) => format!(
-                "revision {} ({}) is in history",
-                r.number,
-                r.images.join(", ")
-            ),
-            (None, _) if history.len() < 2 => "no earlier revision is left in history".into(),
-            (None, _) => format!(
-                "every earlier revision was rolled back from ({}); choose one in the history",
-                history
-                    .iter()
-                    .filter(|r| svc.lineage.is_known_bad(&r.replicaset))
-                    .map(|r| format!("r{}", r.number))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        },
-    });
+    let ctx = gates::Context {
+        state,
+        key,
+        svc,
+        history: &history,
+        deployed,
+        onset,
+        firing: &firing,
+        target,
+        paused,
+    };
+    let gates: Vec<Gate> = gates::GATES.iter().map(|gate| gate(&ctx)).collect();
 
     let top = firing
         .iter()
         .map(|f| f.severity)
         .max()
         .unwrap_or(Severity::LogOnly);
-    let mut why: Vec<String> = gates
-        .iter()
-        .filter(|g| !g.passed)
-        .map(|g| format!("gate {} ({}): {}", g.number, g.name, g.evidence))
-        .collect();
-    if top != Severity::AutoRollback {
-        let names: Vec<_> = firing
-            .iter()
-            .map(|f| format!("{} is {}", f.trigger, f.severity.label()))
-            .collect();
-        why.insert(
-            0,
-            format!("no auto_rollback trigger is firing: {}", names.join(", ")),
-        );
-    }
-    if let Some(reason) = &svc.no_auto {
-        why.push(format!("no further automatic rollback: {reason}"));
-    }
-    if policy.require_two_anomalies && firing.len() < 2 {
-        why.push(format!(
-            "the policy requires two anomalies; only {} is firing",
-            firing[0].trigger
-        ));
-    }
+    let why = why_not_automatic(state, svc, &gates, &firing, top);
     decision.action = match top {
         Severity::AutoRollback if why.is_empty() => Action::AutoRollback,
         Severity::AutoRollback | Severity::PageAndSuggest => Action::Suggest,
@@ -353,168 +212,77 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
     decision
 }
 
-/// Gate 2: the regression is in the service that was deployed, not one near it.
-fn locality_gate(
+/// The triggers firing, and a rollout past its deadline, which is a failure signal
+/// of its own (seed 000's matrix).
+fn firing(
     state: &State,
-    key: &ServiceKey,
-    deployed: Option<Timestamp>,
-    onset: Option<Timestamp>,
-) -> Gate {
-    let gate = |passed, evidence| Gate {
-        number: 2,
-        name: "in the deployed service",
-        passed,
-        evidence,
-    };
-    let (Some(deployed), Some(onset)) = (deployed, onset) else {
-        return gate(false, "the deploy time or the onset is unknown".into());
-    };
-    let related: Vec<&str> = state
-        .config
-        .depends_on(&key.name)
-        .iter()
-        .map(String::as_str)
-        .chain(state.config.dependents(&key.name))
-        .collect();
-    let newer = related.iter().find_map(|name| {
-        let other = state.services.get(&ServiceKey::new(&key.namespace, name))?;
-        let at = deployed_at(other, &rollout::history(other.replicasets.values()))?;
-        (at > deployed && at <= onset).then(|| {
-            format!(
-                "{name} deployed {} before the regression, after {} did",
-                ago(onset, at),
-                key.name
-            )
-        })
-    });
-    match newer {
-        Some(evidence) => gate(false, evidence),
-        None if related.is_empty() => gate(
-            true,
-            format!(
-                "{} deployed {} before the regression",
-                key.name,
-                ago(onset, deployed)
-            ),
-        ),
-        None => gate(
-            true,
-            format!(
-                "{} deployed {} before the regression; no related service ({}) deployed since",
-                key.name,
-                ago(onset, deployed),
-                related.join(", ")
-            ),
-        ),
-    }
-}
-
-/// Gate 3: only the pod spec changed; no referenced ConfigMap or Secret moved in the window.
-fn config_gate(
-    state: &State,
-    key: &ServiceKey,
     svc: &Service,
+    rollout: Option<&Rollout>,
     deployed: Option<Timestamp>,
-) -> Gate {
-    let changed = blast::changed_config(state, key, svc, deployed);
-    Gate {
-        number: 3,
-        name: "pod spec only",
-        passed: changed.is_empty(),
-        evidence: if changed.is_empty() {
-            "no ConfigMap or Secret the pod template references changed in the window".into()
-        } else {
-            format!(
-                "{} changed in the window; a rollback does not revert it",
-                changed.join(", ")
-            )
-        },
-    }
-}
-
-/// Gate 5: no schema migration within ± the migration window of the deploy.
-fn migration_gate(state: &State, key: &ServiceKey, deployed: Option<Timestamp>) -> Gate {
-    let found = blast::migrations(state, &key.namespace, deployed);
-    Gate {
-        number: 5,
-        name: "no migration",
-        passed: found.is_empty(),
-        evidence: if found.is_empty() {
-            format!(
-                "no migration Job within ±{} of the deploy",
-                humantime::format_duration(state.config.policy.migration_window)
-            )
-        } else {
-            format!(
-                "migration {} ran near the deploy; the old image may not read the new schema",
-                found.join(", ")
-            )
-        },
-    }
-}
-
-/// When this service was last rolled back, by anyone: this process's memory, or the
-/// cluster's. A rollback whose time nothing tells is taken as now: unknown is never
-/// "long ago".
-pub fn last_rollback(state: &State, svc: &Service) -> Option<(Timestamp, String)> {
-    let from_cluster = svc.lineage.latest().map(|r| {
-        let at = r.at.unwrap_or(state.now);
-        let dated = if r.at.is_some() {
-            String::new()
-        } else {
-            ", at a time the cluster does not tell".into()
-        };
-        (at, format!("{}{dated}", r.by))
-    });
-    // This process's own rollback counts from its patch, before the cluster shows it.
-    let patched = svc
-        .rollback
-        .as_ref()
-        .filter(|p| p.committed)
-        .map(|p| (p.started, p.by.clone()));
-    let own = svc
-        .last_rollback
-        .map(|t| (t, "backout".to_string()))
-        .into_iter()
-        .chain(patched)
-        .max_by_key(|(t, _)| *t);
-    match (from_cluster, own) {
-        (Some(c), Some(o)) => Some(if c.0 >= o.0 { c } else { o }),
-        (c, o) => c.or(o),
-    }
-}
-
-/// Gate 6: outside the cooldown after any automatic rollback, and this service's
-/// blackout after a rollback by anyone.
-fn quiet_gate(state: &State, svc: &Service) -> Gate {
-    let policy = &state.config.policy;
-    let within = |t: Timestamp, d: Duration| state.now.duration_since(t).as_secs() < secs(d);
-    let evidence = if let Some((t, by)) =
-        last_rollback(state, svc).filter(|(t, _)| within(*t, policy.blackout))
-    {
-        Some(format!(
-            "rolled back {} ago by {by}; the blackout lasts {}",
-            ago(state.now, t),
-            humantime::format_duration(policy.blackout)
-        ))
-    } else {
-        state
-            .last_auto_rollback
-            .filter(|t| within(*t, policy.cooldown))
-            .map(|t| {
-                format!(
-                    "an automatic rollback ran {} ago; the cooldown lasts {}",
-                    ago(state.now, t),
-                    humantime::format_duration(policy.cooldown)
-                )
+) -> Vec<Firing> {
+    let mut firing: Vec<Firing> = state
+        .config
+        .triggers
+        .iter()
+        .filter_map(|t| {
+            let ts = svc.triggers.get(&t.name)?;
+            ts.alert.is_firing().then(|| Firing {
+                trigger: t.name.clone(),
+                value: ts.value,
+                threshold: t.threshold,
+                severity: t.severity,
+                signal: t.signal,
+                onset: ts.onset,
             })
-    };
-    Gate {
-        number: 6,
-        name: "cooldown and blackout",
-        passed: evidence.is_none(),
-        evidence: evidence.unwrap_or_else(|| "no rollback in the cooldown or blackout".into()),
+        })
+        .collect();
+    if let Some(Rollout::Failed(_)) = rollout {
+        firing.push(Firing {
+            trigger: "rollout-deadline".into(),
+            value: None,
+            threshold: 0.0,
+            severity: Severity::AutoRollback,
+            signal: Signal::CrashLoop,
+            onset: deployed.map(|d| d.min(state.now)),
+        });
     }
+    firing
+}
+
+/// Each failed gate, the severities, a service that may not be rolled back
+/// automatically again, and the policy's two-anomaly rule, in words.
+fn why_not_automatic(
+    state: &State,
+    svc: &Service,
+    gates: &[Gate],
+    firing: &[Firing],
+    top: Severity,
+) -> Vec<String> {
+    let mut why: Vec<String> = gates
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| format!("gate {} ({}): {}", g.number, g.name, g.evidence))
+        .collect();
+    if top != Severity::AutoRollback {
+        let names: Vec<_> = firing
+            .iter()
+            .map(|f| format!("{} is {}", f.trigger, f.severity.label()))
+            .collect();
+        why.insert(
+            0,
+            format!("no auto_rollback trigger is firing: {}", names.join(", ")),
+        );
+    }
+    if let Some(reason) = &svc.no_auto {
+        why.push(format!("no further automatic rollback: {reason}"));
+    }
+    if state.config.policy.require_two_anomalies && firing.len() < 2 {
+        why.push(format!(
+            "the policy requires two anomalies; only {} is firing",
+            firing[0].trigger
+        ));
+    }
+    why
 }
 
 fn confidence(

@@ -4,6 +4,7 @@
 pub mod blast;
 pub mod decision;
 pub mod evidence;
+pub mod gates;
 pub mod handoff;
 pub mod journal;
 mod kube_apply;

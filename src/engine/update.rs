@@ -6,6 +6,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::decision::{self, Action};
+use super::gates;
 use super::journal::{incident_id, Entry, Record};
 use super::msg::{Effect, Msg, QueryAnswer};
 use super::rollbacks;
@@ -229,7 +230,7 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
         state.config.policy.clone(),
         state.now.max(answer.answered_at),
     );
-    let in_blackout = decision::last_rollback(state, state.services.get(&answer.service)?)
+    let in_blackout = gates::last_rollback(state, state.services.get(&answer.service)?)
         .is_some_and(|(r, _)| now.duration_since(r).as_secs() < policy.blackout.as_secs() as i64);
     let svc = state.services.get_mut(&answer.service)?;
     let t = svc.triggers.entry(trigger.name.clone()).or_default();

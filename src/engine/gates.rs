@@ -1,0 +1,309 @@
+//! The seven gates an automatic rollback needs, as a table over one context: each is
+//! a small function that says whether it holds and why, in words a person can check.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::blast;
+use super::decision::{ago, deployed_at, secs, Firing, Gate};
+use super::rollout::{self, Revision};
+use super::state::{Service, ServiceKey, State};
+use crate::config::Severity;
+
+/// What every gate looks at, computed once per decision.
+pub struct Context<'a> {
+    pub state: &'a State,
+    pub key: &'a ServiceKey,
+    pub svc: &'a Service,
+    pub history: &'a [Revision],
+    pub deployed: Option<Timestamp>,
+    pub onset: Option<Timestamp>,
+    pub firing: &'a [Firing],
+    pub target: Option<&'a Revision>,
+    pub paused: bool,
+}
+
+impl Context<'_> {
+    fn current_revision(&self) -> u64 {
+        self.history.last().map_or(0, |r| r.number)
+    }
+}
+
+/// Gates 1 to 7, in order. `auto_rollback` needs every one.
+pub const GATES: [fn(&Context) -> Gate; 7] = [
+    onset_after_deploy,
+    in_the_deployed_service,
+    pod_spec_only,
+    failure_signal,
+    no_migration,
+    quiet,
+    target_exists,
+];
+
+/// Gate 1: the regression began within the onset window after the rollout started,
+/// and what runs is a deploy: rolling back a rollback is never automatic.
+fn onset_after_deploy(c: &Context) -> Gate {
+    let policy = &c.state.config.policy;
+    let gate = |passed, evidence| Gate {
+        number: 1,
+        name: "onset after deploy",
+        passed,
+        evidence,
+    };
+    let revision = c.current_revision();
+    let rollback = c
+        .svc
+        .lineage
+        .latest()
+        .filter(|r| c.svc.lineage.current_is_rollback && r.revision == revision);
+    if let Some(r) = rollback {
+        let why = format!(
+            "revision {revision} is a rollback by {}, not a deploy",
+            r.by
+        );
+        return gate(false, why);
+    }
+    let (Some(onset), Some(deployed)) = (c.onset, c.deployed) else {
+        return gate(false, "the onset or the deploy time is unknown".into());
+    };
+    // The series is sampled every poll: an onset a poll or two early is the deploy's.
+    let slack = c
+        .state
+        .config
+        .prometheus
+        .as_ref()
+        .map_or(Duration::from_secs(30), |p| p.poll_interval * 2);
+    let after = onset.duration_since(deployed).as_secs();
+    if after < -secs(slack) {
+        let why = format!(
+            "the regression began {} before revision {revision} rolled out",
+            ago(deployed, onset)
+        );
+        return gate(false, why);
+    }
+    gate(
+        after <= secs(policy.onset_window),
+        format!(
+            "the regression began {}s after revision {revision} rolled out (window {})",
+            after.max(0),
+            humantime::format_duration(policy.onset_window)
+        ),
+    )
+}
+
+/// Gate 4: an error rate or a crash loop is firing, not latency or saturation alone.
+fn failure_signal(c: &Context) -> Gate {
+    let failure: Vec<&str> = c
+        .firing
+        .iter()
+        .filter(|f| f.severity == Severity::AutoRollback && f.signal.is_failure())
+        .map(|f| f.trigger.as_str())
+        .collect();
+    let evidence = if failure.is_empty() {
+        let names: Vec<_> = c
+            .firing
+            .iter()
+            .map(|f| format!("{} ({})", f.trigger, f.signal.label()))
+            .collect();
+        format!(
+            "only {} firing; latency or saturation alone is never automatic",
+            names.join(", ")
+        )
+    } else {
+        format!("{} firing", failure.join(", "))
+    };
+    Gate {
+        number: 4,
+        name: "failure signal",
+        passed: !failure.is_empty(),
+        evidence,
+    }
+}
+
+/// Gate 7: there is a target (not one rolled back from) and the Deployment is not paused.
+fn target_exists(c: &Context) -> Gate {
+    let evidence = match (c.target, c.paused) {
+        (_, true) => "the Deployment is paused; resume it before any rollback".into(),
+        (Some(r), _) => format!(
+            "revision {} ({}) is in history",
+            r.number,
+            r.images.join(", ")
+        ),
+        (None, _) if c.history.len() < 2 => "no earlier revision is left in history".into(),
+        (None, _) => format!(
+            "every earlier revision was rolled back from ({}); choose one in the history",
+            c.history
+                .iter()
+                .filter(|r| c.svc.lineage.is_known_bad(&r.replicaset))
+                .map(|r| format!("r{}", r.number))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Gate {
+        number: 7,
+        name: "target exists",
+        passed: c.target.is_some() && !c.paused,
+        evidence,
+    }
+}
+
+/// Gate 2: the regression is in the service that was deployed, not one near it.
+fn in_the_deployed_service(c: &Context) -> Gate {
+    let (state, key) = (c.state, c.key);
+    let gate = |passed, evidence| Gate {
+        number: 2,
+        name: "in the deployed service",
+        passed,
+        evidence,
+    };
+    let (Some(deployed), Some(onset)) = (c.deployed, c.onset) else {
+        return gate(false, "the deploy time or the onset is unknown".into());
+    };
+    let related: Vec<&str> = state
+        .config
+        .depends_on(&key.name)
+        .iter()
+        .map(String::as_str)
+        .chain(state.config.dependents(&key.name))
+        .collect();
+    let newer = related.iter().find_map(|name| {
+        let other = state.services.get(&ServiceKey::new(&key.namespace, name))?;
+        let at = deployed_at(other, &rollout::history(other.replicasets.values()))?;
+        (at > deployed && at <= onset).then(|| {
+            format!(
+                "{name} deployed {} before the regression, after {} did",
+                ago(onset, at),
+                key.name
+            )
+        })
+    });
+    match newer {
+        Some(evidence) => gate(false, evidence),
+        None if related.is_empty() => gate(
+            true,
+            format!(
+                "{} deployed {} before the regression",
+                key.name,
+                ago(onset, deployed)
+            ),
+        ),
+        None => gate(
+            true,
+            format!(
+                "{} deployed {} before the regression; no related service ({}) deployed since",
+                key.name,
+                ago(onset, deployed),
+                related.join(", ")
+            ),
+        ),
+    }
+}
+
+/// Gate 3: only the pod spec changed; no referenced ConfigMap or Secret moved in the window.
+fn pod_spec_only(c: &Context) -> Gate {
+    let changed = blast::changed_config(c.state, c.key, c.svc, c.deployed);
+    Gate {
+        number: 3,
+        name: "pod spec only",
+        passed: changed.is_empty(),
+        evidence: if changed.is_empty() {
+            "no ConfigMap or Secret the pod template references changed in the window".into()
+        } else {
+            format!(
+                "{} changed in the window; a rollback does not revert it",
+                changed.join(", ")
+            )
+        },
+    }
+}
+
+/// Gate 5: no schema migration within ± the migration window of the deploy.
+fn no_migration(c: &Context) -> Gate {
+    let (state, found) = (
+        c.state,
+        blast::migrations(c.state, &c.key.namespace, c.deployed),
+    );
+    Gate {
+        number: 5,
+        name: "no migration",
+        passed: found.is_empty(),
+        evidence: if found.is_empty() {
+            format!(
+                "no migration Job within ±{} of the deploy",
+                humantime::format_duration(state.config.policy.migration_window)
+            )
+        } else {
+            format!(
+                "migration {} ran near the deploy; the old image may not read the new schema",
+                found.join(", ")
+            )
+        },
+    }
+}
+
+/// When this service was last rolled back, by anyone: this process's memory, or the
+/// cluster's. A rollback whose time nothing tells is taken as now: unknown is never
+/// "long ago".
+pub fn last_rollback(state: &State, svc: &Service) -> Option<(Timestamp, String)> {
+    let from_cluster = svc.lineage.latest().map(|r| {
+        let at = r.at.unwrap_or(state.now);
+        let dated = if r.at.is_some() {
+            String::new()
+        } else {
+            ", at a time the cluster does not tell".into()
+        };
+        (at, format!("{}{dated}", r.by))
+    });
+    // This process's own rollback counts from its patch, before the cluster shows it.
+    let patched = svc
+        .rollback
+        .as_ref()
+        .filter(|p| p.committed)
+        .map(|p| (p.started, p.by.clone()));
+    let own = svc
+        .last_rollback
+        .map(|t| (t, "backout".to_string()))
+        .into_iter()
+        .chain(patched)
+        .max_by_key(|(t, _)| *t);
+    match (from_cluster, own) {
+        (Some(c), Some(o)) => Some(if c.0 >= o.0 { c } else { o }),
+        (c, o) => c.or(o),
+    }
+}
+
+/// Gate 6: outside the cooldown after any automatic rollback, and this service's
+/// blackout after a rollback by anyone.
+fn quiet(c: &Context) -> Gate {
+    let (state, svc) = (c.state, c.svc);
+    let policy = &state.config.policy;
+    let within = |t: Timestamp, d: Duration| state.now.duration_since(t).as_secs() < secs(d);
+    let evidence = if let Some((t, by)) =
+        last_rollback(state, svc).filter(|(t, _)| within(*t, policy.blackout))
+    {
+        Some(format!(
+            "rolled back {} ago by {by}; the blackout lasts {}",
+            ago(state.now, t),
+            humantime::format_duration(policy.blackout)
+        ))
+    } else {
+        state
+            .last_auto_rollback
+            .filter(|t| within(*t, policy.cooldown))
+            .map(|t| {
+                format!(
+                    "an automatic rollback ran {} ago; the cooldown lasts {}",
+                    ago(state.now, t),
+                    humantime::format_duration(policy.cooldown)
+                )
+            })
+    };
+    Gate {
+        number: 6,
+        name: "cooldown and blackout",
+        passed: evidence.is_none(),
+        evidence: evidence.unwrap_or_else(|| "no rollback in the cooldown or blackout".into()),
+    }
+}
