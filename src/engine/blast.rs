@@ -2,20 +2,14 @@
 //! (ConfigMaps, Secrets, schema migrations, dependent services, a GitOps controller
 //! that will sync the bad version back, an HPA's replica count).
 
+pub use super::model::decision::Note;
+
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use serde::Serialize;
 
-use super::decision::ago;
+use super::model::decision::ago;
 use super::rollout::{self, Revision};
 use super::state::{Service, ServiceKey, State};
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Note {
-    /// Something the rollback leaves in place that may keep the incident going.
-    pub risk: bool,
-    pub text: String,
-}
 
 fn note(risk: bool, text: String) -> Note {
     Note { risk, text }
@@ -166,7 +160,7 @@ pub fn notes(
     deployed: Option<Timestamp>,
 ) -> Vec<Note> {
     let mut out = Vec::new();
-    let target = super::decision::target(svc, history);
+    let target = super::lineage::target(svc, history);
     match (
         current_template(svc),
         target.and_then(|t| t.template.as_ref()),
@@ -230,7 +224,7 @@ pub fn notes(
                 state
                     .services
                     .get(&ServiceKey::new(&key.namespace, d))
-                    .is_some_and(|s| s.decision.action != super::decision::Action::None)
+                    .is_some_and(|s| s.decision.action != super::model::decision::Action::None)
             })
             .collect();
         let mut text = format!("depended on by {}", dependents.join(", "));

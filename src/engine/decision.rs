@@ -2,159 +2,30 @@
 //! `auto_rollback` needs every one of seven gates; each gate carries its evidence,
 //! and each failed gate becomes a reason it is not automatic.
 
-use std::time::Duration;
+pub use super::model::decision::*;
 
 use jiff::Timestamp;
-use serde::Serialize;
 
-use super::blast::{self, Note};
+use super::blast;
 use super::gates;
-use super::rollout::{self, Revision, Rollout};
+use super::lineage;
+use super::rollout::{self, Rollout};
 use super::state::{Service, ServiceKey, State};
 use crate::config::{Severity, Signal};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    #[default]
-    None,
-    Log,
-    Suggest,
-    AutoRollback,
-}
-
-impl Action {
-    pub fn label(self) -> &'static str {
-        match self {
-            Action::None => "none",
-            Action::Log => "log",
-            Action::Suggest => "suggest",
-            Action::AutoRollback => "auto_rollback",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Gate {
-    pub number: u8,
-    pub name: &'static str,
-    pub passed: bool,
-    pub evidence: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Part {
-    pub name: &'static str,
-    pub value: f64,
-    pub weight: f64,
-    pub note: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Confidence {
-    pub score: f64,
-    pub parts: Vec<Part>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Firing {
-    pub trigger: String,
-    pub value: Option<f64>,
-    pub threshold: f64,
-    pub severity: Severity,
-    pub signal: Signal,
-    pub onset: Option<Timestamp>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TargetRevision {
-    pub revision: u64,
-    pub replicaset: String,
-    pub images: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct Decision {
-    pub action: Action,
-    pub firing: Vec<Firing>,
-    pub gates: Vec<Gate>,
-    pub why_not_automatic: Vec<String>,
-    pub confidence: Option<Confidence>,
-    pub current_revision: Option<u64>,
-    pub target: Option<TargetRevision>,
-    pub deployed_at: Option<Timestamp>,
-    pub rollout: Option<Rollout>,
-    pub blast_radius: Vec<Note>,
-}
-
-pub(super) fn secs(d: Duration) -> i64 {
-    d.as_secs() as i64
-}
-
-pub fn ago(now: Timestamp, then: Timestamp) -> String {
-    let s = now.duration_since(then).as_secs();
-    match s {
-        s if s < 0 => format!("in {}s", -s),
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s => format!("{}h", s / 3600),
-    }
-}
-
-/// When the current revision began rolling out. A new ReplicaSet is created by its
-/// deploy; a template that returned (a rollback, or a known-bad build re-deployed)
-/// is dated by the lineage or its pods, since its ReplicaSet's creation is when the
-/// template first shipped. Seen changing this session is the last resort.
-pub fn deployed_at(svc: &Service, history: &[Revision]) -> Option<Timestamp> {
-    let current = history.last()?;
-    let seen_live = || {
-        svc.revision_seen
-            .get(&current.number)
-            .copied()
-            .filter(|_| svc.revision_seen.len() > 1)
-    };
-    if !current.returned {
-        return current.created.or_else(seen_live);
-    }
-    svc.lineage
-        .rollbacks
-        .iter()
-        .find(|r| r.revision == current.number)
-        .and_then(|r| r.at)
-        .or_else(seen_live)
-        .or_else(|| {
-            svc.pods
-                .values()
-                .filter(|p| p.replicaset == current.replicaset)
-                .filter_map(|p| p.created)
-                .min()
-        })
-}
-
-/// The revision a rollback goes to: the newest before the current one, as `kubectl
-/// rollout undo` picks, except a template anyone rolled back from. Right after a
-/// rollback the signal is still draining, and "back" would be the bad build.
-pub fn target<'a>(svc: &Service, history: &'a [Revision]) -> Option<&'a Revision> {
-    history
-        .iter()
-        .rev()
-        .skip(1)
-        .find(|r| !svc.lineage.is_known_bad(&r.replicaset))
-}
 
 pub fn decide(state: &State, key: &ServiceKey) -> Decision {
     let Some(svc) = state.services.get(key) else {
         return Decision::default();
     };
     let history = rollout::history(svc.replicasets.values());
-    let deployed = deployed_at(svc, &history);
+    let deployed = lineage::deployed_at(svc, &history);
     let rollout_state = svc.deployment.as_ref().map(rollout::status);
     let paused = svc
         .deployment
         .as_ref()
         .and_then(|d| d.spec.as_ref()?.paused)
         == Some(true);
-    let target = target(svc, &history);
+    let target = lineage::target(svc, &history);
 
     let firing = firing(state, svc, rollout_state.as_ref(), deployed);
     let mut decision = Decision {

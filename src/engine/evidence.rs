@@ -2,61 +2,14 @@
 //! can be built from the journal alone: the signal with its recent points, the gates,
 //! the deploy and its change set, and what a rollback would not revert.
 
-use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+pub use super::model::evidence::*;
 
-use super::decision::Decision;
+use super::model::decision::Decision;
 use super::rollout::{diff, history};
 use super::state::{ServiceKey, State};
 
 /// At most this many recent points per firing trigger: enough for a sparkline.
 const POINTS_KEPT: usize = 40;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Evidence {
-    pub firing: Vec<SignalRecord>,
-    pub gates: Vec<GateRecord>,
-    pub confidence_parts: Vec<(String, f64)>,
-    pub deploy: Option<RevisionRecord>,
-    pub target: Option<RevisionRecord>,
-    /// What rolling back to the target changes in the pod template.
-    pub changes: Vec<String>,
-    pub blast_radius: Vec<NoteRecord>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SignalRecord {
-    pub trigger: String,
-    pub value: Option<f64>,
-    pub comparison: String,
-    pub threshold: f64,
-    pub onset: Option<Timestamp>,
-    /// (unix ms, value), oldest first.
-    pub points: Vec<(i64, f64)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GateRecord {
-    pub number: u8,
-    pub name: String,
-    pub passed: bool,
-    pub evidence: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RevisionRecord {
-    pub revision: u64,
-    pub images: Vec<String>,
-    pub change_cause: Option<String>,
-    pub deployed_by: Option<String>,
-    pub created: Option<Timestamp>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NoteRecord {
-    pub risk: bool,
-    pub text: String,
-}
 
 pub fn of(state: &State, key: &ServiceKey, d: &Decision) -> Evidence {
     let svc = state.services.get(key);

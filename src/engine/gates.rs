@@ -6,10 +6,15 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::blast;
-use super::decision::{ago, deployed_at, secs, Firing, Gate};
+use super::lineage::{deployed_at, last_rollback};
+use super::model::decision::{ago, Firing, Gate};
 use super::rollout::{self, Revision};
 use super::state::{Service, ServiceKey, State};
 use crate::config::Severity;
+
+fn secs(d: Duration) -> i64 {
+    d.as_secs() as i64
+}
 
 /// What every gate looks at, computed once per decision.
 pub struct Context<'a> {
@@ -240,37 +245,6 @@ fn no_migration(c: &Context) -> Gate {
                 found.join(", ")
             )
         },
-    }
-}
-
-/// When this service was last rolled back, by anyone: this process's memory, or the
-/// cluster's. A rollback whose time nothing tells is taken as now: unknown is never
-/// "long ago".
-pub fn last_rollback(state: &State, svc: &Service) -> Option<(Timestamp, String)> {
-    let from_cluster = svc.lineage.latest().map(|r| {
-        let at = r.at.unwrap_or(state.now);
-        let dated = if r.at.is_some() {
-            String::new()
-        } else {
-            ", at a time the cluster does not tell".into()
-        };
-        (at, format!("{}{dated}", r.by))
-    });
-    // This process's own rollback counts from its patch, before the cluster shows it.
-    let patched = svc
-        .rollback
-        .as_ref()
-        .filter(|p| p.committed)
-        .map(|p| (p.started, p.by.clone()));
-    let own = svc
-        .last_rollback
-        .map(|t| (t, "backout".to_string()))
-        .into_iter()
-        .chain(patched)
-        .max_by_key(|(t, _)| *t);
-    match (from_cluster, own) {
-        (Some(c), Some(o)) => Some(if c.0 >= o.0 { c } else { o }),
-        (c, o) => c.or(o),
     }
 }
 

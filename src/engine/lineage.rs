@@ -7,97 +7,16 @@
 //! rollbacks add who, why and when through an annotation its patch puts on the
 //! Deployment, which the Deployment controller copies onto the ReplicaSet it reuses.
 
+pub use super::model::lineage::*;
+
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use serde::{Deserialize, Serialize};
 
-use super::state::Service;
+use super::rollout::Revision;
+use super::state::{Service, State};
 use crate::k8s::template::{REVISION, REVISION_HISTORY, ROLLBACK_RECORD};
-
-/// What backout writes about a rollback it makes, as JSON in [`ROLLBACK_RECORD`].
-/// It is trusted only on the ReplicaSet it names, at the revision it expected, since
-/// the controller also copies it onto later ReplicaSets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RollbackRecord {
-    /// The revision the rollback creates (the current one plus one).
-    pub revision: u64,
-    pub from_replicaset: String,
-    pub to_replicaset: String,
-    pub at: Timestamp,
-    pub by: String,
-    pub reason: String,
-    pub automatic: bool,
-    #[serde(default)]
-    pub incident: Option<String>,
-}
-
-/// A rollback read from the cluster.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SeenRollback {
-    /// The revision the rollback created.
-    pub revision: u64,
-    /// The ReplicaSet rolled back from, when the history still names it.
-    pub from_replicaset: Option<String>,
-    pub to_replicaset: String,
-    /// When it happened: backout's record, when it was seen live, or its pods' start;
-    /// `None` when nothing says.
-    pub at: Option<Timestamp>,
-    /// Who: backout's record, else the change-cause, else "outside backout".
-    pub by: String,
-    pub reason: Option<String>,
-    pub automatic: bool,
-    pub incident: Option<String>,
-    /// Made by backout (its record is on the ReplicaSet).
-    pub by_backout: bool,
-}
-
-/// A template that was rolled back from, by ReplicaSet name (one per template).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KnownBad {
-    pub replicaset: String,
-    /// The rollback away from it.
-    pub rollback: SeenRollback,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Lineage {
-    /// Oldest first.
-    pub rollbacks: Vec<SeenRollback>,
-    /// ReplicaSet name → why it is known bad.
-    pub known_bad: BTreeMap<String, KnownBad>,
-    /// The current revision is a rollback: its number.
-    pub current_is_rollback: bool,
-}
-
-impl Lineage {
-    pub fn is_known_bad(&self, replicaset: &str) -> bool {
-        self.known_bad.contains_key(replicaset)
-    }
-
-    /// Why a ReplicaSet's template is known bad, in words: "rolled back from 2m ago by
-    /// dana@laptop: error-rate 14%".
-    pub fn why_bad(&self, replicaset: &str, now: Timestamp) -> Option<String> {
-        let r = &self.known_bad.get(replicaset)?.rollback;
-        Some(format!(
-            "rolled back from{} by {}{}",
-            r.at.map_or(String::new(), |t| format!(
-                " {} ago",
-                super::decision::ago(now, t)
-            )),
-            r.by,
-            r.reason
-                .as_ref()
-                .map_or(String::new(), |why| format!(": {why}"))
-        ))
-    }
-
-    /// The newest rollback, if any.
-    pub fn latest(&self) -> Option<&SeenRollback> {
-        self.rollbacks.last()
-    }
-}
 
 fn annotation<'a>(rs: &'a ReplicaSet, key: &str) -> Option<&'a str> {
     rs.metadata
@@ -220,6 +139,78 @@ pub fn of(svc: &Service) -> Lineage {
         lineage.rollbacks.push(seen);
     }
     lineage
+}
+
+/// When the current revision began rolling out. A new ReplicaSet is created by its
+/// deploy; a template that returned (a rollback, or a known-bad build re-deployed)
+/// is dated by the lineage or its pods, since its ReplicaSet's creation is when the
+/// template first shipped. Seen changing this session is the last resort.
+pub fn deployed_at(svc: &Service, history: &[Revision]) -> Option<Timestamp> {
+    let current = history.last()?;
+    let seen_live = || {
+        svc.revision_seen
+            .get(&current.number)
+            .copied()
+            .filter(|_| svc.revision_seen.len() > 1)
+    };
+    if !current.returned {
+        return current.created.or_else(seen_live);
+    }
+    svc.lineage
+        .rollbacks
+        .iter()
+        .find(|r| r.revision == current.number)
+        .and_then(|r| r.at)
+        .or_else(seen_live)
+        .or_else(|| {
+            svc.pods
+                .values()
+                .filter(|p| p.replicaset == current.replicaset)
+                .filter_map(|p| p.created)
+                .min()
+        })
+}
+
+/// The revision a rollback goes to: the newest before the current one, as `kubectl
+/// rollout undo` picks, except a template anyone rolled back from. Right after a
+/// rollback the signal is still draining, and "back" would be the bad build.
+pub fn target<'a>(svc: &Service, history: &'a [Revision]) -> Option<&'a Revision> {
+    history
+        .iter()
+        .rev()
+        .skip(1)
+        .find(|r| !svc.lineage.is_known_bad(&r.replicaset))
+}
+
+/// When this service was last rolled back, by anyone: this process's memory, or the
+/// cluster's. A rollback whose time nothing tells is taken as now: unknown is never
+/// "long ago".
+pub fn last_rollback(state: &State, svc: &Service) -> Option<(Timestamp, String)> {
+    let from_cluster = svc.lineage.latest().map(|r| {
+        let at = r.at.unwrap_or(state.now);
+        let dated = if r.at.is_some() {
+            String::new()
+        } else {
+            ", at a time the cluster does not tell".into()
+        };
+        (at, format!("{}{dated}", r.by))
+    });
+    // This process's own rollback counts from its patch, before the cluster shows it.
+    let patched = svc
+        .rollback
+        .as_ref()
+        .filter(|p| p.committed)
+        .map(|p| (p.started, p.by.clone()));
+    let own = svc
+        .last_rollback
+        .map(|t| (t, "backout".to_string()))
+        .into_iter()
+        .chain(patched)
+        .max_by_key(|(t, _)| *t);
+    match (from_cluster, own) {
+        (Some(c), Some(o)) => Some(if c.0 >= o.0 { c } else { o }),
+        (c, o) => c.or(o),
+    }
 }
 
 #[cfg(test)]

@@ -6,10 +6,9 @@ pub mod decision;
 pub mod evidence;
 pub mod gates;
 pub mod handoff;
-pub mod journal;
 mod kube_apply;
 pub mod lineage;
-pub mod msg;
+pub mod model;
 pub mod rollbacks;
 pub mod rollout;
 pub mod signals;
@@ -17,9 +16,13 @@ pub mod state;
 pub mod update;
 pub mod verification;
 
-pub use decision::{Action, Decision};
+// The data types live in `model`; these paths are the ones the rest of backout uses.
+pub use model::{journal, msg};
+
+pub use model::decision::{Action, Decision};
+pub use model::keys::ServiceKey;
 pub use msg::{Effect, KubeChange, KubeKind, KubeObject, Msg, QueryAnswer, SourceHealth, SourceId};
-pub use state::{ServiceKey, State};
+pub use state::State;
 pub use update::update;
 
 #[cfg(any(test, feature = "fixtures"))]

@@ -1,6 +1,8 @@
 //! Everything backout knows, owned by the one loop that runs `update`. The sources
 //! fill it through messages; render and the headless commands only read it.
 
+pub use super::model::keys::ServiceKey;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use jiff::Timestamp;
@@ -8,32 +10,12 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use serde::Serialize;
 
-use super::decision::Decision;
-use super::msg::{SourceHealth, SourceId};
+use super::model::decision::Decision;
+use super::model::journal::{Entry, Record};
+use super::model::keys::{SourceHealth, SourceId};
+use super::model::msg::Effect;
 use super::signals::{AlertState, DataState};
 use crate::config::Config;
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct ServiceKey {
-    pub namespace: String,
-    /// The Deployment's name, which is also the `service` label of its metrics.
-    pub name: String,
-}
-
-impl ServiceKey {
-    pub fn new(namespace: &str, name: &str) -> Self {
-        ServiceKey {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PodInfo {
@@ -107,11 +89,11 @@ pub struct Service {
     pub rollback_in_flight: bool,
     /// Rollbacks by anyone and the templates rolled back from, read from the
     /// ReplicaSets: never a rollback's target, whichever process asks.
-    pub lineage: super::lineage::Lineage,
+    pub lineage: super::model::lineage::Lineage,
     /// The rollback under way, or the last one this session, for the live view.
-    pub rollback: Option<super::rollbacks::Progress>,
+    pub rollback: Option<super::model::rollback::Progress>,
     /// The rollback dialog's dry run.
-    pub preview: Option<super::rollbacks::PreviewState>,
+    pub preview: Option<super::model::rollback::PreviewState>,
     /// Why backout will not roll this service back automatically again
     /// (a rollback that did not help, or one that failed).
     pub no_auto: Option<String>,
@@ -176,13 +158,13 @@ pub struct State {
     /// Recent failures of the effect runner, newest last.
     pub effect_errors: VecDeque<String>,
     /// The latest journal records, oldest first, for the console's timeline.
-    pub journaled: VecDeque<super::journal::Record>,
+    pub journaled: VecDeque<super::model::journal::Record>,
     /// Shutting down: no new automatic rollbacks.
     pub draining: bool,
     /// Who this process acts as (`user@host`), for the rollbacks it orders.
     pub actor: String,
     /// Which kinds have finished their first list, so decisions wait for a full picture.
-    pub synced: std::collections::BTreeSet<super::msg::KubeKind>,
+    pub synced: std::collections::BTreeSet<super::model::keys::KubeKind>,
 }
 
 /// How many cluster Events the timeline keeps.
@@ -237,6 +219,31 @@ impl State {
             }
         }
         (blind > 0).then(|| format!("{blind} of {total} triggers have no clean data"))
+    }
+
+    /// A journal record of now, as an effect for the runner to append.
+    pub fn journal(&self, incident: Option<String>, service: &str, entry: Entry) -> Effect {
+        Effect::Journal(Record {
+            at: self.now,
+            incident,
+            service: service.into(),
+            entry,
+        })
+    }
+
+    /// A rollback of `key` ended (or was seen): its blackout starts, its triggers start
+    /// over, and an automatic one starts the cluster-wide cooldown.
+    pub fn note_rollback(&mut self, key: &ServiceKey, at: Timestamp, automatic: bool) {
+        if let Some(svc) = self.services.get_mut(key) {
+            svc.last_rollback = Some(at);
+            for t in svc.triggers.values_mut() {
+                t.alert = AlertState::Inactive;
+                t.onset = None;
+            }
+        }
+        if automatic {
+            self.last_auto_rollback = Some(at);
+        }
     }
 
     /// Whether the config asks backout to watch this Deployment.

@@ -11,7 +11,7 @@ use super::fixtures::*;
 use super::msg::{Effect, KubeChange, KubeObject, Msg, QueryAnswer};
 use super::signals::QueryOutcome;
 use super::state::State;
-use super::update::{note_rollback, update};
+use super::update::update;
 
 fn decision<'a>(state: &'a State, name: &str) -> &'a super::Decision {
     &state.services[&key(name)].decision
@@ -209,7 +209,7 @@ fn gate_6_fails_in_the_blackout_and_the_cooldown() {
         0,
         false,
     );
-    note_rollback(&mut state, &key("payments"), t(10), true);
+    state.note_rollback(&key("payments"), t(10), true);
     run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
     assert_eq!(
         failed_gates(&state, "checkout"),
@@ -399,7 +399,7 @@ proptest! {
         let mut state = world("");
         deploy(&mut state, "payments", &["payments:1", "payments:2"], 0, false);
         let rolled = if same_service { "checkout" } else { "payments" };
-        note_rollback(&mut state, &key(rolled), t(rollback_at), true);
+        state.note_rollback(&key(rolled), t(rollback_at), true);
         let policy = state.config.policy.clone();
         let quiet = if same_service { policy.blackout } else { policy.cooldown };
         let mut checks = checks;

@@ -3,11 +3,8 @@
 
 use std::time::Duration;
 
-use jiff::Timestamp;
-
 use super::decision::{self, Action};
-use super::gates;
-use super::journal::{incident_id, Entry, Record};
+use super::journal::{incident_id, Entry};
 use super::msg::{Effect, Msg, QueryAnswer};
 use super::rollbacks;
 use super::signals::{self, DataState};
@@ -87,13 +84,12 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                 }),
             };
             let who = service.map_or(String::new(), |k| k.to_string());
-            effects.push(journal(state, incident, &who, entry));
+            effects.push(state.journal(incident, &who, entry));
             Vec::new()
         }
         Msg::Source { source, health } => {
             if state.sources.get(&source) != Some(&health) {
-                effects.push(journal(
-                    state,
+                effects.push(state.journal(
                     None,
                     "",
                     Entry::Source {
@@ -132,20 +128,6 @@ fn keep_error(state: &mut State, error: String) {
 
 /// How many journal records the timeline keeps.
 const JOURNAL_KEPT: usize = 200;
-
-pub(super) fn journal(
-    state: &State,
-    incident: Option<String>,
-    service: &str,
-    entry: Entry,
-) -> Effect {
-    Effect::Journal(Record {
-        at: state.now,
-        incident,
-        service: service.into(),
-        entry,
-    })
-}
 
 fn stale_after(state: &State) -> Duration {
     state
@@ -198,8 +180,7 @@ fn tick(state: &mut State, effects: &mut Vec<Effect>) {
             DataState::NoData(d) | DataState::Error(d) | DataState::Stale(d) => d.clone(),
             other => other.label().into(),
         };
-        effects.push(journal(
-            state,
+        effects.push(state.journal(
             incident,
             &key.to_string(),
             Entry::MetricsBlind {
@@ -230,7 +211,7 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
         state.config.policy.clone(),
         state.now.max(answer.answered_at),
     );
-    let in_blackout = gates::last_rollback(state, state.services.get(&answer.service)?)
+    let in_blackout = super::lineage::last_rollback(state, state.services.get(&answer.service)?)
         .is_some_and(|(r, _)| now.duration_since(r).as_secs() < policy.blackout.as_secs() as i64);
     let svc = state.services.get_mut(&answer.service)?;
     let t = svc.triggers.entry(trigger.name.clone()).or_default();
@@ -279,8 +260,7 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
             t.data.label().into(),
             svc.incident.clone(),
         );
-        effects.push(journal(
-            state,
+        effects.push(state.journal(
             incident,
             &answer.service.to_string(),
             Entry::Trigger {
@@ -322,13 +302,12 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
     }
     let incident = svc.incident.clone();
     if let Some(entry) = opened {
-        effects.push(journal(state, incident.clone(), &key.to_string(), entry));
+        effects.push(state.journal(incident.clone(), &key.to_string(), entry));
     }
     // While a rollback runs, its steps tell the story; a re-decision over the draining
     // signal would contradict it. The decision after it ends is journaled as usual.
     if !mitigating {
-        effects.push(journal(
-            state,
+        effects.push(state.journal(
             incident.clone(),
             &key.to_string(),
             Entry::Decision {
@@ -379,8 +358,7 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
         });
     }
     if next.action == Action::None && incident.is_some() && !mitigating {
-        effects.push(journal(
-            state,
+        effects.push(state.journal(
             incident,
             &key.to_string(),
             Entry::IncidentResolved {
@@ -428,19 +406,4 @@ fn failed(d: &decision::Decision) -> Vec<String> {
         .filter(|g| !g.passed)
         .map(|g| format!("{}", g.number))
         .collect()
-}
-
-/// Records that backout rolled a service back, starting its blackout and, for an
-/// automatic rollback, the global cooldown.
-pub fn note_rollback(state: &mut State, key: &ServiceKey, at: Timestamp, automatic: bool) {
-    if let Some(svc) = state.services.get_mut(key) {
-        svc.last_rollback = Some(at);
-        for t in svc.triggers.values_mut() {
-            t.alert = signals::AlertState::Inactive;
-            t.onset = None;
-        }
-    }
-    if automatic {
-        state.last_auto_rollback = Some(at);
-    }
 }

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::journal::Entry;
-use super::lineage::SeenRollback;
-use super::msg::{Effect, Outcome};
-use super::rollbacks::{Check, Phase, Preview, Progress, Wait};
+use super::model::journal::Entry;
+use super::model::lineage::SeenRollback;
+use super::model::msg::{Effect, Outcome};
+use super::model::rollback::{Check, Phase, Preview, Progress, Wait};
 use super::rollout::{self, Rollout};
 use super::signals::DataState;
 use super::state::{Service, ServiceKey, State};
-use super::update::{journal, note_rollback};
 use crate::config::Comparison;
 
 fn elapsed(now: Timestamp, since: Timestamp) -> Duration {
@@ -175,8 +174,7 @@ pub fn adopt(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
     p.revision = Some(seen.revision);
     let svc = state.services.get_mut(key).expect("checked above");
     svc.rollback = Some(p);
-    effects.push(journal(
-        state,
+    effects.push(state.journal(
         incident,
         &key.to_string(),
         Entry::Rollback {
@@ -554,7 +552,7 @@ fn conclude(
         Err(e) => page_unverified.then(|| format!("rollback not verified: {e}")),
     };
     if committed {
-        note_rollback(state, key, now, automatic);
+        state.note_rollback(key, now, automatic);
     }
     let entry = Entry::Verification {
         outcome: match &result {
@@ -563,7 +561,7 @@ fn conclude(
         },
         checks,
     };
-    effects.push(journal(state, incident, &key.to_string(), entry));
+    effects.push(state.journal(incident, &key.to_string(), entry));
     if let Some(summary) = page {
         effects.push(Effect::Page {
             service: key.clone(),

@@ -1,6 +1,9 @@
 //! What flows into `update` (messages, by value, from the sources and the effect
 //! runner) and what flows out of it (effects, performed by the runner).
 
+pub use super::keys::{KubeKind, SourceHealth, SourceId};
+pub use super::rollback::{Outcome, RollbackOrder};
+
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -8,12 +11,12 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::journal::Record;
-use super::rollbacks::{Expected, Preview, Request, RollbackError, Step};
-use super::signals::QueryOutcome;
-use super::state::ServiceKey;
+use super::keys::ServiceKey;
+use super::rollback::{Preview, Request, RollbackError, Step};
+use crate::engine::signals::QueryOutcome;
 
 #[derive(Debug, Clone)]
 pub enum Msg {
@@ -71,71 +74,6 @@ pub enum Msg {
     },
 }
 
-/// How a rollback ended, once verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Verified,
-    /// The rollout finished but the signal did not recover: escalate, never roll back again automatically.
-    DidNotHelp,
-    RolloutStuck,
-}
-
-impl Outcome {
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Verified => "verified",
-            Outcome::DidNotHelp => "rollback did not help",
-            Outcome::RolloutStuck => "rollout stuck",
-        }
-    }
-}
-
-/// A rollback for the runner to execute.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RollbackOrder {
-    pub service: ServiceKey,
-    pub to_revision: Option<u64>,
-    pub automatic: bool,
-    pub reason: String,
-    pub incident: Option<String>,
-    /// What the engineer confirmed in the dry run; the patch tests for it.
-    pub expected: Option<Expected>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceId {
-    Kubernetes,
-    Prometheus,
-}
-
-impl SourceId {
-    pub fn label(self) -> &'static str {
-        match self {
-            SourceId::Kubernetes => "kubernetes",
-            SourceId::Prometheus => "prometheus",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
-pub enum SourceHealth {
-    Connecting,
-    Connected,
-    /// Failing; the source retries with backoff.
-    Retrying {
-        attempt: u32,
-        retry_in_secs: u64,
-        error: String,
-    },
-    /// RBAC said no: retrying will not help until someone grants access.
-    Forbidden(String),
-    /// Not configured, or given up on for a reason a person must fix.
-    Unavailable(String),
-}
-
 #[derive(Debug, Clone)]
 pub enum KubeChange {
     Applied(KubeObject),
@@ -146,19 +84,6 @@ pub enum KubeChange {
         namespace: String,
         objects: Vec<KubeObject>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum KubeKind {
-    Deployment,
-    ReplicaSet,
-    Pod,
-    Job,
-    Event,
-    Lease,
-    Hpa,
-    ConfigMap,
-    Secret,
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,284 @@
+//! A rollback as data: the request and order, the dry run, each step, why it did not
+//! happen, and its life (phases, waits, checks, outcome) as the console shows it.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::keys::ServiceKey;
+
+/// One verification check, as it completes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mark = if self.passed { "✓" } else { "✗" };
+        write!(f, "{mark} {}: {}", self.name, self.detail)
+    }
+}
+
+/// What the API server's dry run of a rollback says it would do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preview {
+    pub from_revision: u64,
+    pub from_images: Vec<String>,
+    pub to_revision: u64,
+    pub to_images: Vec<String>,
+    /// The template already matches the target: confirming would change nothing.
+    pub already_there: bool,
+    pub kubectl: String,
+    /// The Deployment as the dry run read it: a confirmed rollback must find it so.
+    #[serde(default)]
+    pub resource_version: String,
+    /// The target's ReplicaSet: the template, whatever its revision number becomes.
+    #[serde(default)]
+    pub to_replicaset: String,
+    /// The ReplicaSet whose template runs now: what a confirmed rollback replaces.
+    #[serde(default)]
+    pub from_replicaset: String,
+}
+
+/// The dialog's dry run: asked for one target, answered or still running.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreviewState {
+    pub to_revision: Option<u64>,
+    pub result: Option<Result<Preview, String>>,
+}
+
+/// How far a rollback under way has got, reported by the runner as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// The Lease is held, the plan made from a fresh read, and the API server's dry
+    /// run accepted it.
+    Prepared(Preview),
+    /// The patch landed.
+    Committed { by: String },
+    /// The template already matched the target: nothing was sent.
+    AlreadyThere,
+    /// The health URLs answered (or did not): the last checks of a verification.
+    Probed(Vec<Check>),
+}
+
+/// Why a rollback did not happen. Typed, so that only what will not work by itself
+/// (RBAC, a paused Deployment, no history) stops further automatic rollbacks; a
+/// conflict or a held Lease means someone else is acting, and is followed instead.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum RollbackError {
+    #[error("deployment {0:?} not found")]
+    NotFound(String),
+    #[error("you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume' and try again")]
+    Paused,
+    #[error("no rollout history found for deployment {0:?}")]
+    NoHistory(String),
+    #[error("unable to find specified revision {0} in history")]
+    MissingRevision(u64),
+    #[error("refused by the cluster: {0}")]
+    Forbidden(String),
+    #[error("deployment {0:?} changed since the rollback was previewed (someone else wrote it); nothing was changed. Look at it again and retry")]
+    Conflict(String),
+    #[error("another rollback of {deployment:?} is in progress: the lease is held by {holder}{since}; backout follows it", since = since.map_or(String::new(), |t| format!(" since {t}")))]
+    Held {
+        deployment: String,
+        holder: String,
+        since: Option<Timestamp>,
+    },
+    /// Someone else's rollback got there first: the Deployment already runs the target.
+    #[error("someone else rolled {deployment:?} back to revision {to_revision}'s template first; backout follows that rollback")]
+    Preempted {
+        deployment: String,
+        to_revision: u64,
+    },
+    #[error("revision {revision} was rolled back from ({why}); confirm that target explicitly to re-deploy it")]
+    KnownBad { revision: u64, why: String },
+    #[error("{0}")]
+    ReadOnly(String),
+    #[error("the API server said: {0}")]
+    Api(String),
+}
+
+impl RollbackError {
+    /// Retrying will not help until a person changes something.
+    pub fn is_final(&self) -> bool {
+        !matches!(
+            self,
+            RollbackError::Conflict(_)
+                | RollbackError::Held { .. }
+                | RollbackError::Preempted { .. }
+                | RollbackError::Api(_)
+        )
+    }
+}
+
+/// Where a rollback's life is: the same phases for this process's rollbacks and for
+/// those anyone else made, which backout follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Lease, plan and dry run: nothing written yet.
+    Preparing,
+    /// Waiting for another rollback (its Lease is held) to show in the cluster.
+    Following,
+    RollingOut,
+    Recovering,
+    /// The health URLs are being asked.
+    Probing,
+    Ended,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Preparing => "mitigating",
+            Phase::Following => "mitigating (someone else)",
+            Phase::RollingOut => "rolling out",
+            Phase::Recovering => "verifying",
+            Phase::Probing => "verifying (health URLs)",
+            Phase::Ended => "ended",
+        }
+    }
+}
+
+/// A trigger verification waits on: back past its recovery line, held long enough.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Wait {
+    pub trigger: String,
+    pub comparison: crate::config::Comparison,
+    pub threshold: f64,
+    /// The threshold moved by the policy's margin: the value has to pass this line.
+    pub recover_at: f64,
+    /// The mean before the deploy, when the graph shows it: for the reader, not a gate.
+    pub baseline: Option<f64>,
+    pub value: Option<f64>,
+    /// The data state of the latest answer (ok, breach, no data, …).
+    pub data: String,
+    /// Since when the value has been past the recovery line, on clean data.
+    pub recovered_since: Option<Timestamp>,
+}
+
+/// A rollback under way or ended, this process's or anyone's, for the live view, the
+/// incident's phases and the journal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    pub started: Timestamp,
+    pub automatic: bool,
+    pub reason: String,
+    /// Who rolls back: this process's actor, or whoever the cluster names.
+    pub by: String,
+    /// Ordered by this process, which holds the Lease until verification ends.
+    pub ours: bool,
+    pub plan: Option<Preview>,
+    pub committed: bool,
+    /// The revision the rollback creates, once known.
+    pub revision: Option<u64>,
+    pub phase: Phase,
+    pub phase_since: Timestamp,
+    pub waits: Vec<Wait>,
+    /// Triggers with no answer since the rollback began: recovery cannot be judged yet.
+    pub unanswered: Vec<String>,
+    pub checks: Vec<Check>,
+    /// The decision that stood when it was ordered: what the report tells.
+    #[serde(skip)]
+    pub decision: Option<Box<super::decision::Decision>>,
+    /// When and how it ended; `None` while it runs.
+    pub ended: Option<(Timestamp, Result<Outcome, String>)>,
+}
+
+impl Progress {
+    pub(crate) fn new(
+        now: Timestamp,
+        automatic: bool,
+        reason: String,
+        by: String,
+        ours: bool,
+    ) -> Progress {
+        Progress {
+            started: now,
+            automatic,
+            reason,
+            by,
+            ours,
+            plan: None,
+            committed: false,
+            revision: None,
+            phase: Phase::Preparing,
+            phase_since: now,
+            waits: Vec::new(),
+            unanswered: Vec::new(),
+            checks: Vec::new(),
+            decision: None,
+            ended: None,
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.ended.is_none()
+    }
+}
+
+/// A rollback asked for: by a person (the console, the CLI) or by policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub to_revision: Option<u64>,
+    pub automatic: bool,
+    pub reason: String,
+    /// Who asks: this process's actor.
+    pub by: String,
+    /// What the engineer saw in the dry run: the patch must find it unchanged.
+    pub expected: Option<Expected>,
+}
+
+/// The Deployment as the dry run saw it, and the template it offered: the rollback
+/// must find the one unchanged, and goes to the other by identity, not number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Expected {
+    pub from_revision: u64,
+    pub from_replicaset: String,
+    pub to_replicaset: String,
+}
+
+impl Expected {
+    pub fn of(preview: &Preview) -> Expected {
+        Expected {
+            from_revision: preview.from_revision,
+            from_replicaset: preview.from_replicaset.clone(),
+            to_replicaset: preview.to_replicaset.clone(),
+        }
+    }
+}
+
+/// How a rollback ended, once verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Verified,
+    /// The rollout finished but the signal did not recover: escalate, never roll back again automatically.
+    DidNotHelp,
+    RolloutStuck,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Verified => "verified",
+            Outcome::DidNotHelp => "rollback did not help",
+            Outcome::RolloutStuck => "rollout stuck",
+        }
+    }
+}
+
+/// A rollback for the runner to execute.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RollbackOrder {
+    pub service: ServiceKey,
+    pub to_revision: Option<u64>,
+    pub automatic: bool,
+    pub reason: String,
+    pub incident: Option<String>,
+    /// What the engineer confirmed in the dry run; the patch tests for it.
+    pub expected: Option<Expected>,
+}
