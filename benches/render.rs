@@ -6,9 +6,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use backout::app::ui_state::{Mode, UiState};
 use backout::config::Config;
 use backout::engine::{update, Msg, State};
+use backout::ui::state::{Mode, UiState};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use support::{answer_with, populate, t, SERVICES};

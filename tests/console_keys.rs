@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use backout::app::core::{Core, Options};
 use backout::app::session::Session;
-use backout::app::ui_state::{Mode, UiState};
 use backout::config::Config;
 use backout::engine::rollbacks::Preview;
 use backout::engine::ServiceKey;
+use backout::ui::state::{Mode, UiState};
 use backout_sim::scenario::Scenario;
 use common::{have, start, Cluster};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};

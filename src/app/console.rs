@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::core::Core;
 use super::session::{Flow, Session};
-use super::ui_state::UiState;
+use crate::ui::state::UiState;
 
 enum Input {
     Key(KeyEvent),

@@ -4,4 +4,3 @@
 pub mod console;
 pub mod core;
 pub mod session;
-pub mod ui_state;

@@ -5,9 +5,9 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::core::Core;
-use super::ui_state::{Command, UiState};
 use crate::engine::rollbacks::{Expected, Request};
 use crate::engine::Msg;
+use crate::ui::state::{Command, UiState};
 
 pub struct Session {
     pub core: Core,

@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::ClusterArgs;
 use crate::app::core::Core;
-use crate::app::ui_state::{Mode, UiState};
+use crate::ui::state::{Mode, UiState};
 
 #[derive(Debug, Args)]
 pub struct ConsoleArgs {

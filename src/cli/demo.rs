@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::app::core::{Core, Options};
-use crate::app::ui_state::{Mode, UiState};
 use crate::config::Config;
+use crate::ui::state::{Mode, UiState};
 use backout_sim::scenario::Scenario;
 use backout_sim::{Sim, SimOptions};
 

@@ -12,9 +12,9 @@ use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragrap
 use ratatui::Frame;
 
 use super::Palette;
-use crate::app::ui_state::UiState;
 use crate::engine::signals::{firing_spans, time_left, AlertState, DataState};
 use crate::engine::{ServiceKey, State};
+use crate::ui::state::UiState;
 
 pub fn triggers(
     state: &State,

@@ -8,10 +8,10 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::Palette;
-use crate::app::ui_state::UiState;
 use crate::engine::decision::ago;
 use crate::engine::rollout::diff;
 use crate::engine::State;
+use crate::ui::state::UiState;
 
 pub fn pane(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area: Rect) {
     let Some(key) = ui.selected_service(state) else {

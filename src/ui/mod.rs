@@ -7,6 +7,7 @@ mod panes;
 mod rollback;
 #[cfg(test)]
 mod snapshots;
+pub mod state;
 
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -14,8 +15,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::app::ui_state::{Pane, Typing, UiState};
 use crate::engine::{Action, SourceHealth, State};
+use crate::ui::state::{Pane, Typing, UiState};
 
 /// Semantic colours from the 16-colour ANSI set, or none under NO_COLOR.
 #[derive(Clone, Copy)]

@@ -8,10 +8,10 @@ use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph, Wra
 use ratatui::Frame;
 
 use super::Palette;
-use crate::app::ui_state::UiState;
 use crate::engine::decision::ago;
 use crate::engine::rollout::Rollout;
 use crate::engine::{Action, ServiceKey, State};
+use crate::ui::state::UiState;
 
 /// The list's word for an action: short enough for 80 columns.
 fn short(a: Action) -> &'static str {

@@ -8,7 +8,6 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::Palette;
-use crate::app::ui_state::Dialog;
 use crate::engine::decision::ago;
 use crate::engine::msg::Outcome;
 use crate::engine::rollbacks::Phase;
@@ -16,6 +15,7 @@ use crate::engine::rollout::{images, revision_of};
 use crate::engine::state::Service;
 use crate::engine::verification;
 use crate::engine::{Action, State};
+use crate::ui::state::Dialog;
 
 fn images_of(svc: Option<&Service>, revision: Option<u64>) -> String {
     svc.and_then(|s| {

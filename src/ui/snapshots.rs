@@ -5,9 +5,9 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 
-use crate::app::ui_state::{Command, Mode, UiState};
 use crate::engine::fixtures::*;
 use crate::engine::rollbacks::Request;
+use crate::ui::state::{Command, Mode, UiState};
 
 use crate::engine::{update, Msg, SourceHealth, SourceId, State};
 
