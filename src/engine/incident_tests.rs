@@ -269,6 +269,46 @@ fn a_verification_that_times_out_did_not_help_and_stops_automatic_rollbacks() {
 }
 
 #[test]
+fn a_new_deploy_during_verification_ends_it_and_gets_a_decision_of_its_own() {
+    let mut state = firing(AUTO);
+    rolled_back(&mut state, 2, 1, "alice@bastion");
+    reverted_in_cluster(&mut state, Some(record("alice@bastion", 205, false)));
+    // checkout:3 ships while the rollback is still being verified.
+    let extra = serde_json::json!({});
+    let mut effects = replicaset(
+        &mut state,
+        "checkout",
+        2,
+        "checkout:3",
+        4,
+        "",
+        t(230),
+        extra,
+    );
+    effects.extend(deployment(
+        &mut state,
+        "checkout",
+        "checkout:3",
+        4,
+        true,
+        false,
+    ));
+    let p = state.services[&key("checkout")].rollback.clone().unwrap();
+    assert!(
+        matches!(&p.ended, Some((_, Err(e))) if e.contains("superseded by a new deploy, revision 4")),
+        "{p:?}"
+    );
+    assert!(entries(&effects).iter().any(
+        |e| matches!(e, Entry::Verification { outcome, .. } if outcome.contains("superseded"))
+    ));
+    // The new build fails on its own: a decision with its evidence, about revision 4.
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 250, 400);
+    let d = &state.services[&key("checkout")].decision;
+    assert_eq!(d.current_revision, Some(4));
+    assert_ne!(d.action, Action::None, "{d:?}");
+}
+
+#[test]
 fn a_value_just_under_the_threshold_is_not_a_recovery() {
     let mut state = firing("");
     rolled_back(&mut state, 2, 1, "alice@bastion");

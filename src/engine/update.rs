@@ -211,8 +211,14 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
         state.config.policy.clone(),
         state.now.max(answer.answered_at),
     );
-    let in_blackout = super::lineage::last_rollback(state, state.services.get(&answer.service)?)
-        .is_some_and(|(r, _)| now.duration_since(r).as_secs() < policy.blackout.as_secs() as i64);
+    // After a rollback nothing is evaluated for the blackout, unless a new build
+    // shipped since: that is a new story, judged on its own (gate 6 still holds it
+    // back from being automatic).
+    let svc = state.services.get(&answer.service)?;
+    let in_blackout = super::lineage::last_rollback(state, svc).is_some_and(|(r, _)| {
+        now.duration_since(r).as_secs() < policy.blackout.as_secs() as i64
+            && (svc.lineage.current_is_rollback || svc.decision.deployed_at.is_none_or(|d| d <= r))
+    });
     let svc = state.services.get_mut(&answer.service)?;
     let t = svc.triggers.entry(trigger.name.clone()).or_default();
     let judged = signals::judge(

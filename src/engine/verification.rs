@@ -205,6 +205,12 @@ pub fn advance(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
     let Some(phase) = running(state, key).map(|p| p.phase) else {
         return;
     };
+    // Someone shipped a new build on top of the rollback: that is a new story, with a
+    // decision of its own, not this rollback's verification.
+    if let Some(revision) = superseded(state, key) {
+        let why = format!("superseded by a new deploy, revision {revision}");
+        return end(state, key, Err(why), effects);
+    }
     let next = match phase {
         Phase::Following => following(state, key),
         Phase::RollingOut => rolling_out(state, key),
@@ -217,6 +223,15 @@ pub fn advance(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
         Next::Finish => finish(state, key, effects),
         Next::End(result) => end(state, key, result, effects),
     }
+}
+
+/// The revision of a fresh deploy (a new ReplicaSet, not a template coming back)
+/// made after the rollback under way, if there is one.
+fn superseded(state: &State, key: &ServiceKey) -> Option<u64> {
+    let svc = state.services.get(key)?;
+    let rollback = svc.rollback.as_ref()?.revision?;
+    let current = rollout::history(svc.replicasets.values()).pop()?;
+    (current.number > rollback && !current.returned).then_some(current.number)
 }
 
 fn running<'a>(state: &'a State, key: &ServiceKey) -> Option<&'a Progress> {

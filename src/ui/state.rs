@@ -248,9 +248,13 @@ impl UiState {
             return vec![];
         };
         let svc = &state.services[&key];
-        // Pressing r again while a rollback is under way does nothing harmful: nothing.
-        if svc.rollback_in_flight {
-            self.notice = Some(format!("a rollback of {key} is already under way"));
+        // A rollback under way, anyone's, is followed: r again does nothing but say so.
+        if let Some(p) = svc.rollback.as_ref().filter(|p| p.running()) {
+            self.notice = Some(format!(
+                "{} is rolling {key} back ({}): backout follows it",
+                p.by,
+                p.phase.label()
+            ));
             return vec![];
         }
         let to_revision = match self.pane {
