@@ -14,6 +14,7 @@ use crate::app::core::Core;
 use crate::engine::decision::{Decision, Gate};
 use crate::engine::rollbacks::Check;
 use crate::engine::rollout::Rollout;
+use crate::engine::state::Service;
 use crate::engine::{Action, Msg, ServiceKey, SourceHealth, SourceId};
 
 #[derive(Debug, Args)]
@@ -132,10 +133,8 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
     let core = match Core::start(config, opts).await {
         Ok(core) => core,
         Err(e) => {
-            return finish(
-                undecided(&args, format!("cannot reach the cluster: {e:#}")),
-                args.json,
-            )
+            let why = format!("cannot reach the cluster: {e:#}");
+            return finish(undecided(&args, why), args.json);
         }
     };
     let key = ServiceKey::new(&core.target.namespace, &args.deployment);
@@ -144,117 +143,14 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
         key: key.clone(),
         json: args.json,
     };
-    // Settling may time out on a slow Prometheus; the Deployment must be there either way.
-    run.core.settle(Duration::from_secs(30)).await;
-    if !run.core.state.services.contains_key(&key) {
-        let why = match run.core.state.sources.get(&SourceId::Kubernetes) {
-            Some(SourceHealth::Forbidden(w)) => format!("forbidden: {w}"),
-            _ => format!("deployment {key} was not found, or the cluster did not answer in 30s"),
-        };
+    if let Some(why) = ready(&mut run).await {
+        run.core.shutdown(Duration::from_secs(5)).await;
         return finish(undecided(&args, why), args.json);
     }
-    if let Some(why) = &run.core.state.read_only {
-        return finish(
-            undecided(&args, format!("cannot roll back: {why}")),
-            args.json,
-        );
-    }
-
-    run.say(format!(
-        "waiting up to {} for the rollout of {key}",
-        humantime::format_duration(rollout_deadline)
-    ));
-    let complete = |core: &Core| {
-        core.state.services.get(&key).is_some_and(|s| {
-            matches!(
-                s.decision.rollout,
-                Some(Rollout::Complete(_)) | Some(Rollout::Failed(_))
-            )
-        })
-    };
-    run.run_for(rollout_deadline, complete).await;
-    let rollout = run.core.state.services[&key]
-        .decision
-        .rollout
-        .as_ref()
-        .map_or("unknown".to_string(), |r| r.message().to_string());
-    run.say(format!("rollout: {rollout}"));
-
-    run.say(format!(
-        "observing the triggers for {}",
-        humantime::format_duration(args.observe)
-    ));
-    let started = tokio::time::Instant::now();
-    let strict = args.strict;
-    let mut ordered = false;
-    let mut blind_reason = None;
-    let mut last_action = Action::None;
-    let mut incident = None;
-    // The decision the gate rolled back on; the report shows it rather than the calm after.
-    let mut acted_on: Option<Decision> = None;
-    let deadline = started + args.observe;
-    while tokio::time::Instant::now() < deadline {
-        let _ = tokio::time::timeout_at(deadline, run.core.step()).await;
-        let svc = &run.core.state.services[&key];
-        // The incident closes once the signal recovers; the report still needs its id.
-        if svc.incident.is_some() {
-            incident.clone_from(&svc.incident);
-        }
-        if svc.decision.action != last_action {
-            last_action = svc.decision.action;
-            run.say(format!(
-                "decision: {} ({})",
-                last_action.label(),
-                firing(&svc.decision)
-            ));
-        }
-        if ordered {
-            if svc.rollback.as_ref().is_some_and(|r| r.ended.is_some()) {
-                break;
-            }
-            continue;
-        }
-        if let Some(why) = run.blind() {
-            blind_reason = Some(why);
-            break;
-        }
-        // Never "back" to an unknown place: without a target there is nothing to order.
-        let fire = svc.decision.target.is_some()
-            && match svc.decision.action {
-                Action::AutoRollback => true,
-                Action::Suggest | Action::Log => strict && !svc.decision.firing.is_empty(),
-                Action::None => false,
-            };
-        if fire {
-            let reason = format!(
-                "backout gate: {} {}",
-                svc.decision.action.label(),
-                firing(&svc.decision)
-            );
-            let to_revision = svc.decision.target.as_ref().map(|t| t.revision);
-            run.say(format!(
-                "rolling back {key} to revision {}: {reason}",
-                to_revision.map_or("previous".into(), |r| r.to_string())
-            ));
-            run.core
-                .tx
-                .send(Msg::RollbackRequested {
-                    service: key.clone(),
-                    request: crate::engine::rollbacks::Request {
-                        to_revision,
-                        automatic: true,
-                        reason,
-                        by: run.core.actor.clone(),
-                        expected: None,
-                    },
-                })
-                .await?;
-            ordered = true;
-            acted_on = Some(run.core.state.services[&key].decision.clone());
-        }
-    }
+    let rollout = await_rollout(&mut run, rollout_deadline).await;
+    let seen = observe(&mut run, &args).await;
     // A rollback ordered near the end of the window still runs to its end.
-    if ordered {
+    if seen.acted_on.is_some() {
         let ended = |core: &Core| {
             core.state.services[&key]
                 .rollback
@@ -264,12 +160,154 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
         let window = run.core.state.config.policy.verification_window + rollout_deadline;
         run.run_for(window + Duration::from_secs(30), ended).await;
     }
-    // Let the journal writes of the last steps land before exiting.
-    run.run_for(Duration::from_millis(300), |_| false).await;
+    let report = report(&run.core.state.services[&key], &key, rollout, seen);
+    // The journal's last records land before the process goes.
+    run.core.shutdown(Duration::from_secs(5)).await;
+    finish(report, args.json)
+}
 
-    let svc = &run.core.state.services[&key];
-    let (verdict, reason) = if let Some(rb) = svc.rollback.as_ref().filter(|_| ordered) {
-        match &rb.ended {
+/// The cluster listed, the Deployment there and writes allowed; else why not.
+async fn ready(run: &mut Run) -> Option<String> {
+    // Settling may time out on a slow Prometheus; the Deployment must be there either way.
+    run.core.settle(Duration::from_secs(30)).await;
+    if !run.core.state.services.contains_key(&run.key) {
+        return Some(match run.core.state.sources.get(&SourceId::Kubernetes) {
+            Some(SourceHealth::Forbidden(w)) => format!("forbidden: {w}"),
+            _ => format!(
+                "deployment {} was not found, or the cluster did not answer in 30s",
+                run.key
+            ),
+        });
+    }
+    run.core
+        .state
+        .read_only
+        .as_ref()
+        .map(|why| format!("cannot roll back: {why}"))
+}
+
+/// Waits for the rollout to complete or fail, up to the deadline; says how it stands.
+async fn await_rollout(run: &mut Run, deadline: Duration) -> String {
+    let key = run.key.clone();
+    run.say(format!(
+        "waiting up to {} for the rollout of {key}",
+        humantime::format_duration(deadline)
+    ));
+    let complete = |core: &Core| {
+        core.state.services.get(&key).is_some_and(|s| {
+            matches!(
+                s.decision.rollout,
+                Some(Rollout::Complete(_)) | Some(Rollout::Failed(_))
+            )
+        })
+    };
+    run.run_for(deadline, complete).await;
+    let rollout = run.core.state.services[&key]
+        .decision
+        .rollout
+        .as_ref()
+        .map_or("unknown".to_string(), |r| r.message().to_string());
+    run.say(format!("rollout: {rollout}"));
+    rollout
+}
+
+/// What the observation window saw.
+struct Observed {
+    started: tokio::time::Instant,
+    blind: Option<String>,
+    incident: Option<String>,
+    /// The decision the gate rolled back on; the report shows it, not the calm after.
+    acted_on: Option<Decision>,
+}
+
+/// Watches the triggers for `--observe`, and orders the rollback when the decision
+/// (or, with `--strict`, any firing trigger) calls for it. Blind triggers end it.
+async fn observe(run: &mut Run, args: &GateArgs) -> Observed {
+    let key = run.key.clone();
+    run.say(format!(
+        "observing the triggers for {}",
+        humantime::format_duration(args.observe)
+    ));
+    let started = tokio::time::Instant::now();
+    let mut seen = Observed {
+        started,
+        blind: None,
+        incident: None,
+        acted_on: None,
+    };
+    let mut last_action = Action::None;
+    let deadline = started + args.observe;
+    while tokio::time::Instant::now() < deadline {
+        let _ = tokio::time::timeout_at(deadline, run.core.step()).await;
+        let svc = &run.core.state.services[&key];
+        // The incident closes once the signal recovers; the report still needs its id.
+        if svc.incident.is_some() {
+            seen.incident.clone_from(&svc.incident);
+        }
+        if svc.decision.action != last_action {
+            last_action = svc.decision.action;
+            run.say(format!(
+                "decision: {} ({})",
+                last_action.label(),
+                firing(&svc.decision)
+            ));
+        }
+        if seen.acted_on.is_some() {
+            if svc.rollback.as_ref().is_some_and(|r| r.ended.is_some()) {
+                break;
+            }
+            continue;
+        }
+        if let Some(why) = run.blind() {
+            seen.blind = Some(why);
+            break;
+        }
+        // Never "back" to an unknown place: without a target there is nothing to order.
+        let fire = svc.decision.target.is_some()
+            && match svc.decision.action {
+                Action::AutoRollback => true,
+                Action::Suggest | Action::Log => args.strict && !svc.decision.firing.is_empty(),
+                Action::None => false,
+            };
+        if fire {
+            let decision = svc.decision.clone();
+            order(run, &decision).await;
+            seen.acted_on = Some(decision);
+        }
+    }
+    seen
+}
+
+/// Orders the rollback of the gated Deployment to the decision's target.
+async fn order(run: &mut Run, decision: &Decision) {
+    let reason = format!(
+        "backout gate: {} {}",
+        decision.action.label(),
+        firing(decision)
+    );
+    let to_revision = decision.target.as_ref().map(|t| t.revision);
+    run.say(format!(
+        "rolling back {} to revision {}: {reason}",
+        run.key,
+        to_revision.map_or("previous".into(), |r| r.to_string())
+    ));
+    let request = crate::engine::rollbacks::Request {
+        to_revision,
+        automatic: true,
+        reason,
+        by: run.core.actor.clone(),
+        expected: None,
+    };
+    let service = run.key.clone();
+    run.core
+        .apply(Msg::RollbackRequested { service, request })
+        .await;
+}
+
+/// The verdict and its one-sentence reason.
+fn verdict(svc: &Service, rollout: &str, seen: &Observed) -> (Verdict, String) {
+    if let Some(rb) = svc.rollback.as_ref().filter(|_| seen.acted_on.is_some()) {
+        return match &rb.ended {
             Some((_, Ok(outcome))) => (
                 Verdict::RolledBack,
                 format!("rolled back: {}", outcome.label()),
@@ -282,37 +320,37 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
                 Verdict::Undecided,
                 "the rollback did not finish in time".to_string(),
             ),
-        }
-    } else if let Some(why) = blind_reason {
-        (Verdict::Undecided, why)
-    } else if !matches!(svc.decision.rollout, Some(Rollout::Complete(_))) {
-        (
-            Verdict::Undecided,
-            format!("the rollout did not complete: {rollout}"),
-        )
-    } else if svc.decision.action != Action::None {
-        (
-            Verdict::Accepted,
-            format!(
-                "accepted with {} firing, below the gate's bar ({})",
-                svc.decision.action.label(),
-                svc.decision.why_not_automatic.join("; ")
-            ),
-        )
-    } else {
-        (
-            Verdict::Accepted,
-            "no trigger fired during the observation".to_string(),
-        )
-    };
-    let decision = acted_on.as_ref().unwrap_or(&svc.decision);
-    let report = GateReport {
+        };
+    }
+    if let Some(why) = &seen.blind {
+        return (Verdict::Undecided, why.clone());
+    }
+    if !matches!(svc.decision.rollout, Some(Rollout::Complete(_))) {
+        let why = format!("the rollout did not complete: {rollout}");
+        return (Verdict::Undecided, why);
+    }
+    if svc.decision.action != Action::None {
+        let why = format!(
+            "accepted with {} firing, below the gate's bar ({})",
+            svc.decision.action.label(),
+            svc.decision.why_not_automatic.join("; ")
+        );
+        return (Verdict::Accepted, why);
+    }
+    let why = "no trigger fired during the observation".to_string();
+    (Verdict::Accepted, why)
+}
+
+fn report(svc: &Service, key: &ServiceKey, rollout: String, seen: Observed) -> GateReport {
+    let (verdict, reason) = verdict(svc, &rollout, &seen);
+    let decision = seen.acted_on.as_ref().unwrap_or(&svc.decision);
+    GateReport {
         deployment: key.clone(),
         verdict,
         exit_code: verdict.code(),
         reason,
         rollout,
-        observed_seconds: started.elapsed().as_secs(),
+        observed_seconds: seen.started.elapsed().as_secs(),
         failed_gates: decision
             .gates
             .iter()
@@ -323,7 +361,7 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
         rollback: svc
             .rollback
             .as_ref()
-            .filter(|_| ordered)
+            .filter(|_| seen.acted_on.is_some())
             .map(|rb| GateRollback {
                 to_revision: rb.plan.as_ref().map(|p| p.to_revision),
                 outcome: match &rb.ended {
@@ -333,9 +371,8 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
                 },
                 checks: rb.checks.clone(),
             }),
-        incident: svc.incident.clone().or(incident),
-    };
-    finish(report, args.json)
+        incident: svc.incident.clone().or(seen.incident),
+    }
 }
 
 /// The firing triggers' names, for progress lines and the rollback's reason.

@@ -125,171 +125,198 @@ fn remember_config(
 
 fn apply(state: &mut State, obj: KubeObject, deleted: bool) -> Vec<ServiceKey> {
     let (ns, name) = ns_name(obj.meta());
-    let in_ns = |state: &State| {
-        state
-            .services
-            .keys()
-            .filter(|k| k.namespace == ns)
-            .cloned()
-            .collect::<Vec<_>>()
+    let at = Place {
+        ns,
+        name,
+        gone: deleted,
     };
     match obj {
-        KubeObject::Deployment(d) => {
-            let key = ServiceKey::new(&ns, &name);
-            if deleted {
-                state.services.remove(&key);
-                return Vec::new();
-            }
-            if !state.watches(&ns, &name, d.metadata.labels.as_ref()) {
-                return Vec::new();
-            }
-            let now = state.now;
-            let svc = state.services.entry(key.clone()).or_default();
-            let revision = d
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(rollout::REVISION))
-                .and_then(|r| r.parse().ok());
-            if let Some(rev) = revision {
-                svc.revision_seen.entry(rev).or_insert(now);
-            }
-            svc.deployment = Some(*d);
-            relineage(state, &key);
-            vec![key]
-        }
-        KubeObject::ReplicaSet(rs) => {
-            let Some(deployment) = owner(&rs.metadata, "Deployment") else {
-                return Vec::new();
-            };
-            let key = ServiceKey::new(&ns, &deployment);
-            if deleted {
-                state.rs_owner.remove(&(ns.clone(), name.clone()));
-            } else {
-                state
-                    .rs_owner
-                    .insert((ns.clone(), name.clone()), deployment.clone());
-            }
-            let parked = state.parked_pods.remove(&(ns.clone(), name.clone()));
-            let svc = state.services.entry(key.clone()).or_default();
-            if deleted {
-                svc.replicasets.remove(&name);
-            } else {
-                svc.replicasets.insert(name, *rs);
-                svc.pods.extend(parked.into_iter().flatten());
-            }
-            relineage(state, &key);
-            vec![key]
-        }
-        KubeObject::Pod(pod) => {
-            let Some(rs) = owner(&pod.metadata, "ReplicaSet") else {
-                return Vec::new();
-            };
-            let info = (!deleted).then(|| pod_info(&pod, &rs));
-            let owner = state.rs_owner.get(&(ns.clone(), rs.clone())).cloned();
-            let Some(svc) = owner
-                .as_ref()
-                .and_then(|d| state.services.get_mut(&ServiceKey::new(&ns, d)))
-            else {
-                // Its ReplicaSet has not arrived yet: keep it until it does.
-                let parked = state.parked_pods.entry((ns, rs)).or_default();
-                match info {
-                    Some(info) => parked.insert(name, info),
-                    None => parked.remove(&name),
-                };
-                return Vec::new();
-            };
-            match info {
-                Some(info) => svc.pods.insert(name, info),
-                None => svc.pods.remove(&name),
-            };
-            let key = ServiceKey::new(&ns, owner.as_deref().unwrap_or_default());
-            relineage(state, &key);
-            vec![key]
-        }
+        KubeObject::Deployment(d) => deployment(state, at, *d),
+        KubeObject::ReplicaSet(rs) => replicaset(state, at, *rs),
+        KubeObject::Pod(pod) => self::pod(state, at, &pod),
         KubeObject::Job(job) => {
-            if deleted {
-                state.jobs.remove(&(ns.clone(), name));
-            } else {
-                state.jobs.insert((ns.clone(), name), *job);
-            }
-            in_ns(state)
+            let key = (at.ns.clone(), at.name.clone());
+            match at.gone {
+                true => state.jobs.remove(&key),
+                false => state.jobs.insert(key, *job),
+            };
+            in_ns(state, &at.ns)
         }
         KubeObject::Hpa(hpa) => {
-            if deleted {
-                state.hpas.remove(&(ns.clone(), name));
-            } else if let Some(target) = hpa
+            let key = (at.ns.clone(), at.name.clone());
+            let target = hpa
                 .spec
                 .as_ref()
-                .filter(|s| s.scale_target_ref.kind == "Deployment")
-            {
-                state
-                    .hpas
-                    .insert((ns.clone(), name), target.scale_target_ref.name.clone());
-            }
-            in_ns(state)
+                .filter(|s| s.scale_target_ref.kind == "Deployment" && !at.gone)
+                .map(|s| s.scale_target_ref.name.clone());
+            match target {
+                Some(t) => state.hpas.insert(key, t),
+                None => state.hpas.remove(&key),
+            };
+            in_ns(state, &at.ns)
         }
         KubeObject::Lease(lease) => {
-            let holder = lease
-                .spec
-                .as_ref()
-                .and_then(|s| s.holder_identity.clone())
-                .filter(|h| !h.is_empty());
-            // Deleted, or released (its holder cleared): nobody holds it.
-            if deleted || holder.is_none() {
-                state.leases.remove(&(ns, name));
-            } else if let (Some(spec), Some(holder)) = (&lease.spec, holder) {
-                state.leases.insert(
-                    (ns, name),
-                    (holder, spec.acquire_time.as_ref().map(|t| t.0)),
-                );
-            }
+            self::lease(state, at, &lease);
             Vec::new()
         }
         KubeObject::Event(ev) => {
-            if !deleted {
-                state.events.push_back(EventInfo {
-                    at: ev
-                        .last_timestamp
-                        .as_ref()
-                        .or(ev.first_timestamp.as_ref())
-                        .map(|t| t.0)
-                        .or(ev.event_time.as_ref().map(|t| t.0)),
-                    namespace: ns,
-                    object: format!(
-                        "{}/{}",
-                        ev.involved_object.kind.clone().unwrap_or_default(),
-                        ev.involved_object.name.clone().unwrap_or_default()
-                    ),
-                    reason: ev.reason.clone().unwrap_or_default(),
-                    message: ev.message.clone().unwrap_or_default(),
-                    source: ev
-                        .reporting_component
-                        .clone()
-                        .or(ev.source.as_ref().and_then(|s| s.component.clone()))
-                        .unwrap_or_default(),
-                });
-                while state.events.len() > EVENTS_KEPT {
-                    state.events.pop_front();
-                }
+            if !at.gone {
+                event(state, at.ns, &ev);
             }
             Vec::new()
         }
-        KubeObject::ConfigMap(_) if deleted => {
-            state
-                .config_objects
-                .remove(&(ns.clone(), "ConfigMap", name));
-            in_ns(state)
-        }
-        KubeObject::Secret(_) if deleted => {
-            state.config_objects.remove(&(ns.clone(), "Secret", name));
-            in_ns(state)
-        }
         other @ (KubeObject::ConfigMap(_) | KubeObject::Secret(_)) => {
             let kind = other.kind();
-            remember_config(state, kind, other.meta(), true);
-            in_ns(state)
+            if at.gone {
+                let label = if kind == KubeKind::ConfigMap {
+                    "ConfigMap"
+                } else {
+                    "Secret"
+                };
+                state
+                    .config_objects
+                    .remove(&(at.ns.clone(), label, at.name));
+            } else {
+                remember_config(state, kind, other.meta(), true);
+            }
+            in_ns(state, &at.ns)
         }
+    }
+}
+
+/// Where an object is, and whether it was deleted.
+struct Place {
+    ns: String,
+    name: String,
+    gone: bool,
+}
+
+fn in_ns(state: &State, ns: &str) -> Vec<ServiceKey> {
+    state
+        .services
+        .keys()
+        .filter(|k| k.namespace == ns)
+        .cloned()
+        .collect()
+}
+
+fn deployment(
+    state: &mut State,
+    at: Place,
+    d: k8s_openapi::api::apps::v1::Deployment,
+) -> Vec<ServiceKey> {
+    let key = ServiceKey::new(&at.ns, &at.name);
+    if at.gone {
+        state.services.remove(&key);
+        return Vec::new();
+    }
+    if !state.watches(&at.ns, &at.name, d.metadata.labels.as_ref()) {
+        return Vec::new();
+    }
+    let now = state.now;
+    let svc = state.services.entry(key.clone()).or_default();
+    let revision = rollout::revision_of_deployment(&d);
+    if revision > 0 {
+        svc.revision_seen.entry(revision).or_insert(now);
+    }
+    svc.deployment = Some(d);
+    relineage(state, &key);
+    vec![key]
+}
+
+fn replicaset(
+    state: &mut State,
+    at: Place,
+    rs: k8s_openapi::api::apps::v1::ReplicaSet,
+) -> Vec<ServiceKey> {
+    let Some(deployment) = owner(&rs.metadata, "Deployment") else {
+        return Vec::new();
+    };
+    let key = ServiceKey::new(&at.ns, &deployment);
+    let place = (at.ns.clone(), at.name.clone());
+    let parked = state.parked_pods.remove(&place);
+    if at.gone {
+        state.rs_owner.remove(&place);
+    } else {
+        state.rs_owner.insert(place, deployment);
+    }
+    let svc = state.services.entry(key.clone()).or_default();
+    if at.gone {
+        svc.replicasets.remove(&at.name);
+    } else {
+        svc.replicasets.insert(at.name, rs);
+        svc.pods.extend(parked.into_iter().flatten());
+    }
+    relineage(state, &key);
+    vec![key]
+}
+
+fn pod(state: &mut State, at: Place, pod: &k8s_openapi::api::core::v1::Pod) -> Vec<ServiceKey> {
+    let Some(rs) = owner(&pod.metadata, "ReplicaSet") else {
+        return Vec::new();
+    };
+    let info = (!at.gone).then(|| pod_info(pod, &rs));
+    let owner = state.rs_owner.get(&(at.ns.clone(), rs.clone())).cloned();
+    let Some(key) = owner
+        .map(|d| ServiceKey::new(&at.ns, &d))
+        .filter(|k| state.services.contains_key(k))
+    else {
+        // Its ReplicaSet has not arrived yet: keep it until it does.
+        let parked = state.parked_pods.entry((at.ns, rs)).or_default();
+        match info {
+            Some(info) => parked.insert(at.name, info),
+            None => parked.remove(&at.name),
+        };
+        return Vec::new();
+    };
+    let svc = state.services.get_mut(&key).expect("checked above");
+    match info {
+        Some(info) => svc.pods.insert(at.name, info),
+        None => svc.pods.remove(&at.name),
+    };
+    relineage(state, &key);
+    vec![key]
+}
+
+fn lease(state: &mut State, at: Place, lease: &k8s_openapi::api::coordination::v1::Lease) {
+    let spec = lease.spec.as_ref();
+    let holder = spec
+        .and_then(|s| s.holder_identity.clone())
+        .filter(|h| !h.is_empty() && !at.gone);
+    // Deleted, or released (its holder cleared): nobody holds it.
+    match holder {
+        Some(holder) => {
+            let since = spec.and_then(|s| s.acquire_time.as_ref()).map(|t| t.0);
+            state.leases.insert((at.ns, at.name), (holder, since))
+        }
+        None => state.leases.remove(&(at.ns, at.name)),
+    };
+}
+
+fn event(state: &mut State, namespace: String, ev: &k8s_openapi::api::core::v1::Event) {
+    state.events.push_back(EventInfo {
+        at: ev
+            .last_timestamp
+            .as_ref()
+            .or(ev.first_timestamp.as_ref())
+            .map(|t| t.0)
+            .or(ev.event_time.as_ref().map(|t| t.0)),
+        namespace,
+        object: format!(
+            "{}/{}",
+            ev.involved_object.kind.clone().unwrap_or_default(),
+            ev.involved_object.name.clone().unwrap_or_default()
+        ),
+        reason: ev.reason.clone().unwrap_or_default(),
+        message: ev.message.clone().unwrap_or_default(),
+        source: ev
+            .reporting_component
+            .clone()
+            .or(ev.source.as_ref().and_then(|s| s.component.clone()))
+            .unwrap_or_default(),
+    });
+    while state.events.len() > EVENTS_KEPT {
+        state.events.pop_front();
     }
 }
 
