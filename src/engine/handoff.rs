@@ -3,8 +3,6 @@
 //! why, the signal, the state after, the decision, the timeline, what was not
 //! reverted, and the next steps. Markdown for people, JSON for tools.
 
-use std::fmt::Write;
-
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -197,54 +195,69 @@ impl Handoff {
     }
 
     pub fn to_markdown(&self) -> String {
-        let mut out = String::new();
+        let mut md = Md::default();
+        let evidence = self.decision.as_ref().and_then(|d| d.evidence.as_ref());
+        self.head(&mut md);
+        self.rolled_back(&mut md, evidence);
+        signal(&mut md, evidence);
+        self.after(&mut md);
+        self.decided(&mut md);
+        md.line("\n## Timeline\n");
+        for (at, what) in &self.timeline {
+            md.line(format!("- {} {what}", at.strftime("%H:%M:%S")));
+        }
+        blast_radius(&mut md, evidence);
+        md.line("\n## Next steps\n");
+        for s in &self.next_steps {
+            md.line(format!("- {s}"));
+        }
+        md.0
+    }
+
+    fn head(&self, md: &mut Md) {
         let status = match (&self.rollback, &self.after, &self.rollback_failed) {
             (Some(_), Some((outcome, _)), _) => format!("rolled back, {outcome}"),
             (Some(_), None, _) => "rolled back, verification not recorded".into(),
             (None, _, Some(_)) => "rollback attempted and failed".into(),
             (None, _, None) => "not rolled back".into(),
         };
-        let _ = writeln!(
-            out,
+        md.line(format!(
             "# Incident {}: {} ({status})\n",
             self.incident, self.service
-        );
-        let _ = writeln!(out, "Opened {}. {}", self.opened, self.summary);
+        ));
+        md.line(format!("Opened {}. {}", self.opened, self.summary));
         if let Some(at) = self.resolved {
-            let _ = writeln!(out, "Resolved {at}.");
+            md.line(format!("Resolved {at}."));
         }
-        let evidence = self.decision.as_ref().and_then(|d| d.evidence.as_ref());
+    }
 
-        let _ = writeln!(out, "\n## What was rolled back\n");
+    fn rolled_back(&self, md: &mut Md, evidence: Option<&Evidence>) {
+        md.line("\n## What was rolled back\n");
         match &self.rollback {
-            Some(rb) => {
-                let _ = writeln!(
-                    out,
-                    "Revision {} ({}) → revision {} ({}), {} by {} at {}.\nReason: {}",
-                    rb.from_revision,
-                    rb.from_images.join(", "),
-                    rb.to_revision,
-                    rb.to_images.join(", "),
-                    if rb.automatic {
-                        "automatically"
-                    } else {
-                        "manually"
-                    },
-                    rb.by,
-                    rb.at,
-                    rb.reason
-                );
-            }
+            Some(rb) => md.line(format!(
+                "Revision {} ({}) → revision {} ({}), {} by {} at {}.\nReason: {}",
+                rb.from_revision,
+                rb.from_images.join(", "),
+                rb.to_revision,
+                rb.to_images.join(", "),
+                if rb.automatic {
+                    "automatically"
+                } else {
+                    "manually"
+                },
+                rb.by,
+                rb.at,
+                rb.reason
+            )),
             None => {
-                let _ = writeln!(out, "Nothing was rolled back.");
+                md.line("Nothing was rolled back.");
                 if let Some(e) = &self.rollback_failed {
-                    let _ = writeln!(out, "The rollback failed: {e}");
+                    md.line(format!("The rollback failed: {e}"));
                 }
             }
         }
         if let Some(deploy) = evidence.and_then(|e| e.deploy.as_ref()) {
-            let _ = writeln!(
-                out,
+            md.line(format!(
                 "\nThe deploy: revision {} ({}), change-cause \"{}\", by {}{}.",
                 deploy.revision,
                 deploy.images.join(", "),
@@ -253,106 +266,104 @@ impl Handoff {
                 deploy
                     .created
                     .map_or(String::new(), |t| format!(", created {t}"))
-            );
+            ));
         }
         if let Some(e) = evidence.filter(|e| !e.changes.is_empty()) {
-            let _ = writeln!(out, "\nThe change set the rollback reverted:\n");
+            md.line("\nThe change set the rollback reverted:\n");
             for c in &e.changes {
-                let _ = writeln!(out, "- {c}");
+                md.line(format!("- {c}"));
             }
         }
+    }
 
-        let _ = writeln!(out, "\n## The signal\n");
-        match evidence.filter(|e| !e.firing.is_empty()) {
-            Some(e) => {
-                for s in &e.firing {
-                    let values: Vec<f64> = s.points.iter().map(|(_, v)| *v).collect();
-                    let _ = writeln!(
-                        out,
-                        "- **{}** {} {} {}{}  `{}`",
-                        s.trigger,
-                        s.value.map_or("?".into(), |v| format!("{v:.4}")),
-                        s.comparison,
-                        s.threshold,
-                        s.onset
-                            .map_or(String::new(), |t| format!(", breaching since {t}")),
-                        sparkline(&values)
-                    );
-                }
-            }
-            None => {
-                let _ = writeln!(out, "No firing trigger was recorded.");
-            }
-        }
-
-        let _ = writeln!(out, "\n## After the rollback\n");
+    fn after(&self, md: &mut Md) {
+        md.line("\n## After the rollback\n");
         match &self.after {
             Some((outcome, checks)) => {
-                let _ = writeln!(out, "Verification: **{outcome}**.\n");
+                md.line(format!("Verification: **{outcome}**.\n"));
                 for c in checks {
-                    let _ = writeln!(out, "- {c}");
+                    md.line(format!("- {c}"));
                 }
             }
-            None => {
-                let _ = writeln!(out, "No verification was recorded.");
+            None => md.line("No verification was recorded."),
+        }
+    }
+
+    fn decided(&self, md: &mut Md) {
+        let Some(d) = &self.decision else {
+            return;
+        };
+        md.line(format!(
+            "\n## The decision\n\n{} at {}{}.\n",
+            d.action,
+            d.at,
+            d.confidence
+                .map_or(String::new(), |c| format!(", confidence {c:.2}"))
+        ));
+        if let Some(e) = &d.evidence {
+            let parts: Vec<String> = e
+                .confidence_parts
+                .iter()
+                .map(|(n, v)| format!("{n} {v:.2}"))
+                .collect();
+            if !parts.is_empty() {
+                md.line(format!("Confidence parts: {}.\n", parts.join(", ")));
+            }
+            for g in &e.gates {
+                let mark = if g.passed { "✓" } else { "✗" };
+                md.line(format!("- {mark} {} {}: {}", g.number, g.name, g.evidence));
             }
         }
+        for why in &d.why_not_automatic {
+            md.line(format!("- why not automatic: {why}"));
+        }
+    }
+}
 
-        if let Some(d) = &self.decision {
-            let _ = writeln!(
-                out,
-                "\n## The decision\n\n{} at {}{}.\n",
-                d.action,
-                d.at,
-                d.confidence
-                    .map_or(String::new(), |c| format!(", confidence {c:.2}"))
-            );
-            if let Some(e) = &d.evidence {
-                let parts: Vec<String> = e
-                    .confidence_parts
-                    .iter()
-                    .map(|(n, v)| format!("{n} {v:.2}"))
-                    .collect();
-                if !parts.is_empty() {
-                    let _ = writeln!(out, "Confidence parts: {}.\n", parts.join(", "));
-                }
-                for g in &e.gates {
-                    let mark = if g.passed { "✓" } else { "✗" };
-                    let _ = writeln!(out, "- {mark} {} {}: {}", g.number, g.name, g.evidence);
-                }
-            }
-            for why in &d.why_not_automatic {
-                let _ = writeln!(out, "- why not automatic: {why}");
-            }
-        }
+/// Markdown being written, a line at a time.
+#[derive(Default)]
+struct Md(String);
 
-        let _ = writeln!(out, "\n## Timeline\n");
-        for (at, what) in &self.timeline {
-            let _ = writeln!(out, "- {} {what}", at.strftime("%H:%M:%S"));
-        }
+impl Md {
+    fn line(&mut self, text: impl AsRef<str>) {
+        self.0.push_str(text.as_ref());
+        self.0.push('\n');
+    }
+}
 
-        let _ = writeln!(
-            out,
-            "\n## Blast radius: what the rollback did and did not revert\n"
-        );
-        let notes: Vec<_> = evidence.map(|e| e.blast_radius.clone()).unwrap_or_default();
-        if notes.is_empty() {
-            let _ = writeln!(out, "Nothing recorded.");
-        }
-        for n in notes {
-            let _ = writeln!(
-                out,
-                "- {}{}",
-                if n.risk { "**risk:** " } else { "" },
-                n.text
-            );
-        }
+fn signal(md: &mut Md, evidence: Option<&Evidence>) {
+    md.line("\n## The signal\n");
+    let Some(e) = evidence.filter(|e| !e.firing.is_empty()) else {
+        md.line("No firing trigger was recorded.");
+        return;
+    };
+    for s in &e.firing {
+        let values: Vec<f64> = s.points.iter().map(|(_, v)| *v).collect();
+        md.line(format!(
+            "- **{}** {} {} {}{}  `{}`",
+            s.trigger,
+            s.value.map_or("?".into(), |v| format!("{v:.4}")),
+            s.comparison,
+            s.threshold,
+            s.onset
+                .map_or(String::new(), |t| format!(", breaching since {t}")),
+            sparkline(&values)
+        ));
+    }
+}
 
-        let _ = writeln!(out, "\n## Next steps\n");
-        for s in &self.next_steps {
-            let _ = writeln!(out, "- {s}");
-        }
-        out
+fn blast_radius(md: &mut Md, evidence: Option<&Evidence>) {
+    md.line("\n## Blast radius: what the rollback did and did not revert\n");
+    let notes: Vec<_> = evidence.map(|e| e.blast_radius.clone()).unwrap_or_default();
+    if notes.is_empty() {
+        md.line("Nothing recorded.");
+    }
+    for n in notes {
+        md.line(format!(
+            "- {}{}",
+            if n.risk { "**risk:** " } else { "" },
+            n.text
+        ));
     }
 }
 

@@ -75,9 +75,26 @@ pub fn triggers(
         .direction(Direction::Vertical)
         .constraints(vec![Constraint::Ratio(1, rows_n as u32); rows_n])
         .split(area);
+    let marks = marks(svc);
+    for (i, t) in triggers.iter().enumerate() {
+        let cells = Layout::default()
+            .direction(Direction::Horizontal)
+            .constraints(vec![Constraint::Ratio(1, cols as u32); cols])
+            .split(rows[i / cols]);
+        chart(state, svc, t, ui, p, &marks, frame, cells[i % cols]);
+    }
+}
+
+/// Where the deploy (D) and the rollback (R) go on every chart, in seconds.
+struct Marks {
+    deployed: Option<f64>,
+    rolled_back: Option<f64>,
+}
+
+/// D marks the deploy the incident is about, R the rollback, by anyone: when what
+/// runs now is a rollback, its start is an R, never a D.
+fn marks(svc: &crate::engine::state::Service) -> Marks {
     let secs = |t: jiff::Timestamp| t.as_millisecond() as f64 / 1000.0;
-    // D marks the deploy the incident is about, R the rollback, by anyone: when what
-    // runs now is a rollback, its start is an R, never a D.
     let deployed = svc
         .rollback
         .as_ref()
@@ -98,128 +115,149 @@ pub fn triggers(
             .map(|r| r.started))
         .or(svc.last_rollback)
         .map(secs);
-    let now = state.now.as_millisecond() as f64 / 1000.0;
-    for (i, t) in triggers.iter().enumerate() {
-        let cells = Layout::default()
-            .direction(Direction::Horizontal)
-            .constraints(vec![Constraint::Ratio(1, cols as u32); cols])
-            .split(rows[i / cols]);
-        let cell = cells[i % cols];
-        let ts = svc.triggers.get(&t.name);
-        let status = match ts {
-            None => "not queried".to_string(),
-            Some(ts) => {
-                let left = time_left(ts.alert, state.now, t)
-                    .map_or(String::new(), |d| format!(", {}s left", d.as_secs()));
-                let value = ts.value.map_or("–".into(), |v| format!("{v:.3}"));
-                match (&ts.data, ts.alert) {
-                    (DataState::NoData(_) | DataState::Error(_) | DataState::Stale(_), a) => {
-                        format!("{} ({}), {value}", ts.data.label(), a.label())
-                    }
-                    (_, AlertState::Inactive) => format!("ok {value}"),
-                    (_, a) => format!("{}{left} {value}", a.label()),
-                }
-            }
-        };
-        let title = format!(
-            " {} {status} {} {} ",
-            t.name,
-            t.comparison.symbol(),
-            t.threshold
-        );
-        let firing = ts.is_some_and(|s| s.alert.is_firing());
-        let color = if firing {
-            Color::Red
-        } else if ts.is_some_and(|s| !s.data.is_clean()) {
-            Color::Yellow
-        } else {
-            Color::Green
-        };
-        // Downsampled to about twice the plot width, oldest first.
-        let raw: Vec<(f64, f64)> = ts
-            .map(|s| {
-                s.points
-                    .iter()
-                    .filter(|(_, v)| v.is_finite())
-                    .map(|(t, v)| (*t as f64 / 1000.0, *v))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let stride = (raw.len() / (cell.width as usize * 2).max(1)).max(1);
-        let points: Vec<(f64, f64)> = raw.iter().step_by(stride).copied().collect();
-        if points.len() < 2 {
-            frame.render_widget(
-                Paragraph::new(Line::raw(status)).block(
-                    Block::default()
-                        .borders(Borders::ALL)
-                        .title(format!(" {} ", t.name)),
-                ),
-                cell,
-            );
-            continue;
+    Marks {
+        deployed,
+        rolled_back,
+    }
+}
+
+/// A trigger's state in the chart's title: its alert state and time left, or why its
+/// data is not clean, and the latest value.
+fn status(
+    state: &State,
+    ts: Option<&crate::engine::state::TriggerState>,
+    t: &crate::config::Trigger,
+) -> String {
+    let Some(ts) = ts else {
+        return "not queried".to_string();
+    };
+    let left = time_left(ts.alert, state.now, t)
+        .map_or(String::new(), |d| format!(", {}s left", d.as_secs()));
+    let value = ts.value.map_or("–".into(), |v| format!("{v:.3}"));
+    match (&ts.data, ts.alert) {
+        (DataState::NoData(_) | DataState::Error(_) | DataState::Stale(_), a) => {
+            format!("{} ({}), {value}", ts.data.label(), a.label())
         }
-        let x0 = points[0].0.min(deployed.unwrap_or(f64::MAX));
-        let x1 = now.max(points[points.len() - 1].0);
-        let y1 = points
-            .iter()
-            .map(|(_, v)| *v)
-            .fold(t.threshold * 1.5, f64::max);
-        let threshold = [(x0, t.threshold), (x1, t.threshold)];
-        let marker = if ui.braille {
-            Marker::Braille
-        } else {
-            Marker::Dot
-        };
-        let datasets = vec![
-            Dataset::default()
-                .name("threshold")
-                .marker(Marker::Dot)
-                .graph_type(GraphType::Line)
-                .style(p.fg(Color::Yellow))
-                .data(&threshold),
-            Dataset::default()
-                .name(t.name.as_str())
-                .marker(marker)
-                .graph_type(GraphType::Line)
-                .style(p.fg(color))
-                .data(&points),
-        ];
-        let y_labels = [Line::raw("0"), Line::raw(format!("{y1:.2}"))];
-        let label_width = y_labels.iter().map(Line::width).max().unwrap_or(0) as u16;
-        let chart = Chart::new(datasets)
-            .block(
+        (_, AlertState::Inactive) => format!("ok {value}"),
+        (_, a) => format!("{}{left} {value}", a.label()),
+    }
+}
+
+/// One trigger's chart: the series against its threshold, the firing span shaded, the
+/// deploy and the rollback marked.
+#[allow(clippy::too_many_arguments)]
+fn chart(
+    state: &State,
+    svc: &crate::engine::state::Service,
+    t: &crate::config::Trigger,
+    ui: &UiState,
+    p: Palette,
+    marks: &Marks,
+    frame: &mut Frame,
+    cell: Rect,
+) {
+    let now = state.now.as_millisecond() as f64 / 1000.0;
+    let (deployed, rolled_back) = (marks.deployed, marks.rolled_back);
+    let ts = svc.triggers.get(&t.name);
+    let status = status(state, ts, t);
+    let title = format!(
+        " {} {status} {} {} ",
+        t.name,
+        t.comparison.symbol(),
+        t.threshold
+    );
+    let firing = ts.is_some_and(|s| s.alert.is_firing());
+    let color = if firing {
+        Color::Red
+    } else if ts.is_some_and(|s| !s.data.is_clean()) {
+        Color::Yellow
+    } else {
+        Color::Green
+    };
+    // Downsampled to about twice the plot width, oldest first.
+    let raw: Vec<(f64, f64)> = ts
+        .map(|s| {
+            s.points
+                .iter()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(t, v)| (*t as f64 / 1000.0, *v))
+                .collect()
+        })
+        .unwrap_or_default();
+    let stride = (raw.len() / (cell.width as usize * 2).max(1)).max(1);
+    let points: Vec<(f64, f64)> = raw.iter().step_by(stride).copied().collect();
+    if points.len() < 2 {
+        frame.render_widget(
+            Paragraph::new(Line::raw(status)).block(
                 Block::default()
                     .borders(Borders::ALL)
-                    .title(title)
-                    .border_style(p.fg(color)),
-            )
-            .x_axis(Axis::default().bounds([x0, x1]))
-            .y_axis(Axis::default().bounds([0.0, y1]).labels(y_labels))
-            .hidden_legend_constraints((Constraint::Ratio(0, 1), Constraint::Ratio(0, 1)));
-        frame.render_widget(chart, cell);
-        let plot = Plot {
-            area: plot_area(cell, label_width),
-            x0,
-            x1,
-            ascii: !ui.braille,
-        };
-        let buf = frame.buffer_mut();
-        if let Some(ts) = ts {
-            for (from, to) in firing_spans(&ts.points, t) {
-                plot.shade(
-                    buf,
-                    from as f64 / 1000.0,
-                    to as f64 / 1000.0,
-                    p.fg(Color::Red),
-                );
-            }
+                    .title(format!(" {} ", t.name)),
+            ),
+            cell,
+        );
+        return;
+    }
+    let x0 = points[0].0.min(deployed.unwrap_or(f64::MAX));
+    let x1 = now.max(points[points.len() - 1].0);
+    let y1 = points
+        .iter()
+        .map(|(_, v)| *v)
+        .fold(t.threshold * 1.5, f64::max);
+    let threshold = [(x0, t.threshold), (x1, t.threshold)];
+    let marker = if ui.braille {
+        Marker::Braille
+    } else {
+        Marker::Dot
+    };
+    let datasets = vec![
+        Dataset::default()
+            .name("threshold")
+            .marker(Marker::Dot)
+            .graph_type(GraphType::Line)
+            .style(p.fg(Color::Yellow))
+            .data(&threshold),
+        Dataset::default()
+            .name(t.name.as_str())
+            .marker(marker)
+            .graph_type(GraphType::Line)
+            .style(p.fg(color))
+            .data(&points),
+    ];
+    let y_labels = [Line::raw("0"), Line::raw(format!("{y1:.2}"))];
+    let label_width = y_labels.iter().map(Line::width).max().unwrap_or(0) as u16;
+    let chart = Chart::new(datasets)
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(title)
+                .border_style(p.fg(color)),
+        )
+        .x_axis(Axis::default().bounds([x0, x1]))
+        .y_axis(Axis::default().bounds([0.0, y1]).labels(y_labels))
+        .hidden_legend_constraints((Constraint::Ratio(0, 1), Constraint::Ratio(0, 1)));
+    frame.render_widget(chart, cell);
+    let plot = Plot {
+        area: plot_area(cell, label_width),
+        x0,
+        x1,
+        ascii: !ui.braille,
+    };
+    let buf = frame.buffer_mut();
+    if let Some(ts) = ts {
+        for (from, to) in firing_spans(&ts.points, t) {
+            plot.shade(
+                buf,
+                from as f64 / 1000.0,
+                to as f64 / 1000.0,
+                p.fg(Color::Red),
+            );
         }
-        if let Some(d) = deployed {
-            plot.mark(buf, d, 'D', p.fg(Color::Cyan));
-        }
-        if let Some(r) = rolled_back {
-            plot.mark(buf, r, 'R', p.fg(Color::Magenta));
-        }
+    }
+    if let Some(d) = deployed {
+        plot.mark(buf, d, 'D', p.fg(Color::Cyan));
+    }
+    if let Some(r) = rolled_back {
+        plot.mark(buf, r, 'R', p.fg(Color::Magenta));
     }
 }
 
