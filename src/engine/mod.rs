@@ -4,6 +4,7 @@
 pub mod blast;
 pub mod decision;
 pub mod evidence;
+pub mod following;
 pub mod gates;
 pub mod handoff;
 mod kube_apply;

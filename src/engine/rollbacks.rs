@@ -204,7 +204,7 @@ pub fn failed(
             progress.phase = Phase::Following;
             progress.phase_since = now;
             // Their rollback may already be in the cluster.
-            super::verification::adopt(state, key, effects);
+            super::following::adopt(state, key, effects);
             return;
         }
         RollbackError::Preempted { .. } => {
@@ -212,7 +212,7 @@ pub fn failed(
             progress.by = "someone else".into();
             progress.phase = Phase::Following;
             progress.phase_since = now;
-            super::verification::adopt(state, key, effects);
+            super::following::adopt(state, key, effects);
             return;
         }
         _ => {}

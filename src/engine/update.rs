@@ -103,7 +103,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         }
     };
     for key in touched {
-        super::verification::adopt(state, &key, &mut effects);
+        super::following::adopt(state, &key, &mut effects);
         super::verification::advance(state, &key, &mut effects);
         redecide(state, &key, &mut effects);
     }
