@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use common::{have, small_scenario, start, Cluster};
+use common::Cluster;
 use serde_json::Value;
 
 #[derive(Default)]
@@ -49,15 +49,7 @@ async fn receivers() -> (String, Shared) {
 }
 
 async fn cluster() -> Option<Cluster> {
-    if !have("kubectl") {
-        return None;
-    }
-    let c = start(small_scenario("")).await;
-    c.kubectl_ok(&["set", "image", "deploy/web", "web=web:2"])
-        .await;
-    c.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=30s"])
-        .await;
-    Some(c)
+    common::web_with_history(&["web:2"]).await
 }
 
 async fn rollback_with(

@@ -7,24 +7,13 @@ mod common;
 use std::time::Duration;
 
 use backout::actions::lease;
-use backout::app::core::{Core, Options};
-use backout::config::Config;
 use backout::engine::rollbacks::{Expected, Request};
-use backout::engine::{Msg, ServiceKey, State};
-use common::{have, small_scenario, start, Cluster};
+use backout::engine::{Msg, ServiceKey};
+use common::{console_core, previewed, rollback_ended, web_with_history, Cluster};
 use tokio::io::AsyncBufReadExt;
 
 async fn with_history() -> Option<Cluster> {
-    if !have("kubectl") {
-        return None;
-    }
-    let c = start(small_scenario("")).await;
-    for image in ["web=web:2", "web=web:3"] {
-        c.kubectl_ok(&["set", "image", "deploy/web", image]).await;
-        c.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=30s"])
-            .await;
-    }
-    Some(c)
+    web_with_history(&["web:2", "web:3"]).await
 }
 
 async fn backout(c: &Cluster, args: &[&str]) -> std::process::Output {
@@ -43,20 +32,6 @@ async fn client(c: &Cluster, context: Option<&str>) -> kube::Client {
     .await
     .unwrap();
     kube::Client::try_from(config).unwrap()
-}
-
-/// A core on the cluster, as the console runs one.
-async fn console_core(c: &Cluster) -> Core {
-    let config = Config::load(Some(&c.dir().join("backout.toml"))).unwrap();
-    let opts = Options {
-        kubeconfig: Some(c.kubeconfig()),
-        namespace: Some("shop".into()),
-        journal: Some(c.journal_path()),
-        ..Options::default()
-    };
-    let mut core = Core::start(config, opts).await.unwrap();
-    assert!(core.run_until(Duration::from_secs(30), Core::listed).await);
-    core
 }
 
 fn web() -> ServiceKey {
@@ -148,26 +123,8 @@ async fn a_change_between_preview_and_confirm_is_a_conflict_not_a_rollback_of_th
     let Some(c) = with_history().await else {
         return;
     };
-    let mut core = console_core(&c).await;
-    core.apply(Msg::PreviewRequested {
-        service: web(),
-        to_revision: Some(1),
-    })
-    .await;
-    let answered = |s: &State| {
-        s.services[&web()]
-            .preview
-            .as_ref()
-            .is_some_and(|p| p.result.is_some())
-    };
-    assert!(core.run_until(Duration::from_secs(20), answered).await);
-    let preview = core.state.services[&web()]
-        .preview
-        .clone()
-        .unwrap()
-        .result
-        .unwrap()
-        .unwrap();
+    let mut core = console_core(&c, false).await;
+    let preview = previewed(&mut core, &web(), 1).await.unwrap();
     // Someone ships web:9 while the engineer reads the dialog.
     c.kubectl_ok(&["set", "image", "deploy/web", "web=web:9"])
         .await;
@@ -183,19 +140,7 @@ async fn a_change_between_preview_and_confirm_is_a_conflict_not_a_rollback_of_th
         request,
     })
     .await;
-    let ended = |s: &State| {
-        s.services[&web()]
-            .rollback
-            .as_ref()
-            .is_some_and(|p| p.ended.is_some())
-    };
-    assert!(core.run_until(Duration::from_secs(20), ended).await);
-    let (_, result) = core.state.services[&web()]
-        .rollback
-        .clone()
-        .unwrap()
-        .ended
-        .unwrap();
+    let result = rollback_ended(&mut core, &web(), Duration::from_secs(20)).await;
     let error = result.unwrap_err();
     assert!(
         error.contains("changed since the rollback was previewed"),

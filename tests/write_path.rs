@@ -6,62 +6,21 @@ mod common;
 
 use std::time::Duration;
 
-use backout::app::core::{Core, Options};
-use backout::config::Config;
+use backout::app::core::Core;
 use backout::engine::journal::{Entry, Record};
 use backout::engine::rollbacks::{Expected, Request};
-use backout::engine::{Msg, ServiceKey, State};
-use common::{have, small_scenario, start, Cluster};
-
-async fn with_history() -> Option<Cluster> {
-    if !have("kubectl") {
-        return None;
-    }
-    let c = start(small_scenario("")).await;
-    c.kubectl_ok(&["set", "image", "deploy/web", "web=web:2"])
-        .await;
-    c.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=30s"])
-        .await;
-    Some(c)
-}
+use backout::engine::{Msg, ServiceKey};
+use common::{console_core, previewed, rollback_ended, web_with_history};
 
 fn web() -> ServiceKey {
     ServiceKey::new("shop", "web")
 }
 
-async fn console_core(c: &Cluster, read_only: bool) -> Core {
-    let config = Config::load(Some(&c.dir().join("backout.toml"))).unwrap();
-    let opts = Options {
-        kubeconfig: Some(c.kubeconfig()),
-        namespace: Some("shop".into()),
-        journal: Some(c.journal_path()),
-        read_only,
-        ..Options::default()
-    };
-    let mut core = Core::start(config, opts).await.unwrap();
-    assert!(core.run_until(Duration::from_secs(30), Core::listed).await);
-    core
-}
-
 /// What the dialog does: a dry run of revision 1, then `y` with what it showed.
 async fn confirm_in_console(core: &mut Core) {
-    core.apply(Msg::PreviewRequested {
-        service: web(),
-        to_revision: Some(1),
-    })
-    .await;
-    let answered = |s: &State| {
-        s.services[&web()]
-            .preview
-            .as_ref()
-            .is_some_and(|p| p.result.is_some())
-    };
-    assert!(core.run_until(Duration::from_secs(20), answered).await);
-    let expected = core.state.services[&web()]
-        .preview
-        .as_ref()
-        .and_then(|p| p.result.clone())
-        .and_then(Result::ok)
+    let expected = previewed(core, &web(), 1)
+        .await
+        .ok()
         .map(|p| Expected::of(&p));
     let request = Request {
         to_revision: Some(1),
@@ -111,7 +70,10 @@ fn rollback_records(journal: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_and_the_console_journal_the_same_rollback_records() {
-    let (Some(by_cli), Some(by_console)) = (with_history().await, with_history().await) else {
+    let (Some(by_cli), Some(by_console)) = (
+        web_with_history(&["web:2"]).await,
+        web_with_history(&["web:2"]).await,
+    ) else {
         return;
     };
     let out = by_cli
@@ -125,13 +87,9 @@ async fn the_cli_and_the_console_journal_the_same_rollback_records() {
 
     let mut core = console_core(&by_console, false).await;
     confirm_in_console(&mut core).await;
-    let ended = |s: &State| {
-        s.services[&web()]
-            .rollback
-            .as_ref()
-            .is_some_and(|p| p.ended.is_some())
-    };
-    assert!(core.run_until(Duration::from_secs(60), ended).await);
+    rollback_ended(&mut core, &web(), Duration::from_secs(60))
+        .await
+        .expect("verified");
     core.shutdown(Duration::from_secs(5)).await;
 
     let (cli, console) = (
@@ -145,7 +103,7 @@ async fn the_cli_and_the_console_journal_the_same_rollback_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_refuses_every_write_path_at_the_one_place_writes_happen() {
-    let Some(c) = with_history().await else {
+    let Some(c) = web_with_history(&["web:2"]).await else {
         return;
     };
     // The CLI: the dry run is already refused, naming why.
@@ -181,19 +139,7 @@ async fn read_only_refuses_every_write_path_at_the_one_place_writes_happen() {
     // taken, and the runner refuses it.
     let mut core = console_core(&c, true).await;
     confirm_in_console(&mut core).await;
-    let ended = |s: &State| {
-        s.services[&web()]
-            .rollback
-            .as_ref()
-            .is_some_and(|p| p.ended.is_some())
-    };
-    assert!(core.run_until(Duration::from_secs(20), ended).await);
-    let (_, result) = core.state.services[&web()]
-        .rollback
-        .clone()
-        .unwrap()
-        .ended
-        .unwrap();
+    let result = rollback_ended(&mut core, &web(), Duration::from_secs(20)).await;
     assert!(
         result.unwrap_err().contains("--read-only was given"),
         "refused by the runner"

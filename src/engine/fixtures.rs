@@ -355,3 +355,14 @@ pub fn verified_rollback(state: &mut State, at: i64) -> Vec<Effect> {
     effects.extend(recovers(state, 0.001, at, at + hold + 30));
     effects
 }
+
+/// The journal entries among `effects`, in order.
+pub fn journaled(effects: &[Effect]) -> Vec<&super::journal::Entry> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Journal(r) => Some(&r.entry),
+            _ => None,
+        })
+        .collect()
+}

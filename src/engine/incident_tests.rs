@@ -25,16 +25,6 @@ fn orders(effects: &[Effect]) -> Vec<Option<u64>> {
         .collect()
 }
 
-fn entries(effects: &[Effect]) -> Vec<&Entry> {
-    effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Journal(r) => Some(&r.entry),
-            _ => None,
-        })
-        .collect()
-}
-
 /// checkout:2 deployed at 0, failing from 30 to 200, with automatic rollback on but
 /// the order not yet acted on: the state a person finds when they reach for kubectl.
 fn firing(extra: &str) -> State {
@@ -60,7 +50,7 @@ fn kubectl_undo_mid_incident_is_a_rollback_followed_and_verified_not_a_deploy() 
     assert!(!p.ours && p.by.contains("outside backout"), "{}", p.by);
     assert_eq!(p.phase, Phase::RollingOut);
     assert!(
-        entries(&effects).iter().any(
+        journaled(&effects).iter().any(
             |e| matches!(e, Entry::Rollback { from_images, to_images, .. }
             if from_images == &["checkout:2"] && to_images == &["checkout:1"])
         ),
@@ -86,7 +76,7 @@ fn kubectl_undo_mid_incident_is_a_rollback_followed_and_verified_not_a_deploy() 
         "{:#?}",
         svc.rollback
     );
-    assert!(entries(&effects)
+    assert!(journaled(&effects)
         .iter()
         .any(|e| matches!(e, Entry::Verification { outcome, .. } if outcome == "verified")));
     assert!(
@@ -195,7 +185,7 @@ fn a_rollback_by_another_backout_names_who_and_why() {
         (p.by.as_str(), p.reason.as_str()),
         ("dana@laptop", "error-rate 25%")
     );
-    assert!(entries(&effects)
+    assert!(journaled(&effects)
         .iter()
         .any(|e| matches!(e, Entry::Rollback { by, .. } if by == "dana@laptop")));
 }
@@ -298,7 +288,7 @@ fn a_new_deploy_during_verification_ends_it_and_gets_a_decision_of_its_own() {
         matches!(&p.ended, Some((_, Err(e))) if e.contains("superseded by a new deploy, revision 4")),
         "{p:?}"
     );
-    assert!(entries(&effects).iter().any(
+    assert!(journaled(&effects).iter().any(
         |e| matches!(e, Entry::Verification { outcome, .. } if outcome.contains("superseded"))
     ));
     // The new build fails on its own: a decision with its evidence, about revision 4.
@@ -341,7 +331,7 @@ fn one_story_while_a_rollback_runs_no_second_decision_and_no_page() {
         260,
     ));
     assert!(
-        !entries(&effects)
+        !journaled(&effects)
             .iter()
             .any(|e| matches!(e, Entry::Decision { .. })),
         "{effects:?}"

@@ -237,16 +237,6 @@ mod tests {
     use crate::engine::msg::Outcome;
     use crate::engine::{update, Msg};
 
-    fn journaled(effects: &[Effect]) -> Vec<&Entry> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Journal(r) => Some(&r.entry),
-                _ => None,
-            })
-            .collect()
-    }
-
     #[test]
     fn each_step_shows_live_and_the_commit_and_the_verified_end_are_journaled() {
         let mut state = world("");

@@ -306,3 +306,77 @@ pub async fn instant(http: &reqwest::Client, base: &str, query: &str, at_secs: f
     assert!(result.len() <= 1, "one series per service, got {result:?}");
     result.first()?["value"][1].as_str()?.parse().ok()
 }
+
+/// `web` from web:1 through the given images, each rolled out: a history to roll back in.
+pub async fn web_with_history(images: &[&str]) -> Option<Cluster> {
+    if !have("kubectl") {
+        return None;
+    }
+    let c = start(small_scenario("")).await;
+    for image in images {
+        c.kubectl_ok(&["set", "image", "deploy/web", &format!("web={image}")])
+            .await;
+        c.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=30s"])
+            .await;
+    }
+    Some(c)
+}
+
+/// A core on the cluster, as the console runs one, listed and ready for keys.
+pub async fn console_core(c: &Cluster, read_only: bool) -> backout::app::core::Core {
+    use backout::app::core::{Core, Options};
+    let config = backout::config::Config::load(Some(&c.dir().join("backout.toml"))).unwrap();
+    let opts = Options {
+        kubeconfig: Some(c.kubeconfig()),
+        namespace: Some("shop".into()),
+        journal: Some(c.journal_path()),
+        read_only,
+        ..Options::default()
+    };
+    let mut core = Core::start(config, opts).await.unwrap();
+    assert!(core.run_until(Duration::from_secs(30), Core::listed).await);
+    core
+}
+
+/// The dialog's dry run of `to_revision` for `service`, as the console shows it.
+pub async fn previewed(
+    core: &mut backout::app::core::Core,
+    service: &backout::engine::ServiceKey,
+    to_revision: u64,
+) -> Result<backout::engine::rollbacks::Preview, String> {
+    use backout::engine::{Msg, State};
+    core.apply(Msg::PreviewRequested {
+        service: service.clone(),
+        to_revision: Some(to_revision),
+    })
+    .await;
+    let answered = |s: &State| {
+        s.services[service]
+            .preview
+            .as_ref()
+            .is_some_and(|p| p.result.is_some())
+    };
+    assert!(core.run_until(Duration::from_secs(20), answered).await);
+    core.state.services[service]
+        .preview
+        .clone()
+        .and_then(|p| p.result)
+        .expect("answered")
+}
+
+/// Steps the core until the service's rollback ends; how it ended.
+pub async fn rollback_ended(
+    core: &mut backout::app::core::Core,
+    service: &backout::engine::ServiceKey,
+    limit: Duration,
+) -> Result<backout::engine::msg::Outcome, String> {
+    let ended = |s: &backout::engine::State| {
+        s.services[service]
+            .rollback
+            .as_ref()
+            .is_some_and(|p| p.ended.is_some())
+    };
+    assert!(core.run_until(limit, ended).await, "the rollback ended");
+    let progress = core.state.services[service].rollback.clone().unwrap();
+    progress.ended.unwrap().1
+}
