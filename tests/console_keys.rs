@@ -174,7 +174,7 @@ async fn a_viewer_sees_the_dry_run_refused_and_confirming_changes_nothing() {
     assert!(refused.contains("may not patch"), "{refused}");
     s.press('y').await.unwrap();
     assert!(s.ui.dialog.is_none());
-    assert!(!s.core.state.services[&checkout()].rollback_in_flight);
+    assert!(!s.core.state.services[&checkout()].rollback_in_flight());
     assert_eq!(c.revision("checkout").await, "2");
 }
 

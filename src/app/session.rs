@@ -112,7 +112,7 @@ impl Session {
             .state
             .services
             .iter()
-            .find(|(_, s)| s.rollback_in_flight)
+            .find(|(_, s)| s.rollback_in_flight())
         {
             // Its report would go to the core being replaced, and never reach the journal.
             self.ui.notice = Some(format!(

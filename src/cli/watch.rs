@@ -75,7 +75,7 @@ async fn drain(core: &mut Core, grace: Duration) {
         core.state
             .services
             .iter()
-            .filter(|(_, s)| s.rollback_in_flight)
+            .filter(|(_, s)| s.rollback_in_flight())
             .map(|(k, s)| (k.clone(), s.rollback.as_ref().is_some_and(|r| r.committed)))
             .collect::<Vec<_>>()
     };

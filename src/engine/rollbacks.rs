@@ -61,7 +61,6 @@ pub fn order(state: &mut State, key: &ServiceKey, request: Request, effects: &mu
         effects.push(state.journal(incident, &key.to_string(), entry));
         return;
     }
-    svc.rollback_in_flight = true;
     svc.rollback = Some(progress);
     effects.push(Effect::Rollback(RollbackOrder {
         service: key.clone(),
@@ -90,7 +89,6 @@ pub fn step(state: &mut State, key: &ServiceKey, step: Step, effects: &mut Vec<E
             super::verification::finish(state, key, effects);
         }
         Step::AlreadyThere => {
-            svc.rollback_in_flight = false;
             let to = progress.plan.as_ref().map_or(0, |p| p.to_revision);
             progress.phase = Phase::Ended;
             progress.ended = Some((
@@ -179,7 +177,6 @@ pub fn failed(
     let Some(svc) = state.services.get_mut(key) else {
         return;
     };
-    svc.rollback_in_flight = false;
     let incident = svc.incident.clone();
     let Some(progress) = svc.rollback.as_mut().filter(|p| p.running()) else {
         return;
@@ -290,7 +287,7 @@ mod tests {
                 .any(|e| matches!(e, Effect::ReleaseLease { .. })),
             "the Lease goes back at the end"
         );
-        assert!(!svc.rollback_in_flight);
+        assert!(!svc.rollback_in_flight());
         assert!(svc.last_rollback.is_some());
     }
 

@@ -85,8 +85,6 @@ pub struct Service {
     pub revision_seen: BTreeMap<u64, Timestamp>,
     pub incident: Option<String>,
     pub last_rollback: Option<Timestamp>,
-    /// A rollback ordered and not yet reported back.
-    pub rollback_in_flight: bool,
     /// Rollbacks by anyone and the templates rolled back from, read from the
     /// ReplicaSets: never a rollback's target, whichever process asks.
     pub lineage: super::model::lineage::Lineage,
@@ -100,6 +98,13 @@ pub struct Service {
 }
 
 impl Service {
+    /// This process ordered a rollback that has not ended: the Lease is this process's.
+    pub fn rollback_in_flight(&self) -> bool {
+        self.rollback
+            .as_ref()
+            .is_some_and(|p| p.ours && p.running())
+    }
+
     /// (ready, desired) replicas from the Deployment's status, as `kubectl get deploy`
     /// shows READY: right from the first frame, whatever order the pods arrived in.
     pub fn ready_replicas(&self) -> (i32, i32) {

@@ -461,7 +461,6 @@ fn conclude(
         p.committed,
         p.checks.iter().map(Check::to_string).collect::<Vec<_>>(),
     );
-    svc.rollback_in_flight = false;
     let page = match &result {
         Ok(Outcome::Verified) => None,
         Ok(outcome) => {

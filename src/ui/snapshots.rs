@@ -162,7 +162,7 @@ fn a_dry_run_the_server_refused_offers_only_escape() {
     press(&mut ui, &mut state, 'y');
     assert!(ui.dialog.is_none(), "y closes the dialog");
     assert!(
-        !state.services[&key("checkout")].rollback_in_flight,
+        !state.services[&key("checkout")].rollback_in_flight(),
         "and orders nothing"
     );
 }

@@ -57,7 +57,7 @@ pub struct Lineage {
     pub rollbacks: Vec<SeenRollback>,
     /// ReplicaSet name → why it is known bad.
     pub known_bad: BTreeMap<String, KnownBad>,
-    /// The current revision is a rollback: its number.
+    /// What runs now is a rollback (a template that came back, not a re-deployed bad one).
     pub current_is_rollback: bool,
 }
 
