@@ -3,8 +3,6 @@
 //! is journaled as seen and verified like this process's own, so a second console,
 //! the loser of a race and a restarted watcher tell one story.
 
-use std::time::Duration;
-
 use super::model::journal::Entry;
 use super::model::lineage::SeenRollback;
 use super::model::msg::Effect;
@@ -48,9 +46,9 @@ pub fn adopt(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
     else {
         return;
     };
-    let recent = seen.at.is_none_or(|at| {
-        Duration::from_secs(now.duration_since(at).as_secs().max(0) as u64) < blackout
-    });
+    let recent = seen
+        .at
+        .is_none_or(|at| verification::elapsed(now, at) < blackout);
     let covered = svc.rollback.as_ref().is_some_and(|p| {
         p.revision == Some(seen.revision) || (p.running() && p.phase != Phase::Following)
     });
@@ -65,25 +63,16 @@ pub fn adopt(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
         .get_mut(key)
         .and_then(|s| s.rollback.take())
         .filter(|p| p.phase == Phase::Following);
-    let mut p = following.unwrap_or_else(|| Progress {
-        started: seen.at.unwrap_or(now),
-        automatic: seen.automatic,
-        reason: seen
+    let mut p = following.unwrap_or_else(|| {
+        let reason = seen
             .reason
             .clone()
-            .unwrap_or_else(|| "seen in the cluster".into()),
-        by: seen.by.clone(),
-        ours: false,
-        plan: None,
-        committed: false,
-        revision: None,
-        phase: Phase::Following,
-        phase_since: now,
-        waits: Vec::new(),
-        unanswered: Vec::new(),
-        checks: Vec::new(),
-        decision: Some(Box::new(decision)),
-        ended: None,
+            .unwrap_or_else(|| "seen in the cluster".into());
+        let mut p = Progress::new(now, seen.automatic, reason, seen.by.clone(), false);
+        p.started = seen.at.unwrap_or(now);
+        p.phase = Phase::Following;
+        p.decision = Some(Box::new(decision));
+        p
     });
     p.by.clone_from(&seen.by);
     p.plan = Some(plan.clone());

@@ -16,7 +16,7 @@ use super::signals::DataState;
 use super::state::{Service, ServiceKey, State};
 use crate::config::Comparison;
 
-fn elapsed(now: Timestamp, since: Timestamp) -> Duration {
+pub(super) fn elapsed(now: Timestamp, since: Timestamp) -> Duration {
     Duration::from_secs(now.duration_since(since).as_secs().max(0) as u64)
 }
 
