@@ -168,6 +168,9 @@ pub struct State {
     pub draining: bool,
     /// Who this process acts as (`user@host`), for the rollbacks it orders.
     pub actor: String,
+    /// `blind()` as of the last tick: the console's header reads it, since scanning
+    /// every trigger on every frame is work a frame should not do.
+    pub blind_at_tick: Option<String>,
     /// Which kinds have finished their first list, so decisions wait for a full picture.
     pub synced: std::collections::BTreeSet<super::model::keys::KubeKind>,
 }
@@ -193,6 +196,7 @@ impl State {
             synced: Default::default(),
             draining: false,
             actor: String::new(),
+            blind_at_tick: None,
             journaled: VecDeque::new(),
             effect_errors: VecDeque::new(),
             read_only: None,

@@ -19,6 +19,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::Tick(now) => {
             state.now = now.max(state.now);
             tick(state, &mut effects);
+            state.blind_at_tick = state.blind();
             state.services.keys().cloned().collect()
         }
         Msg::Kube(change) => super::kube_apply::kube(state, change),

@@ -127,7 +127,10 @@ fn header(state: &State, ui: &UiState, p: Palette) -> Paragraph<'static> {
         Span::styled(mode.to_string(), mode_style),
         Span::styled(clock, p.fg(Color::Red)),
         Span::styled(
-            state.blind().map_or(String::new(), |_| "  BLIND".into()),
+            state
+                .blind_at_tick
+                .as_ref()
+                .map_or(String::new(), |_| "  BLIND".into()),
             p.fg(Color::Red).add_modifier(Modifier::BOLD),
         ),
         Span::raw("  k8s "),
