@@ -337,23 +337,59 @@ pub async fn prepare(client: &Client, req: &Request) -> Result<Plan, RollbackErr
     super::access::may_roll_back(client, &req.namespace)
         .await
         .map_err(RollbackError::ReadOnly)?;
-    let mut first: Option<String> = None;
+    send(client, req, true).await.map(|(plan, _)| plan)
+}
+
+/// Plans from a fresh read and sends the one patch (or its dry run). A conflict only
+/// says someone wrote the Deployment, so it is read again: if the template planned
+/// against still runs, the write was the controller's status and the patch goes again;
+/// if the target already runs, someone else rolled back first (`Preempted`);
+/// otherwise it is a change for a person to look at (`Conflict`). The first plan pins
+/// both templates, so a retry never rolls back anything else.
+async fn send(
+    client: &Client,
+    req: &Request,
+    dry_run: bool,
+) -> Result<(Plan, Option<Deployment>), RollbackError> {
+    let mut pinned = req.clone();
     for _ in 0..3 {
-        let plan = plan(client, req).await?;
+        let plan = match plan(client, &pinned).await {
+            Err(RollbackError::Conflict(_)) => return Err(after_conflict(client, &pinned).await),
+            other => other?,
+        };
         if plan.already_there {
-            return Ok(plan);
+            return Ok((plan, None));
         }
-        match apply(client, &plan, true).await {
-            Ok(_) => return Ok(plan),
-            // The controller writes status between the read and the dry run: read
-            // again, as long as the template running is still the one planned against.
-            Err(RollbackError::Conflict(_))
-                if first.get_or_insert_with(|| plan.from_replicaset.clone())
-                    == &plan.from_replicaset => {}
+        if pinned.expected.is_none() {
+            pinned.to_replicaset = Some(plan.to_replicaset.clone());
+            pinned.expected = Some(Expected {
+                from_revision: plan.from_revision,
+                from_replicaset: plan.from_replicaset.clone(),
+                to_replicaset: plan.to_replicaset.clone(),
+            });
+        }
+        match apply(client, &plan, dry_run).await {
+            Ok(d) => return Ok((plan, Some(d))),
+            Err(RollbackError::Conflict(_)) => {}
             Err(e) => return Err(e),
         }
     }
-    Err(RollbackError::Conflict(req.deployment.clone()))
+    Err(after_conflict(client, &pinned).await)
+}
+
+/// What a conflict meant: the target already running is someone else's rollback.
+async fn after_conflict(client: &Client, req: &Request) -> RollbackError {
+    let fresh = Request {
+        expected: None,
+        ..req.clone()
+    };
+    match plan(client, &fresh).await {
+        Ok(plan) if plan.already_there => RollbackError::Preempted {
+            deployment: req.deployment.clone(),
+            to_revision: plan.to_revision,
+        },
+        _ => RollbackError::Conflict(req.deployment.clone()),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -369,18 +405,23 @@ pub enum Done {
 /// dead holder blocks the next one.
 pub const LEASE_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Executes a prepared plan: one patch, then the Event. The caller holds the Lease;
-/// the `test` in the patch fails it cleanly if anything changed since the plan.
-pub async fn commit(client: &Client, plan: &Plan, actor: &str) -> Result<Done, RollbackError> {
-    if plan.already_there {
-        return Ok(Done::AlreadyThere);
-    }
-    let d = apply(client, plan, false).await?;
+/// Rolls back as confirmed: a fresh plan (the caller holds the Lease), the one
+/// guarded patch, then the Event. Returns the plan that was sent.
+pub async fn commit(
+    client: &Client,
+    req: &Request,
+    actor: &str,
+) -> Result<(Plan, Done), RollbackError> {
+    let (plan, sent) = send(client, req, false).await?;
+    let Some(d) = sent else {
+        return Ok((plan, Done::AlreadyThere));
+    };
     // The rollback has happened; a lost Event is reported, not undone.
-    if let Err(e) = announce(client, plan, actor, d.metadata.uid.clone()).await {
+    if let Err(e) = announce(client, &plan, actor, d.metadata.uid.clone()).await {
         tracing::warn!("rolled back, but the BackoutRollback Event was not posted: {e}");
     }
-    Ok(Done::RolledBack {
+    let done = Done::RolledBack {
         generation: d.metadata.generation,
-    })
+    };
+    Ok((plan, done))
 }

@@ -234,22 +234,12 @@ async fn run(
     req.automatic = order.automatic;
     req.to_replicaset = order.expected.as_ref().map(|e| e.to_replicaset.clone());
     req.expected = order.expected.clone();
-    let mut attempts = 0;
-    let (plan, done) = loop {
-        attempts += 1;
-        let result = attempt(ctx, &mut req, tx, key).await;
-        let error = match result {
-            Ok(ok) => break ok,
-            Err(RollbackError::Conflict(_)) if attempts < 3 => {
-                match after_conflict(ctx, &req).await {
-                    None => continue,
-                    Some(e) => e,
-                }
-            }
-            Err(e) => e,
-        };
-        lease::release(&ctx.client, &key.namespace, &key.name, &ctx.holder).await;
-        return Err(error);
+    let (plan, done) = match attempt(ctx, &mut req, tx, key).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            lease::release(&ctx.client, &key.namespace, &key.name, &ctx.holder).await;
+            return Err(e);
+        }
     };
     if done == rollback::Done::AlreadyThere {
         lease::release(&ctx.client, &key.namespace, &key.name, &ctx.holder).await;
@@ -285,8 +275,8 @@ async fn run(
     })
 }
 
-/// Plans from a fresh read, dry-runs, patches. The first plan pins what the rollback
-/// replaces and where it goes, so a retry guards the same templates.
+/// Dry-runs, reports the plan, then patches from a fresh read. The dry run pins what
+/// the rollback replaces and where it goes, so the patch guards the same templates.
 async fn attempt(
     ctx: &Context,
     req: &mut rollback::Request,
@@ -304,36 +294,7 @@ async fn attempt(
             step: Step::Prepared(preview_of(&plan)),
         })
         .await;
-    let done = rollback::commit(&ctx.client, &plan, &ctx.actor).await?;
-    Ok((plan, done))
-}
-
-/// A conflict says only that someone wrote the Deployment. Read it again to say what
-/// happened: if it already runs the target's template, someone else rolled back first
-/// (and this process follows them); if it still runs the template the rollback
-/// replaces, the write was the controller's status and the patch is tried again
-/// (`None`); otherwise someone changed it, and that is for a person to look at.
-async fn after_conflict(ctx: &Context, req: &rollback::Request) -> Option<RollbackError> {
-    let fresh = rollback::Request {
-        expected: None,
-        ..req.clone()
-    };
-    let conflict = RollbackError::Conflict(req.deployment.clone());
-    match rollback::plan(&ctx.client, &fresh).await {
-        Ok(plan) if plan.already_there => Some(RollbackError::Preempted {
-            deployment: req.deployment.clone(),
-            to_revision: plan.to_revision,
-        }),
-        Ok(plan)
-            if req
-                .expected
-                .as_ref()
-                .is_some_and(|e| e.from_replicaset == plan.from_replicaset) =>
-        {
-            None
-        }
-        _ => Some(conflict),
-    }
+    rollback::commit(&ctx.client, req, &ctx.actor).await
 }
 
 /// The health URLs configured for the service: the last checks of a verification.

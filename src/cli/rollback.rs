@@ -334,10 +334,7 @@ async fn roll_back(core: &mut Core, args: &RollbackArgs) -> anyhow::Result<ExitC
 /// Why a revision is known bad, in words, for the plan.
 fn known_bad_note(state: &State, key: &ServiceKey, revision: u64) -> Option<String> {
     let svc = state.services.get(key)?;
-    let rs = crate::engine::rollout::history(svc.replicasets.values())
-        .into_iter()
-        .find(|r| r.number == revision)?;
-    let why = svc.lineage.why_bad(&rs.replicaset, state.now)?;
+    let why = svc.why_revision_bad(revision, state.now)?;
     Some(format!(
         "revision {revision} was {why}; you are re-deploying it"
     ))

@@ -11,11 +11,9 @@ use super::state::{ServiceKey, State};
 /// from. Only a person who chose that revision by number may re-deploy it.
 fn known_bad(state: &State, key: &ServiceKey, to_revision: u64) -> Option<RollbackError> {
     let svc = state.services.get(key)?;
-    let history = super::rollout::history(svc.replicasets.values());
-    let target = history.iter().find(|r| r.number == to_revision)?;
     Some(RollbackError::KnownBad {
         revision: to_revision,
-        why: svc.lineage.why_bad(&target.replicaset, state.now)?,
+        why: svc.why_revision_bad(to_revision, state.now)?,
     })
 }
 
@@ -131,12 +129,7 @@ pub fn step(state: &mut State, key: &ServiceKey, step: Step, effects: &mut Vec<E
 /// The dialog opened: ask the API server for a dry run of this target.
 pub fn preview(state: &mut State, key: &ServiceKey, to_revision: Option<u64>) -> Option<Effect> {
     let svc = state.services.get_mut(key)?;
-    let to_replicaset = to_revision.and_then(|n| {
-        super::rollout::history(svc.replicasets.values())
-            .into_iter()
-            .find(|r| r.number == n)
-            .map(|r| r.replicaset)
-    });
+    let to_replicaset = to_revision.and_then(|n| svc.replicaset_at(n).map(String::from));
     svc.preview = Some(PreviewState {
         to_revision,
         result: None,
@@ -194,25 +187,19 @@ pub fn failed(
     ));
     let svc = state.services.get_mut(key).expect("checked above");
     let progress = svc.rollback.as_mut().expect("checked above");
-    match &error {
-        RollbackError::Held { holder, .. } => {
-            progress.ours = false;
-            progress.by.clone_from(holder);
-            progress.phase = Phase::Following;
-            progress.phase_since = now;
-            // Their rollback may already be in the cluster.
-            super::following::adopt(state, key, effects);
-            return;
-        }
-        RollbackError::Preempted { .. } => {
-            progress.ours = false;
-            progress.by = "someone else".into();
-            progress.phase = Phase::Following;
-            progress.phase_since = now;
-            super::following::adopt(state, key, effects);
-            return;
-        }
-        _ => {}
+    // Someone else is rolling back (their Lease, or their patch first): follow them.
+    let winner = match &error {
+        RollbackError::Held { holder, .. } => Some(holder.clone()),
+        RollbackError::Preempted { .. } => Some("someone else".to_string()),
+        _ => None,
+    };
+    if let Some(by) = winner {
+        progress.ours = false;
+        progress.by = by;
+        progress.phase = Phase::Following;
+        progress.phase_since = now;
+        super::following::adopt(state, key, effects);
+        return;
     }
     progress.phase = Phase::Ended;
     progress.ended = Some((now, Err(error.to_string())));

@@ -98,6 +98,19 @@ pub struct Service {
 }
 
 impl Service {
+    /// The ReplicaSet that holds revision `revision` now (numbers move on a rollback).
+    pub fn replicaset_at(&self, revision: u64) -> Option<&str> {
+        self.replicasets
+            .iter()
+            .find(|(_, rs)| super::rollout::revision_of(rs) == revision)
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Why revision `revision` is known bad, in words, if it is.
+    pub fn why_revision_bad(&self, revision: u64, now: Timestamp) -> Option<String> {
+        self.lineage.why_bad(self.replicaset_at(revision)?, now)
+    }
+
     /// This process ordered a rollback that has not ended: the Lease is this process's.
     pub fn rollback_in_flight(&self) -> bool {
         self.rollback

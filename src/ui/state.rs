@@ -283,11 +283,7 @@ impl UiState {
                 }
             },
         };
-        let known_bad = to_revision.and_then(|n| {
-            let history = crate::engine::rollout::history(svc.replicasets.values());
-            let rs = history.into_iter().find(|r| r.number == n)?;
-            svc.lineage.why_bad(&rs.replicaset, state.now)
-        });
+        let known_bad = to_revision.and_then(|n| svc.why_revision_bad(n, state.now));
         self.dialog = Some(Dialog {
             service: key.clone(),
             to_revision,
