@@ -3,9 +3,9 @@
 
 pub mod access;
 pub mod bluegreen;
+mod execute;
 pub mod journal;
 pub mod lease;
 pub mod notify;
 pub mod rollback;
 pub mod runner;
-pub mod verify;

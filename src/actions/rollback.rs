@@ -366,6 +366,7 @@ async fn send(
                 from_revision: plan.from_revision,
                 from_replicaset: plan.from_replicaset.clone(),
                 to_replicaset: plan.to_replicaset.clone(),
+                switch: None,
             });
         }
         match apply(client, &plan, dry_run).await {

@@ -63,6 +63,7 @@ impl Session {
                         .send(Msg::PreviewRequested {
                             service,
                             to_revision,
+                            switch_to: None,
                         })
                         .await?;
                 }

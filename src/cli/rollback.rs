@@ -8,17 +8,13 @@ use std::time::Duration;
 use clap::Args;
 
 use super::ClusterArgs;
-use crate::actions::access;
-use crate::actions::journal::{self, Journal};
-use crate::actions::notify::{Notice, Notifiers};
-use crate::actions::verify::{self, Outcome};
+use crate::actions::bluegreen;
+use crate::actions::journal;
+use crate::actions::notify::Notifiers;
 use crate::app::core::Core;
-use crate::config::{Config, Trigger};
-use crate::engine::journal::{Entry, Record};
-use crate::engine::rollbacks::{Expected, Phase, Progress, Request};
+use crate::engine::journal::Entry;
+use crate::engine::rollbacks::{self, Expected, Outcome, Phase, Progress, Request};
 use crate::engine::{verification, Msg, ServiceKey, State};
-use crate::sources;
-use crate::sources::prometheus::Prometheus;
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -68,137 +64,30 @@ fn confirmed(kind: &str, name: &str) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// Blue-green: switch the Service's selector back, then verify the Deployment it now picks.
-async fn switch(
-    client: &kube::Client,
-    namespace: &str,
-    bg: &crate::config::BlueGreen,
-    config: &Config,
-    notifiers: &Notifiers,
-    actor: &str,
-    args: &RollbackArgs,
-) -> anyhow::Result<ExitCode> {
-    let plan = match crate::actions::bluegreen::prepare(
-        client,
-        namespace,
-        &bg.service,
-        &bg.label,
-        args.to.as_deref(),
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    println!(
-        "switch service {namespace}/{} {}: {} → {}",
-        plan.service, plan.label, plan.from, plan.to
-    );
-    println!("  as   {}", plan.kubectl);
-    println!("  server dry run: accepted");
-    if args.dry_run {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !args.yes && !confirmed("service", &plan.service)? {
-        return Ok(ExitCode::FAILURE);
-    }
-    let (prom, breaching) = probe(config, namespace, &plan.service).await?;
-    if let Err(e) = crate::actions::bluegreen::commit(client, &plan, actor).await {
-        eprintln!("error: {e}");
-        return Ok(ExitCode::FAILURE);
-    }
-    println!(
-        "service/{} switched {} back to {} by {actor}",
-        plan.service, plan.label, plan.to
-    );
-    let mut journal = Journal::open(&journal::default_path())?;
-    let mut record = |entry: Entry| {
-        let r = Record {
-            at: jiff::Timestamp::now(),
-            incident: args.incident.clone(),
-            service: format!("{namespace}/{}", plan.service),
-            entry,
-        };
-        if let Err(e) = journal.append(&r) {
-            eprintln!("warning: the journal could not be written: {e}");
-        }
-    };
-    record(Entry::Switch {
-        label: plan.label.clone(),
-        from: plan.from.clone(),
-        to: plan.to.clone(),
-        by: actor.into(),
-        reason: args.reason.clone(),
-    });
-    let notice = Notice::Page {
-        service: format!("{namespace}/{}", plan.service),
-        summary: format!(
-            "{actor} switched {} from {} back to {}: {}",
-            plan.label, plan.from, plan.to, args.reason
-        ),
-        incident: args.incident.clone(),
-    };
-    notify(notifiers, notice, &mut record).await;
-    let Some(deployment) = plan.to_deployment.clone().filter(|_| !args.no_verify) else {
-        return Ok(ExitCode::SUCCESS);
-    };
-    let checks = verify::Plan::from_config(
-        config,
-        namespace,
-        &deployment,
-        &plan.service,
-        breaching.into_iter().map(|(t, q, _)| (t, q)).collect(),
-    );
-    let outcome = verify_and_record(client, prom.as_ref(), &checks, &mut record).await;
-    Ok(if outcome == Outcome::Verified {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
 pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let c = &args.cluster;
     let config = c.config()?;
-    let blue_green = config
-        .blue_green
-        .iter()
-        .find(|b| b.service == args.deployment)
-        .cloned();
-    if let Some(bg) = blue_green {
-        let notifiers =
-            Notifiers::from_config(&config.notifications).map_err(anyhow::Error::msg)?;
-        let target = sources::kube::connect(
-            c.kubeconfig.as_deref(),
-            c.context.as_deref(),
-            c.namespace.as_deref(),
-        )
-        .await?;
-        if bg
-            .namespace
-            .as_deref()
-            .is_none_or(|n| n == target.namespace)
-        {
-            let actor = access::actor(&target.client).await;
-            return switch(
-                &target.client,
-                &target.namespace,
-                &bg,
-                &config,
-                &notifiers,
-                &actor,
-                &args,
-            )
-            .await;
-        }
-    }
     let mut core = Core::start(config, c.core_options(Some(journal::default_path()))).await?;
     let code = roll_back(&mut core, &args).await;
     core.shutdown(std::time::Duration::from_secs(10)).await;
     code
+}
+
+/// The Deployment `name` means: itself, or for a configured blue-green Service the
+/// colour it sends traffic to now, read from the cluster.
+async fn deployment_for(core: &Core, name: &str) -> anyhow::Result<String> {
+    let namespace = &core.target.namespace;
+    let Some(bg) = core
+        .state
+        .config
+        .blue_green
+        .iter()
+        .find(|b| b.service == name && b.namespace.as_deref().is_none_or(|n| n == namespace))
+    else {
+        return Ok(name.to_string());
+    };
+    let live = bluegreen::live_deployment(&core.target.client, namespace, bg).await?;
+    Ok(live)
 }
 
 /// The Deployment path, through the same engine and runner as the console and the
@@ -215,7 +104,14 @@ async fn roll_back(core: &mut Core, args: &RollbackArgs) -> anyhow::Result<ExitC
         eprintln!("error: the cluster did not list its Deployments within {}s; check the context and retry", settle.as_secs());
         return Ok(ExitCode::from(2));
     }
-    let key = ServiceKey::new(&core.target.namespace, &args.deployment);
+    let name = match deployment_for(core, &args.deployment).await {
+        Ok(name) => name,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let key = ServiceKey::new(&core.target.namespace, &name);
     if !core.state.services.contains_key(&key) {
         eprintln!(
             "error: deployment {:?} not found in namespace {} (or not watched by backout.toml)",
@@ -237,10 +133,10 @@ async fn roll_back(core: &mut Core, args: &RollbackArgs) -> anyhow::Result<ExitC
     }
     // Without --to-revision, the engine's target: kubectl's "previous", except a
     // template anyone rolled back from.
-    let Some(to_revision) = args
+    let to_revision = args
         .to_revision
-        .or(svc.decision.target.as_ref().map(|t| t.revision))
-    else {
+        .or(svc.decision.target.as_ref().map(|t| t.revision));
+    if to_revision.is_none() && !rollbacks::may_switch(&core.state, &key) {
         let gate = svc
             .decision
             .gates
@@ -253,11 +149,11 @@ async fn roll_back(core: &mut Core, args: &RollbackArgs) -> anyhow::Result<ExitC
             key.name
         );
         return Ok(ExitCode::FAILURE);
-    };
-    let to_revision = Some(to_revision);
+    }
     core.apply(Msg::PreviewRequested {
         service: key.clone(),
         to_revision,
+        switch_to: args.to.clone(),
     })
     .await;
     let answered = |s: &State| {
@@ -289,30 +185,47 @@ async fn roll_back(core: &mut Core, args: &RollbackArgs) -> anyhow::Result<ExitC
         println!("deployment.apps/{} skipped rollback (current template already matches revision {}); nothing changed", key.name, plan.to_revision);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("roll back {key}");
-    println!(
-        "  from revision {} ({})",
-        plan.from_revision,
-        plan.from_images.join(", ")
-    );
-    println!(
-        "  to   revision {} ({})",
-        plan.to_revision,
-        plan.to_images.join(", ")
-    );
-    if let Some(bad) = known_bad_note(&core.state, &key, plan.to_revision) {
-        println!("  warning: {bad}");
+    match &plan.switch {
+        Some(s) => {
+            println!(
+                "switch service {}/{} {}: {} → {}",
+                key.namespace, s.service, s.label, s.from, s.to
+            );
+            println!("  from {} ({})", key.name, plan.from_images.join(", "));
+            let to = s.to_deployment.as_deref().unwrap_or("no Deployment");
+            println!("  to   {to} ({})", plan.to_images.join(", "));
+        }
+        None => {
+            println!("roll back {key}");
+            println!(
+                "  from revision {} ({})",
+                plan.from_revision,
+                plan.from_images.join(", ")
+            );
+            println!(
+                "  to   revision {} ({})",
+                plan.to_revision,
+                plan.to_images.join(", ")
+            );
+            if let Some(bad) = known_bad_note(&core.state, &key, plan.to_revision) {
+                println!("  warning: {bad}");
+            }
+        }
     }
     println!("  as   {}", plan.kubectl);
     println!("  server dry run: accepted");
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.yes && !confirmed("deployment", &key.name)? {
+    let (kind, name) = match &plan.switch {
+        Some(s) => ("service", s.service.as_str()),
+        None => ("deployment", key.name.as_str()),
+    };
+    if !args.yes && !confirmed(kind, name)? {
         return Ok(ExitCode::FAILURE);
     }
     let request = Request {
-        to_revision: Some(plan.to_revision),
+        to_revision: plan.switch.is_none().then_some(plan.to_revision),
         automatic: false,
         reason: args.reason.clone(),
         by: core.actor.clone(),
@@ -354,7 +267,12 @@ impl Printed {
         if p.committed && !self.committed {
             self.committed = true;
             let to = p.plan.as_ref().map_or(0, |pl| pl.to_revision);
-            if p.ours {
+            if let Some(s) = p.plan.as_ref().and_then(|pl| pl.switch.as_ref()) {
+                println!(
+                    "service/{} switched {} back to {} by {}",
+                    s.service, s.label, s.to, p.by
+                );
+            } else if p.ours {
                 println!(
                     "deployment.apps/{} rolled back to revision {to} by {}",
                     key.name, p.by
@@ -469,98 +387,4 @@ async fn follow(core: &mut Core, key: &ServiceKey, no_verify: bool) -> anyhow::R
             ExitCode::FAILURE
         }
     })
-}
-
-/// The Prometheus client, if configured, and the triggers breaching for `name` right now:
-/// what verification will wait on to recover.
-async fn probe(
-    config: &Config,
-    namespace: &str,
-    name: &str,
-) -> anyhow::Result<(Option<Prometheus>, Vec<(Trigger, String, f64)>)> {
-    let prom = config
-        .prometheus
-        .as_ref()
-        .map(Prometheus::new)
-        .transpose()?;
-    let fired = match &prom {
-        Some(p) => breaching(p, config, namespace, name).await,
-        None => Vec::new(),
-    };
-    Ok((prom, fired))
-}
-
-/// The triggers breaching for this Deployment right now: what verification waits on.
-async fn breaching(
-    prom: &Prometheus,
-    config: &Config,
-    namespace: &str,
-    deployment: &str,
-) -> Vec<(Trigger, String, f64)> {
-    let mut out = Vec::new();
-    for t in &config.triggers {
-        let query = t.query_for(namespace, deployment, deployment);
-        let step = config
-            .prometheus
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(15), |p| p.poll_interval);
-        let outcome = prom
-            .range(&query, jiff::Timestamp::now(), step * 4, step)
-            .await;
-        if let crate::engine::signals::QueryOutcome::Series { points, .. } = outcome {
-            if let Some(&(_, v)) = points
-                .last()
-                .filter(|(_, v)| v.is_finite() && t.comparison.breached(*v, t.threshold))
-            {
-                out.push((t.clone(), query, v));
-            }
-        }
-    }
-    out
-}
-
-/// Verifies, prints each check, journals the outcome and returns it.
-async fn verify_and_record(
-    client: &kube::Client,
-    prom: Option<&Prometheus>,
-    checks: &verify::Plan,
-    record: &mut impl FnMut(Entry),
-) -> Outcome {
-    println!(
-        "verifying (rollout within {}, recovery within {})",
-        humantime::format_duration(checks.rollout_deadline),
-        humantime::format_duration(checks.recovery_window)
-    );
-    // Each check prints as it completes: a long recovery window is not a silent wait.
-    let result = verify::verify(client, prom, checks, &|c| println!("  {c}")).await;
-    println!("{}", result.outcome.label());
-    let lines = result.checks.iter().map(|c| c.to_string()).collect();
-    record(Entry::Verification {
-        outcome: result.outcome.label().into(),
-        checks: lines,
-    });
-    result.outcome
-}
-
-/// Tells the team. The rollback has already happened: a failing notifier is reported
-/// and journaled, and changes neither what happened nor the exit code.
-async fn notify(notifiers: &Notifiers, notice: Notice, record: &mut impl FnMut(Entry)) {
-    for d in notifiers.send(&notice).await {
-        match &d.error {
-            None => println!(
-                "  notified {} ({} attempt{})",
-                d.channel,
-                d.attempts,
-                if d.attempts == 1 { "" } else { "s" }
-            ),
-            Some(e) => eprintln!("warning: notification not delivered: {e}; the rollback stands"),
-        }
-        record(Entry::Notification {
-            channel: d.channel.into(),
-            delivered: d.error.is_none(),
-            detail: d
-                .error
-                .unwrap_or_else(|| format!("{} attempts", d.attempts)),
-        });
-    }
 }

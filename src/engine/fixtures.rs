@@ -300,6 +300,7 @@ pub fn preview(from: u64, to: u64) -> Preview {
         resource_version: "41".into(),
         to_replicaset: format!("checkout-{}", to.saturating_sub(1)),
         from_replicaset: format!("checkout-{}", from.saturating_sub(1)),
+        switch: None,
     }
 }
 

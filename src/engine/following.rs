@@ -26,6 +26,7 @@ fn preview_of(svc: &Service, r: &SeenRollback) -> Preview {
         resource_version: String::new(),
         to_replicaset: r.to_replicaset.clone(),
         from_replicaset: r.from_replicaset.clone().unwrap_or_default(),
+        switch: None,
     }
 }
 

@@ -211,6 +211,8 @@ fn deployment(
         return Vec::new();
     }
     if !state.watches(&at.ns, &at.name, d.metadata.labels.as_ref()) {
+        // Its ReplicaSets may have arrived first and made an entry: drop it.
+        state.services.remove(&key);
         return Vec::new();
     }
     let now = state.now;

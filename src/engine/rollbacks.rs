@@ -17,6 +17,25 @@ fn known_bad(state: &State, key: &ServiceKey, to_revision: u64) -> Option<Rollba
     })
 }
 
+/// `key`'s pods carry the label of a configured blue-green Service: it may be a live
+/// colour, rolled back by a switch that needs no earlier revision. Only the runner's
+/// read of the Service tells; without a revision it refuses anything but a switch.
+pub fn may_switch(state: &State, key: &ServiceKey) -> bool {
+    let Some(labels) = state
+        .services
+        .get(key)
+        .and_then(|s| s.deployment.as_ref())
+        .and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref())
+    else {
+        return false;
+    };
+    state.config.blue_green.iter().any(|bg| {
+        bg.namespace.as_deref().is_none_or(|n| n == key.namespace) && labels.contains_key(&bg.label)
+    })
+}
+
 /// Orders a rollback of `key`, unless one is under way (by anyone): pressing `r`
 /// twice, two triggers at once or a second engineer never makes a second. A request
 /// without a revision goes to the decision's target, never to a known-bad template.
@@ -32,6 +51,7 @@ pub fn order(state: &mut State, key: &ServiceKey, request: Request, effects: &mu
         .to_revision
         .or_else(|| svc.decision.target.as_ref().map(|t| t.revision));
     let refused = match to_revision {
+        None if may_switch(state, key) => None,
         None => Some(RollbackError::NoHistory(key.name.clone())),
         Some(n) if chosen.is_none() => known_bad(state, key, n),
         Some(_) => None,
@@ -110,15 +130,28 @@ pub fn step(state: &mut State, key: &ServiceKey, step: Step, effects: &mut Vec<E
             let Some(plan) = progress.plan.clone() else {
                 return;
             };
-            progress.revision = Some(plan.from_revision + 1);
-            let entry = Entry::Rollback {
-                from_revision: plan.from_revision,
-                from_images: plan.from_images,
-                to_revision: plan.to_revision,
-                to_images: plan.to_images,
-                by,
-                reason: progress.reason.clone(),
-                automatic: progress.automatic,
+            let entry = match plan.switch {
+                // A switch makes no revision: verification watches the colour that
+                // takes the traffic back instead.
+                Some(s) => Entry::Switch {
+                    label: s.label,
+                    from: s.from,
+                    to: s.to,
+                    by,
+                    reason: progress.reason.clone(),
+                },
+                None => {
+                    progress.revision = Some(plan.from_revision + 1);
+                    Entry::Rollback {
+                        from_revision: plan.from_revision,
+                        from_images: plan.from_images,
+                        to_revision: plan.to_revision,
+                        to_images: plan.to_images,
+                        by,
+                        reason: progress.reason.clone(),
+                        automatic: progress.automatic,
+                    }
+                }
             };
             effects.push(state.journal(incident, &key.to_string(), entry));
             super::verification::begin(state, key);
@@ -127,7 +160,12 @@ pub fn step(state: &mut State, key: &ServiceKey, step: Step, effects: &mut Vec<E
 }
 
 /// The dialog opened: ask the API server for a dry run of this target.
-pub fn preview(state: &mut State, key: &ServiceKey, to_revision: Option<u64>) -> Option<Effect> {
+pub fn preview(
+    state: &mut State,
+    key: &ServiceKey,
+    to_revision: Option<u64>,
+    switch_to: Option<String>,
+) -> Option<Effect> {
     let svc = state.services.get_mut(key)?;
     let to_replicaset = to_revision.and_then(|n| svc.replicaset_at(n).map(String::from));
     svc.preview = Some(PreviewState {
@@ -138,6 +176,7 @@ pub fn preview(state: &mut State, key: &ServiceKey, to_revision: Option<u64>) ->
         service: key.clone(),
         to_revision,
         to_replicaset,
+        switch_to,
     })
 }
 
@@ -322,6 +361,7 @@ mod tests {
                 Msg::PreviewRequested {
                     service: key("checkout"),
                     to_revision: Some(to),
+                    switch_to: None,
                 },
             )
         };

@@ -479,3 +479,20 @@ fn an_auto_rollback_is_ordered_once_and_a_failed_one_stops_further_automatic_rol
         .iter()
         .any(|w| w.contains("no further automatic rollback")));
 }
+
+#[test]
+fn a_deployment_outside_the_watch_list_leaves_no_entry_even_when_its_replicaset_came_first() {
+    let mut state = State::new(
+        config("[[watch]]\nnamespace = \"shop\"\ndeployments = [\"checkout\"]\n"),
+        t(0),
+    );
+    replicaset(&mut state, "other", 0, "other:1", 1, "", t(0), json!({}));
+    assert!(
+        state.services.contains_key(&key("other")),
+        "parked until its owner arrives"
+    );
+    deployment(&mut state, "other", "other:1", 1, true, false);
+    deployment(&mut state, "checkout", "checkout:1", 1, true, false);
+    let watched: Vec<&str> = state.services.keys().map(|k| k.name.as_str()).collect();
+    assert_eq!(watched, ["checkout"]);
+}

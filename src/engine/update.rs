@@ -47,8 +47,9 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::PreviewRequested {
             service,
             to_revision,
+            switch_to,
         } => {
-            effects.extend(rollbacks::preview(state, &service, to_revision));
+            effects.extend(rollbacks::preview(state, &service, to_revision, switch_to));
             Vec::new()
         }
         Msg::Previewed {

@@ -42,11 +42,30 @@ fn past_line(w: &Wait, value: f64) -> bool {
     }
 }
 
-/// The triggers to wait on: those firing or breaching now, and not already waited on.
-/// Called when the patch lands and again when the rollout completes, so a CLI that
-/// started just before confirming still waits on what its poller found breaching.
-fn waits(state: &State, svc: &Service, already: &[Wait]) -> Vec<Wait> {
+/// The Deployment whose rollout, triggers and pods tell whether the rollback of `key`
+/// worked: `key` itself, or for a blue-green switch the colour that took the traffic
+/// back (when backout watches it).
+fn watched(state: &State, key: &ServiceKey) -> ServiceKey {
+    let to = state
+        .services
+        .get(key)
+        .and_then(|s| s.rollback.as_ref())
+        .and_then(|p| p.plan.as_ref())
+        .and_then(|plan| plan.switch.as_ref())
+        .and_then(|s| s.to_deployment.as_ref())
+        .map(|d| ServiceKey::new(&key.namespace, d));
+    to.filter(|k| state.services.contains_key(k))
+        .unwrap_or_else(|| key.clone())
+}
+
+/// The triggers to wait on, not already waited on: those firing or breaching now on
+/// `fired`, judged on `measured`'s series (for a switch, the colour now taking the
+/// traffic). Called when the patch lands and again when the rollout completes, so a
+/// CLI that started just before confirming still waits on what its poller found
+/// breaching.
+fn waits(state: &State, fired: &Service, measured: &Service, already: &[Wait]) -> Vec<Wait> {
     let margin = state.config.policy.recovery_margin;
+    let svc = measured;
     let deployed = svc.decision.deployed_at.map(|t| t.as_millisecond());
     state
         .config
@@ -54,9 +73,11 @@ fn waits(state: &State, svc: &Service, already: &[Wait]) -> Vec<Wait> {
         .iter()
         .filter(|t| !already.iter().any(|w| w.trigger == t.name))
         .filter(|t| {
-            svc.triggers
-                .get(&t.name)
-                .is_some_and(|ts| ts.alert.is_firing() || ts.data == DataState::Breach)
+            [fired, measured].iter().any(|s| {
+                s.triggers
+                    .get(&t.name)
+                    .is_some_and(|ts| ts.alert.is_firing() || ts.data == DataState::Breach)
+            })
         })
         .map(|t| {
             let ts = svc.triggers.get(&t.name);
@@ -85,10 +106,12 @@ fn waits(state: &State, svc: &Service, already: &[Wait]) -> Vec<Wait> {
 /// The rollback's patch landed: watch it roll out, then recover.
 pub fn begin(state: &mut State, key: &ServiceKey) {
     let now = state.now;
-    let Some(svc) = state.services.get(key) else {
+    let watched = watched(state, key);
+    let (Some(fired), Some(measured)) = (state.services.get(key), state.services.get(&watched))
+    else {
         return;
     };
-    let waiting = waits(state, svc, &[]);
+    let waiting = waits(state, fired, measured, &[]);
     let svc = state.services.get_mut(key).expect("checked above");
     if let Some(p) = svc.rollback.as_mut().filter(|p| p.running()) {
         p.waits = waiting;
@@ -179,18 +202,24 @@ fn following(state: &mut State, key: &ServiceKey) -> Next {
 /// from before the controller saw the rollback does not count.
 fn rolling_out(state: &mut State, key: &ServiceKey) -> Next {
     let (now, deadline) = (state.now, state.config.policy.rollout_deadline);
-    let Some(svc) = state.services.get(key) else {
+    let Some(p) = running(state, key) else {
         return Next::Stay;
     };
-    let Some(p) = svc.rollback.as_ref() else {
+    let (phase_since, already, revision) = (p.phase_since, p.waits.clone(), p.revision);
+    let watched = watched(state, key);
+    let Some(svc) = state.services.get(&watched) else {
         return Next::Stay;
     };
+    // A switch makes no revision: the colour taking the traffic must simply be ready.
     let status = svc
         .deployment
         .as_ref()
-        .filter(|d| rollout::revision_of_deployment(d) >= p.revision.unwrap_or(0))
+        .filter(|d| rollout::revision_of_deployment(d) >= revision.unwrap_or(0))
         .map(rollout::status);
-    let (phase_since, already) = (p.phase_since, p.waits.clone());
+    let name = match watched == *key {
+        true => "rollout completes".to_string(),
+        false => format!("{} takes the traffic", watched.name),
+    };
     let (passed, detail, next) = match status {
         Some(Rollout::Complete(m)) => (true, m, Next::Again),
         Some(Rollout::Failed(m)) => (false, m, Next::End(Ok(Outcome::RolloutStuck))),
@@ -205,12 +234,12 @@ fn rolling_out(state: &mut State, key: &ServiceKey) -> Next {
         _ => return Next::Stay,
     };
     let more = if passed {
-        waits(state, svc, &already)
+        waits(state, &state.services[key], svc, &already)
     } else {
         Vec::new()
     };
     let p = running_mut(state, key).expect("checked above");
-    p.checks.push(check("rollout completes", passed, detail));
+    p.checks.push(check(&name, passed, detail));
     if passed {
         p.phase = Phase::Recovering;
         p.phase_since = now;
@@ -224,17 +253,21 @@ fn rolling_out(state: &mut State, key: &ServiceKey) -> Next {
 fn recovering(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) -> Next {
     let now = state.now;
     let policy = state.config.policy.clone();
+    let names = health_names(state, key);
     let probes = state
         .config
         .health_checks
         .iter()
-        .any(|h| h.deployment == key.name);
-    let Some(svc) = state.services.get(key) else {
+        .any(|h| names.contains(&h.deployment));
+    let Some((started, already)) = running(state, key).map(|p| (p.started, p.waits.clone())) else {
+        return Next::Stay;
+    };
+    let watched = watched(state, key);
+    let Some(svc) = state.services.get(&watched) else {
         return Next::Stay;
     };
     // A trigger never answered says nothing, least of all "recovered": wait for every
     // first answer, and wait on any trigger found breaching, before concluding.
-    let started = svc.rollback.as_ref().map_or(now, |p| p.started);
     let unanswered: Vec<String> = match state.config.prometheus {
         None => Vec::new(),
         Some(_) => state
@@ -249,10 +282,9 @@ fn recovering(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) ->
             .map(|t| t.name.clone())
             .collect(),
     };
-    let more = waits(state, svc, svc.rollback.as_ref().map_or(&[], |p| &p.waits));
-    let svc = state.services.get_mut(key).expect("checked above");
-    let triggers = &svc.triggers;
-    let Some(p) = svc.rollback.as_mut().filter(|p| p.running()) else {
+    let more = waits(state, &state.services[key], svc, &already);
+    let triggers = svc.triggers.clone();
+    let Some(p) = running_mut(state, key) else {
         return Next::Stay;
     };
     p.waits.extend(more);
@@ -311,8 +343,19 @@ fn recovering(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) ->
     p.phase_since = now;
     effects.push(Effect::Probe {
         service: key.clone(),
+        names,
     });
     Next::Stay
+}
+
+/// The names whose health URLs verify the rollback of `key`: the Deployment, and the
+/// blue-green Service it switched.
+fn health_names(state: &State, key: &ServiceKey) -> Vec<String> {
+    let switched = running(state, key)
+        .and_then(|p| p.plan.as_ref())
+        .and_then(|plan| plan.switch.as_ref())
+        .map(|s| s.service.clone());
+    std::iter::once(key.name.clone()).chain(switched).collect()
 }
 
 fn check(name: &str, passed: bool, detail: String) -> Check {
@@ -399,10 +442,11 @@ pub fn pending(state: &State, p: &Progress) -> Vec<String> {
 
 /// The last check, every pod ready, then the outcome.
 pub fn finish(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
-    let Some(svc) = state.services.get_mut(key) else {
+    let watched = watched(state, key);
+    let Some(deployment) = state.services.get(&watched).map(|s| &s.deployment) else {
         return;
     };
-    let (want, ready) = svc.deployment.as_ref().map_or((1, 0), |d| {
+    let (want, ready) = deployment.as_ref().map_or((1, 0), |d| {
         (
             d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
             d.status
@@ -411,7 +455,7 @@ pub fn finish(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
                 .unwrap_or(0),
         )
     });
-    let Some(p) = svc.rollback.as_mut().filter(|p| p.running()) else {
+    let Some(p) = running_mut(state, key) else {
         return;
     };
     p.checks.push(check(

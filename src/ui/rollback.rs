@@ -41,26 +41,53 @@ pub fn dialog(state: &State, dialog: &Dialog, p: Palette, frame: &mut Frame, are
     let planned = preview
         .and_then(|pv| pv.result.as_ref())
         .and_then(|r| r.as_ref().ok());
-    let mut lines = vec![
-        Line::styled(format!("Roll back {}?", dialog.service), p.bold()),
-        Line::raw(format!("from revision {from}  {}", images_of(svc, current))),
-        Line::raw(format!(
-            "to   revision {to}  {}",
-            images_of(svc, dialog.to_revision)
-        )),
-        Line::styled(
-            planned.map_or_else(
-                || {
-                    format!(
-                        "kubectl rollout undo deployment/{} --to-revision={to} -n {}",
-                        dialog.service.name, dialog.service.namespace
-                    )
-                },
-                |pl| pl.kubectl.clone(),
+    let switch = planned.and_then(|pl| pl.switch.as_ref().map(|s| (pl, s)));
+    let mut lines = match switch {
+        // The live colour of a blue-green Service: traffic goes back, no template.
+        Some((pl, s)) => vec![
+            Line::styled(
+                format!(
+                    "Switch service {}/{} back?",
+                    dialog.service.namespace, s.service
+                ),
+                p.bold(),
             ),
-            p.fg(Color::DarkGray),
+            Line::raw(format!(
+                "from {}={}  {}  {}",
+                s.label,
+                s.from,
+                dialog.service.name,
+                pl.from_images.join(", ")
+            )),
+            Line::raw(format!(
+                "to   {}={}  {}  {}",
+                s.label,
+                s.to,
+                s.to_deployment.as_deref().unwrap_or("no Deployment"),
+                pl.to_images.join(", ")
+            )),
+        ],
+        None => vec![
+            Line::styled(format!("Roll back {}?", dialog.service), p.bold()),
+            Line::raw(format!("from revision {from}  {}", images_of(svc, current))),
+            Line::raw(format!(
+                "to   revision {to}  {}",
+                images_of(svc, dialog.to_revision)
+            )),
+        ],
+    };
+    lines.push(Line::styled(
+        planned.map_or_else(
+            || {
+                format!(
+                    "kubectl rollout undo deployment/{} --to-revision={to} -n {}",
+                    dialog.service.name, dialog.service.namespace
+                )
+            },
+            |pl| pl.kubectl.clone(),
         ),
-    ];
+        p.fg(Color::DarkGray),
+    ));
     let refused = match preview.and_then(|pv| pv.result.as_ref()) {
         None => {
             lines.push(Line::styled(
@@ -80,13 +107,12 @@ pub fn dialog(state: &State, dialog: &Dialog, p: Palette, frame: &mut Frame, are
             false
         }
         Some(Ok(pl)) => {
+            let change = match &pl.switch {
+                Some(s) => format!("{} {} → {}", s.label, s.from, s.to),
+                None => format!("r{} → r{}", pl.from_revision, pl.to_revision),
+            };
             lines.push(Line::styled(
-                format!(
-                    "dry run: accepted, r{} → r{} ({})",
-                    pl.from_revision,
-                    pl.to_revision,
-                    pl.to_images.join(", ")
-                ),
+                format!("dry run: accepted, {change} ({})", pl.to_images.join(", ")),
                 p.fg(Color::Green),
             ));
             false
@@ -165,9 +191,13 @@ pub fn progress(state: &State, svc: &Service, p: Palette) -> Vec<Line<'static>> 
     } else {
         format!("{how}, by {} (followed here)", rb.by)
     };
-    let target = rb.plan.as_ref().map_or(String::new(), |pl| {
-        format!(" → r{} ({})", pl.to_revision, pl.to_images.join(", "))
-    });
+    let target = rb
+        .plan
+        .as_ref()
+        .map_or(String::new(), |pl| match &pl.switch {
+            Some(s) => format!(" → {}={} ({})", s.label, s.to, pl.to_images.join(", ")),
+            None => format!(" → r{} ({})", pl.to_revision, pl.to_images.join(", ")),
+        });
     let (head, style) = match &rb.ended {
         None => (
             format!(

@@ -75,6 +75,7 @@ fn key_in(ui: &mut UiState, state: &mut State, code: KeyCode) {
                     Msg::PreviewRequested {
                         service,
                         to_revision,
+                        switch_to: None,
                     },
                 );
             }

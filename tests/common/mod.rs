@@ -324,8 +324,17 @@ pub async fn web_with_history(images: &[&str]) -> Option<Cluster> {
 
 /// A core on the cluster, as the console runs one, listed and ready for keys.
 pub async fn console_core(c: &Cluster, read_only: bool) -> backout::app::core::Core {
+    console_core_with(c, "backout.toml", read_only).await
+}
+
+/// A console's core with the configuration in `config`, a file in the cluster's dir.
+pub async fn console_core_with(
+    c: &Cluster,
+    config: &str,
+    read_only: bool,
+) -> backout::app::core::Core {
     use backout::app::core::{Core, Options};
-    let config = backout::config::Config::load(Some(&c.dir().join("backout.toml"))).unwrap();
+    let config = backout::config::Config::load(Some(&c.dir().join(config))).unwrap();
     let opts = Options {
         kubeconfig: Some(c.kubeconfig()),
         namespace: Some("shop".into()),
@@ -342,12 +351,13 @@ pub async fn console_core(c: &Cluster, read_only: bool) -> backout::app::core::C
 pub async fn previewed(
     core: &mut backout::app::core::Core,
     service: &backout::engine::ServiceKey,
-    to_revision: u64,
+    to_revision: impl Into<Option<u64>>,
 ) -> Result<backout::engine::rollbacks::Preview, String> {
     use backout::engine::{Msg, State};
     core.apply(Msg::PreviewRequested {
         service: service.clone(),
-        to_revision: Some(to_revision),
+        to_revision: to_revision.into(),
+        switch_to: None,
     })
     .await;
     let answered = |s: &State| {

@@ -65,6 +65,9 @@ pub enum Msg {
     PreviewRequested {
         service: ServiceKey,
         to_revision: Option<u64>,
+        /// For the live colour of a blue-green Service: the colour to switch to
+        /// (`--to`); by default the one recorded at the last switch.
+        switch_to: Option<String>,
     },
     /// The API server's dry run answered.
     Previewed {
@@ -156,9 +159,14 @@ pub enum Effect {
         to_revision: Option<u64>,
         /// The target's ReplicaSet, which a concurrent rollback does not renumber.
         to_replicaset: Option<String>,
+        switch_to: Option<String>,
     },
-    /// Ask the service's health URLs, the last checks of a verification.
-    Probe { service: ServiceKey },
+    /// Ask the health URLs configured under `names` (the Deployment, and the
+    /// blue-green Service it switched), the last checks of a verification.
+    Probe {
+        service: ServiceKey,
+        names: Vec<String>,
+    },
     /// This process's rollback has been verified (or has ended): give its Lease back.
     ReleaseLease { service: ServiceKey },
 }

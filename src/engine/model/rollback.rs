@@ -40,6 +40,26 @@ pub struct Preview {
     /// The ReplicaSet whose template runs now: what a confirmed rollback replaces.
     #[serde(default)]
     pub from_replicaset: String,
+    /// Set when the Deployment is the live colour of a blue-green Service: the rollback
+    /// switches the Service's selector instead of undoing the template.
+    #[serde(default)]
+    pub switch: Option<Box<Switch>>,
+}
+
+/// A blue-green rollback: the Service's selector goes from one colour (or version)
+/// back to another. The revisions and images of the preview are then the live
+/// Deployment's and the one that takes the traffic back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Switch {
+    /// The Kubernetes Service whose selector switches.
+    pub service: String,
+    pub label: String,
+    pub from: String,
+    pub to: String,
+    /// The Deployment whose pods carry `to`: verification watches it take the traffic.
+    pub to_deployment: Option<String>,
+    /// The Service as the dry run read it: the switch must find it unchanged.
+    pub resource_version: String,
 }
 
 /// The dialog's dry run: asked for one target, answered or still running.
@@ -92,6 +112,14 @@ pub enum RollbackError {
     Preempted {
         deployment: String,
         to_revision: u64,
+    },
+    /// A colour of a blue-green Service that takes no traffic: nothing to roll back.
+    #[error("deployment {deployment:?} takes no traffic: service {service:?} selects {label}={live}; roll back {live:?}'s Deployment instead, or switch with `backout rollback {service} --to VALUE`")]
+    NotLive {
+        deployment: String,
+        service: String,
+        label: String,
+        live: String,
     },
     #[error("revision {revision} was rolled back from ({why}); confirm that target explicitly to re-deploy it")]
     KnownBad { revision: u64, why: String },
@@ -239,6 +267,10 @@ pub struct Expected {
     pub from_revision: u64,
     pub from_replicaset: String,
     pub to_replicaset: String,
+    /// For a blue-green Service: the switch that was previewed, pinned by the
+    /// Service's resourceVersion.
+    #[serde(default)]
+    pub switch: Option<Switch>,
 }
 
 impl Expected {
@@ -247,6 +279,7 @@ impl Expected {
             from_revision: preview.from_revision,
             from_replicaset: preview.from_replicaset.clone(),
             to_replicaset: preview.to_replicaset.clone(),
+            switch: preview.switch.as_deref().cloned(),
         }
     }
 }

@@ -1,0 +1,260 @@
+//! A rollback order carried out, and the dialog's dry run: the Lease first, then a
+//! plan from a fresh read, the server's dry run, the one guarded patch and the Event.
+//! A Deployment that is the live colour of a configured blue-green Service is rolled
+//! back by switching the Service; any other by undoing its template. Which one is
+//! read from the cluster each time, never remembered.
+
+use tokio::sync::mpsc;
+
+use super::notify::Notice;
+use super::runner::{send_notice, Context, Leases};
+use super::{access, bluegreen, lease, rollback};
+use crate::engine::msg::RollbackOrder;
+use crate::engine::rollbacks::{Expected, Preview, RollbackError, Step};
+use crate::engine::{Msg, ServiceKey};
+
+pub(super) fn request(
+    ctx: &Context,
+    key: &ServiceKey,
+    to_revision: Option<u64>,
+    reason: &str,
+) -> rollback::Request {
+    rollback::Request {
+        namespace: key.namespace.clone(),
+        deployment: key.name.clone(),
+        to_revision,
+        to_replicaset: None,
+        reason: reason.into(),
+        actor: ctx.actor.clone(),
+        incident: None,
+        automatic: false,
+        expected: None,
+    }
+}
+
+fn preview_of(plan: &rollback::Plan) -> Preview {
+    Preview {
+        from_revision: plan.from_revision,
+        from_images: plan.from_images.clone(),
+        to_revision: plan.to_revision,
+        to_images: plan.to_images.clone(),
+        already_there: plan.already_there,
+        kubectl: plan.kubectl.clone(),
+        resource_version: plan.resource_version.clone(),
+        to_replicaset: plan.to_replicaset.clone(),
+        from_replicaset: plan.from_replicaset.clone(),
+        switch: None,
+    }
+}
+
+/// The blue-green switch for `key`, if a configured Service has it as its live colour,
+/// with the patch permission checked.
+async fn switch_plan(
+    ctx: &Context,
+    key: &ServiceKey,
+    to: Option<&str>,
+) -> Result<Option<bluegreen::SwitchPlan>, RollbackError> {
+    let blue_green = &ctx.config.blue_green;
+    let Some(plan) =
+        bluegreen::plan(&ctx.client, blue_green, &key.namespace, &key.name, to).await?
+    else {
+        return Ok(None);
+    };
+    access::may_patch(&ctx.client, &key.namespace, "", "services")
+        .await
+        .map_err(RollbackError::ReadOnly)?;
+    Ok(Some(plan))
+}
+
+/// The dialog's dry run: the same plan and server-side dry run a rollback makes first.
+pub(super) async fn preview(
+    ctx: Context,
+    service: ServiceKey,
+    req: rollback::Request,
+    switch_to: Option<String>,
+    tx: mpsc::Sender<Msg>,
+) {
+    let to_revision = req.to_revision;
+    let result = match &ctx.read_only {
+        Some(why) => Err(format!("this console cannot roll back: {why}")),
+        None => dry_run(&ctx, &service, &req, switch_to.as_deref())
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    let _ = tx
+        .send(Msg::Previewed {
+            service,
+            to_revision,
+            result,
+        })
+        .await;
+}
+
+async fn dry_run(
+    ctx: &Context,
+    key: &ServiceKey,
+    req: &rollback::Request,
+    switch_to: Option<&str>,
+) -> Result<Preview, RollbackError> {
+    if let Some(plan) = switch_plan(ctx, key, switch_to).await? {
+        bluegreen::apply(&ctx.client, &plan, true).await?;
+        return Ok(plan.preview());
+    }
+    rollback::prepare(&ctx.client, req)
+        .await
+        .map(|plan| preview_of(&plan))
+}
+
+/// Takes the Lease, then plans from a fresh read, dry-runs and patches, reporting each
+/// step. The Lease stays held (renewed) until the engine's verification ends and asks
+/// for it back; on any failure it is given back at once.
+pub(super) async fn execute(
+    ctx: Context,
+    order: RollbackOrder,
+    tx: mpsc::Sender<Msg>,
+    leases: Leases,
+) {
+    let key = order.service.clone();
+    let outcome = match &ctx.read_only {
+        Some(why) => Err(RollbackError::ReadOnly(format!("refused: {why}"))),
+        None => run(&ctx, &order, &tx, &leases).await,
+    };
+    let msg = match outcome {
+        Ok(step) => Msg::RollbackStep { service: key, step },
+        Err(error) => Msg::RollbackFailed {
+            service: key,
+            error,
+        },
+    };
+    let _ = tx.send(msg).await;
+}
+
+/// How the patch ended, once it was sent.
+enum Landed {
+    AlreadyThere,
+    /// It landed; the team is told this.
+    Done(Notice),
+}
+
+async fn run(
+    ctx: &Context,
+    order: &RollbackOrder,
+    tx: &mpsc::Sender<Msg>,
+    leases: &Leases,
+) -> Result<Step, RollbackError> {
+    let key = &order.service;
+    let release = || lease::release(&ctx.client, &key.namespace, &key.name, &ctx.holder);
+    let claim = lease::claim(
+        &ctx.client,
+        &key.namespace,
+        &key.name,
+        &ctx.holder,
+        rollback::LEASE_HOLD,
+    )
+    .await
+    .map_err(|e| RollbackError::Api(e.to_string()))?;
+    if let lease::Claim::HeldBy { holder, since } = claim {
+        return Err(RollbackError::Held {
+            deployment: key.name.clone(),
+            holder,
+            since,
+        });
+    }
+    let notice = match land(ctx, order, tx).await {
+        Ok(Landed::Done(notice)) => notice,
+        Ok(Landed::AlreadyThere) => {
+            release().await;
+            return Ok(Step::AlreadyThere);
+        }
+        Err(e) => {
+            release().await;
+            return Err(e);
+        }
+    };
+    let held = lease::hold(
+        ctx.client.clone(),
+        key.namespace.clone(),
+        key.name.clone(),
+        ctx.holder.clone(),
+        rollback::LEASE_HOLD,
+    );
+    leases.lock().expect("lease map").insert(key.clone(), held);
+    tokio::spawn(send_notice(
+        ctx.notifiers.clone(),
+        Some(key.clone()),
+        notice,
+        tx.clone(),
+    ));
+    Ok(Step::Committed {
+        by: ctx.actor.clone(),
+    })
+}
+
+/// Plans, reports the plan, and sends the patch: a switch for a live blue-green
+/// colour, otherwise the Deployment's own rollback.
+async fn land(
+    ctx: &Context,
+    order: &RollbackOrder,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<Landed, RollbackError> {
+    let key = &order.service;
+    let previewed = order.expected.as_ref().and_then(|e| e.switch.as_ref());
+    let prepared = |preview| Msg::RollbackStep {
+        service: key.clone(),
+        step: Step::Prepared(preview),
+    };
+    if let Some(plan) = switch_plan(ctx, key, previewed.map(|s| s.to.as_str())).await? {
+        let plan = bluegreen::pin(plan, previewed)?;
+        bluegreen::apply(&ctx.client, &plan, true).await?;
+        let _ = tx.send(prepared(plan.preview())).await;
+        bluegreen::apply(&ctx.client, &plan, false).await?;
+        bluegreen::announce(&ctx.client, &plan, &ctx.actor).await;
+        let s = &plan.switch;
+        return Ok(Landed::Done(Notice::Page {
+            service: key.to_string(),
+            summary: format!(
+                "{} switched service {} {} from {} back to {}: {}",
+                ctx.actor, s.service, s.label, s.from, s.to, order.reason
+            ),
+            incident: order.incident.clone(),
+        }));
+    }
+    if let Some(s) = previewed {
+        return Err(RollbackError::Conflict(format!(
+            "{} (service {} no longer sends it traffic)",
+            key.name, s.service
+        )));
+    }
+    // Without a revision the engine meant a switch: "previous" may be known bad.
+    let Some(to_revision) = order.to_revision else {
+        return Err(RollbackError::NoHistory(key.name.clone()));
+    };
+    let mut req = request(ctx, key, Some(to_revision), &order.reason);
+    req.incident = order.incident.clone();
+    req.automatic = order.automatic;
+    req.to_replicaset = order.expected.as_ref().map(|e| e.to_replicaset.clone());
+    req.expected = order.expected.clone();
+    // The dry run pins what the rollback replaces and where it goes, so the patch
+    // guards the same templates.
+    let plan = rollback::prepare(&ctx.client, &req).await?;
+    if req.expected.is_none() {
+        req.expected = Some(Expected::of(&preview_of(&plan)));
+        req.to_replicaset = Some(plan.to_replicaset.clone());
+    }
+    let _ = tx.send(prepared(preview_of(&plan))).await;
+    let (plan, done) = rollback::commit(&ctx.client, &req, &ctx.actor).await?;
+    if done == rollback::Done::AlreadyThere {
+        return Ok(Landed::AlreadyThere);
+    }
+    Ok(Landed::Done(Notice::RolledBack {
+        service: key.to_string(),
+        from_revision: plan.from_revision,
+        from_images: plan.from_images.clone(),
+        to_revision: plan.to_revision,
+        to_images: plan.to_images.clone(),
+        trigger: Some(order.reason.clone()),
+        by: ctx.actor.clone(),
+        reason: order.reason.clone(),
+        incident: order.incident.clone(),
+    }))
+}
