@@ -13,7 +13,7 @@ use crate::actions::journal;
 use crate::actions::notify::Notifiers;
 use crate::app::core::Core;
 use crate::engine::journal::Entry;
-use crate::engine::rollbacks::{self, Expected, Outcome, Phase, Progress, Request};
+use crate::engine::rollbacks::{self, Expected, Outcome, Phase, Preview, Progress, Request};
 use crate::engine::{verification, Msg, ServiceKey, State};
 
 #[derive(Debug, Args)]
@@ -94,12 +94,7 @@ async fn deployment_for(core: &Core, name: &str) -> anyhow::Result<String> {
 /// watcher: the cluster listed (so every rollback anyone made is known), a dry run,
 /// confirmation, then the order, followed step by step to its verified end.
 async fn roll_back(core: &mut Core, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
-    let settle = core
-        .state
-        .config
-        .policy
-        .rollout_deadline
-        .min(std::time::Duration::from_secs(30));
+    let settle = settle(core);
     if !core.run_until(settle, Core::listed).await {
         eprintln!("error: the cluster did not list its Deployments within {}s; check the context and retry", settle.as_secs());
         return Ok(ExitCode::from(2));
@@ -150,68 +145,15 @@ async fn roll_back(core: &mut Core, args: &RollbackArgs) -> anyhow::Result<ExitC
         );
         return Ok(ExitCode::FAILURE);
     }
-    core.apply(Msg::PreviewRequested {
-        service: key.clone(),
-        to_revision,
-        switch_to: args.to.clone(),
-    })
-    .await;
-    let answered = |s: &State| {
-        s.services
-            .get(&key)
-            .and_then(|s| s.preview.as_ref())
-            .is_some_and(|p| p.result.is_some())
-    };
-    core.run_until(settle, answered).await;
-    let plan = match core.state.services[&key]
-        .preview
-        .as_ref()
-        .and_then(|p| p.result.clone())
-    {
-        Some(Ok(plan)) => plan,
-        Some(Err(e)) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::FAILURE);
-        }
-        None => {
-            eprintln!(
-                "error: the API server did not answer the dry run within {}s",
-                settle.as_secs()
-            );
-            return Ok(ExitCode::from(2));
-        }
+    let plan = match dry_run(core, &key, to_revision, args.to.clone()).await {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
     };
     if plan.already_there {
         println!("deployment.apps/{} skipped rollback (current template already matches revision {}); nothing changed", key.name, plan.to_revision);
         return Ok(ExitCode::SUCCESS);
     }
-    match &plan.switch {
-        Some(s) => {
-            println!(
-                "switch service {}/{} {}: {} → {}",
-                key.namespace, s.service, s.label, s.from, s.to
-            );
-            println!("  from {} ({})", key.name, plan.from_images.join(", "));
-            let to = s.to_deployment.as_deref().unwrap_or("no Deployment");
-            println!("  to   {to} ({})", plan.to_images.join(", "));
-        }
-        None => {
-            println!("roll back {key}");
-            println!(
-                "  from revision {} ({})",
-                plan.from_revision,
-                plan.from_images.join(", ")
-            );
-            println!(
-                "  to   revision {} ({})",
-                plan.to_revision,
-                plan.to_images.join(", ")
-            );
-            if let Some(bad) = known_bad_note(&core.state, &key, plan.to_revision) {
-                println!("  warning: {bad}");
-            }
-        }
-    }
+    print_plan(&core.state, &key, &plan);
     println!("  as   {}", plan.kubectl);
     println!("  server dry run: accepted");
     if args.dry_run {
@@ -242,6 +184,88 @@ async fn roll_back(core: &mut Core, args: &RollbackArgs) -> anyhow::Result<ExitC
     })
     .await;
     follow(core, &key, args.no_verify).await
+}
+
+/// How long the CLI waits for the cluster's list and the dry run.
+fn settle(core: &Core) -> Duration {
+    core.state
+        .config
+        .policy
+        .rollout_deadline
+        .min(Duration::from_secs(30))
+}
+
+/// The API server's dry run of the rollback, as the console's dialog asks for it; on
+/// failure, the exit code after saying why.
+async fn dry_run(
+    core: &mut Core,
+    key: &ServiceKey,
+    to_revision: Option<u64>,
+    switch_to: Option<String>,
+) -> Result<Preview, ExitCode> {
+    let settle = settle(core);
+    core.apply(Msg::PreviewRequested {
+        service: key.clone(),
+        to_revision,
+        switch_to,
+    })
+    .await;
+    let answered = |s: &State| {
+        s.services
+            .get(key)
+            .and_then(|s| s.preview.as_ref())
+            .is_some_and(|p| p.result.is_some())
+    };
+    core.run_until(settle, answered).await;
+    match core.state.services[key]
+        .preview
+        .as_ref()
+        .and_then(|p| p.result.clone())
+    {
+        Some(Ok(plan)) => Ok(plan),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::FAILURE)
+        }
+        None => {
+            eprintln!(
+                "error: the API server did not answer the dry run within {}s",
+                settle.as_secs()
+            );
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// What the rollback will do, before it is confirmed.
+fn print_plan(state: &State, key: &ServiceKey, plan: &Preview) {
+    match &plan.switch {
+        Some(s) => {
+            println!(
+                "switch service {}/{} {}: {} → {}",
+                key.namespace, s.service, s.label, s.from, s.to
+            );
+            println!("  from {} ({})", key.name, plan.from_images.join(", "));
+            let to = s.to_deployment.as_deref().unwrap_or("no Deployment");
+            println!("  to   {to} ({})", plan.to_images.join(", "));
+        }
+        None => {
+            println!("roll back {key}");
+            println!(
+                "  from revision {} ({})",
+                plan.from_revision,
+                plan.from_images.join(", ")
+            );
+            println!(
+                "  to   revision {} ({})",
+                plan.to_revision,
+                plan.to_images.join(", ")
+            );
+            if let Some(bad) = known_bad_note(state, key, plan.to_revision) {
+                println!("  warning: {bad}");
+            }
+        }
+    }
 }
 
 /// Why a revision is known bad, in words, for the plan.

@@ -10,7 +10,7 @@ use ratatui::Frame;
 use super::Palette;
 use crate::engine::decision::ago;
 use crate::engine::msg::Outcome;
-use crate::engine::rollbacks::Phase;
+use crate::engine::rollbacks::{Phase, Preview};
 use crate::engine::rollout::{images, revision_of};
 use crate::engine::state::Service;
 use crate::engine::verification;
@@ -27,20 +27,19 @@ fn images_of(svc: Option<&Service>, revision: Option<u64>) -> String {
     .unwrap_or_default()
 }
 
-pub fn dialog(state: &State, dialog: &Dialog, p: Palette, frame: &mut Frame, area: Rect) {
-    let svc = state.services.get(&dialog.service);
-    let d = svc.map(|s| &s.decision);
-    let current = d.and_then(|d| d.current_revision);
+/// What the dialog rolls back: revisions, or for a live blue-green colour the switch,
+/// and the equivalent kubectl command.
+fn heading(
+    svc: Option<&Service>,
+    dialog: &Dialog,
+    planned: Option<&Preview>,
+    p: Palette,
+) -> Vec<Line<'static>> {
+    let current = svc.and_then(|s| s.decision.current_revision);
     let from = current.map_or("?".into(), |r| r.to_string());
     let to = dialog
         .to_revision
         .map_or("previous".into(), |r| r.to_string());
-    let preview = svc
-        .and_then(|s| s.preview.as_ref())
-        .filter(|pv| pv.to_revision == dialog.to_revision);
-    let planned = preview
-        .and_then(|pv| pv.result.as_ref())
-        .and_then(|r| r.as_ref().ok());
     let switch = planned.and_then(|pl| pl.switch.as_ref().map(|s| (pl, s)));
     let mut lines = match switch {
         // The live colour of a blue-green Service: traffic goes back, no template.
@@ -88,43 +87,56 @@ pub fn dialog(state: &State, dialog: &Dialog, p: Palette, frame: &mut Frame, are
         ),
         p.fg(Color::DarkGray),
     ));
-    let refused = match preview.and_then(|pv| pv.result.as_ref()) {
-        None => {
-            lines.push(Line::styled(
-                "dry run: asking the API server…",
-                p.fg(Color::Yellow),
-            ));
-            false
-        }
-        Some(Ok(pl)) if pl.already_there => {
-            lines.push(Line::styled(
+    lines
+}
+
+/// The API server's answer to the dry run, and whether it refused.
+fn dry_run_line(answer: Option<&Result<Preview, String>>, p: Palette) -> (Line<'static>, bool) {
+    match answer {
+        None => (
+            Line::styled("dry run: asking the API server…", p.fg(Color::Yellow)),
+            false,
+        ),
+        Some(Ok(pl)) if pl.already_there => (
+            Line::styled(
                 format!(
                     "dry run: revision {} is already running; confirming changes nothing",
                     pl.to_revision
                 ),
                 p.fg(Color::Yellow),
-            ));
-            false
-        }
+            ),
+            false,
+        ),
         Some(Ok(pl)) => {
             let change = match &pl.switch {
                 Some(s) => format!("{} {} → {}", s.label, s.from, s.to),
                 None => format!("r{} → r{}", pl.from_revision, pl.to_revision),
             };
-            lines.push(Line::styled(
-                format!("dry run: accepted, {change} ({})", pl.to_images.join(", ")),
-                p.fg(Color::Green),
-            ));
-            false
+            (
+                Line::styled(
+                    format!("dry run: accepted, {change} ({})", pl.to_images.join(", ")),
+                    p.fg(Color::Green),
+                ),
+                false,
+            )
         }
-        Some(Err(e)) => {
-            lines.push(Line::styled(
-                format!("dry run refused: {e}"),
-                p.fg(Color::Red),
-            ));
-            true
-        }
-    };
+        Some(Err(e)) => (
+            Line::styled(format!("dry run refused: {e}"), p.fg(Color::Red)),
+            true,
+        ),
+    }
+}
+
+pub fn dialog(state: &State, dialog: &Dialog, p: Palette, frame: &mut Frame, area: Rect) {
+    let svc = state.services.get(&dialog.service);
+    let d = svc.map(|s| &s.decision);
+    let preview = svc
+        .and_then(|s| s.preview.as_ref())
+        .filter(|pv| pv.to_revision == dialog.to_revision);
+    let answer = preview.and_then(|pv| pv.result.as_ref());
+    let mut lines = heading(svc, dialog, answer.and_then(|r| r.as_ref().ok()), p);
+    let (dry_run, refused) = dry_run_line(answer, p);
+    lines.push(dry_run);
     for note in d
         .into_iter()
         .flat_map(|d| &d.blast_radius)

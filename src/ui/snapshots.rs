@@ -146,6 +146,36 @@ fn the_confirmation_dialog() {
 }
 
 #[test]
+fn the_dialog_for_a_live_blue_green_colour_shows_the_switch() {
+    let mut state = connected(world(""));
+    answered(&mut state, 200, Some(("error-rate", 0.25)));
+    let mut ui = ui();
+    press(&mut ui, &mut state, 'r');
+    let switch = crate::engine::rollbacks::Switch {
+        service: "shopfront".into(),
+        label: "color".into(),
+        from: "green".into(),
+        to: "blue".into(),
+        to_deployment: Some("checkout-blue".into()),
+        resource_version: "7".into(),
+    };
+    let result = Ok(crate::engine::rollbacks::Preview {
+        kubectl: "kubectl patch service/shopfront -n shop --type=merge -p '{\"spec\":{\"selector\":{\"color\":\"blue\"}}}'".into(),
+        switch: Some(Box::new(switch)),
+        ..preview(2, 1)
+    });
+    update(
+        &mut state,
+        Msg::Previewed {
+            service: key("checkout"),
+            to_revision: Some(1),
+            result,
+        },
+    );
+    screens("dialog_switch", &state, &ui);
+}
+
+#[test]
 fn a_dry_run_the_server_refused_offers_only_escape() {
     let mut state = connected(world(""));
     answered(&mut state, 200, Some(("error-rate", 0.25)));
