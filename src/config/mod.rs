@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use triggers::{Comparison, Severity, Signal, Trigger};
+pub use triggers::{ClusterSignal, Comparison, Severity, Signal, Trigger};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -326,7 +326,16 @@ mod tests {
         let names: Vec<_> = c.triggers.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(
             names,
-            ["error-rate", "crash-loop", "p99-latency", "slo-burn"]
+            [
+                "error-rate",
+                "crash-loop",
+                "p99-latency",
+                "slo-burn",
+                "pod-restarts",
+                "crash-loop-backoff",
+                "pods-unready",
+                "progress-deadline"
+            ]
         );
         assert_eq!(c.policy.onset_window, Duration::from_secs(900));
         assert_eq!(c.policy.migration_window, Duration::from_secs(1800));

@@ -64,7 +64,35 @@ pub enum Signal {
     Latency,
     Saturation,
     Memory,
+    /// Pods that do not become ready, or a rollout past its progress deadline.
+    Availability,
     Other,
+}
+
+/// A signal read from the Kubernetes API itself, about the pods of the revision that
+/// runs now: it needs no Prometheus, and is clean whenever the watch is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterSignal {
+    /// The most restarts of one pod started in the last ten minutes.
+    Restarts,
+    /// How many pods wait in CrashLoopBackOff.
+    CrashLoopBackOff,
+    /// The longest any pod has been unready, in seconds.
+    Unready,
+    /// 1 when the rollout is past its progress deadline, else 0.
+    ProgressDeadline,
+}
+
+impl ClusterSignal {
+    pub fn label(self) -> &'static str {
+        match self {
+            ClusterSignal::Restarts => "restarts per new pod",
+            ClusterSignal::CrashLoopBackOff => "pods in CrashLoopBackOff",
+            ClusterSignal::Unready => "seconds a pod has been unready",
+            ClusterSignal::ProgressDeadline => "progress deadline exceeded",
+        }
+    }
 }
 
 impl Signal {
@@ -75,13 +103,17 @@ impl Signal {
             Signal::Latency => "latency",
             Signal::Saturation => "saturation",
             Signal::Memory => "memory",
+            Signal::Availability => "availability",
             Signal::Other => "other",
         }
     }
 
     /// A clean failure signal, one that may roll back without a person.
     pub fn is_failure(self) -> bool {
-        matches!(self, Signal::ErrorRate | Signal::CrashLoop)
+        matches!(
+            self,
+            Signal::ErrorRate | Signal::CrashLoop | Signal::Availability
+        )
     }
 }
 
@@ -101,6 +133,8 @@ pub struct Trigger {
     /// Requests per second for the same service; under the policy's minimum the
     /// ratio is no_data rather than a breach.
     pub volume_query: Option<String>,
+    /// Read from the Kubernetes API instead of Prometheus; `query` is then unused.
+    pub cluster: Option<ClusterSignal>,
 }
 
 impl Trigger {
@@ -136,8 +170,22 @@ pub fn built_in() -> Vec<Trigger> {
         severity,
         signal,
         volume_query: volume.clone(),
+        cluster: None,
     };
-    vec![
+    let cluster =
+        |name: &str, signal: ClusterSignal, comparison, threshold, for_secs, kind| Trigger {
+            name: name.into(),
+            query: String::new(),
+            comparison,
+            threshold,
+            for_: Duration::from_secs(for_secs),
+            keep_firing_for: Duration::ZERO,
+            severity: Severity::AutoRollback,
+            signal: kind,
+            volume_query: None,
+            cluster: Some(signal),
+        };
+    let from_prometheus = vec![
         t(
             "error-rate",
             "service:http_errors:ratio_rate1m",
@@ -174,7 +222,44 @@ pub fn built_in() -> Vec<Trigger> {
             Signal::ErrorRate,
             &volume,
         ),
-    ]
+    ];
+    // Seed 000's cluster signals: they need no metrics, so a crash loop is caught
+    // when Prometheus is absent or blind.
+    let from_cluster = [
+        cluster(
+            "pod-restarts",
+            ClusterSignal::Restarts,
+            Comparison::AtLeast,
+            3.0,
+            30,
+            Signal::CrashLoop,
+        ),
+        cluster(
+            "crash-loop-backoff",
+            ClusterSignal::CrashLoopBackOff,
+            Comparison::AtLeast,
+            1.0,
+            60,
+            Signal::CrashLoop,
+        ),
+        cluster(
+            "pods-unready",
+            ClusterSignal::Unready,
+            Comparison::Above,
+            300.0,
+            0,
+            Signal::Availability,
+        ),
+        cluster(
+            "progress-deadline",
+            ClusterSignal::ProgressDeadline,
+            Comparison::AtLeast,
+            1.0,
+            0,
+            Signal::Availability,
+        ),
+    ];
+    from_prometheus.into_iter().chain(from_cluster).collect()
 }
 
 /// A `[[trigger]]` table: changes a built-in by name, or defines a new trigger.
@@ -192,6 +277,9 @@ pub struct TriggerOverride {
     pub severity: Option<Severity>,
     pub signal: Option<Signal>,
     pub volume_query: Option<String>,
+    /// A signal from the Kubernetes API (restarts, crash_loop_back_off, unready,
+    /// progress_deadline) instead of a PromQL `query`.
+    pub cluster: Option<ClusterSignal>,
     /// `false` removes a built-in trigger.
     pub enabled: Option<bool>,
 }
@@ -213,7 +301,10 @@ pub fn merge(
             Some(i) => triggers.remove(i),
             None => Trigger {
                 name: o.name.clone(),
-                query: o.query.clone().ok_or_else(|| at("a new trigger needs `query`".into()))?,
+                query: match o.cluster {
+                    Some(_) => o.query.clone().unwrap_or_default(),
+                    None => o.query.clone().ok_or_else(|| at("a new trigger needs `query` (PromQL) or `cluster`".into()))?,
+                },
                 comparison: o.comparison.unwrap_or(Comparison::Above),
                 threshold: o.threshold.ok_or_else(|| at("a new trigger needs `threshold`".into()))?,
                 for_: Duration::ZERO,
@@ -223,6 +314,7 @@ pub fn merge(
                 })?,
                 signal: o.signal.unwrap_or(Signal::Other),
                 volume_query: None,
+                cluster: o.cluster,
             },
         };
         let merged = Trigger {
@@ -235,11 +327,17 @@ pub fn merge(
             severity: o.severity.unwrap_or(base.severity),
             signal: o.signal.unwrap_or(base.signal),
             volume_query: o.volume_query.clone().or(base.volume_query),
+            cluster: o.cluster.or(base.cluster),
         };
         if !merged.threshold.is_finite() {
             return Err(at("threshold must be a finite number".into()));
         }
-        if let Err(e) = promql_parser::parser::parse(&expand(&merged.query, "ns", "svc", "deploy"))
+        if merged.cluster.is_some() {
+            if o.query.is_some() {
+                return Err(at("give `query` or `cluster`, not both: a cluster signal is read from the Kubernetes API".into()));
+            }
+        } else if let Err(e) =
+            promql_parser::parser::parse(&expand(&merged.query, "ns", "svc", "deploy"))
         {
             return Err(at(format!("query is not valid PromQL: {e}")));
         }

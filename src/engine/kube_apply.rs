@@ -324,15 +324,33 @@ fn event(state: &mut State, namespace: String, ev: &k8s_openapi::api::core::v1::
 
 fn pod_info(pod: &k8s_openapi::api::core::v1::Pod, replicaset: &str) -> PodInfo {
     let status = pod.status.as_ref();
+    let ready_condition = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    let ready = ready_condition.is_some_and(|c| c.status == "True");
+    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let containers = status.and_then(|s| s.container_statuses.as_ref());
     PodInfo {
-        ready: status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
-        restarts: status
-            .and_then(|s| s.container_statuses.as_ref())
-            .map_or(0, |c| c.iter().map(|c| c.restart_count).sum()),
+        ready,
+        restarts: containers.map_or(0, |c| c.iter().map(|c| c.restart_count).sum()),
         replicaset: replicaset.into(),
-        created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        created,
+        crash_looping: containers.is_some_and(|c| {
+            c.iter().any(|c| {
+                c.state
+                    .as_ref()
+                    .and_then(|s| s.waiting.as_ref())
+                    .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"))
+            })
+        }),
+        unready_since: if ready {
+            None
+        } else {
+            ready_condition
+                .and_then(|c| c.last_transition_time.as_ref())
+                .map(|t| t.0)
+                .or(created)
+        },
     }
 }
 

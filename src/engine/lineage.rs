@@ -298,6 +298,7 @@ mod tests {
                 restarts: 0,
                 replicaset: "a".into(),
                 created: Some(started),
+                ..PodInfo::default()
             },
         );
         assert_eq!(of(&svc).rollbacks[0].at, Some(started));

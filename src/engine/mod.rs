@@ -2,6 +2,7 @@
 //! what feeds it. Nothing in here performs I/O.
 
 pub mod blast;
+pub mod cluster_signals;
 pub mod decision;
 pub mod evidence;
 pub mod following;

@@ -23,6 +23,13 @@ pub struct PodInfo {
     pub restarts: i32,
     pub replicaset: String,
     pub created: Option<Timestamp>,
+    /// A container waits in CrashLoopBackOff.
+    #[serde(default)]
+    pub crash_looping: bool,
+    /// Since when it has been unready (its Ready condition's last change, else its
+    /// creation); `None` while ready.
+    #[serde(default)]
+    pub unready_since: Option<Timestamp>,
 }
 
 /// How many recent answers the data-quality part of the confidence looks at.
@@ -184,6 +191,8 @@ pub struct State {
     /// `blind()` as of the last tick: the console's header reads it, since scanning
     /// every trigger on every frame is work a frame should not do.
     pub blind_at_tick: Option<String>,
+    /// When the cluster signals were last sampled.
+    pub cluster_sampled_at: Option<Timestamp>,
     /// Which kinds have finished their first list, so decisions wait for a full picture.
     pub synced: std::collections::BTreeSet<super::model::keys::KubeKind>,
 }
@@ -210,6 +219,7 @@ impl State {
             draining: false,
             actor: String::new(),
             blind_at_tick: None,
+            cluster_sampled_at: None,
             journaled: VecDeque::new(),
             effect_errors: VecDeque::new(),
             read_only: None,

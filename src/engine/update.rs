@@ -18,6 +18,9 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
     let touched: Vec<ServiceKey> = match msg {
         Msg::Tick(now) => {
             state.now = now.max(state.now);
+            for answer in super::cluster_signals::sample(state) {
+                query(state, answer, &mut effects);
+            }
             tick(state, &mut effects);
             state.blind_at_tick = state.blind();
             state.services.keys().cloned().collect()

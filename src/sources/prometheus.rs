@@ -217,7 +217,13 @@ pub fn spawn(
         .prometheus
         .clone()
         .expect("spawn is called only with a [prometheus] section");
-    let triggers: Vec<Trigger> = config.triggers.clone();
+    // Cluster signals are read from the Kubernetes API by the engine, not queried here.
+    let triggers: Vec<Trigger> = config
+        .triggers
+        .iter()
+        .filter(|t| t.cluster.is_none())
+        .cloned()
+        .collect();
     tokio::spawn(async move {
         let limit = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
         let mut inflight: HashMap<(String, ServiceKey), JoinHandle<()>> = HashMap::new();

@@ -1,0 +1,133 @@
+//! Triggers read from the Kubernetes API, not Prometheus: restarts of new pods,
+//! CrashLoopBackOff, pods unready too long, the progress deadline. Sampled on the
+//! clock into a series like any answer, so the same judgement, for-duration, graphs
+//! and gates apply. They are clean while the watch is connected, and blind (never
+//! evidence) while it is not, whatever Prometheus is doing.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::model::keys::{SourceHealth, SourceId};
+use super::model::msg::QueryAnswer;
+use super::rollout::{self, Rollout};
+use super::signals::QueryOutcome;
+use super::state::{Service, State};
+use crate::config::ClusterSignal;
+
+/// Restarts count for pods started this recently: a pod that has run for a month with
+/// a few restarts is not a crash loop of the new revision.
+pub const RESTART_WINDOW: Duration = Duration::from_secs(600);
+
+/// How often the cluster signals are sampled: with the Prometheus poll, or every 5 s.
+pub fn every(state: &State) -> Duration {
+    state
+        .config
+        .prometheus
+        .as_ref()
+        .map_or(Duration::from_secs(5), |p| p.poll_interval)
+}
+
+/// How much of a cluster series is kept, for the graphs and the onset.
+fn kept(state: &State) -> Duration {
+    state
+        .config
+        .prometheus
+        .as_ref()
+        .map_or(Duration::from_secs(600), |p| p.lookback)
+}
+
+/// The value of `signal` for the pods of the revision that runs now.
+pub fn value(signal: ClusterSignal, svc: &Service, now: Timestamp) -> f64 {
+    let Some(d) = svc.deployment.as_ref() else {
+        return 0.0;
+    };
+    let current = svc.replicaset_at(rollout::revision_of_deployment(d));
+    let pods = svc
+        .pods
+        .values()
+        .filter(|p| Some(p.replicaset.as_str()) == current);
+    let seconds = |since: Timestamp| now.duration_since(since).as_secs().max(0) as f64;
+    match signal {
+        ClusterSignal::Restarts => pods
+            .filter(|p| {
+                p.created
+                    .is_some_and(|c| seconds(c) <= RESTART_WINDOW.as_secs_f64())
+            })
+            .map(|p| f64::from(p.restarts))
+            .fold(0.0, f64::max),
+        ClusterSignal::CrashLoopBackOff => pods.filter(|p| p.crash_looping).count() as f64,
+        ClusterSignal::Unready => pods
+            .filter_map(|p| p.unready_since)
+            .map(seconds)
+            .fold(0.0, f64::max),
+        ClusterSignal::ProgressDeadline => {
+            let failed =
+                matches!(rollout::status(d), Rollout::Failed(m) if m.contains("progress deadline"));
+            f64::from(u8::from(failed))
+        }
+    }
+}
+
+/// One answer per cluster trigger and watched service, when a sample is due: the
+/// trigger's series so far plus the value now, or an error while the watch is down.
+pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
+    let now = state.now;
+    let due = state
+        .cluster_sampled_at
+        .is_none_or(|at| now.duration_since(at).as_secs() >= every(state).as_secs() as i64);
+    let triggers: Vec<_> = state
+        .config
+        .triggers
+        .iter()
+        .filter_map(|t| Some((t.name.clone(), t.cluster?)))
+        .collect();
+    if !due || triggers.is_empty() {
+        return Vec::new();
+    }
+    state.cluster_sampled_at = Some(now);
+    // Before the watch reports at all there is no answer: unanswered, not blind.
+    let down = match state.sources.get(&SourceId::Kubernetes) {
+        None | Some(SourceHealth::Connecting) => return Vec::new(),
+        Some(SourceHealth::Connected) => None,
+        Some(SourceHealth::Retrying { error, .. }) => Some(error.clone()),
+        Some(SourceHealth::Forbidden(e) | SourceHealth::Unavailable(e)) => Some(e.clone()),
+    };
+    let down = down.map(|e| format!("the Kubernetes watch is down, so this is not evidence: {e}"));
+    let oldest = now.as_millisecond() - kept(state).as_millis() as i64;
+    let mut answers = Vec::new();
+    for (key, svc) in &state.services {
+        for (name, signal) in &triggers {
+            let outcome = match &down {
+                Some(error) => QueryOutcome::Failed {
+                    error: error.clone(),
+                },
+                None => {
+                    let mut points: Vec<(i64, f64)> = svc
+                        .triggers
+                        .get(name)
+                        .map(|t| {
+                            t.points
+                                .iter()
+                                .filter(|(at, _)| *at >= oldest)
+                                .copied()
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    points.push((now.as_millisecond(), value(*signal, svc, now)));
+                    QueryOutcome::Series {
+                        points,
+                        requests_per_second: None,
+                    }
+                }
+            };
+            answers.push(QueryAnswer {
+                trigger: name.clone(),
+                service: key.clone(),
+                answered_at: now,
+                outcome,
+            });
+        }
+    }
+    answers
+}
