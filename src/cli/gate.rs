@@ -193,12 +193,15 @@ async fn await_rollout(run: &mut Run, deadline: Duration) -> String {
         "waiting up to {} for the rollout of {key}",
         humantime::format_duration(deadline)
     ));
+    // A crash loop need not wait out the progress deadline: an automatic decision
+    // (from the cluster's own signals) ends the wait, and the observation acts on it.
     let complete = |core: &Core| {
         core.state.services.get(&key).is_some_and(|s| {
-            matches!(
-                s.decision.rollout,
-                Some(Rollout::Complete(_)) | Some(Rollout::Failed(_))
-            )
+            s.decision.action == Action::AutoRollback
+                || matches!(
+                    s.decision.rollout,
+                    Some(Rollout::Complete(_)) | Some(Rollout::Failed(_))
+                )
         })
     };
     run.run_for(deadline, complete).await;
@@ -258,11 +261,9 @@ async fn observe(run: &mut Run, args: &GateArgs) -> Observed {
             }
             continue;
         }
-        if let Some(why) = run.blind() {
-            seen.blind = Some(why);
-            break;
-        }
         // Never "back" to an unknown place: without a target there is nothing to order.
+        // An automatic decision rests on clean evidence (a blind trigger is never
+        // evidence), so it is acted on even while other triggers are blind.
         let fire = svc.decision.target.is_some()
             && match svc.decision.action {
                 Action::AutoRollback => true,
@@ -273,6 +274,11 @@ async fn observe(run: &mut Run, args: &GateArgs) -> Observed {
             let decision = svc.decision.clone();
             order(run, &decision).await;
             seen.acted_on = Some(decision);
+            continue;
+        }
+        if let Some(why) = run.blind() {
+            seen.blind = Some(why);
+            break;
         }
     }
     seen
@@ -321,6 +327,22 @@ fn verdict(svc: &Service, rollout: &str, seen: &Observed) -> (Verdict, String) {
                 "the rollback did not finish in time".to_string(),
             ),
         };
+    }
+    // A failing deploy that cannot be rolled back is not a pass: a pipeline must stop.
+    let failing: Vec<&str> = svc
+        .decision
+        .firing
+        .iter()
+        .filter(|f| f.signal.is_failure())
+        .map(|f| f.trigger.as_str())
+        .collect();
+    if !failing.is_empty() && svc.decision.target.is_none() {
+        let why = format!(
+            "cannot decide: {} firing, and nothing to roll back to ({})",
+            failing.join(", "),
+            svc.decision.why_not_automatic.join("; ")
+        );
+        return (Verdict::Undecided, why);
     }
     if let Some(why) = &seen.blind {
         return (Verdict::Undecided, why.clone());
