@@ -164,3 +164,58 @@ async fn a_receiver_that_never_answers_does_not_stop_the_rollback() {
         .await;
     assert_eq!(image, "web:1");
 }
+
+/// `backout status` with `extra` added to the simulator's config.
+async fn status_with(
+    c: &Cluster,
+    extra: &str,
+    env: Vec<(&'static str, String)>,
+) -> std::process::Output {
+    let written = std::fs::read_to_string(c.dir().join("backout.toml")).unwrap();
+    let config = c.dir().join("status.toml");
+    std::fs::write(&config, format!("{written}\n{extra}")).unwrap();
+    c.backout(&["status", "--config", config.to_str().unwrap()], &env)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_a_query_and_pages_nobody_even_when_a_trigger_fires() {
+    let Some(c) = cluster().await else { return };
+    let (base, received) = receivers().await;
+    // Every answer breaches: the decision suggests, which a console or watcher pages.
+    let extra = "[[trigger]]\nname = \"error-rate\"\nthreshold = 0.0\ncomparison = \">=\"\nfor = \"0s\"\nseverity = \"page_and_suggest\"\n\n[notifications.webhook]\nurl_env = \"TEST_HOOK\"\n";
+    let out = status_with(&c, extra, vec![("TEST_HOOK", format!("{base}/hook"))]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("error-rate firing"), "{stdout}");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let bodies = received.lock().unwrap().bodies.len();
+    assert_eq!(bodies, 0, "status sent {bodies} notifications");
+    assert!(
+        c.journal().is_empty(),
+        "and journaled nothing: {}",
+        c.journal()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_exits_2_with_a_dead_prometheus_and_names_what_is_blind() {
+    let Some(c) = cluster().await else { return };
+    let written = std::fs::read_to_string(c.dir().join("backout.toml")).unwrap();
+    let url = written
+        .lines()
+        .find_map(|l| l.strip_prefix("url = "))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        c.dir().join("backout.toml"),
+        written.replace(&url, "\"https://127.0.0.1:9\""),
+    )
+    .unwrap();
+    let out = status_with(&c, "", vec![]).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("BLIND") && stderr.contains("error-rate on shop/web (error"),
+        "{stderr}"
+    );
+}

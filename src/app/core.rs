@@ -23,6 +23,9 @@ pub struct Options {
     pub journal: Option<PathBuf>,
     /// Refuse every write, whatever RBAC allows.
     pub read_only: bool,
+    /// A query (`status`): no effect runs at all, so nothing pages, journals or
+    /// writes, and nothing races the process's exit.
+    pub observe_only: bool,
 }
 
 pub struct Core {
@@ -137,7 +140,12 @@ impl Core {
             read_only: read_only.clone(),
             notifiers,
         };
-        let runner = runner::spawn(journal, ctx, effects_rx, tx.clone());
+        let runner = if opts.observe_only {
+            let mut effects_rx = effects_rx;
+            tokio::spawn(async move { while effects_rx.recv().await.is_some() {} })
+        } else {
+            runner::spawn(journal, ctx, effects_rx, tx.clone())
+        };
         let mut state = State::new(config, Timestamp::now());
         state.read_only = read_only;
         state.actor.clone_from(&actor);

@@ -53,6 +53,7 @@ impl ClusterArgs {
             namespace: self.namespace.clone(),
             journal,
             read_only: self.read_only,
+            observe_only: false,
         }
     }
 }

@@ -189,7 +189,11 @@ pub fn text(r: &Report) -> String {
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let config = args.cluster.config()?;
-    let mut core = Core::start(config, args.cluster.core_options(None)).await?;
+    let opts = crate::app::core::Options {
+        observe_only: true,
+        ..args.cluster.core_options(None)
+    };
+    let mut core = Core::start(config, opts).await?;
     let complete = core.settle(args.wait).await;
     let (context, cluster) = (core.target.context.clone(), core.target.cluster_url.clone());
     let r = report(&core.state, &context, &cluster, complete);

@@ -237,20 +237,32 @@ impl State {
         {
             return Some(format!("prometheus: {why}"));
         }
-        let (mut blind, mut total) = (0, 0);
-        for svc in self.services.values() {
+        let (mut blind, mut total, mut named) = (0, 0, Vec::new());
+        for (key, svc) in &self.services {
             for t in &self.config.triggers {
                 total += 1;
-                if svc
-                    .triggers
-                    .get(&t.name)
-                    .is_none_or(|ts| !ts.data.is_clean())
-                {
+                let state = svc.triggers.get(&t.name).map(|ts| &ts.data);
+                if state.is_none_or(|d| !d.is_clean()) {
                     blind += 1;
+                    if named.len() < 3 {
+                        let why = state.map_or("not answered yet".to_string(), |d| match d {
+                            DataState::NoData(w) | DataState::Error(w) | DataState::Stale(w) => {
+                                format!("{}: {w}", d.label())
+                            }
+                            other => other.label().to_string(),
+                        });
+                        named.push(format!("{} on {key} ({why})", t.name));
+                    }
                 }
             }
         }
-        (blind > 0).then(|| format!("{blind} of {total} triggers have no clean data"))
+        let more = if blind > named.len() { ", …" } else { "" };
+        (blind > 0).then(|| {
+            format!(
+                "{blind} of {total} triggers have no clean data: {}{more}",
+                named.join("; ")
+            )
+        })
     }
 
     /// A journal record of now, as an effect for the runner to append.
