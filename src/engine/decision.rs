@@ -156,6 +156,10 @@ fn why_not_automatic(
     why
 }
 
+/// The most a regression that began before the deploy can score: under the 0.5 at
+/// which the docs call a suggestion likely to be right.
+pub const BEFORE_DEPLOY_CAP: f64 = 0.4;
+
 fn confidence(
     state: &State,
     key: &ServiceKey,
@@ -196,22 +200,16 @@ fn confidence(
         }
     };
     let window = state.config.policy.onset_window.as_secs_f64();
+    let before_deploy = super::gates::began_before(state, onset, deployed);
     let proximity = match (onset, deployed) {
+        _ if before_deploy => 0.0,
         (Some(o), Some(d)) => {
             let after = o.duration_since(d).as_secs_f64();
-            if after < -60.0 {
-                0.0
-            } else {
-                (1.0 - after.max(0.0) / window).clamp(0.0, 1.0)
-            }
+            (1.0 - after.max(0.0) / window).clamp(0.0, 1.0)
         }
         _ => 0.0,
     };
-    let neighbours_firing = state
-        .services
-        .iter()
-        .filter(|(k, s)| *k != key && s.decision.action != Action::None)
-        .count();
+    let neighbours_firing = state.firing.len() - usize::from(state.firing.contains(key));
     let isolation = if neighbours_firing == 0 { 1.0 } else { 0.5 };
     let risks = blast.iter().filter(|n| n.risk).count();
     let safety = (1.0 - 0.25 * risks as f64).max(0.0);
@@ -238,7 +236,7 @@ fn confidence(
             name: "isolation",
             value: isolation,
             weight: 0.15,
-            note: format!("{neighbours_firing} other services need attention"),
+            note: format!("{neighbours_firing} other services have a trigger firing now"),
         },
         Part {
             name: "blast radius",
@@ -247,7 +245,11 @@ fn confidence(
             note: format!("{risks} things a rollback would not revert"),
         },
     ];
-    let score = parts.iter().map(|p| p.value * p.weight).sum::<f64>();
+    let mut score = parts.iter().map(|p| p.value * p.weight).sum::<f64>();
+    // A regression older than the deploy is not the deploy's, however strong it is.
+    if before_deploy {
+        score = score.min(BEFORE_DEPLOY_CAP);
+    }
     Confidence {
         score: (score * 100.0).round() / 100.0,
         parts,

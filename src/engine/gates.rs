@@ -9,6 +9,7 @@ use super::blast;
 use super::lineage::{deployed_at, last_rollback};
 use super::model::decision::{ago, Firing, Gate};
 use super::rollout::{self, Revision};
+use super::signals::DataState;
 use super::state::{Service, ServiceKey, State};
 use crate::config::Severity;
 
@@ -46,6 +47,20 @@ pub const GATES: [fn(&Context) -> Gate; 7] = [
     target_exists,
 ];
 
+/// The regression began before the deploy by more than one poll step (the resolution
+/// of its onset): it is not the deploy's, and the confidence says so.
+pub fn began_before(state: &State, onset: Option<Timestamp>, deployed: Option<Timestamp>) -> bool {
+    let step = state
+        .config
+        .prometheus
+        .as_ref()
+        .map_or(15, |p| p.poll_interval.as_secs().max(1)) as i64;
+    match (onset, deployed) {
+        (Some(o), Some(d)) => d.duration_since(o).as_secs() > step,
+        _ => false,
+    }
+}
+
 /// Gate 1: the regression began within the onset window after the rollout started,
 /// and what runs is a deploy: rolling back a rollback is never automatic.
 fn onset_after_deploy(c: &Context) -> Gate {
@@ -72,17 +87,10 @@ fn onset_after_deploy(c: &Context) -> Gate {
     let (Some(onset), Some(deployed)) = (c.onset, c.deployed) else {
         return gate(false, "the onset or the deploy time is unknown".into());
     };
-    // The series is sampled every poll: an onset a poll or two early is the deploy's.
-    let slack = c
-        .state
-        .config
-        .prometheus
-        .as_ref()
-        .map_or(Duration::from_secs(30), |p| p.poll_interval * 2);
     let after = onset.duration_since(deployed).as_secs();
-    if after < -secs(slack) {
+    if began_before(c.state, Some(onset), Some(deployed)) {
         let why = format!(
-            "the regression began {} before revision {revision} rolled out",
+            "the regression began {} before revision {revision} rolled out: not the deploy's",
             ago(deployed, onset)
         );
         return gate(false, why);
@@ -184,7 +192,23 @@ fn in_the_deployed_service(c: &Context) -> Gate {
             )
         })
     });
-    match newer {
+    // A dependency already failing when this service deployed explains its errors
+    // better than the deploy does.
+    let failing_first = state.config.depends_on(&key.name).iter().find_map(|name| {
+        let other = state.services.get(&ServiceKey::new(&key.namespace, name))?;
+        other.triggers.iter().find_map(|(trigger, ts)| {
+            let since = ts.onset.filter(|at| *at <= deployed)?;
+            let failing = ts.alert.is_firing() || ts.data == DataState::Breach;
+            failing.then(|| {
+                format!(
+                    "{name}, which {} depends on, was already failing ({trigger} since {} before the deploy)",
+                    key.name,
+                    ago(deployed, since)
+                )
+            })
+        })
+    });
+    match newer.or(failing_first) {
         Some(evidence) => gate(false, evidence),
         None if related.is_empty() => gate(
             true,

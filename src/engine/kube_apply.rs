@@ -208,11 +208,13 @@ fn deployment(
     let key = ServiceKey::new(&at.ns, &at.name);
     if at.gone {
         state.services.remove(&key);
+        state.firing.remove(&key);
         return Vec::new();
     }
     if !state.watches(&at.ns, &at.name, d.metadata.labels.as_ref()) {
         // Its ReplicaSets may have arrived first and made an entry: drop it.
         state.services.remove(&key);
+        state.firing.remove(&key);
         return Vec::new();
     }
     let now = state.now;

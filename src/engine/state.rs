@@ -191,6 +191,8 @@ pub struct State {
     /// `blind()` as of the last tick: the console's header reads it, since scanning
     /// every trigger on every frame is work a frame should not do.
     pub blind_at_tick: Option<String>,
+    /// Services with a trigger firing now: the confidence's isolation counts them.
+    pub firing: std::collections::BTreeSet<ServiceKey>,
     /// When the cluster signals were last sampled.
     pub cluster_sampled_at: Option<Timestamp>,
     /// Which kinds have finished their first list, so decisions wait for a full picture.
@@ -220,6 +222,7 @@ impl State {
             actor: String::new(),
             blind_at_tick: None,
             cluster_sampled_at: None,
+            firing: Default::default(),
             journaled: VecDeque::new(),
             effect_errors: VecDeque::new(),
             read_only: None,

@@ -584,3 +584,74 @@ fn a_cluster_signal_is_not_evidence_while_the_watch_is_down() {
     assert!(!restarts.alert.is_firing());
     assert_ne!(decision(&state, "checkout").action, Action::AutoRollback);
 }
+
+#[test]
+fn a_regression_that_began_before_the_deploy_scores_low_and_is_not_automatic() {
+    for before in [30, 60, 300] {
+        let mut state = world("");
+        run(
+            &mut state,
+            "checkout",
+            "error-rate",
+            0.001,
+            0.25,
+            -before,
+            200,
+        );
+        let d = decision(&state, "checkout");
+        let score = d.confidence.as_ref().unwrap().score;
+        assert!(
+            score <= super::decision::BEFORE_DEPLOY_CAP,
+            "began {before}s before the deploy, scored {score}"
+        );
+        assert_ne!(d.action, Action::AutoRollback);
+        assert!(failed_gates(&state, "checkout").contains(&1));
+    }
+}
+
+#[test]
+fn a_dependency_failing_before_the_deploy_blocks_its_caller_from_automatic_rollback() {
+    // frontend depends on checkout; checkout has failed since before frontend deployed.
+    let mut state = world("");
+    deploy(
+        &mut state,
+        "frontend",
+        &["frontend:1", "frontend:2"],
+        100,
+        false,
+    );
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 400);
+    run(&mut state, "frontend", "error-rate", 0.001, 0.25, 130, 400);
+    let d = decision(&state, "frontend");
+    assert_ne!(d.action, Action::AutoRollback);
+    assert!(failed_gates(&state, "frontend").contains(&2));
+    assert!(
+        d.gates[1]
+            .evidence
+            .contains("checkout, which frontend depends on, was already failing"),
+        "{}",
+        d.gates[1].evidence
+    );
+}
+
+#[test]
+fn isolation_counts_the_services_firing_now() {
+    let mut state = world("");
+    deploy(
+        &mut state,
+        "payments",
+        &["payments:1", "payments:2"],
+        0,
+        false,
+    );
+    run(&mut state, "payments", "p99-latency", 0.1, 9.0, 30, 400);
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 400);
+    let isolation = |state: &State| {
+        let c = decision(state, "checkout").confidence.clone().unwrap();
+        let part = c.parts.into_iter().find(|p| p.name == "isolation").unwrap();
+        (part.value, part.note)
+    };
+    let (value, note) = isolation(&state);
+    assert_eq!(value, 0.5, "{note}");
+    assert!(note.starts_with("1 other"), "{note}");
+}

@@ -283,6 +283,14 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
             },
         ));
     }
+    let firing_now = state
+        .services
+        .get(&answer.service)
+        .is_some_and(|s| s.triggers.values().any(|t| t.alert.is_firing()));
+    match firing_now {
+        true => state.firing.insert(answer.service.clone()),
+        false => state.firing.remove(&answer.service),
+    };
     Some(answer.service)
 }
 
