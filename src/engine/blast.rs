@@ -152,6 +152,45 @@ pub fn migrations(state: &State, namespace: &str, deployed: Option<Timestamp>) -
         .collect()
 }
 
+fn listed(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Which of the references only the current template has were created for the
+/// deploy (within the onset window before it), in words.
+fn created_for_deploy(
+    state: &State,
+    key: &ServiceKey,
+    kind: &str,
+    names: &[String],
+    deployed: Option<Timestamp>,
+) -> String {
+    let (Some(deployed), true) = (deployed, matches!(kind, "ConfigMap" | "Secret")) else {
+        return String::new();
+    };
+    let window = state.config.policy.onset_window.as_secs() as i64;
+    let made: Vec<String> = names
+        .iter()
+        .filter_map(|name| {
+            let at = state
+                .config_objects
+                .get(&(key.namespace.clone(), kind, name.clone()))?
+                .changed_at?;
+            let before = deployed.duration_since(at).as_secs();
+            (before.abs() <= window)
+                .then(|| format!("{name} was created {} before the deploy", ago(deployed, at)))
+        })
+        .collect();
+    match made.is_empty() {
+        true => String::new(),
+        false => format!(" ({}; it stays in the cluster)", made.join(", ")),
+    }
+}
+
 pub fn notes(
     state: &State,
     key: &ServiceKey,
@@ -180,7 +219,23 @@ pub fn notes(
                 )
             };
             out.push(note(false, text));
+            for (kind, gone, back) in rollout::reference_changes(current, old) {
+                out.push(note(
+                    false,
+                    format!(
+                        "a rollback switches the {kind} reference back: {} → {}{}",
+                        listed(&gone),
+                        listed(&back),
+                        created_for_deploy(state, key, kind, &gone, deployed)
+                    ),
+                ));
+            }
         }
+        // The first revision of a service: nothing went wrong by deploying it.
+        _ if history.len() <= 1 => out.push(note(
+            false,
+            "the first revision: there is no earlier one to roll back to".into(),
+        )),
         _ => out.push(note(
             true,
             "no earlier revision is left in history: there is nothing to roll back to".into(),

@@ -230,10 +230,103 @@ pub fn diff(from: &PodTemplateSpec, to: &PodTemplateSpec) -> Vec<Change> {
     changes
 }
 
+/// What a pod template refers to by name, beyond itself: ConfigMaps, Secrets, the
+/// service account and volume claims, as (kind, name). A rollback switches these
+/// references back, but never the objects' contents.
+pub fn references(
+    template: &PodTemplateSpec,
+) -> std::collections::BTreeSet<(&'static str, String)> {
+    let t = serde_json::to_value(template).unwrap_or_default();
+    let spec = &t["spec"];
+    let mut out = std::collections::BTreeSet::new();
+    let mut add = |kind: &'static str, name: &serde_json::Value| {
+        if let Some(n) = name.as_str() {
+            out.insert((kind, n.to_string()));
+        }
+    };
+    let containers = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| spec[*k].as_array().into_iter().flatten());
+    for c in containers {
+        for from in c["envFrom"].as_array().into_iter().flatten() {
+            add("ConfigMap", &from["configMapRef"]["name"]);
+            add("Secret", &from["secretRef"]["name"]);
+        }
+        for env in c["env"].as_array().into_iter().flatten() {
+            add("ConfigMap", &env["valueFrom"]["configMapKeyRef"]["name"]);
+            add("Secret", &env["valueFrom"]["secretKeyRef"]["name"]);
+        }
+    }
+    for v in spec["volumes"].as_array().into_iter().flatten() {
+        add("ConfigMap", &v["configMap"]["name"]);
+        add("Secret", &v["secret"]["secretName"]);
+        add(
+            "PersistentVolumeClaim",
+            &v["persistentVolumeClaim"]["claimName"],
+        );
+        for source in v["projected"]["sources"].as_array().into_iter().flatten() {
+            add("ConfigMap", &source["configMap"]["name"]);
+            add("Secret", &source["secret"]["name"]);
+        }
+    }
+    add("ServiceAccount", &spec["serviceAccountName"]);
+    out
+}
+
+/// The references that differ between `current` and `target`, per kind, as
+/// "ConfigMap: cart-config-v2 → cart-config": what a rollback switches back.
+pub fn reference_changes(
+    current: &PodTemplateSpec,
+    target: &PodTemplateSpec,
+) -> Vec<(&'static str, Vec<String>, Vec<String>)> {
+    let (now, then) = (references(current), references(target));
+    let kinds: std::collections::BTreeSet<&'static str> =
+        now.iter().chain(then.iter()).map(|(k, _)| *k).collect();
+    kinds
+        .into_iter()
+        .filter_map(|kind| {
+            let names = |set: &std::collections::BTreeSet<(&'static str, String)>,
+                         other: &std::collections::BTreeSet<(&'static str, String)>|
+             -> Vec<String> {
+                set.iter()
+                    .filter(|(k, n)| *k == kind && !other.contains(&(kind, n.clone())))
+                    .map(|(_, n)| n.clone())
+                    .collect()
+            };
+            let (gone, back) = (names(&now, &then), names(&then, &now));
+            (!gone.is_empty() || !back.is_empty()).then_some((kind, gone, back))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn references_are_compared_by_kind() {
+        let template = |config: &str, secret: &str| -> PodTemplateSpec {
+            serde_json::from_value(json!({"spec": {"containers": [{"name": "c",
+                "envFrom": [{"configMapRef": {"name": config}}],
+                "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": secret, "key": "k"}}}]}],
+                "volumes": [{"name": "v", "configMap": {"name": "shared"}}]}}))
+            .unwrap()
+        };
+        let changes = reference_changes(
+            &template("cart-config-v2", "s"),
+            &template("cart-config", "s"),
+        );
+        assert_eq!(
+            changes,
+            [(
+                "ConfigMap",
+                vec!["cart-config-v2".to_string()],
+                vec!["cart-config".to_string()]
+            )]
+        );
+        assert!(references(&template("a", "s")).contains(&("ConfigMap", "shared".to_string())));
+    }
 
     fn deployment(v: serde_json::Value) -> Deployment {
         serde_json::from_value(v).unwrap()
