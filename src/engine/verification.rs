@@ -374,14 +374,19 @@ fn line(w: &Wait) -> String {
     format!("{toward} {:.4}", w.recover_at)
 }
 
+/// "0.0100 < 0.05, recovered": the value against the threshold first, so a passing
+/// check never reads like a breach; then the line and hold it passed.
 fn recovered(w: &Wait, hold: Duration) -> String {
+    let toward = match w.comparison {
+        Comparison::Above | Comparison::AtLeast => "<",
+        Comparison::Below | Comparison::AtMost => ">",
+    };
     format!(
-        "{:.4} {} for {}, recovered (threshold {} {}{})",
+        "{:.4} {toward} {}, recovered: past {:.4} for {}{}",
         w.value.unwrap_or(f64::NAN),
-        line(w),
-        humantime::format_duration(hold),
-        w.comparison.symbol(),
         w.threshold,
+        w.recover_at,
+        humantime::format_duration(hold),
         w.baseline
             .map_or(String::new(), |b| format!(", baseline {b:.4}"))
     )
