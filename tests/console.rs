@@ -190,3 +190,30 @@ fn the_demo_rolls_back_from_the_keyboard_and_restores_the_terminal() {
         "the console's screen is gone: {screen}"
     );
 }
+
+#[test]
+fn the_console_leaves_when_its_terminal_is_killed_as_an_ssh_drop_would() {
+    if !have("tmux") || !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("backout-hangup-{}", std::process::id());
+    let tmux = Tmux::start(&name, 100, 30);
+    let bin = env!("CARGO_BIN_EXE_backout");
+    let journal = dir.path().join("journal.jsonl");
+    tmux.keys(&[
+        &format!(
+            "BACKOUT_JOURNAL={} {bin} demo --write-config {}",
+            journal.display(),
+            dir.path().display()
+        ),
+        "Enter",
+    ]);
+    tmux.wait_for("error-rate firing", Duration::from_secs(60));
+    // With the dialog open, as an engineer deciding would have it.
+    tmux.keys(&["r"]);
+    tmux.wait_for("Roll back shop/checkout?", Duration::from_secs(5));
+    drop(tmux);
+    // The process is gone on its own: no SIGKILL, no spinning orphan.
+    gone(&format!("demo --write-config {}", dir.path().display()));
+}

@@ -3,23 +3,21 @@
 //! synchronized output so frames do not tear over SSH or tmux.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ratatui::crossterm::event::{self, Event, KeyEvent, KeyEventKind};
 use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdate};
 use tokio::sync::mpsc;
 
 use super::core::Core;
 use super::session::{Flow, Session};
+use super::tty::Input;
 use crate::ui::state::UiState;
 
-enum Input {
-    Key(KeyEvent),
-    Resize,
-}
-
 /// Restores the terminal however the console ends: return, error or unwinding panic.
+/// On a terminal that is gone the writes fail, and that is fine.
 struct Restore;
 
 impl Drop for Restore {
@@ -28,19 +26,16 @@ impl Drop for Restore {
     }
 }
 
-/// Stops the key reader and waits for it, before the terminal is restored: a reader
-/// still inside `poll` would take the first keys typed into the shell.
-struct StopOnDrop(
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-    Option<std::thread::JoinHandle<()>>,
-);
+/// Tells the key reader to stop. It is never joined: on a vanished terminal a join
+/// could wait for ever, and the thread ends with the process anyway.
+struct StopOnDrop(Arc<AtomicBool>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(reader) = self.1.take() {
-            let _ = reader.join();
-        }
+        self.0.store(true, Ordering::Relaxed);
+        // Long enough for a reader inside its 50 ms poll to see the flag, so it does
+        // not take the first keys typed into the shell.
+        std::thread::sleep(Duration::from_millis(60));
     }
 }
 
@@ -52,29 +47,10 @@ pub async fn run(core: Core, ui: UiState) -> anyhow::Result<()> {
     let mut terminal = ratatui::init();
     let _restore = Restore;
     let (inputs, mut input_rx) = mpsc::unbounded_channel::<Input>();
-    // The reader polls so that it stops with the console: a thread left blocked in
-    // read() would swallow what the engineer types into the shell afterwards.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let reader = std::thread::spawn(move || {
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            if !event::poll(Duration::from_millis(50)).unwrap_or(false) {
-                continue;
-            }
-            let sent = match event::read() {
-                // Key presses only: releases and repeats would act twice on some terminals.
-                Ok(Event::Key(k)) if k.kind == KeyEventKind::Press => inputs.send(Input::Key(k)),
-                Ok(Event::Resize(..)) => inputs.send(Input::Resize),
-                Ok(_) => Ok(()),
-                Err(_) => return,
-            };
-            if sent.is_err() {
-                return;
-            }
-        }
-    });
+    let stop = Arc::new(AtomicBool::new(false));
+    super::tty::spawn_reader(stop.clone(), inputs);
     // Declared after `_restore`, so dropped before it.
-    let _stop_reader = StopOnDrop(flag, Some(reader));
+    let _stop_reader = StopOnDrop(stop);
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -82,11 +58,10 @@ pub async fn run(core: Core, ui: UiState) -> anyhow::Result<()> {
     let mut last_draw = Instant::now() - FRAME;
     let why = loop {
         if dirty && last_draw.elapsed() >= FRAME {
-            let mut out = std::io::stdout();
-            execute!(out, BeginSynchronizedUpdate)?;
-            terminal.draw(|f| crate::ui::render(&session.core.state, &session.ui, f))?;
-            execute!(out, EndSynchronizedUpdate)?;
-            out.flush()?;
+            // A frame that cannot be written means the terminal is gone.
+            if let Err(e) = draw(&mut terminal, &session) {
+                break format!("terminal lost (write failed: {e})");
+            }
             dirty = false;
             last_draw = Instant::now();
         }
@@ -100,7 +75,11 @@ pub async fn run(core: Core, ui: UiState) -> anyhow::Result<()> {
             }
             Some(input) = input_rx.recv() => {
                 dirty = true;
-                let Input::Key(key) = input else { continue };
+                let key = match input {
+                    Input::Key(key) => key,
+                    Input::Resize => continue,
+                    Input::Hangup(why) => break format!("terminal lost ({why})"),
+                };
                 if session.key(key).await? == Flow::Quit {
                     break format!("{} quit the console", session.core.actor);
                 }
@@ -111,7 +90,16 @@ pub async fn run(core: Core, ui: UiState) -> anyhow::Result<()> {
         }
     };
     // What was under way is journaled as abandoned, and the Leases given back,
-    // before the process goes; the patch already sent stands.
-    session.close(&why).await;
+    // before the process goes; the patch already sent stands. Bounded: the process
+    // leaves within two seconds of losing its terminal.
+    let _ = tokio::time::timeout(Duration::from_secs(2), session.close(&why)).await;
     Ok(())
+}
+
+fn draw(terminal: &mut ratatui::DefaultTerminal, session: &Session) -> std::io::Result<()> {
+    let mut out = std::io::stdout();
+    execute!(out, BeginSynchronizedUpdate)?;
+    terminal.draw(|f| crate::ui::render(&session.core.state, &session.ui, f))?;
+    execute!(out, EndSynchronizedUpdate)?;
+    out.flush()
 }

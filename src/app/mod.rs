@@ -4,3 +4,4 @@
 pub mod console;
 pub mod core;
 pub mod session;
+mod tty;

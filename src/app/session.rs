@@ -47,7 +47,10 @@ impl Session {
             let why = why.to_string();
             self.core.apply(Msg::Abandon { service, why }).await;
         }
-        self.core.shutdown(std::time::Duration::from_secs(2)).await;
+        // Within the console's two seconds to leave a lost terminal.
+        self.core
+            .shutdown(std::time::Duration::from_millis(1500))
+            .await;
     }
 
     pub async fn key(&mut self, key: KeyEvent) -> anyhow::Result<Flow> {
