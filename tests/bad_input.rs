@@ -205,3 +205,23 @@ async fn a_malformed_prometheus_answer_is_an_error() {
     let mut core = core(&c, config, None).await;
     expect_trigger(&mut core, "error", "malformed answer from Prometheus").await;
 }
+
+#[test]
+fn a_huge_duration_flag_is_refused_with_the_limit_not_a_panic() {
+    for args in [
+        ["gate", "web", "--observe", "999999999999s"],
+        ["status", "--wait", "999999999999s", "--json"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_backout"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("longer than the longest backout accepts"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

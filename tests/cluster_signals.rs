@@ -116,3 +116,39 @@ async fn a_failing_deploy_with_nothing_to_roll_back_to_is_undecided_not_accepted
     assert_eq!(code, Some(2), "{report}");
     assert!(report.contains("nothing to roll back to"), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_deleted_during_the_gate_is_undecided_not_a_panic() {
+    use tokio::io::AsyncBufReadExt;
+    let Some(c) = cluster("deployments = [\"web\"]").await else {
+        return;
+    };
+    let config = c.dir().join("blind.toml");
+    let mut gate = tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
+        .args(["gate", "web", "--observe", "60s", "--config"])
+        .arg(&config)
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .env("BACKOUT_JOURNAL", c.journal_path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(gate.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Deleted once the gate is watching, not before it has found the Deployment.
+    while let Some(line) = lines.next_line().await.unwrap() {
+        let observing = line.starts_with("observing the triggers");
+        seen.push(line);
+        if observing {
+            break;
+        }
+    }
+    c.kubectl_ok(&["delete", "deploy/web"]).await;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push(line);
+    }
+    let status = gate.wait().await.unwrap();
+    let stdout = seen.join("\n");
+    assert_eq!(status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("was deleted"), "{stdout}");
+}

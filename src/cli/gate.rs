@@ -24,7 +24,7 @@ pub struct GateArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// How long to watch the triggers once the rollout is complete.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = super::bounded_duration)]
     pub observe: Duration,
     /// Roll back when any trigger fires, not only on an auto_rollback decision.
     #[arg(long)]
@@ -33,7 +33,7 @@ pub struct GateArgs {
     #[arg(long)]
     pub json: bool,
     /// How long to wait for the rollout; else the policy's rollout_deadline.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = super::bounded_duration)]
     pub rollout_deadline: Option<Duration>,
 }
 
@@ -152,15 +152,22 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
     // A rollback ordered near the end of the window still runs to its end.
     if seen.acted_on.is_some() {
         let ended = |core: &Core| {
-            core.state.services[&key]
-                .rollback
-                .as_ref()
-                .is_some_and(|r| r.ended.is_some())
+            core.state
+                .services
+                .get(&key)
+                .is_none_or(|s| s.rollback.as_ref().is_some_and(|r| r.ended.is_some()))
         };
         let window = run.core.state.config.policy.verification_window + rollout_deadline;
         run.run_for(window + Duration::from_secs(30), ended).await;
     }
-    let report = report(&run.core.state.services[&key], &key, rollout, seen);
+    let report = match run.core.state.services.get(&key) {
+        Some(svc) => report(svc, &key, rollout, seen),
+        None => {
+            let why =
+                format!("cannot decide: deployment {key} was deleted while the gate watched it");
+            undecided(&args, why)
+        }
+    };
     // The journal's last records land before the process goes.
     run.core.shutdown(Duration::from_secs(5)).await;
     finish(report, args.json)
@@ -205,10 +212,12 @@ async fn await_rollout(run: &mut Run, deadline: Duration) -> String {
         })
     };
     run.run_for(deadline, complete).await;
-    let rollout = run.core.state.services[&key]
-        .decision
-        .rollout
-        .as_ref()
+    let rollout = run
+        .core
+        .state
+        .services
+        .get(&key)
+        .and_then(|s| s.decision.rollout.as_ref())
         .map_or("unknown".to_string(), |r| r.message().to_string());
     run.say(format!("rollout: {rollout}"));
     rollout
@@ -242,7 +251,10 @@ async fn observe(run: &mut Run, args: &GateArgs) -> Observed {
     let deadline = started + args.observe;
     while tokio::time::Instant::now() < deadline {
         let _ = tokio::time::timeout_at(deadline, run.core.step()).await;
-        let svc = &run.core.state.services[&key];
+        // Deleted while watched: the report says so.
+        let Some(svc) = run.core.state.services.get(&key) else {
+            break;
+        };
         // The incident closes once the signal recovers; the report still needs its id.
         if svc.incident.is_some() {
             seen.incident.clone_from(&svc.incident);

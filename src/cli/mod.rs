@@ -181,3 +181,20 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// The longest any duration flag may be: long enough for any watch, short enough that
+/// adding it to a clock never overflows.
+pub const LONGEST: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// A duration flag (`5m`, `90s`), at most [`LONGEST`].
+pub fn bounded_duration(raw: &str) -> Result<std::time::Duration, String> {
+    let d =
+        humantime::parse_duration(raw).map_err(|e| format!("{e}; write it like 90s, 5m or 2h"))?;
+    if d > LONGEST {
+        return Err(format!(
+            "{raw} is longer than the longest backout accepts ({})",
+            humantime::format_duration(LONGEST)
+        ));
+    }
+    Ok(d)
+}

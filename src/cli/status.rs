@@ -20,7 +20,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
     /// How long to wait for the cluster to be listed and every trigger answered.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = super::bounded_duration)]
     pub wait: Duration,
 }
 

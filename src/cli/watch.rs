@@ -31,7 +31,7 @@ pub struct WatchArgs {
     pub log_format: LogFormat,
     /// On SIGTERM, how long a rollback under way may take to finish; keep it under the
     /// pod's terminationGracePeriodSeconds.
-    #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "25s", value_parser = super::bounded_duration)]
     pub grace: Duration,
 }
 

@@ -38,6 +38,7 @@ pub(super) fn kube(state: &mut State, change: KubeChange) -> Vec<ServiceKey> {
         } => {
             let first_sync = !state.synced.contains(&kind);
             forget_kind(state, kind, &namespace);
+            forget_missing(state, kind, &namespace, &objects);
             let mut touched = BTreeSet::new();
             for obj in objects {
                 if first_sync {
@@ -58,6 +59,44 @@ pub(super) fn kube(state: &mut State, change: KubeChange) -> Vec<ServiceKey> {
             );
             touched.into_iter().collect()
         }
+    }
+}
+
+/// Deployments, ConfigMaps and Secrets deleted while the watch was away: a relist
+/// that no longer lists them forgets them (the others are replaced wholesale).
+fn forget_missing(state: &mut State, kind: KubeKind, namespace: &str, objects: &[KubeObject]) {
+    let listed: BTreeSet<String> = objects
+        .iter()
+        .filter_map(|o| match o {
+            KubeObject::Deployment(d) => d.metadata.name.clone(),
+            KubeObject::ConfigMap(m) | KubeObject::Secret(m) => m.name.clone(),
+            _ => None,
+        })
+        .collect();
+    match kind {
+        KubeKind::Deployment => {
+            let gone: Vec<ServiceKey> = state
+                .services
+                .keys()
+                .filter(|k| k.namespace == namespace && !listed.contains(&k.name))
+                .cloned()
+                .collect();
+            for key in gone {
+                state.services.remove(&key);
+                state.firing.remove(&key);
+            }
+        }
+        KubeKind::ConfigMap | KubeKind::Secret => {
+            let label = if kind == KubeKind::ConfigMap {
+                "ConfigMap"
+            } else {
+                "Secret"
+            };
+            state
+                .config_objects
+                .retain(|(ns, l, name), _| ns != namespace || *l != label || listed.contains(name));
+        }
+        _ => {}
     }
 }
 

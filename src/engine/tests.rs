@@ -655,3 +655,21 @@ fn isolation_counts_the_services_firing_now() {
     assert_eq!(value, 0.5, "{note}");
     assert!(note.starts_with("1 other"), "{note}");
 }
+
+#[test]
+fn a_relist_forgets_a_deployment_deleted_while_the_watch_was_away() {
+    let mut state = world("");
+    deploy(&mut state, "payments", &["payments:1"], 0, false);
+    let still = json!({"metadata": {"name": "payments", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "payments"}}, "template": template("payments", "payments:1")}});
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Relisted {
+            kind: super::model::keys::KubeKind::Deployment,
+            namespace: "shop".into(),
+            objects: vec![KubeObject::Deployment(obj(still))],
+        }),
+    );
+    let names: Vec<&str> = state.services.keys().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["payments"], "checkout was deleted meanwhile");
+}
