@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod redact;
 pub mod sources;
 pub mod ui;
 

@@ -198,7 +198,7 @@ async fn status_is_a_query_and_pages_nobody_even_when_a_trigger_fires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_exits_2_with_a_dead_prometheus_and_names_what_is_blind() {
+async fn status_exits_2_with_a_dead_prometheus_names_what_is_blind_and_hides_its_password() {
     let Some(c) = cluster().await else { return };
     let written = std::fs::read_to_string(c.dir().join("backout.toml")).unwrap();
     let url = written
@@ -208,7 +208,7 @@ async fn status_exits_2_with_a_dead_prometheus_and_names_what_is_blind() {
         .to_string();
     std::fs::write(
         c.dir().join("backout.toml"),
-        written.replace(&url, "\"https://127.0.0.1:9\""),
+        written.replace(&url, "\"https://alice:hunter2@127.0.0.1:9/?token=s3cret\""),
     )
     .unwrap();
     let out = status_with(&c, "", vec![]).await;
@@ -218,4 +218,7 @@ async fn status_exits_2_with_a_dead_prometheus_and_names_what_is_blind() {
         stderr.contains("BLIND") && stderr.contains("error-rate on shop/web (error"),
         "{stderr}"
     );
+    // The credentials in the URL are never shown.
+    let all = format!("{stderr}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!all.contains("hunter2") && !all.contains("s3cret"), "{all}");
 }

@@ -163,7 +163,7 @@ async fn probe(ctx: Context, service: ServiceKey, names: Vec<String>, tx: mpsc::
             passed: got == Some(h.status),
             detail: format!(
                 "{} answered {}; expected {}",
-                h.url,
+                crate::redact::url(&h.url),
                 got.map_or("nothing".into(), |s| s.to_string()),
                 h.status
             ),

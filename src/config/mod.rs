@@ -263,7 +263,7 @@ impl Config {
             if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
                 return Err(format!(
                     "[prometheus] url {:?} must start with http:// or https://",
-                    p.url
+                    crate::redact::url(&p.url)
                 ));
             }
             if p.poll_interval.is_zero() {

@@ -29,6 +29,8 @@ pub enum SetupError {
 pub struct Prometheus {
     http: reqwest::Client,
     base: String,
+    /// `base` as it may be printed: no credentials, no query values.
+    shown: String,
     auth: Option<Auth>,
 }
 
@@ -97,6 +99,7 @@ impl Prometheus {
         Ok(Prometheus {
             http,
             base: cfg.url.trim_end_matches('/').to_string(),
+            shown: crate::redact::url(cfg.url.trim_end_matches('/')),
             auth,
         })
     }
@@ -110,12 +113,12 @@ impl Prometheus {
         };
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
-                format!("Prometheus at {} did not answer in time", self.base)
+                format!("Prometheus at {} did not answer in time", self.shown)
             } else {
                 format!(
                     "cannot reach Prometheus at {}: {}",
-                    self.base,
-                    root_cause(&e)
+                    self.shown,
+                    crate::redact::url(&root_cause(&e))
                 )
             }
         })?;
