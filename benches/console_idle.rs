@@ -3,7 +3,7 @@
 //! within one run. Run with `cargo bench --bench console_idle` (needs tmux).
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(30);
 const WARM_UP: Duration = Duration::from_secs(10);
@@ -50,8 +50,27 @@ fn pid_of(pattern: &str) -> u32 {
     panic!("no process matches {pattern:?}");
 }
 
-/// Runs `args` in a detached 160x48 tmux session and measures it after the warm-up.
-fn measure(session: &str, args: &str) -> (f64, u64, u64) {
+/// After the terminal went: how long the process took to leave, and the CPU it used
+/// meanwhile (ms); `None` if it was still there after 10 s.
+fn hangup_to_exit(pid: u32, cpu_before: u64, killed: Instant) -> Option<(f64, f64)> {
+    let mut last = cpu_before;
+    while killed.elapsed() < Duration::from_secs(10) {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) if !stat.contains(") Z ") => last = sample(pid).0,
+            _ => {
+                let ms = killed.elapsed().as_secs_f64() * 1000.0;
+                let cpu = (last - cpu_before) as f64 / ticks_per_second() * 1000.0;
+                return Some((ms, cpu));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// Runs `args` in a detached 160x48 tmux session, measures it after the warm-up, then
+/// kills the session as an SSH drop would and measures the way out.
+fn measure(session: &str, args: &str) -> (f64, u64, u64, Option<(f64, f64)>) {
     let bin = env!("CARGO_BIN_EXE_backout");
     let cmd = format!("{bin} {args}");
     let ok = Command::new("tmux")
@@ -74,11 +93,13 @@ fn measure(session: &str, args: &str) -> (f64, u64, u64) {
     let (before, _, _) = sample(pid);
     std::thread::sleep(WINDOW);
     let (after, rss, peak) = sample(pid);
+    let killed = Instant::now();
     let _ = Command::new("tmux")
         .args(["kill-session", "-t", session])
         .status();
+    let exit = hangup_to_exit(pid, after, killed);
     let cpu = (after - before) as f64 / ticks_per_second() / WINDOW.as_secs_f64() * 100.0;
-    (cpu, rss, peak)
+    (cpu, rss, peak, exit)
 }
 
 fn main() {
@@ -86,8 +107,8 @@ fn main() {
         eprintln!("console_idle needs tmux");
         std::process::exit(1);
     }
-    let (demo_cpu, demo_rss, demo_peak) = measure("bench-demo", "demo");
-    let (sim_cpu, sim_rss, _) = measure("bench-sim", "sim --scenario bad-deploy");
+    let (demo_cpu, demo_rss, demo_peak, exit) = measure("bench-demo", "demo");
+    let (sim_cpu, sim_rss, _, _) = measure("bench-sim", "sim --scenario bad-deploy");
     println!(
         "backout demo, idle {}s: {demo_cpu:.2}% of one core, RSS {:.1} MiB (peak {:.1} MiB)",
         WINDOW.as_secs(),
@@ -103,4 +124,10 @@ fn main() {
         demo_cpu - sim_cpu,
         demo_rss.saturating_sub(sim_rss) as f64 / 1024.0
     );
+    match exit {
+        Some((ms, cpu)) => println!(
+            "terminal killed (tmux kill-session) → process gone: {ms:.0} ms, {cpu:.0} ms of CPU"
+        ),
+        None => println!("terminal killed → the process was still running after 10 s"),
+    }
 }
