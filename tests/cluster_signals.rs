@@ -123,7 +123,8 @@ async fn a_deployment_deleted_during_the_gate_is_undecided_not_a_panic() {
     let Some(c) = cluster("deployments = [\"web\"]").await else {
         return;
     };
-    let config = c.dir().join("blind.toml");
+    // The simulator's own Prometheus: blindness must not end the gate first.
+    let config = c.dir().join("backout.toml");
     let mut gate = tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
         .args(["gate", "web", "--observe", "60s", "--config"])
         .arg(&config)

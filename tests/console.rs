@@ -90,6 +90,21 @@ fn gone(pattern: &str) {
     }
 }
 
+/// `backout demo` in a new 100x30 tmux session, its journal and config in `dir`.
+fn demo_in_tmux(name: &str, dir: &std::path::Path) -> Tmux {
+    let tmux = Tmux::start(&format!("{name}-{}", std::process::id()), 100, 30);
+    let bin = env!("CARGO_BIN_EXE_backout");
+    tmux.keys(&[
+        &format!(
+            "BACKOUT_JOURNAL={} {bin} demo --write-config {}",
+            dir.join("journal.jsonl").display(),
+            dir.display()
+        ),
+        "Enter",
+    ]);
+    tmux
+}
+
 fn revision(dir: &std::path::Path) -> String {
     let out = Command::new("kubectl")
         .env("KUBECONFIG", dir.join("kubeconfig"))
@@ -114,18 +129,11 @@ fn the_demo_rolls_back_from_the_keyboard_and_restores_the_terminal() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let name = format!("backout-e2e-{}", std::process::id());
-    let tmux = Tmux::start(&name, 100, 30);
-    let bin = env!("CARGO_BIN_EXE_backout");
-    let journal = dir.path().join("journal.jsonl");
-    tmux.keys(&[
-        &format!(
-            "BACKOUT_JOURNAL={} {bin} demo --write-config {}",
-            journal.display(),
-            dir.path().display()
-        ),
-        "Enter",
-    ]);
+    let tmux = demo_in_tmux("backout-e2e", dir.path());
+    let (bin, journal) = (
+        env!("CARGO_BIN_EXE_backout"),
+        dir.path().join("journal.jsonl"),
+    );
     tmux.wait_for("backout demo", Duration::from_secs(20));
     let screen = tmux.wait_for("error-rate firing", Duration::from_secs(60));
     assert!(screen.contains("checkout"), "{screen}");
@@ -197,18 +205,7 @@ fn the_console_leaves_when_its_terminal_is_killed_as_an_ssh_drop_would() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let name = format!("backout-hangup-{}", std::process::id());
-    let tmux = Tmux::start(&name, 100, 30);
-    let bin = env!("CARGO_BIN_EXE_backout");
-    let journal = dir.path().join("journal.jsonl");
-    tmux.keys(&[
-        &format!(
-            "BACKOUT_JOURNAL={} {bin} demo --write-config {}",
-            journal.display(),
-            dir.path().display()
-        ),
-        "Enter",
-    ]);
+    let tmux = demo_in_tmux("backout-hangup", dir.path());
     tmux.wait_for("error-rate firing", Duration::from_secs(60));
     // With the dialog open, as an engineer deciding would have it.
     tmux.keys(&["r"]);

@@ -147,7 +147,18 @@ async fn roll_back(core: &mut Core, args: &RollbackArgs) -> anyhow::Result<ExitC
     }
     let plan = match dry_run(core, &key, to_revision, args.to.clone()).await {
         Ok(plan) => plan,
-        Err(code) => return Ok(code),
+        // The dry run lost a race to someone else's rollback (it already runs the
+        // target): once the engine sees that rollback, follow it like the console.
+        Err((_, why))
+            if args.to_revision.is_none() && someone_else_rolled_back(core, &key).await =>
+        {
+            println!("someone else rolled {key} back meanwhile ({why}); following that rollback");
+            return follow(core, &key, args.no_verify).await;
+        }
+        Err((code, why)) => {
+            eprintln!("error: {why}");
+            return Ok(code);
+        }
     };
     if plan.already_there {
         println!("deployment.apps/{} skipped rollback (current template already matches revision {}); nothing changed", key.name, plan.to_revision);
@@ -186,6 +197,18 @@ async fn roll_back(core: &mut Core, args: &RollbackArgs) -> anyhow::Result<ExitC
     follow(core, &key, args.no_verify).await
 }
 
+/// Whether a rollback of `key` by someone else shows in the cluster within a few
+/// seconds: what a dry run that lost a race saw.
+async fn someone_else_rolled_back(core: &mut Core, key: &ServiceKey) -> bool {
+    let theirs = |s: &State| {
+        s.services
+            .get(key)
+            .and_then(|s| s.rollback.as_ref())
+            .is_some_and(|p| !p.ours && p.committed)
+    };
+    core.run_until(Duration::from_secs(5), theirs).await
+}
+
 /// How long the CLI waits for the cluster's list and the dry run.
 fn settle(core: &Core) -> Duration {
     core.state
@@ -196,13 +219,13 @@ fn settle(core: &Core) -> Duration {
 }
 
 /// The API server's dry run of the rollback, as the console's dialog asks for it; on
-/// failure, the exit code after saying why.
+/// failure, the exit code and why.
 async fn dry_run(
     core: &mut Core,
     key: &ServiceKey,
     to_revision: Option<u64>,
     switch_to: Option<String>,
-) -> Result<Preview, ExitCode> {
+) -> Result<Preview, (ExitCode, String)> {
     let settle = settle(core);
     core.apply(Msg::PreviewRequested {
         service: key.clone(),
@@ -223,17 +246,14 @@ async fn dry_run(
         .and_then(|p| p.result.clone())
     {
         Some(Ok(plan)) => Ok(plan),
-        Some(Err(e)) => {
-            eprintln!("error: {e}");
-            Err(ExitCode::FAILURE)
-        }
-        None => {
-            eprintln!(
-                "error: the API server did not answer the dry run within {}s",
+        Some(Err(e)) => Err((ExitCode::FAILURE, e)),
+        None => Err((
+            ExitCode::from(2),
+            format!(
+                "the API server did not answer the dry run within {}s",
                 settle.as_secs()
-            );
-            Err(ExitCode::from(2))
-        }
+            ),
+        )),
     }
 }
 

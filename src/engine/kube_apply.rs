@@ -82,8 +82,7 @@ fn forget_missing(state: &mut State, kind: KubeKind, namespace: &str, objects: &
                 .cloned()
                 .collect();
             for key in gone {
-                state.services.remove(&key);
-                state.firing.remove(&key);
+                state.forget(&key);
             }
         }
         KubeKind::ConfigMap | KubeKind::Secret => {
@@ -246,14 +245,12 @@ fn deployment(
 ) -> Vec<ServiceKey> {
     let key = ServiceKey::new(&at.ns, &at.name);
     if at.gone {
-        state.services.remove(&key);
-        state.firing.remove(&key);
+        state.forget(&key);
         return Vec::new();
     }
     if !state.watches(&at.ns, &at.name, d.metadata.labels.as_ref()) {
         // Its ReplicaSets may have arrived first and made an entry: drop it.
-        state.services.remove(&key);
-        state.firing.remove(&key);
+        state.forget(&key);
         return Vec::new();
     }
     let now = state.now;

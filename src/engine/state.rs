@@ -268,6 +268,12 @@ impl State {
         })
     }
 
+    /// The Deployment is gone or not watched: forget the service everywhere.
+    pub fn forget(&mut self, key: &ServiceKey) {
+        self.services.remove(key);
+        self.firing.remove(key);
+    }
+
     /// A journal record of now, as an effect for the runner to append.
     pub fn journal(&self, incident: Option<String>, service: &str, entry: Entry) -> Effect {
         Effect::Journal(Record {
