@@ -280,6 +280,11 @@ fn replicaset(
     } else {
         state.rs_owner.insert(place, deployment);
     }
+    // A ReplicaSet garbage-collected after its Deployment went must not bring the
+    // service back.
+    if at.gone && !state.services.contains_key(&key) {
+        return Vec::new();
+    }
     let svc = state.services.entry(key.clone()).or_default();
     if at.gone {
         svc.replicasets.remove(&at.name);

@@ -673,3 +673,25 @@ fn a_relist_forgets_a_deployment_deleted_while_the_watch_was_away() {
     let names: Vec<&str> = state.services.keys().map(|k| k.name.as_str()).collect();
     assert_eq!(names, ["payments"], "checkout was deleted meanwhile");
 }
+
+#[test]
+fn a_replicaset_collected_after_its_deployment_went_does_not_bring_it_back() {
+    let mut state = world("");
+    let gone = json!({"metadata": {"name": "checkout", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "checkout"}}, "template": template("checkout", "checkout:2")}});
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Deleted(KubeObject::Deployment(obj(gone)))),
+    );
+    let rs = json!({"metadata": {"name": "checkout-1", "namespace": "shop",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout", "uid": "u", "controller": true}]}});
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Deleted(KubeObject::ReplicaSet(obj(rs)))),
+    );
+    assert!(
+        state.services.is_empty(),
+        "{:?}",
+        state.services.keys().collect::<Vec<_>>()
+    );
+}
