@@ -28,11 +28,16 @@ pub fn default_path() -> PathBuf {
 }
 
 impl Journal {
+    /// Opens for appending, private to this user. A torn last line (a process killed
+    /// mid-write) is ended first, so the next record starts a line of its own instead
+    /// of being lost inside the fragment.
     pub fn open(path: &Path) -> std::io::Result<Journal> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+        let mut file = private_file(path)?;
+        let torn = last_byte(path)?.is_some_and(|c| c != b'\n');
+        if torn {
+            file.write_all(b"\n")?;
+            file.sync_data()?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Journal {
             file,
             path: path.to_path_buf(),
@@ -50,6 +55,36 @@ impl Journal {
         self.file.write_all(&line)?;
         self.file.sync_data()
     }
+}
+
+/// The file's last byte, read without reading the rest.
+fn last_byte(path: &Path) -> std::io::Result<Option<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    if f.metadata()?.len() == 0 {
+        return Ok(None);
+    }
+    f.seek(SeekFrom::End(-1))?;
+    let mut byte = [0u8];
+    f.read_exact(&mut byte)?;
+    Ok(Some(byte[0]))
+}
+
+/// `path` opened for appending, created 0600 in a directory created 0700: the journal
+/// and the console log name people, services and incidents.
+pub fn private_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Every record in a journal file; unreadable lines are reported, not skipped silently.
@@ -96,8 +131,18 @@ mod tests {
             .write_all(b"{\"at\":")
             .unwrap();
         let (records, bad) = read(&path).unwrap();
-        assert_eq!(records, [record]);
+        assert_eq!(records, std::slice::from_ref(&record));
         assert_eq!(bad.len(), 1);
+        // The next process to append repairs the tail: its record is not lost.
+        drop(j);
+        Journal::open(&path).unwrap().append(&record).unwrap();
+        let (records, bad) = read(&path).unwrap();
+        assert_eq!(records, [record.clone(), record]);
+        assert_eq!(bad.len(), 1, "only the fragment is unreadable");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
         assert!(bad[0].contains("line 2"));
     }
 }

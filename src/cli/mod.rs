@@ -127,13 +127,7 @@ fn init_logs(command: &Option<Command>) {
 /// The console draws the whole terminal: its logs go to console.log beside the journal.
 fn console_logs(filter: tracing_subscriber::EnvFilter) {
     let path = crate::actions::journal::default_path().with_file_name("console.log");
-    let file = path.parent().map(std::fs::create_dir_all).and_then(|_| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .ok()
-    });
+    let file = crate::actions::journal::private_file(&path).ok();
     let writer = std::sync::Mutex::new(match file {
         Some(f) => Box::new(f) as Box<dyn std::io::Write + Send>,
         None => Box::new(std::io::sink()),
