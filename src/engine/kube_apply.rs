@@ -86,16 +86,21 @@ fn forget_missing(state: &mut State, kind: KubeKind, namespace: &str, objects: &
             }
         }
         KubeKind::ConfigMap | KubeKind::Secret => {
-            let label = if kind == KubeKind::ConfigMap {
-                "ConfigMap"
-            } else {
-                "Secret"
-            };
+            let label = config_label(kind);
             state
                 .config_objects
                 .retain(|(ns, l, name), _| ns != namespace || *l != label || listed.contains(name));
         }
         _ => {}
+    }
+}
+
+/// The journal's and `config_objects`' name for a ConfigMap or Secret kind.
+fn config_label(kind: KubeKind) -> &'static str {
+    if kind == KubeKind::ConfigMap {
+        "ConfigMap"
+    } else {
+        "Secret"
     }
 }
 
@@ -128,11 +133,7 @@ fn remember_config(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     seen_live: bool,
 ) {
-    let label = if kind == KubeKind::ConfigMap {
-        "ConfigMap"
-    } else {
-        "Secret"
-    };
+    let label = config_label(kind);
     let (ns, name) = ns_name(meta);
     let rv = meta.resource_version.clone().unwrap_or_default();
     let managed = meta
@@ -206,11 +207,7 @@ fn apply(state: &mut State, obj: KubeObject, deleted: bool) -> Vec<ServiceKey> {
         other @ (KubeObject::ConfigMap(_) | KubeObject::Secret(_)) => {
             let kind = other.kind();
             if at.gone {
-                let label = if kind == KubeKind::ConfigMap {
-                    "ConfigMap"
-                } else {
-                    "Secret"
-                };
+                let label = config_label(kind);
                 state
                     .config_objects
                     .remove(&(at.ns.clone(), label, at.name));

@@ -27,6 +27,8 @@ pub use msg::{Effect, KubeChange, KubeKind, KubeObject, Msg, QueryAnswer, Source
 pub use state::State;
 pub use update::update;
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 #[cfg(test)]

@@ -1,0 +1,161 @@
+//! What the engine learns from the Kubernetes watch itself: which Deployments it
+//! keeps (the watch list, relists, garbage-collected ReplicaSets) and the cluster
+//! signals that need no Prometheus.
+
+use serde_json::json;
+
+use super::decision::Action;
+use super::fixtures::*;
+use super::model::keys::{KubeKind, SourceHealth, SourceId};
+use super::msg::{KubeChange, KubeObject, Msg, QueryAnswer};
+use super::signals::QueryOutcome;
+use super::state::State;
+use super::update::update;
+
+fn decision<'a>(state: &'a State, name: &str) -> &'a super::Decision {
+    &state.services[&key(name)].decision
+}
+
+#[test]
+fn a_deployment_outside_the_watch_list_leaves_no_entry_even_when_its_replicaset_came_first() {
+    let mut state = State::new(
+        config("[[watch]]\nnamespace = \"shop\"\ndeployments = [\"checkout\"]\n"),
+        t(0),
+    );
+    replicaset(&mut state, "other", 0, "other:1", 1, "", t(0), json!({}));
+    assert!(
+        state.services.contains_key(&key("other")),
+        "parked until its owner arrives"
+    );
+    deployment(&mut state, "other", "other:1", 1, true, false);
+    deployment(&mut state, "checkout", "checkout:1", 1, true, false);
+    let watched: Vec<&str> = state.services.keys().map(|k| k.name.as_str()).collect();
+    assert_eq!(watched, ["checkout"]);
+}
+
+/// A pod of checkout's revision 2 (ReplicaSet `checkout-1`), crash looping.
+fn crash_looping_pod(state: &mut State, created: i64, restarts: i32) {
+    let pod = json!({"metadata": {"name": "checkout-1-abcde", "namespace": "shop", "creationTimestamp": t(created).to_string(),
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "checkout-1", "uid": "u", "controller": true}]},
+        "spec": {"containers": [{"name": "checkout", "image": "checkout:2"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": t(created).to_string()}],
+            "containerStatuses": [{"name": "checkout", "image": "checkout:2", "imageID": "", "ready": false, "restartCount": restarts,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
+    update(
+        state,
+        Msg::Kube(KubeChange::Applied(KubeObject::Pod(obj(pod)))),
+    );
+}
+
+#[test]
+fn a_crash_loop_is_caught_from_the_cluster_while_prometheus_is_blind() {
+    let mut state = world("");
+    let health = |source, health| Msg::Source { source, health };
+    update(
+        &mut state,
+        health(SourceId::Kubernetes, SourceHealth::Connected),
+    );
+    let refused = SourceHealth::Retrying {
+        attempt: 3,
+        retry_in_secs: 15,
+        error: "connection refused".into(),
+    };
+    update(&mut state, health(SourceId::Prometheus, refused));
+    crash_looping_pod(&mut state, 10, 4);
+    let promql: Vec<String> = state
+        .config
+        .triggers
+        .iter()
+        .filter(|t| t.cluster.is_none())
+        .map(|t| t.name.clone())
+        .collect();
+    for now in (20..=120).step_by(5) {
+        update(&mut state, Msg::Tick(t(now)));
+        for trigger in &promql {
+            let outcome = QueryOutcome::Failed {
+                error: "connection refused".into(),
+            };
+            let answer = QueryAnswer {
+                trigger: trigger.clone(),
+                service: key("checkout"),
+                answered_at: t(now),
+                outcome,
+            };
+            update(&mut state, Msg::Query(answer));
+        }
+    }
+    let svc = &state.services[&key("checkout")];
+    assert!(svc.triggers["pod-restarts"].alert.is_firing());
+    assert!(svc.triggers["crash-loop-backoff"].alert.is_firing());
+    assert!(
+        !svc.triggers["error-rate"].data.is_clean(),
+        "the metrics are blind"
+    );
+    assert_eq!(decision(&state, "checkout").action, Action::AutoRollback);
+    assert!(decision(&state, "checkout").gates.iter().all(|g| g.passed));
+}
+
+#[test]
+fn a_cluster_signal_is_not_evidence_while_the_watch_is_down() {
+    let mut state = world("");
+    let down = SourceHealth::Retrying {
+        attempt: 1,
+        retry_in_secs: 5,
+        error: "watch stream ended".into(),
+    };
+    update(
+        &mut state,
+        Msg::Source {
+            source: SourceId::Kubernetes,
+            health: down,
+        },
+    );
+    crash_looping_pod(&mut state, 10, 9);
+    for now in (20..=120).step_by(5) {
+        update(&mut state, Msg::Tick(t(now)));
+    }
+    let restarts = &state.services[&key("checkout")].triggers["pod-restarts"];
+    assert!(!restarts.data.is_clean(), "{:?}", restarts.data);
+    assert!(!restarts.alert.is_firing());
+    assert_ne!(decision(&state, "checkout").action, Action::AutoRollback);
+}
+
+#[test]
+fn a_relist_forgets_a_deployment_deleted_while_the_watch_was_away() {
+    let mut state = world("");
+    deploy(&mut state, "payments", &["payments:1"], 0, false);
+    let still = json!({"metadata": {"name": "payments", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "payments"}}, "template": template("payments", "payments:1")}});
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Relisted {
+            kind: KubeKind::Deployment,
+            namespace: "shop".into(),
+            objects: vec![KubeObject::Deployment(obj(still))],
+        }),
+    );
+    let names: Vec<&str> = state.services.keys().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["payments"], "checkout was deleted meanwhile");
+}
+
+#[test]
+fn a_replicaset_collected_after_its_deployment_went_does_not_bring_it_back() {
+    let mut state = world("");
+    let gone = json!({"metadata": {"name": "checkout", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "checkout"}}, "template": template("checkout", "checkout:2")}});
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Deleted(KubeObject::Deployment(obj(gone)))),
+    );
+    let rs = json!({"metadata": {"name": "checkout-1", "namespace": "shop",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout", "uid": "u", "controller": true}]}});
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Deleted(KubeObject::ReplicaSet(obj(rs)))),
+    );
+    assert!(
+        state.services.is_empty(),
+        "{:?}",
+        state.services.keys().collect::<Vec<_>>()
+    );
+}
