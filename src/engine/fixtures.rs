@@ -284,8 +284,37 @@ pub fn run(
             state,
             answer(service, trigger, before, after, onset, now),
         ));
+        for calm in calm_answers(state, (service, trigger), now) {
+            effects.extend(update(state, calm));
+        }
     }
     effects
+}
+
+/// A healthy Prometheus answers every other query too: a value well clear of each
+/// trigger's threshold, for every (service, Prometheus trigger) but `except` and
+/// those a test already drove into a breach.
+pub fn calm_answers(state: &State, except: (&str, &str), now: i64) -> Vec<Msg> {
+    use crate::config::Comparison;
+    let mut answers = Vec::new();
+    for (key, svc) in &state.services {
+        for trig in state.config.triggers.iter().filter(|t| t.cluster.is_none()) {
+            let driven = svc.triggers.get(&trig.name).is_some_and(|ts| {
+                ts.data == super::signals::DataState::Breach || ts.alert.is_firing()
+            });
+            if driven || (key.name.as_str(), trig.name.as_str()) == except {
+                continue;
+            }
+            let value = match trig.comparison {
+                Comparison::Above | Comparison::AtLeast if trig.threshold > 0.001 => 0.001,
+                Comparison::Above | Comparison::AtLeast => trig.threshold - 1.0,
+                Comparison::Below | Comparison::AtMost => trig.threshold.max(0.0) + 1.0,
+            };
+            let points = (-300..=now).step_by(15).map(|s| (s, value)).collect();
+            answers.push(series(key, &trig.name, points, now, 50.0));
+        }
+    }
+    answers
 }
 
 /// What the dry run of rolling checkout back from revision `from` to `to` says.

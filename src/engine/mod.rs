@@ -11,6 +11,7 @@ pub mod handoff;
 mod kube_apply;
 pub mod lineage;
 pub mod model;
+pub mod retry;
 pub mod rollbacks;
 pub mod rollout;
 pub mod signals;

@@ -242,12 +242,27 @@ pub fn failed(
     }
     progress.phase = Phase::Ended;
     progress.ended = Some((now, Err(error.to_string())));
+    let attempt = progress.attempt;
+    let again = (progress.automatic && !error.is_final()).then(|| {
+        let pause = retry_pause(attempt);
+        progress.retry_at = Some(now + pause);
+        pause
+    });
     if error.is_final() {
         svc.no_auto = Some(format!("the rollback at {now} did not happen: {error}"));
     }
+    // One page for a run of tries: the retries are journaled, not paged again.
+    let summary = match again {
+        Some(_) if attempt > 1 => return,
+        Some(pause) => format!(
+            "rollback not done: {error}; backout tries again in {}s, and with longer pauses after, while the decision holds",
+            pause.as_secs()
+        ),
+        None => format!("rollback not done: {error}"),
+    };
     effects.push(Effect::Page {
         service: key.clone(),
-        summary: format!("rollback not done: {error}"),
+        summary,
     });
 }
 

@@ -331,6 +331,32 @@ fn a_silent_prometheus_turns_data_stale_and_then_pages_metrics_blind() {
 }
 
 #[test]
+fn a_prometheus_that_never_answers_pages_metrics_blind_too() {
+    let mut state = world("");
+    let blind_after = state.config.policy.blind_after.as_secs() as i64;
+    assert!(update(&mut state, Msg::Tick(t(0))).is_empty());
+    update(&mut state, Msg::Tick(t(blind_after / 2)));
+    let data = &state.services[&key("checkout")].triggers["error-rate"].data;
+    assert_eq!(data.label(), "stale", "{data:?}");
+    let effects = update(&mut state, Msg::Tick(t(blind_after)));
+    let paged: Vec<&String> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Page { service, summary } if service == &key("checkout") => Some(summary),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        paged
+            .iter()
+            .any(|s| s.contains("metrics blind: error-rate") && s.contains("no answer")),
+        "{effects:?}"
+    );
+    assert!(state.blind().is_some_and(|why| why.contains("no answer")));
+    assert_eq!(decision(&state, "checkout").action, Action::None);
+}
+
+#[test]
 fn a_firing_trigger_held_by_an_outage_does_not_resolve_the_incident() {
     let mut state = world("");
     run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);

@@ -22,6 +22,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                 query(state, answer, &mut effects);
             }
             tick(state, &mut effects);
+            super::retry::due(state, &mut effects);
             state.blind_at_tick = state.blind();
             state.services.keys().cloned().collect()
         }
@@ -150,23 +151,44 @@ fn tick(state: &mut State, effects: &mut Vec<Effect>) {
         stale_after(state),
         state.config.policy.blind_after,
     );
+    // A query that never answers (a hung Prometheus) is as blind as one that stopped:
+    // the clock starts when the service is first ticked with the trigger unanswered.
+    let queried: Vec<String> = match state.config.prometheus {
+        Some(_) => state
+            .config
+            .triggers
+            .iter()
+            .filter(|t| t.cluster.is_none())
+            .map(|t| t.name.clone())
+            .collect(),
+        None => Vec::new(),
+    };
     let mut pages = Vec::new();
     for (key, svc) in state.services.iter_mut() {
+        for name in &queried {
+            svc.triggers.entry(name.clone()).or_default();
+        }
         for (name, t) in svc.triggers.iter_mut() {
-            if let Some(last) = t.last_answer {
-                if now.duration_since(last).as_secs() > stale.as_secs() as i64 && t.data.is_clean()
-                {
-                    t.data = DataState::Stale(format!(
-                        "no answer for {}s",
-                        now.duration_since(last).as_secs()
-                    ));
-                    t.blind_since.get_or_insert(now);
+            match t.last_answer {
+                Some(last) => {
+                    let silent = now.duration_since(last).as_secs();
+                    if silent > stale.as_secs() as i64 && t.data.is_clean() {
+                        t.data = DataState::Stale(format!("no answer for {silent}s"));
+                        t.blind_since.get_or_insert(now);
+                    }
                 }
+                None if queried.contains(name) => {
+                    let since = *t.blind_since.get_or_insert(now);
+                    let silent = now.duration_since(since).as_secs();
+                    if silent > stale.as_secs() as i64 {
+                        t.data = DataState::Stale(format!("no answer in {silent}s of asking"));
+                    }
+                }
+                None => {}
             }
             if let Some(since) = t.blind_since {
                 if !t.paged_blind
                     && now.duration_since(since).as_secs() >= blind_after.as_secs() as i64
-                    && t.last_answer.is_some()
                 {
                     t.paged_blind = true;
                     pages.push((
@@ -339,36 +361,11 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
             },
         ));
     }
-    let no_auto = state.services[key].no_auto.is_some();
     if mitigating {
         // One story while a rollback (anyone's) runs: it is followed and verified;
         // no second rollback, no second page.
-    } else if next.action == Action::AutoRollback
-        && state.config.policy.auto_rollback
-        && !no_auto
-        && !state.draining
-    {
-        let reason = next
-            .firing
-            .iter()
-            .map(|f| {
-                format!(
-                    "{} {}",
-                    f.trigger,
-                    f.value
-                        .map_or("firing".into(), |v| format!("{v:.4} > {}", f.threshold))
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        let request = rollbacks::Request {
-            to_revision: None,
-            automatic: true,
-            reason: format!("automatic: {reason}"),
-            by: state.actor.clone(),
-            expected: None,
-        };
-        rollbacks::order(state, key, request, effects);
+    } else if super::retry::allowed(state, key) {
+        super::retry::order(state, key, 1, effects);
     } else if next.action >= Action::Suggest && next.action > prev.action {
         // No automatic rollback: a person decides, so tell them, with the command ready.
         effects.push(Effect::Page {

@@ -1,6 +1,7 @@
 //! Prometheus through reqwest: one range query per trigger and service every poll
-//! interval. The latest request wins, concurrency is bounded, every request has a
-//! timeout, and every failure becomes an outcome the engine holds on, never a breach.
+//! interval. At most one request per pair is in flight, concurrency is bounded, every
+//! request has a timeout, and every failure becomes an outcome the engine holds on,
+//! never a breach.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -123,10 +124,23 @@ impl Prometheus {
             }
         })?;
         let status = resp.status();
-        let body: Value = resp
-            .json()
-            .await
-            .map_err(|e| format!("malformed answer from Prometheus ({status}): {e}"))?;
+        let text = resp.text().await.map_err(|e| {
+            format!(
+                "Prometheus at {} broke off its answer ({status}): {e}",
+                self.shown
+            )
+        })?;
+        let body: Value = serde_json::from_str(&text).map_err(|e| {
+            let start: String = text.chars().take(80).collect();
+            if status.is_success() {
+                format!("malformed answer from Prometheus ({status}): {e}: {start:?}")
+            } else {
+                format!(
+                    "Prometheus at {} answered {status}, not the query API: {start:?}; check that it is up and that [prometheus] url points at it",
+                    self.shown
+                )
+            }
+        })?;
         if body["status"] == "success" {
             return Ok(body["data"].clone());
         }
@@ -253,9 +267,11 @@ pub fn spawn(
             for service in services.borrow().clone() {
                 for trigger in &triggers {
                     let key = (trigger.name.clone(), service.clone());
-                    // The latest request wins: a slow one from the last round is dropped.
-                    if let Some(old) = inflight.remove(&key) {
-                        old.abort();
+                    // A slow answer is still an answer: a request runs to its own timeout
+                    // and this round skips the pair, so a Prometheus slower than the poll
+                    // is seen (and, past blind_after, paged) instead of never answering.
+                    if inflight.get(&key).is_some_and(|h| !h.is_finished()) {
+                        continue;
                     }
                     let (prom, tx, limit, health) =
                         (prom.clone(), tx.clone(), limit.clone(), health_tx.clone());

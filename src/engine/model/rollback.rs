@@ -142,6 +142,18 @@ impl RollbackError {
     }
 }
 
+/// The pause before an automatic rollback's second try; it doubles with each try, up
+/// to `LONGEST_RETRY_PAUSE`.
+pub const FIRST_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+pub const LONGEST_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long to wait after try number `attempt` failed.
+pub fn retry_pause(attempt: u32) -> std::time::Duration {
+    FIRST_RETRY_PAUSE
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(8))
+        .min(LONGEST_RETRY_PAUSE)
+}
+
 /// Where a rollback's life is: the same phases for this process's rollbacks and for
 /// those anyone else made, which backout follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -214,6 +226,11 @@ pub struct Progress {
     pub decision: Option<Box<super::decision::Decision>>,
     /// When and how it ended; `None` while it runs.
     pub ended: Option<(Timestamp, Result<Outcome, String>)>,
+    /// Which try of an automatic rollback this is, from 1.
+    pub attempt: u32,
+    /// An automatic rollback that failed for a passing reason (an API error, a
+    /// conflict) is ordered again at this time, if the decision still holds.
+    pub retry_at: Option<Timestamp>,
 }
 
 impl Progress {
@@ -240,6 +257,8 @@ impl Progress {
             checks: Vec::new(),
             decision: None,
             ended: None,
+            attempt: 1,
+            retry_at: None,
         }
     }
 
