@@ -7,8 +7,9 @@
 use tokio::sync::mpsc;
 
 use super::notify::Notice;
-use super::runner::{send_notice, Context, Leases};
+use super::runner::{append, send_notice, Context, Leases, SharedJournal};
 use super::{access, bluegreen, lease, rollback};
+use crate::engine::journal::{Entry, Record};
 use crate::engine::msg::RollbackOrder;
 use crate::engine::rollbacks::{Expected, Preview, RollbackError, Step};
 use crate::engine::{Msg, ServiceKey};
@@ -113,11 +114,12 @@ pub(super) async fn execute(
     order: RollbackOrder,
     tx: mpsc::Sender<Msg>,
     leases: Leases,
+    journal: SharedJournal,
 ) {
     let key = order.service.clone();
     let outcome = match &ctx.read_only {
         Some(why) => Err(RollbackError::ReadOnly(format!("refused: {why}"))),
-        None => run(&ctx, &order, &tx, &leases).await,
+        None => run(&ctx, &order, &tx, &leases, &journal).await,
     };
     let msg = match outcome {
         Ok(step) => Msg::RollbackStep { service: key, step },
@@ -141,6 +143,7 @@ async fn run(
     order: &RollbackOrder,
     tx: &mpsc::Sender<Msg>,
     leases: &Leases,
+    journal: &SharedJournal,
 ) -> Result<Step, RollbackError> {
     let key = &order.service;
     let release = || lease::release(&ctx.client, &key.namespace, &key.name, &ctx.holder);
@@ -160,7 +163,7 @@ async fn run(
             since,
         });
     }
-    let notice = match land(ctx, order, tx).await {
+    let notice = match land(ctx, order, tx, journal).await {
         Ok(Landed::Done(notice)) => notice,
         Ok(Landed::AlreadyThere) => {
             release().await;
@@ -196,6 +199,7 @@ async fn land(
     ctx: &Context,
     order: &RollbackOrder,
     tx: &mpsc::Sender<Msg>,
+    journal: &SharedJournal,
 ) -> Result<Landed, RollbackError> {
     let key = &order.service;
     let previewed = order.expected.as_ref().and_then(|e| e.switch.as_ref());
@@ -242,6 +246,21 @@ async fn land(
         req.to_replicaset = Some(plan.to_replicaset.clone());
     }
     let _ = tx.send(prepared(preview_of(&plan))).await;
+    if !plan.already_there {
+        let intent = Record {
+            at: jiff::Timestamp::now(),
+            incident: order.incident.clone(),
+            service: key.to_string(),
+            entry: Entry::RollbackIntent {
+                from_revision: plan.from_revision,
+                to_revision: plan.to_revision,
+                by: ctx.actor.clone(),
+                reason: order.reason.clone(),
+                automatic: order.automatic,
+            },
+        };
+        append(journal, intent, tx).await;
+    }
     let (plan, done) = rollback::commit(&ctx.client, &req, &ctx.actor).await?;
     if done == rollback::Done::AlreadyThere {
         return Ok(Landed::AlreadyThere);

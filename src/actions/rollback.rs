@@ -371,11 +371,70 @@ async fn send(
         }
         match apply(client, &plan, dry_run).await {
             Ok(d) => return Ok((plan, Some(d))),
+            // kube's retry layer re-sends a PATCH whose answer was a 504; the second
+            // `test` then fails against our own change. Only a re-read tells.
+            Err(RollbackError::Conflict(_)) if !dry_run => {
+                if let Some(d) = carries_ours(client, &plan).await {
+                    return Ok((plan, Some(d)));
+                }
+            }
             Err(RollbackError::Conflict(_)) => {}
+            Err(RollbackError::Api(e)) if !dry_run => {
+                return lost_answer(client, &plan, e).await.map(|d| (plan, Some(d)))
+            }
             Err(e) => return Err(e),
         }
     }
     Err(after_conflict(client, &pinned).await)
+}
+
+/// The Deployment as it is now, if it carries this plan's own rollback record.
+async fn carries_ours(client: &Client, plan: &Plan) -> Option<Deployment> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &plan.namespace);
+    let d = deployments.get(&plan.deployment).await.ok()?;
+    has_record(&d, plan).then_some(d)
+}
+
+fn has_record(d: &Deployment, plan: &Plan) -> bool {
+    let ours = &plan.patch[2]["value"][ROLLBACK_RECORD];
+    let record = d
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROLLBACK_RECORD));
+    record.is_some_and(|r| ours.as_str() == Some(r.as_str()))
+}
+
+/// A patch that failed without a verdict (a 504, a timeout, a cut connection) may
+/// have been applied. The Deployment is read again: the plan's own rollback record on
+/// it says the patch landed; anything else says what is known.
+async fn lost_answer(
+    client: &Client,
+    plan: &Plan,
+    error: String,
+) -> Result<Deployment, RollbackError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &plan.namespace);
+    let mut last = String::new();
+    for pause in [0, 1, 2] {
+        tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
+        match deployments.get(&plan.deployment).await {
+            Ok(d) => {
+                if has_record(&d, plan) {
+                    tracing::warn!("the answer to the rollback patch was lost ({error}); read again, it was applied");
+                    return Ok(d);
+                }
+                return Err(RollbackError::Api(format!(
+                    "{error}; read again, deployment {:?} does not carry this rollback: nothing was changed",
+                    plan.deployment
+                )));
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(RollbackError::Api(format!(
+        "{error}; reading deployment {:?} again failed too ({last}): whether the rollback landed is unknown, look with `kubectl rollout history deployment/{} -n {}`",
+        plan.deployment, plan.deployment, plan.namespace
+    )))
 }
 
 /// What a conflict meant: the target already running is someone else's rollback.

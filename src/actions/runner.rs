@@ -15,12 +15,43 @@ use super::journal::Journal;
 use super::notify::{Notice, Notifiers};
 use super::{execute, lease, rollback};
 use crate::config::Config;
+use crate::engine::journal::Record;
 use crate::engine::rollbacks::{Check, Step};
 use crate::engine::ServiceKey;
 use crate::engine::{Effect, Msg};
 
 /// The Leases this process holds for rollbacks being verified.
 pub(super) type Leases = Arc<Mutex<HashMap<ServiceKey, lease::Held>>>;
+
+/// The journal, shared by the runner's loop and the rollbacks it runs.
+pub(super) type SharedJournal = Option<Arc<Mutex<Journal>>>;
+
+/// Appends one record (also a structured log line: `backout watch` logs are these).
+/// A failed write is reported as a message; false when the core is gone.
+pub(super) async fn append(
+    journal: &SharedJournal,
+    record: Record,
+    tx: &mpsc::Sender<Msg>,
+) -> bool {
+    tracing::info!(
+        service = %record.service,
+        incident = record.incident.as_deref().unwrap_or(""),
+        "{}",
+        crate::engine::handoff::line(&record.entry)
+    );
+    let Some(j) = journal.clone() else {
+        return true;
+    };
+    // fsync blocks: keep it off the async workers.
+    let written =
+        tokio::task::spawn_blocking(move || j.lock().expect("journal lock").append(&record)).await;
+    let error = match written {
+        Ok(Ok(())) => return true,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tx.send(Msg::JournalFailed { error }).await.is_ok()
+}
 
 /// What the runner needs to act on a cluster.
 #[derive(Clone)]
@@ -48,26 +79,7 @@ pub fn spawn(
         while let Some(effect) = effects.recv().await {
             match effect {
                 Effect::Journal(record) => {
-                    // Every record is also a structured log line: `backout watch` logs are these.
-                    tracing::info!(
-                        service = %record.service,
-                        incident = record.incident.as_deref().unwrap_or(""),
-                        "{}",
-                        crate::engine::handoff::line(&record.entry)
-                    );
-                    let Some(j) = &journal else { continue };
-                    let j = j.clone();
-                    // fsync blocks: keep it off the async workers.
-                    let written = tokio::task::spawn_blocking(move || {
-                        j.lock().expect("journal lock").append(&record)
-                    })
-                    .await;
-                    let error = match written {
-                        Ok(Ok(())) => continue,
-                        Ok(Err(e)) => e.to_string(),
-                        Err(e) => e.to_string(),
-                    };
-                    if tx.send(Msg::JournalFailed { error }).await.is_err() {
+                    if !append(&journal, record, &tx).await {
                         return;
                     }
                 }
@@ -88,7 +100,8 @@ pub fn spawn(
                 }
                 Effect::Rollback(order) => {
                     let (ctx, tx, leases) = (ctx.clone(), tx.clone(), leases.clone());
-                    tokio::spawn(execute::execute(ctx, order, tx, leases));
+                    let journal = journal.clone();
+                    tokio::spawn(execute::execute(ctx, order, tx, leases, journal));
                 }
                 Effect::Probe { service, names } => {
                     tokio::spawn(probe(ctx.clone(), service, names, tx.clone()));

@@ -17,6 +17,9 @@ pub struct Handoff {
     pub summary: String,
     pub rollback: Option<RolledBack>,
     pub rollback_failed: Option<String>,
+    /// A rollback whose patch was about to be sent when the journal ends: the process
+    /// died between intent and outcome.
+    pub unfinished: Option<String>,
     /// The last verification: its outcome and checks.
     pub after: Option<(String, Vec<String>)>,
     pub decision: Option<DecisionSeen>,
@@ -96,6 +99,12 @@ pub fn line(entry: &Entry) -> String {
             by,
             ..
         } => format!("rolled back r{from_revision} → r{to_revision} by {by}"),
+        Entry::RollbackIntent {
+            from_revision,
+            to_revision,
+            by,
+            ..
+        } => format!("sending the rollback r{from_revision} → r{to_revision} by {by}"),
         Entry::Switch { from, to, by, .. } => format!("switched {from} → {to} by {by}"),
         Entry::RollbackFailed { error, .. } => format!("rollback failed: {error}"),
         Entry::Verification { outcome, .. } => format!("verification: {outcome}"),
@@ -135,6 +144,7 @@ impl Handoff {
             summary: String::new(),
             rollback: None,
             rollback_failed: None,
+            unfinished: None,
             after: None,
             decision: None,
             resolved: None,
@@ -172,6 +182,7 @@ impl Handoff {
                     reason,
                     automatic,
                 } => {
+                    h.unfinished = None;
                     h.rollback = Some(RolledBack {
                         at: r.at,
                         from_revision: *from_revision,
@@ -183,7 +194,20 @@ impl Handoff {
                         automatic: *automatic,
                     })
                 }
-                Entry::RollbackFailed { error, .. } => h.rollback_failed = Some(error.clone()),
+                Entry::RollbackIntent {
+                    to_revision, by, ..
+                } => {
+                    h.unfinished = Some(format!(
+                        "{by} was sending a rollback to revision {to_revision} at {} and the journal has no outcome: read from the cluster whether it landed, with `kubectl rollout history deployment/{}`.",
+                        r.at,
+                        h.service.rsplit('/').next().unwrap_or(&h.service)
+                    ))
+                }
+                Entry::RollbackFailed { error, .. } => {
+                    h.unfinished = None;
+                    h.rollback_failed = Some(error.clone())
+                }
+                Entry::AlreadyThere { .. } => h.unfinished = None,
                 Entry::Verification { outcome, checks } => {
                     h.after = Some((outcome.clone(), checks.clone()))
                 }
@@ -371,6 +395,7 @@ fn next_steps(h: &Handoff) -> Vec<String> {
     let name = h.service.rsplit('/').next().unwrap_or(&h.service);
     let outcome = h.after.as_ref().map(|(o, _)| o.as_str());
     let mut steps = Vec::new();
+    steps.extend(h.unfinished.clone());
     match (&h.rollback, outcome) {
         (Some(rb), Some("verified")) => {
             steps.push(format!(

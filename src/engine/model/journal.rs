@@ -58,6 +58,15 @@ pub enum Entry {
         reason: String,
         automatic: bool,
     },
+    /// Written by the effect runner just before the rollback's patch is sent, so a
+    /// process killed between the patch and its record leaves the intent behind.
+    RollbackIntent {
+        from_revision: u64,
+        to_revision: u64,
+        by: String,
+        reason: String,
+        automatic: bool,
+    },
     /// A blue-green Service switched back.
     Switch {
         label: String,
