@@ -75,9 +75,7 @@ impl Core {
         if namespaces.is_empty() {
             namespaces.push(target.namespace.clone());
         }
-        for ns in &namespaces {
-            sources::kube::spawn(&target.client, ns, tx.clone());
-        }
+        sources::kube::spawn(&target.client, &namespaces, tx.clone());
         let (services, services_rx) = watch::channel(Vec::new());
         match &config.prometheus {
             Some(p) => {

@@ -132,6 +132,17 @@ fn describe(e: &watcher::Error) -> SourceHealth {
     }
 }
 
+/// Longer than the watcher's longest pause between retries (kube-runtime's default
+/// backoff caps at 30 s).
+const RECONNECTED_AFTER: std::time::Duration = std::time::Duration::from_secs(35);
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn run<K>(
     api: Api<K>,
     kind: KubeKind,
@@ -142,11 +153,29 @@ async fn run<K>(
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let label = format!("{kind:?}");
+    let label = format!("{namespace}/{kind:?}");
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     let mut buffer = Vec::new();
     let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
+    // Since when this watcher has been failing. A watch that resumes from its
+    // resourceVersion yields no event of its own, so it is known to be back either by
+    // its next event or by a retry period passing without a new error: the backoff
+    // retries at least every RECONNECTED_AFTER, and each failed try is an error.
+    let mut failing: Option<tokio::time::Instant> = None;
+    loop {
+        let quiet_until = failing.map(|since| since + RECONNECTED_AFTER);
+        let event = tokio::select! {
+            event = stream.next() => event,
+            _ = sleep_until_some(quiet_until) => {
+                failing = None;
+                let _ = health.0.send((label.clone(), SourceHealth::Connected));
+                continue;
+            }
+        };
+        let Some(event) = event else { return };
+        if event.is_ok() && failing.take().is_some() {
+            let _ = health.0.send((label.clone(), SourceHealth::Connected));
+        }
         let msg = match event {
             Ok(watcher::Event::Init) => {
                 buffer.clear();
@@ -167,6 +196,7 @@ async fn run<K>(
             Ok(watcher::Event::Apply(o)) => KubeChange::Applied(wrap(o)),
             Ok(watcher::Event::Delete(o)) => KubeChange::Deleted(wrap(o)),
             Err(e) => {
+                failing = Some(tokio::time::Instant::now());
                 let _ = health.0.send((label.clone(), describe(&e)));
                 continue;
             }
@@ -177,49 +207,15 @@ async fn run<K>(
     }
 }
 
-/// Starts every watcher for `namespace`; they run until the receiver is dropped.
-pub fn spawn(client: &Client, namespace: &str, tx: mpsc::Sender<Msg>) {
+/// Starts every watcher for each of `namespaces`; they run until the receiver is
+/// dropped. One health covers them all: the worst of any watcher in any namespace, so
+/// a Forbidden in one namespace is never masked by another's success.
+pub fn spawn(client: &Client, namespaces: &[String], tx: mpsc::Sender<Msg>) {
     let (health_tx, mut health_rx) = mpsc::unbounded_channel::<(String, SourceHealth)>();
-    let health = Health(health_tx);
-    let ns = namespace.to_string();
-    macro_rules! watch {
-        ($ty:ty, $kind:expr, $wrap:expr) => {
-            let api = Api::<$ty>::namespaced(client.clone(), &ns);
-            tokio::spawn(run(
-                api,
-                $kind,
-                ns.clone(),
-                $wrap,
-                tx.clone(),
-                health.clone(),
-            ));
-        };
+    for ns in namespaces {
+        watch_namespace(client, ns, &tx, &Health(health_tx.clone()));
     }
-    watch!(
-        Deployment,
-        KubeKind::Deployment,
-        |o| KubeObject::Deployment(Box::new(o))
-    );
-    watch!(
-        ReplicaSet,
-        KubeKind::ReplicaSet,
-        |o| KubeObject::ReplicaSet(Box::new(o))
-    );
-    watch!(Pod, KubeKind::Pod, |o| KubeObject::Pod(Box::new(o)));
-    watch!(Job, KubeKind::Job, |o| KubeObject::Job(Box::new(o)));
-    watch!(Event, KubeKind::Event, |o| KubeObject::Event(Box::new(o)));
-    watch!(Lease, KubeKind::Lease, |o| KubeObject::Lease(Box::new(o)));
-    watch!(HorizontalPodAutoscaler, KubeKind::Hpa, |o| KubeObject::Hpa(
-        Box::new(o)
-    ));
-    // Metadata only: backout never reads what a ConfigMap or Secret holds.
-    watch!(PartialObjectMeta<ConfigMap>, KubeKind::ConfigMap, |m| {
-        KubeObject::ConfigMap(Box::new(m.metadata))
-    });
-    watch!(PartialObjectMeta<Secret>, KubeKind::Secret, |m| {
-        KubeObject::Secret(Box::new(m.metadata))
-    });
-    drop(health);
+    drop(health_tx);
     // One health for the whole source: the worst of its watchers.
     tokio::spawn(async move {
         let mut each: BTreeMap<String, SourceHealth> = BTreeMap::new();
@@ -261,5 +257,52 @@ pub fn spawn(client: &Client, namespace: &str, tx: mpsc::Sender<Msg>) {
                 }
             }
         }
+    });
+}
+
+/// The watchers of one namespace, each reporting its health as `namespace/Kind`.
+fn watch_namespace(client: &Client, namespace: &str, tx: &mpsc::Sender<Msg>, health: &Health) {
+    let ns = namespace.to_string();
+    macro_rules! watch {
+        ($ty:ty, $kind:expr, $wrap:expr) => {
+            // Sent before any watcher runs: the source is Connected only once every
+            // watcher in every namespace has listed.
+            let _ = health
+                .0
+                .send((format!("{ns}/{:?}", $kind), SourceHealth::Connecting));
+            let api = Api::<$ty>::namespaced(client.clone(), &ns);
+            tokio::spawn(run(
+                api,
+                $kind,
+                ns.clone(),
+                $wrap,
+                tx.clone(),
+                health.clone(),
+            ));
+        };
+    }
+    watch!(
+        Deployment,
+        KubeKind::Deployment,
+        |o| KubeObject::Deployment(Box::new(o))
+    );
+    watch!(
+        ReplicaSet,
+        KubeKind::ReplicaSet,
+        |o| KubeObject::ReplicaSet(Box::new(o))
+    );
+    watch!(Pod, KubeKind::Pod, |o| KubeObject::Pod(Box::new(o)));
+    watch!(Job, KubeKind::Job, |o| KubeObject::Job(Box::new(o)));
+    watch!(Event, KubeKind::Event, |o| KubeObject::Event(Box::new(o)));
+    watch!(Lease, KubeKind::Lease, |o| KubeObject::Lease(Box::new(o)));
+    watch!(HorizontalPodAutoscaler, KubeKind::Hpa, |o| KubeObject::Hpa(
+        Box::new(o)
+    ));
+    // Metadata only: backout never reads what a ConfigMap or Secret holds.
+    watch!(PartialObjectMeta<ConfigMap>, KubeKind::ConfigMap, |m| {
+        KubeObject::ConfigMap(Box::new(m.metadata))
+    });
+    watch!(PartialObjectMeta<Secret>, KubeKind::Secret, |m| {
+        KubeObject::Secret(Box::new(m.metadata))
     });
 }
