@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use backout_sim::scenario::Scenario;
 use backout_sim::{Sim, SimOptions};
 
+pub mod faults;
+
 pub struct Cluster {
     pub sim: Sim,
     pub dir: tempfile::TempDir,

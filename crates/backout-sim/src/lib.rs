@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod controller;
+pub mod faults;
 pub mod resources;
 pub mod scenario;
 pub mod store;
@@ -82,6 +83,8 @@ pub struct SimState {
     pub behaviours: Behaviours,
     pub watch_resets: broadcast::Sender<()>,
     pub bookmark_interval: Duration,
+    /// The fault switchboard, set by scenario events and `PUT /sim/faults`.
+    pub faults: Mutex<faults::Faults>,
 }
 
 pub struct Sim {
@@ -115,6 +118,7 @@ impl Sim {
             behaviours,
             watch_resets: broadcast::channel(4).0,
             bookmark_interval: opts.bookmark_interval,
+            faults: Mutex::new(faults::Faults::default()),
         });
         let listener = std::net::TcpListener::bind(opts.listen).with_context(|| {
             format!(
@@ -218,6 +222,7 @@ async fn run(state: Arc<SimState>, opts: SimOptions) {
         .into_iter()
         .peekable();
     let mut control = ControlPlane::default();
+    let mut streams = faults::Streams::default();
     let mut ticker = tokio::time::interval(opts.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let sample_ms = opts.sample_interval.as_millis() as u64;
@@ -227,12 +232,20 @@ async fn run(state: Arc<SimState>, opts: SimOptions) {
         let now = unix_ms();
         let mut store = state.store.lock().expect("store lock");
         while let Some((_, action)) = pending.next_if(|(at, _)| *at <= started.elapsed()) {
+            if let scenario::Action::Faults(board) = action {
+                tracing::info!("scenario faults: {board:?}");
+                *state.faults.lock().expect("faults lock") = board;
+                continue;
+            }
             let mut telemetry = state.telemetry.lock().expect("telemetry lock");
             if let Err(e) = world::apply(&mut store, &mut telemetry, &ns, &action) {
                 tracing::warn!("scenario action {action:?} failed: {e}");
             }
         }
         control.tick(&mut store, now, &state.behaviours);
+        drop(store);
+        streams.tick(&state);
+        let store = state.store.lock().expect("store lock");
         if now >= last_sample + sample_ms {
             state.telemetry.lock().expect("telemetry lock").sample(
                 &store,

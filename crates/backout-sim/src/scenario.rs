@@ -98,6 +98,8 @@ pub struct Event {
     pub migration: Option<Migration>,
     pub traffic: Option<TrafficChange>,
     pub fault: Option<Fault>,
+    /// Replaces the simulator's fault switchboard (see `crate::faults`).
+    pub faults: Option<crate::faults::Faults>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +150,7 @@ pub enum Action {
     Migration(Migration),
     Traffic(TrafficChange),
     Fault(Fault),
+    Faults(crate::faults::Faults),
 }
 
 fn default_namespace() -> String {
@@ -295,7 +298,7 @@ impl Scenario {
                 Action::Migration(m) => Some(&m.service),
                 Action::Traffic(t) => Some(&t.service),
                 Action::Fault(f) => Some(&f.service),
-                Action::ConfigMap(_) => None,
+                Action::ConfigMap(_) | Action::Faults(_) => None,
             };
             if let Some(svc) = service.filter(|s| !known(s)) {
                 return Err(invalid(
@@ -342,10 +345,14 @@ impl Event {
         if let Some(f) = &self.fault {
             found.push(Action::Fault(f.clone()));
         }
+        if let Some(board) = &self.faults {
+            board.validate()?;
+            found.push(Action::Faults(board.clone()));
+        }
         match found.len() {
             1 => Ok(found.remove(0)),
-            0 => Err("an [[event]] needs one of deploy, configmap, migration, traffic or fault".into()),
-            _ => Err("an [[event]] takes exactly one of deploy, configmap, migration, traffic or fault; split it into two events".into()),
+            0 => Err("an [[event]] needs one of deploy, configmap, migration, traffic, fault or faults".into()),
+            _ => Err("an [[event]] takes exactly one of deploy, configmap, migration, traffic, fault or faults; split it into two events".into()),
         }
     }
 }

@@ -175,5 +175,7 @@ pub fn apply(
             telemetry.traffic.set_fault(ns, f.clone());
             Ok(())
         }
+        // The switchboard lives beside the store, and the control loop sets it.
+        Action::Faults(_) => Ok(()),
     }
 }

@@ -49,7 +49,15 @@ pub fn router(state: Arc<SimState>) -> Router {
             "/api/v1/query_range",
             get(prom::query_range).post(prom::query_range),
         )
+        .route(
+            "/sim/faults",
+            get(crate::faults::show).put(crate::faults::set),
+        )
         .fallback(kube)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::faults::layer,
+        ))
         .with_state(state)
 }
 
