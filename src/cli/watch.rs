@@ -52,6 +52,8 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     );
     let mut term = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    // A watcher started from a shell that then hung up drains like any other stop.
+    let mut hangup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             alive = core.step() => {
@@ -61,9 +63,13 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             }
             _ = term.recv() => break,
             _ = interrupt.recv() => break,
+            _ = hangup.recv() => break,
         }
     }
     drain(&mut core, args.grace).await;
+    // The runner finishes the journal lines and Lease releases it was handed.
+    core.shutdown(Duration::from_secs(5)).await;
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -79,7 +85,7 @@ async fn drain(core: &mut Core, grace: Duration) {
             .map(|(k, s)| (k.clone(), s.rollback.as_ref().is_some_and(|r| r.committed)))
             .collect::<Vec<_>>()
     };
-    let _ = core.tx.send(Msg::Drain).await;
+    core.apply(Msg::Drain).await;
     let in_flight: Vec<String> = busy(core).iter().map(|(k, _)| k.to_string()).collect();
     if !in_flight.is_empty() {
         tracing::warn!(services = ?in_flight, grace = %humantime::format_duration(grace), "shutting down: waiting for the rollback under way");
@@ -99,7 +105,4 @@ async fn drain(core: &mut Core, grace: Duration) {
             tracing::warn!(%service, "shut down before the rollback reported its patch: being one atomic patch, it is wholly done or not at all; check `backout history`");
         }
     }
-    // Let the runner flush what it was handed.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    tracing::info!("stopped");
 }
