@@ -271,6 +271,18 @@ impl Config {
                     "[prometheus] poll_interval must be more than 0s, for example \"15s\"".into(),
                 );
             }
+            if p.timeout.is_zero() {
+                return Err(
+                    "[prometheus] timeout must be more than 0s, for example \"10s\"".into(),
+                );
+            }
+        }
+        // NaN compares false with every count, so its triggers would wait for data for ever.
+        let min = raw.policy.min_requests;
+        if !(min.is_finite() && min >= 0.0) {
+            return Err(format!(
+                "[policy] min_requests = {min} must be a number of requests, 0 or more, for example 20"
+            ));
         }
         for w in &raw.watch {
             if let Some(sel) = &w.selector {
@@ -358,6 +370,15 @@ mod tests {
     fn an_unknown_key_names_the_line() {
         let err = parse("[policy]\nonset_window = \"15m\"\ncoldown = \"5m\"\n").unwrap_err();
         assert!(err.contains("line 3") && err.contains("coldown"), "{err}");
+    }
+
+    #[test]
+    fn a_min_requests_that_no_count_can_meet_is_refused() {
+        for bad in ["nan", "-5.0", "inf"] {
+            let err = parse(&format!("[policy]\nmin_requests = {bad}\n")).unwrap_err();
+            assert!(err.contains("min_requests"), "{bad}: {err}");
+        }
+        assert!(parse("[policy]\nmin_requests = 0.0\n").is_ok());
     }
 
     #[test]
