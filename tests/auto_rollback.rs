@@ -4,12 +4,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backout::app::core::{Core, Options};
 use backout::config::Config;
 use backout::engine::ServiceKey;
 use backout_sim::scenario::Scenario;
+use common::faults::until;
 use common::{have, start, Cluster};
 
 async fn bad_deploy() -> Cluster {
@@ -30,17 +31,6 @@ fn auto_config(c: &Cluster) -> Config {
     Config::parse(&c.dir().join("auto.toml"), &text).unwrap()
 }
 
-async fn run_until(core: &mut Core, limit: Duration, done: impl Fn(&Core) -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        let _ = tokio::time::timeout(Duration::from_millis(500), core.step()).await;
-        if done(core) {
-            return true;
-        }
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_signal_rolls_back_once_and_verifies() {
     if !have("kubectl") {
@@ -55,7 +45,7 @@ async fn a_clean_signal_rolls_back_once_and_verifies() {
     };
     let mut core = Core::start(auto_config(&c), opts).await.unwrap();
     let key = ServiceKey::new("shop", "checkout");
-    let rolled = run_until(&mut core, Duration::from_secs(120), |core| {
+    let rolled = until(&mut core, Duration::from_secs(120), |core| {
         core.state
             .services
             .get(&key)
@@ -76,7 +66,7 @@ async fn a_clean_signal_rolls_back_once_and_verifies() {
         core.state.services[&key].no_auto
     );
     // The blackout holds: no second rollback while the signal settles.
-    run_until(&mut core, Duration::from_secs(6), |_| false).await;
+    until(&mut core, Duration::from_secs(6), |_| false).await;
     let revision = c.kubectl_ok(&["get", "deploy/checkout", "-o", r#"jsonpath={.metadata.annotations.deployment\.kubernetes\.io/revision} {.metadata.annotations.kubernetes\.io/change-cause}"#]).await;
     assert!(
         revision.starts_with("3 backout: rolled back to revision 1 by oncall-editor@"),
@@ -111,7 +101,7 @@ async fn a_viewer_console_refuses_the_rollback_and_says_why() {
         core.state.read_only
     );
     let key = ServiceKey::new("shop", "checkout");
-    let refused = run_until(&mut core, Duration::from_secs(60), |core| {
+    let refused = until(&mut core, Duration::from_secs(60), |core| {
         core.state
             .services
             .get(&key)
