@@ -166,7 +166,10 @@ fn tick(state: &mut State, effects: &mut Vec<Effect>) {
     let mut pages = Vec::new();
     for (key, svc) in state.services.iter_mut() {
         for name in &queried {
-            svc.triggers.entry(name.clone()).or_default();
+            // Checked first so a tick over thousands of services clones no names.
+            if !svc.triggers.contains_key(name) {
+                svc.triggers.insert(name.clone(), Default::default());
+            }
         }
         for (name, t) in svc.triggers.iter_mut() {
             match t.last_answer {
