@@ -226,6 +226,14 @@ async fn switching_namespace_starts_over_there_and_a_bad_command_is_explained() 
         s.press(ch).await.unwrap();
     }
     key(&mut s, KeyCode::Enter).await;
+    // The key handler returns at once; the old namespace stays on screen meanwhile.
+    assert_eq!(s.ui.namespace, "shop");
+    let notice = s.ui.notice.clone().unwrap_or_default();
+    assert!(
+        notice.contains("switching to namespace staging"),
+        "{notice}"
+    );
+    s.finish_switch().await;
     assert_eq!(s.ui.namespace, "staging");
     until(&mut s, "staging's services", |s| {
         s.core
@@ -243,4 +251,18 @@ async fn switching_namespace_starts_over_there_and_a_bad_command_is_explained() 
         "only the new namespace: {:?}",
         s.core.state.services.keys().collect::<Vec<_>>()
     );
+
+    // A context that does not exist leaves the current core in place, and says why.
+    s.press(':').await.unwrap();
+    for ch in "ctx nowhere".chars() {
+        s.press(ch).await.unwrap();
+    }
+    key(&mut s, KeyCode::Enter).await;
+    s.finish_switch().await;
+    let notice = s.ui.notice.clone().unwrap_or_default();
+    assert!(
+        notice.contains("cannot switch") && notice.contains("nowhere"),
+        "{notice}"
+    );
+    assert_eq!(s.ui.namespace, "staging");
 }

@@ -84,6 +84,10 @@ pub async fn run(core: Core, ui: UiState) -> anyhow::Result<()> {
                     break format!("{} quit the console", session.core.actor);
                 }
             }
+            started = session.switching.next(), if session.switching.is_some() => {
+                dirty = true;
+                session.switched(started);
+            }
             _ = tokio::time::sleep(wait), if dirty => {}
             _ = term.recv() => break "SIGTERM".to_string(),
             _ = hup.recv() => break "terminal lost (SIGHUP)".to_string(),

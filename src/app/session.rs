@@ -12,6 +12,36 @@ use crate::ui::state::{Command, UiState};
 pub struct Session {
     pub core: Core,
     pub ui: UiState,
+    /// A core starting on another namespace or context, while this one keeps drawing.
+    pub switching: Pending,
+}
+
+/// A namespace or context switch under way: the new core connects, lists and checks
+/// access in its own task, so the key handler never waits on the network.
+#[derive(Default)]
+pub struct Pending(Option<tokio::task::JoinHandle<anyhow::Result<Core>>>);
+
+impl Pending {
+    pub fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The new core, once started; pending for ever when no switch is under way, so
+    /// it can sit in a `select!` beside the other sources.
+    pub async fn next(&mut self) -> anyhow::Result<Core> {
+        let Some(task) = self.0.as_mut() else {
+            return std::future::pending().await;
+        };
+        let started = task.await;
+        self.0 = None;
+        started.unwrap_or_else(|e| Err(anyhow::anyhow!("the new core's task failed: {e}")))
+    }
+
+    fn replace(&mut self, task: tokio::task::JoinHandle<anyhow::Result<Core>>) {
+        if let Some(old) = self.0.replace(task) {
+            old.abort();
+        }
+    }
 }
 
 /// Whether the session goes on after a key.
@@ -25,7 +55,11 @@ impl Session {
     pub fn new(core: Core, mut ui: UiState) -> Session {
         ui.user.clone_from(&core.actor);
         ui.namespace.clone_from(&core.target.namespace);
-        Session { core, ui }
+        Session {
+            core,
+            ui,
+            switching: Pending::default(),
+        }
     }
 
     /// Ends the session: every rollback this console was verifying is journaled as
@@ -62,13 +96,12 @@ impl Session {
                     to_revision,
                 } => {
                     self.core
-                        .tx
-                        .send(Msg::PreviewRequested {
+                        .apply(Msg::PreviewRequested {
                             service,
                             to_revision,
                             switch_to: None,
                         })
-                        .await?;
+                        .await;
                 }
                 Command::RollBack {
                     service,
@@ -92,11 +125,10 @@ impl Session {
                         expected,
                     };
                     self.core
-                        .tx
-                        .send(Msg::RollbackRequested { service, request })
-                        .await?;
+                        .apply(Msg::RollbackRequested { service, request })
+                        .await;
                 }
-                Command::Switch { namespace, context } => self.switch(namespace, context).await,
+                Command::Switch { namespace, context } => self.switch(namespace, context),
             }
         }
         Ok(Flow::Continue)
@@ -108,20 +140,13 @@ impl Session {
             .await
     }
 
-    /// Starts a core on the new namespace or context and swaps it in; on failure the
-    /// current one stays and the footer says why.
-    async fn switch(&mut self, namespace: Option<String>, context: Option<String>) {
-        if let Some(busy) = self
-            .core
-            .state
-            .services
-            .iter()
-            .find(|(_, s)| s.rollback_in_flight())
-        {
+    /// Starts a core on the new namespace or context in the background; the screen
+    /// keeps drawing this one, with a notice, until `switched` swaps it in.
+    fn switch(&mut self, namespace: Option<String>, context: Option<String>) {
+        if let Some(busy) = self.busy() {
             // Its report would go to the core being replaced, and never reach the journal.
             self.ui.notice = Some(format!(
-                "a rollback of {} is under way: switch after it ends",
-                busy.0
+                "a rollback of {busy} is under way: switch after it ends"
             ));
             return;
         }
@@ -136,22 +161,64 @@ impl Session {
             options.context = Some(ctx.clone());
             options.namespace = None;
         }
-        match Core::start(config, options).await {
-            Ok(core) => {
-                self.ui.context.clone_from(&core.target.context);
-                self.ui.cluster.clone_from(&core.target.cluster_url);
-                self.ui.namespace.clone_from(&core.target.namespace);
-                self.ui.user.clone_from(&core.actor);
-                self.ui.selected = 0;
-                self.ui.notice = Some(format!(
-                    "now watching {} in {}",
-                    core.target.namespace, core.target.context
-                ));
-                self.core = core;
-            }
+        let to = match (&namespace, &context) {
+            (Some(ns), _) => format!("namespace {ns}"),
+            (None, Some(ctx)) => format!("context {ctx}"),
+            (None, None) => "the same place".to_string(),
+        };
+        self.ui.notice = Some(format!(
+            "switching to {to}… (the screen shows the old one until then)"
+        ));
+        self.switching
+            .replace(tokio::spawn(Core::start(config, options)));
+    }
+
+    /// Swaps in a core that `switching` produced; on failure the current one stays
+    /// and the footer says why. The old core's runner finishes its writes in the
+    /// background.
+    pub fn switched(&mut self, started: anyhow::Result<Core>) {
+        let core = match started {
+            Ok(core) => core,
             Err(e) => {
                 self.ui.notice = Some(format!("cannot switch: {e:#}"));
+                return;
             }
+        };
+        if let Some(busy) = self.busy() {
+            // Confirmed while the new core was starting: this core must see it through.
+            self.ui.notice = Some(format!(
+                "switch cancelled: a rollback of {busy} started meanwhile"
+            ));
+            tokio::spawn(core.shutdown(std::time::Duration::from_secs(2)));
+            return;
         }
+        self.ui.context.clone_from(&core.target.context);
+        self.ui.cluster.clone_from(&core.target.cluster_url);
+        self.ui.namespace.clone_from(&core.target.namespace);
+        self.ui.user.clone_from(&core.actor);
+        self.ui.selected = 0;
+        self.ui.notice = Some(format!(
+            "now watching {} in {}",
+            core.target.namespace, core.target.context
+        ));
+        let old = std::mem::replace(&mut self.core, core);
+        tokio::spawn(old.shutdown(std::time::Duration::from_secs(2)));
+    }
+
+    /// Waits for a switch under way, and swaps it in (for tests, which have no loop).
+    pub async fn finish_switch(&mut self) {
+        if self.switching.is_some() {
+            let started = self.switching.next().await;
+            self.switched(started);
+        }
+    }
+
+    fn busy(&self) -> Option<String> {
+        self.core
+            .state
+            .services
+            .iter()
+            .find(|(_, s)| s.rollback_in_flight())
+            .map(|(key, _)| key.to_string())
     }
 }
