@@ -228,3 +228,29 @@ async fn the_switchboard_takes_a_board_over_http_and_refuses_nonsense() {
     .await;
     assert!(answered.text().await.unwrap().contains("simulated fault"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_keeps_its_wait_when_the_api_server_is_slow_to_start_with() {
+    let c = bad_deploy().await;
+    // Every call status makes before its first list (access review, whoami) takes 3 s.
+    put_faults(&c, json!({"kube": {"latency": "3s"}})).await;
+    let config = c.dir().join("backout.toml");
+    let out = c
+        .backout(
+            &[
+                "status",
+                "--wait",
+                "1s",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("did not answer within 1s") && stderr.contains("--wait"),
+        "the wait covers start-up and says so: {stderr}"
+    );
+}

@@ -160,6 +160,25 @@ impl Core {
         })
     }
 
+    /// `start`, bounded: connecting, checking access and asking who we are count
+    /// against the caller's deadline (`--wait`, settle); `more` says how to allow
+    /// more time.
+    pub async fn start_within(
+        config: Config,
+        opts: Options,
+        deadline: Duration,
+        more: &str,
+    ) -> anyhow::Result<Core> {
+        match tokio::time::timeout(deadline, Core::start(config, opts)).await {
+            Ok(started) => started,
+            Err(_) => anyhow::bail!(
+                "the cluster did not answer within {} while connecting, checking access \
+                 and asking who you are; check that the API server is reachable ({more})",
+                humantime::format_duration(deadline)
+            ),
+        }
+    }
+
     /// Applies a message of this process's own (a key, a flag) at once, with no
     /// round trip through the channel the same task drains.
     pub async fn apply(&mut self, msg: Msg) -> bool {

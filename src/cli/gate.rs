@@ -121,6 +121,9 @@ impl Run {
     }
 }
 
+/// From start to a listed cluster: connecting, access checks and the first lists.
+const START_UP: Duration = Duration::from_secs(30);
+
 pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
     let mut config = args.cluster.config()?;
     // The gate rolls back only the Deployment it gates, so it orders that rollback itself.
@@ -130,7 +133,8 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or(config.policy.rollout_deadline);
     let journal = crate::actions::journal::default_path();
     let opts = args.cluster.core_options(Some(journal));
-    let core = match Core::start(config, opts).await {
+    let started = tokio::time::Instant::now();
+    let core = match Core::start_within(config, opts, START_UP, "the gate allows 30s").await {
         Ok(core) => core,
         Err(e) => {
             let why = format!("cannot reach the cluster: {e:#}");
@@ -143,7 +147,7 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
         key: key.clone(),
         json: args.json,
     };
-    if let Some(why) = ready(&mut run).await {
+    if let Some(why) = ready(&mut run, START_UP.saturating_sub(started.elapsed())).await {
         run.core.shutdown(Duration::from_secs(5)).await;
         return finish(undecided(&args, why), args.json);
     }
@@ -174,9 +178,9 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The cluster listed, the Deployment there and writes allowed; else why not.
-async fn ready(run: &mut Run) -> Option<String> {
+async fn ready(run: &mut Run, left: Duration) -> Option<String> {
     // Settling may time out on a slow Prometheus; the Deployment must be there either way.
-    run.core.settle(Duration::from_secs(30)).await;
+    run.core.settle(left).await;
     if !run.core.state.services.contains_key(&run.key) {
         return Some(match run.core.state.sources.get(&SourceId::Kubernetes) {
             Some(SourceHealth::Forbidden(w)) => format!("forbidden: {w}"),

@@ -67,8 +67,13 @@ fn confirmed(kind: &str, name: &str) -> anyhow::Result<bool> {
 pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let c = &args.cluster;
     let config = c.config()?;
-    let mut core = Core::start(config, c.core_options(Some(journal::default_path()))).await?;
-    let code = roll_back(&mut core, &args).await;
+    // Connecting and the first lists share one limit: a hung API server ends the
+    // command, worded, instead of holding the engineer's terminal.
+    let limit = settle(&config);
+    let started = tokio::time::Instant::now();
+    let opts = c.core_options(Some(journal::default_path()));
+    let mut core = Core::start_within(config, opts, limit, "then retry").await?;
+    let code = roll_back(&mut core, &args, limit.saturating_sub(started.elapsed())).await;
     core.shutdown(std::time::Duration::from_secs(10)).await;
     code
 }
@@ -93,10 +98,16 @@ async fn deployment_for(core: &Core, name: &str) -> anyhow::Result<String> {
 /// The Deployment path, through the same engine and runner as the console and the
 /// watcher: the cluster listed (so every rollback anyone made is known), a dry run,
 /// confirmation, then the order, followed step by step to its verified end.
-async fn roll_back(core: &mut Core, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
-    let settle = settle(core);
+async fn roll_back(
+    core: &mut Core,
+    args: &RollbackArgs,
+    settle: Duration,
+) -> anyhow::Result<ExitCode> {
     if !core.run_until(settle, Core::listed).await {
-        eprintln!("error: the cluster did not list its Deployments within {}s; check the context and retry", settle.as_secs());
+        eprintln!(
+            "error: the cluster did not list its Deployments within {}; check the context and retry",
+            humantime::format_duration(settle)
+        );
         return Ok(ExitCode::from(2));
     }
     let name = match deployment_for(core, &args.deployment).await {
@@ -210,12 +221,8 @@ async fn someone_else_rolled_back(core: &mut Core, key: &ServiceKey) -> bool {
 }
 
 /// How long the CLI waits for the cluster's list and the dry run.
-fn settle(core: &Core) -> Duration {
-    core.state
-        .config
-        .policy
-        .rollout_deadline
-        .min(Duration::from_secs(30))
+fn settle(config: &crate::config::Config) -> Duration {
+    config.policy.rollout_deadline.min(Duration::from_secs(30))
 }
 
 /// The API server's dry run of the rollback, as the console's dialog asks for it; on
@@ -226,7 +233,7 @@ async fn dry_run(
     to_revision: Option<u64>,
     switch_to: Option<String>,
 ) -> Result<Preview, (ExitCode, String)> {
-    let settle = settle(core);
+    let settle = settle(&core.state.config);
     core.apply(Msg::PreviewRequested {
         service: key.clone(),
         to_revision,

@@ -193,8 +193,11 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         observe_only: true,
         ..args.cluster.core_options(None)
     };
-    let mut core = Core::start(config, opts).await?;
-    let complete = core.settle(args.wait).await;
+    let started = tokio::time::Instant::now();
+    let mut core = Core::start_within(config, opts, args.wait, "allow more with --wait").await?;
+    let complete = core
+        .settle(args.wait.saturating_sub(started.elapsed()))
+        .await;
     let (context, cluster) = (core.target.context.clone(), core.target.cluster_url.clone());
     let r = report(&core.state, &context, &cluster, complete);
     if args.json {
