@@ -161,3 +161,36 @@ async fn rolling_back_to_a_crashing_revision_is_reported_as_stuck() {
         "{journal}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_url_that_does_not_answer_fails_the_check_and_says_why_without_its_token() {
+    if !have("kubectl") {
+        return;
+    }
+    let c = start(small_scenario("")).await;
+    c.kubectl_ok(&["set", "image", "deploy/web", "web=web:2"])
+        .await;
+    c.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=30s"])
+        .await;
+    let cfg = config(&c, "8s", "30s");
+    // Port 9 (discard) on loopback: nothing listens, so the connection is refused.
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + "\n[[health_check]]\ndeployment = \"web\"\nurl = \"http://127.0.0.1:9/healthz?token=s3cret\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    let (out, journal) = rollback(&c, &cfg, &["web"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a failed health check is not verified: {stdout}"
+    );
+    assert!(
+        stdout.contains("✗ health URL")
+            && stdout.contains("answered nothing (")
+            && stdout.contains("token=***"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("s3cret") && !journal.contains("s3cret"),
+        "{stdout}{journal}"
+    );
+}

@@ -159,7 +159,7 @@ async fn probe(ctx: Context, service: ServiceKey, names: Vec<String>, tx: mpsc::
         .as_ref()
         .map_or(Duration::from_secs(5), |p| p.poll_interval)
         .max(Duration::from_secs(2));
-    let http = reqwest::Client::builder().timeout(timeout).build().ok();
+    let http = reqwest::Client::builder().timeout(timeout).build();
     let mut checks = Vec::new();
     for h in ctx
         .config
@@ -167,19 +167,26 @@ async fn probe(ctx: Context, service: ServiceKey, names: Vec<String>, tx: mpsc::
         .iter()
         .filter(|h| names.contains(&h.deployment))
     {
+        let url = crate::redact::url(&h.url);
+        // Why a check got no status is part of the evidence: refused, timed out, TLS.
         let got = match &http {
-            Some(c) => c.get(&h.url).send().await.map(|r| r.status().as_u16()).ok(),
-            None => None,
+            Ok(c) => c
+                .get(&h.url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                // The URL is shown redacted above; the error must not repeat it whole.
+                .map_err(|e| format!("{:#}", anyhow::Error::from(e.without_url()))),
+            Err(e) => Err(format!("no HTTP client: {e}")),
+        };
+        let detail = match &got {
+            Ok(status) => format!("{url} answered {status}; expected {}", h.status),
+            Err(why) => format!("{url} answered nothing ({why}); expected {}", h.status),
         };
         checks.push(Check {
             name: "health URL".into(),
-            passed: got == Some(h.status),
-            detail: format!(
-                "{} answered {}; expected {}",
-                crate::redact::url(&h.url),
-                got.map_or("nothing".into(), |s| s.to_string()),
-                h.status
-            ),
+            passed: got.as_ref().ok() == Some(&h.status),
+            detail,
         });
     }
     let _ = tx
