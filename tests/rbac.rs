@@ -18,17 +18,25 @@ use serde::Deserialize;
 const SA: &str = "system:serviceaccount:backout:backout";
 const SA_TOKEN: &str = "backout-sa-token";
 
-/// The ClusterRole's rules from the shipped manifest.
+/// The ClusterRole's rules and every Role's, scoped to its namespace, from the
+/// shipped manifest.
 fn manifest_rules() -> Vec<Rule> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/deploy/rbac.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     let mut rules = Vec::new();
     for doc in serde_norway::Deserializer::from_str(&text) {
         let doc = serde_json::Value::deserialize(doc).expect("rbac.yaml is YAML");
-        if doc["kind"] != "ClusterRole" {
-            continue;
-        }
-        for r in doc["rules"].as_array().expect("a ClusterRole has rules") {
+        let namespace = match doc["kind"].as_str() {
+            Some("ClusterRole") => None,
+            Some("Role") => Some(
+                doc["metadata"]["namespace"]
+                    .as_str()
+                    .expect("a Role names its namespace")
+                    .to_string(),
+            ),
+            _ => continue,
+        };
+        for r in doc["rules"].as_array().expect("a role has rules") {
             let list = |key: &str| -> Vec<String> {
                 r[key]
                     .as_array()
@@ -41,10 +49,19 @@ fn manifest_rules() -> Vec<Rule> {
                 api_groups: list("apiGroups"),
                 resources: list("resources"),
                 verbs: list("verbs"),
+                namespace: namespace.clone(),
             });
         }
     }
     assert!(!rules.is_empty(), "rbac.yaml has a ClusterRole with rules");
+    // Secrets hold credentials: never granted cluster-wide.
+    assert!(
+        rules
+            .iter()
+            .filter(|r| r.resources.iter().any(|x| x == "secrets"))
+            .all(|r| r.namespace.is_some()),
+        "Secrets are granted per namespace by a Role, not by the ClusterRole"
+    );
     rules
 }
 

@@ -27,12 +27,22 @@ pub struct Rule {
     /// Plural names; a subresource is `deployments/scale`.
     pub resources: Vec<String>,
     pub verbs: Vec<String>,
+    /// A Role's rule holds in its own namespace only; a ClusterRole's (`None`) holds
+    /// everywhere.
+    pub namespace: Option<String>,
 }
 
 impl Rule {
-    fn grants(&self, verb: &str, group: &str, resource: &str) -> bool {
+    fn grants(&self, verb: &str, group: &str, resource: &str, namespace: Option<&str>) -> bool {
         let has = |list: &[String], want: &str| list.iter().any(|x| x == "*" || x == want);
-        has(&self.verbs, verb) && has(&self.api_groups, group) && has(&self.resources, resource)
+        let scoped = self
+            .namespace
+            .as_deref()
+            .is_none_or(|own| namespace == Some(own));
+        scoped
+            && has(&self.verbs, verb)
+            && has(&self.api_groups, group)
+            && has(&self.resources, resource)
     }
 }
 
@@ -128,7 +138,7 @@ pub fn allowed(user: &User, attrs: &Attributes) -> bool {
             };
             rules
                 .iter()
-                .any(|r| r.grants(attrs.verb, attrs.resource.group, &resource))
+                .any(|r| r.grants(attrs.verb, attrs.resource.group, &resource, attrs.namespace))
         }
     }
 }
@@ -190,6 +200,33 @@ mod tests {
             }
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_roles_rule_holds_in_its_own_namespace_only() {
+        let role = |namespace: Option<&str>| User {
+            name: "sa".into(),
+            token: "t".into(),
+            role: Role::Granted(vec![Rule {
+                api_groups: vec!["apps".into()],
+                resources: vec!["deployments".into()],
+                verbs: vec!["list".into()],
+                namespace: namespace.map(String::from),
+            }]),
+        };
+        let list_in = |ns: Option<&'static str>| Attributes {
+            verb: "list",
+            resource: &DEPLOYMENTS,
+            subresource: None,
+            namespace: ns,
+            name: None,
+        };
+        let shop = role(Some("shop"));
+        assert!(allowed(&shop, &list_in(Some("shop"))));
+        assert!(!allowed(&shop, &list_in(Some("other"))));
+        assert!(!allowed(&shop, &list_in(None)), "not across namespaces");
+        let cluster = role(None);
+        assert!(allowed(&cluster, &list_in(Some("other"))) && allowed(&cluster, &list_in(None)));
     }
 
     #[test]
