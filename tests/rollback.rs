@@ -259,6 +259,49 @@ async fn a_rollback_waiting_on_a_held_lease_names_its_holder() {
     assert_eq!(c.image("web").await, "web:3", "nothing was written");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_holders_lease_is_taken_over_once_it_lapses_and_the_wait_is_said() {
+    let Some(c) = with_history().await else {
+        return;
+    };
+    // A holder killed right after taking the Lease: it never patches, never renews.
+    let client = client(&c, None).await;
+    let ghost = "ghost@bastion#4242-dead";
+    let taken = lease::claim(&client, "shop", "web", ghost, Duration::from_secs(4))
+        .await
+        .unwrap();
+    assert_eq!(taken, lease::Claim::Acquired);
+    let out = backout(&c, &["rollback", "web", "--to-revision", "1", "--yes"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("waiting for {ghost}'s rollback"))
+            && stdout.contains("its lease lapses at"),
+        "the wait is said, with when it ends: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{ghost}'s lease lapsed with no rollback in the cluster: taking it over"
+        )),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("error:"),
+        "taken over, not failed: {stderr}"
+    );
+    assert_eq!(c.image("web").await, "web:1", "rolled back once taken over");
+    let history = revisions(&c).await;
+    assert!(
+        !history.split_whitespace().any(|r| r.starts_with("5:")),
+        "exactly one rollback: {history}"
+    );
+}
+
 #[test]
 fn a_lease_is_re_entrant_only_for_the_same_process() {
     let me = lease::holder("alice@bastion");

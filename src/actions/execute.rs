@@ -152,15 +152,21 @@ async fn run(
         &key.namespace,
         &key.name,
         &ctx.holder,
-        rollback::LEASE_HOLD,
+        ctx.config.policy.lease_duration,
     )
     .await
     .map_err(|e| RollbackError::Api(e.to_string()))?;
-    if let lease::Claim::HeldBy { holder, since } = claim {
+    if let lease::Claim::HeldBy {
+        holder,
+        since,
+        expires,
+    } = claim
+    {
         return Err(RollbackError::Held {
             deployment: key.name.clone(),
             holder,
             since,
+            expires,
         });
     }
     let notice = match land(ctx, order, tx, journal).await {
@@ -179,7 +185,7 @@ async fn run(
         key.namespace.clone(),
         key.name.clone(),
         ctx.holder.clone(),
-        rollback::LEASE_HOLD,
+        ctx.config.policy.lease_duration,
     );
     leases.lock().expect("lease map").insert(key.clone(), held);
     tokio::spawn(send_notice(

@@ -18,6 +18,8 @@ pub enum Claim {
     HeldBy {
         holder: String,
         since: Option<Timestamp>,
+        /// When the Lease lapses unless its holder renews it: a dead holder's wait.
+        expires: Option<Timestamp>,
     },
 }
 
@@ -33,15 +35,32 @@ pub fn lease_name(deployment: &str) -> String {
     format!("backout-rollback-{deployment}")
 }
 
-fn expired(lease: &Lease, now: Timestamp) -> bool {
-    let Some(spec) = &lease.spec else { return true };
+/// When the Lease lapses unless renewed; `None` when it says nothing of its renewal.
+fn expiry(spec: &LeaseSpec) -> Option<Timestamp> {
     let renewed = spec
         .renew_time
         .as_ref()
         .or(spec.acquire_time.as_ref())
-        .map(|t| t.0);
-    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
-    renewed.is_none_or(|r| r.as_second() + duration < now.as_second())
+        .map(|t| t.0)?;
+    let duration =
+        jiff::SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0)));
+    renewed.checked_add(duration).ok()
+}
+
+fn expired(lease: &Lease, now: Timestamp) -> bool {
+    lease
+        .spec
+        .as_ref()
+        .and_then(expiry)
+        .is_none_or(|at| at < now)
+}
+
+fn held_by(spec: LeaseSpec) -> Claim {
+    Claim::HeldBy {
+        expires: expiry(&spec),
+        since: spec.acquire_time.map(|t| t.0),
+        holder: spec.holder_identity.unwrap_or_default(),
+    }
 }
 
 fn spec(me: &str, hold: Duration, now: Timestamp) -> LeaseSpec {
@@ -87,12 +106,7 @@ pub async fn claim(
         .unwrap_or_default();
     // An empty holder is a released Lease: free to take.
     if !holder.is_empty() && holder != me && !expired(&current, now) {
-        let since = current
-            .spec
-            .as_ref()
-            .and_then(|s| s.acquire_time.as_ref())
-            .map(|t| t.0);
-        return Ok(Claim::HeldBy { holder, since });
+        return Ok(held_by(current.spec.unwrap_or_default()));
     }
     let mut taken = current.clone();
     taken.spec = Some(spec(me, hold, now));
@@ -100,11 +114,7 @@ pub async fn claim(
         Ok(_) => Ok(Claim::Acquired),
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let winner = api.get(&name).await?;
-            let spec = winner.spec.unwrap_or_default();
-            Ok(Claim::HeldBy {
-                holder: spec.holder_identity.unwrap_or_default(),
-                since: spec.acquire_time.map(|t| t.0),
-            })
+            Ok(held_by(winner.spec.unwrap_or_default()))
         }
         Err(e) => Err(e),
     }

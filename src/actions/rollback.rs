@@ -460,11 +460,6 @@ pub enum Done {
     RolledBack { generation: Option<i64> },
 }
 
-/// How long a rollback's Lease lasts unrenewed before another process may take it
-/// over: its holder renews it until verification ends, so this bounds only how long a
-/// dead holder blocks the next one.
-pub const LEASE_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Rolls back as confirmed: a fresh plan (the caller holds the Lease), the one
 /// guarded patch, then the Event. Returns the plan that was sent.
 pub async fn commit(

@@ -176,9 +176,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The longest any duration flag may be: long enough for any watch, short enough that
-/// adding it to a clock never overflows.
-pub const LONGEST: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+pub use crate::config::LONGEST;
 
 /// A duration flag (`5m`, `90s`), at most [`LONGEST`].
 pub fn bounded_duration(raw: &str) -> Result<std::time::Duration, String> {

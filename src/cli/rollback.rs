@@ -202,10 +202,46 @@ async fn roll_back(
     }
     core.apply(Msg::RollbackRequested {
         service: key.clone(),
-        request,
+        request: request.clone(),
     })
     .await;
-    follow(core, &key, args.no_verify).await
+    let mut code = follow(core, &key, args.no_verify).await?;
+    // A holder that died holding the Lease did nothing; the engineer's confirmed
+    // rollback still stands, so it is ordered again once the Lease has lapsed.
+    for _ in 0..TAKEOVERS {
+        let Some(gone) = holder_gone(&core.state, &key) else {
+            break;
+        };
+        println!("{gone}'s lease lapsed with no rollback in the cluster: taking it over");
+        core.apply(Msg::RollbackRequested {
+            service: key.clone(),
+            request: request.clone(),
+        })
+        .await;
+        code = follow(core, &key, args.no_verify).await?;
+    }
+    if holder_gone(&core.state, &key).is_some() {
+        if let Some((_, Err(e))) = core.state.services[&key]
+            .rollback
+            .as_ref()
+            .and_then(|p| p.ended.as_ref())
+        {
+            eprintln!("error: {e}");
+        }
+    }
+    Ok(code)
+}
+
+/// How many dead holders in a row one command takes a Lease over from.
+const TAKEOVERS: usize = 2;
+
+/// Who held the Lease of the rollback that just ended without a patch, because its
+/// lease lapsed with nothing in the cluster.
+fn holder_gone(state: &State, key: &ServiceKey) -> Option<String> {
+    let p = state.services.get(key)?.rollback.as_ref()?;
+    let followed_a_lease = p.lease_expires.is_some() && !p.committed;
+    let ended = matches!(&p.ended, Some((_, Err(_))));
+    (followed_a_lease && ended).then(|| p.by.clone())
 }
 
 /// Whether a rollback of `key` by someone else shows in the cluster within a few
@@ -433,6 +469,8 @@ async fn follow(core: &mut Core, key: &ServiceKey, no_verify: bool) -> anyhow::R
             ExitCode::FAILURE
         }
         Err(e) if no_verify && e.contains("--no-verify") => ExitCode::SUCCESS,
+        // The caller takes the Lease over, or says why it gave up.
+        Err(_) if holder_gone(&core.state, key).is_some() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -132,7 +132,19 @@ pub struct Policy {
     /// How far past the threshold recovery is: 0.2 means an error rate must fall to
     /// 80% of a `>` threshold, so a value just under the line does not count.
     pub recovery_margin: f64,
+    /// How long a rollback's Lease lasts unrenewed: how long a holder that died (a
+    /// kill -9, a lost node) keeps everyone else from rolling back the same
+    /// Deployment. The holder renews it every third of this.
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
 }
+
+/// The longest any duration may be, in a flag or in backout.toml: long enough for any
+/// watch, short enough that adding it to a clock never overflows.
+pub const LONGEST: Duration = Duration::from_secs(30 * 86_400);
+
+/// The shortest Lease: renewals every third of it must not outrun a slow API server.
+pub const SHORTEST_LEASE: Duration = Duration::from_secs(3);
 
 impl Default for Policy {
     fn default() -> Self {
@@ -149,6 +161,7 @@ impl Default for Policy {
             rollout_deadline: Duration::from_secs(10 * 60),
             recovery_hold: Duration::from_secs(60),
             recovery_margin: 0.2,
+            lease_duration: Duration::from_secs(60),
         }
     }
 }
@@ -277,6 +290,7 @@ impl Config {
                 );
             }
         }
+        durations_in_range(&raw.policy, prometheus.as_ref())?;
         // NaN compares false with every count, so its triggers would wait for data for ever.
         let min = raw.policy.min_requests;
         if !(min.is_finite() && min >= 0.0) {
@@ -322,6 +336,44 @@ impl Config {
             .map(|(s, _)| s.as_str())
             .collect()
     }
+}
+
+/// Every duration of the file at most [`LONGEST`], so no clock arithmetic overflows,
+/// named by its key when it is not.
+fn durations_in_range(
+    policy: &Policy,
+    prometheus: Option<&PrometheusConfig>,
+) -> Result<(), String> {
+    let mut keys = vec![
+        ("[policy] onset_window", policy.onset_window),
+        ("[policy] migration_window", policy.migration_window),
+        ("[policy] cooldown", policy.cooldown),
+        ("[policy] blackout", policy.blackout),
+        ("[policy] blind_after", policy.blind_after),
+        ("[policy] verification_window", policy.verification_window),
+        ("[policy] rollout_deadline", policy.rollout_deadline),
+        ("[policy] recovery_hold", policy.recovery_hold),
+        ("[policy] lease_duration", policy.lease_duration),
+    ];
+    if let Some(p) = prometheus {
+        keys.push(("[prometheus] poll_interval", p.poll_interval));
+        keys.push(("[prometheus] timeout", p.timeout));
+        keys.push(("[prometheus] lookback", p.lookback));
+    }
+    if let Some((key, d)) = keys.iter().find(|(_, d)| *d > LONGEST) {
+        return Err(format!(
+            "{key} = \"{}\" is longer than the longest backout accepts ({})",
+            humantime::format_duration(*d),
+            humantime::format_duration(LONGEST)
+        ));
+    }
+    if policy.lease_duration < SHORTEST_LEASE {
+        return Err(format!(
+            "[policy] lease_duration must be at least {}, for example \"60s\"",
+            humantime::format_duration(SHORTEST_LEASE)
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -370,6 +422,26 @@ mod tests {
     fn an_unknown_key_names_the_line() {
         let err = parse("[policy]\nonset_window = \"15m\"\ncoldown = \"5m\"\n").unwrap_err();
         assert!(err.contains("line 3") && err.contains("coldown"), "{err}");
+    }
+
+    #[test]
+    fn a_duration_too_long_for_the_clock_is_refused_naming_its_key() {
+        for key in [
+            "[policy]\nverification_window",
+            "[policy]\nblackout",
+            "[prometheus]\nurl = \"http://p\"\nlookback",
+        ] {
+            let err = parse(&format!("{key} = \"999999999999s\"\n")).unwrap_err();
+            let name = key.rsplit('\n').next().unwrap();
+            assert!(
+                err.contains(name) && err.contains("longest"),
+                "{key}: {err}"
+            );
+        }
+        assert!(parse("[policy]\nlease_duration = \"1s\"\n")
+            .unwrap_err()
+            .contains("lease_duration"));
+        assert!(parse("[policy]\nverification_window = \"30days\"\n").is_ok());
     }
 
     #[test]

@@ -332,6 +332,17 @@ pub fn merge(
         if !merged.threshold.is_finite() {
             return Err(at("threshold must be a finite number".into()));
         }
+        for (key, d) in [
+            ("for", merged.for_),
+            ("keep_firing_for", merged.keep_firing_for),
+        ] {
+            if d > super::LONGEST {
+                return Err(at(format!(
+                    "{key} is longer than the longest backout accepts ({})",
+                    humantime::format_duration(super::LONGEST)
+                )));
+            }
+        }
         if merged.cluster.is_some() {
             if o.query.is_some() {
                 return Err(at("give `query` or `cluster`, not both: a cluster signal is read from the Kubernetes API".into()));
@@ -395,6 +406,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not valid PromQL"), "{err}");
+    }
+
+    #[test]
+    fn a_for_duration_too_long_for_the_clock_is_refused() {
+        let text = "[[trigger]]\nname = \"error-rate\"\nfor = \"999999999999s\"\n";
+        let err = Config::parse(Path::new("b.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("error-rate") && err.contains("longest"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -208,6 +208,7 @@ fn the_loser_of_a_race_follows_the_winner() {
                 deployment: "checkout".into(),
                 holder: "dana@laptop#77-ab".into(),
                 since: Some(t(199)),
+                expires: Some(t(259)),
             },
         },
     );
@@ -224,6 +225,41 @@ fn the_loser_of_a_race_follows_the_winner() {
     let p = state.services[&key("checkout")].rollback.clone().unwrap();
     assert_eq!((p.phase, p.by.as_str()), (Phase::RollingOut, "dana@laptop"));
     assert!(orders(&effects).is_empty(), "no second rollback");
+}
+
+#[test]
+fn a_holder_whose_lease_lapses_with_nothing_done_is_called_gone_and_the_rollback_tried_again() {
+    let mut state = firing(AUTO);
+    update(
+        &mut state,
+        Msg::RollbackFailed {
+            service: key("checkout"),
+            error: RollbackError::Held {
+                deployment: "checkout".into(),
+                holder: "ghost@bastion#9-dead".into(),
+                since: Some(t(150)),
+                expires: Some(t(210)),
+            },
+        },
+    );
+    update(&mut state, Msg::Tick(t(211)));
+    let p = state.services[&key("checkout")].rollback.clone().unwrap();
+    assert_eq!(
+        p.phase,
+        Phase::Following,
+        "inside the clock margin: still following"
+    );
+    update(&mut state, Msg::Tick(t(215)));
+    let p = state.services[&key("checkout")].rollback.clone().unwrap();
+    let Some((_, Err(why))) = &p.ended else {
+        panic!("the follow ends once the lease lapsed: {p:?}");
+    };
+    assert!(
+        why.contains("ghost@bastion#9-dead") && why.contains("gone"),
+        "{why}"
+    );
+    assert!(p.retry_at.is_some(), "the decision holds: tried again");
+    assert!(state.services[&key("checkout")].no_auto.is_none());
 }
 
 #[test]

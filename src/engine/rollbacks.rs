@@ -228,11 +228,14 @@ pub fn failed(
     let progress = svc.rollback.as_mut().expect("checked above");
     // Someone else is rolling back (their Lease, or their patch first): follow them.
     let winner = match &error {
-        RollbackError::Held { holder, .. } => Some(holder.clone()),
-        RollbackError::Preempted { .. } => Some("someone else".to_string()),
+        RollbackError::Held {
+            holder, expires, ..
+        } => Some((holder.clone(), *expires)),
+        RollbackError::Preempted { .. } => Some(("someone else".to_string(), None)),
         _ => None,
     };
-    if let Some(by) = winner {
+    if let Some((by, lease_expires)) = winner {
+        progress.lease_expires = lease_expires;
         progress.ours = false;
         progress.by = by;
         progress.phase = Phase::Following;

@@ -120,6 +120,9 @@ pub fn begin(state: &mut State, key: &ServiceKey) {
     }
 }
 
+/// How far past a followed Lease's lapse backout waits before calling its holder gone.
+const LEASE_CLOCK_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// What a phase's step concluded.
 enum Next {
     Stay,
@@ -189,6 +192,19 @@ fn following(state: &mut State, key: &ServiceKey) -> Next {
     let Some(p) = running(state, key) else {
         return Next::Stay;
     };
+    // A live holder patches within seconds and renews its Lease meanwhile; one whose
+    // Lease lapsed with nothing in the cluster was killed or cut off. The margin
+    // allows for the API server's clock.
+    if let Some(lapsed) = p
+        .lease_expires
+        .filter(|at| elapsed(now, *at) > LEASE_CLOCK_MARGIN)
+    {
+        return Next::End(Err(format!(
+            "{} held the rollback's lease, and no rollback appeared in the cluster before \
+             it lapsed at {lapsed}: that holder is gone. Roll back again to take the lease over",
+            p.by
+        )));
+    }
     if elapsed(now, p.phase_since) <= deadline {
         return Next::Stay;
     }
@@ -408,11 +424,20 @@ pub fn pending(state: &State, p: &Progress) -> Vec<String> {
     let now = state.now;
     match p.phase {
         Phase::Preparing => vec!["… lease, plan and dry run".into()],
-        Phase::Following => vec![format!(
-            "… waiting for {}'s rollback to show in the cluster, {} left",
-            p.by,
-            left(now, p.phase_since, policy.rollout_deadline)
-        )],
+        Phase::Following => vec![match p.lease_expires {
+            Some(lapses) => format!(
+                "… waiting for {}'s rollback to show in the cluster; if that holder is gone \
+                 (killed, disconnected), its lease lapses at {lapses} ({} from now) and \
+                 backout takes it over",
+                p.by,
+                humantime::format_duration(elapsed(lapses, now))
+            ),
+            None => format!(
+                "… waiting for {}'s rollback to show in the cluster, {} left",
+                p.by,
+                left(now, p.phase_since, policy.rollout_deadline)
+            ),
+        }],
         Phase::RollingOut => vec![format!(
             "… rollout completes, {} left",
             left(now, p.phase_since, policy.rollout_deadline)
@@ -523,6 +548,16 @@ fn conclude(
     };
     if committed {
         state.note_rollback(key, now, automatic);
+    } else if automatic && result.is_err() {
+        // Nothing was written (a holder that died, say): the decision still stands,
+        // so the retry schedule orders it again.
+        if let Some(p) = state
+            .services
+            .get_mut(key)
+            .and_then(|s| s.rollback.as_mut())
+        {
+            p.retry_at = Some(now + super::rollbacks::FIRST_RETRY_PAUSE);
+        }
     }
     let entry = Entry::Verification {
         outcome: match &result {

@@ -101,11 +101,15 @@ pub enum RollbackError {
     Forbidden(String),
     #[error("deployment {0:?} changed since the rollback was previewed (someone else wrote it); nothing was changed. Look at it again and retry")]
     Conflict(String),
-    #[error("another rollback of {deployment:?} is in progress: the lease is held by {holder}{since}; backout follows it", since = since.map_or(String::new(), |t| format!(" since {t}")))]
+    #[error("another rollback of {deployment:?} is in progress: the lease is held by {holder}{since}; backout follows it{expires}",
+        since = since.map_or(String::new(), |t| format!(" since {t}")),
+        expires = expires.map_or(String::new(), |t| format!(". If that holder is gone (killed, disconnected), its lease lapses at {t}, and the next rollback takes it over")))]
     Held {
         deployment: String,
         holder: String,
         since: Option<Timestamp>,
+        /// When the Lease lapses unless its holder renews it.
+        expires: Option<Timestamp>,
     },
     /// Someone else's rollback got there first: the Deployment already runs the target.
     #[error("someone else rolled {deployment:?} back to revision {to_revision}'s template first; backout follows that rollback")]
@@ -231,6 +235,9 @@ pub struct Progress {
     /// An automatic rollback that failed for a passing reason (an API error, a
     /// conflict) is ordered again at this time, if the decision still holds.
     pub retry_at: Option<Timestamp>,
+    /// Following a holder's Lease: when it lapses unless renewed. Nothing in the
+    /// cluster by then says the holder is gone.
+    pub lease_expires: Option<Timestamp>,
 }
 
 impl Progress {
@@ -259,6 +266,7 @@ impl Progress {
             ended: None,
             attempt: 1,
             retry_at: None,
+            lease_expires: None,
         }
     }
 
