@@ -1,6 +1,7 @@
 //! `backout watch --auto-rollback` on two services that go bad at once, where only one
 //! qualifies: exactly one rollback, none again inside the blackout, a page with the
-//! command for the other, JSON logs on stdout, and a clean stop on SIGTERM.
+//! command for the other, JSON logs on stdout, and a clean stop on SIGTERM; a hangup
+//! drains the same way and journals the verification it cut short.
 
 mod common;
 
@@ -141,5 +142,54 @@ async fn exactly_one_of_two_bad_services_is_rolled_back_and_the_blackout_holds()
     assert!(
         stderr_and_pages.contains("kubectl rollout undo deployment/search --to-revision=1 -n shop"),
         "search is paged with the command filled in:\n{stderr_and_pages}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hangup_drains_like_sigterm_and_journals_the_verification_it_cut_short() {
+    if !have("kubectl") {
+        return;
+    }
+    let mut scenario = Scenario::load("bad-deploy").unwrap();
+    for e in &mut scenario.timeline {
+        e.get_mut().at = Duration::from_secs(1);
+    }
+    let c = start(scenario).await;
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
+        .args(["watch", "--auto-rollback", "--grace", "1s", "--config"])
+        .arg(c.dir().join("backout.toml"))
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .env("BACKOUT_JOURNAL", c.journal_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("backout watch starts");
+    wait_for(
+        "checkout's rollback",
+        Duration::from_secs(120),
+        async || c.revision("checkout").await == "3",
+    )
+    .await;
+    // Verification holds recovery for a minute: the hangup lands inside it.
+    let pid = watch.id().expect("still running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), watch.wait())
+        .await
+        .expect("watch leaves after a hangup")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "drained, not killed by the signal");
+    let journal = c.journal();
+    let abandoned = journal
+        .lines()
+        .find(|l| l.contains(r#""kind":"verification""#) && l.contains("verification abandoned"));
+    assert!(
+        abandoned.is_some_and(|l| l.contains("SIGHUP")),
+        "the cut-short verification is journaled with its cause:\n{journal}"
     );
 }

@@ -54,19 +54,19 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     // A watcher started from a shell that then hung up drains like any other stop.
     let mut hangup = signal(SignalKind::hangup())?;
-    loop {
+    let why = loop {
         tokio::select! {
             alive = core.step() => {
                 if !alive {
                     anyhow::bail!("every source stopped");
                 }
             }
-            _ = term.recv() => break,
-            _ = interrupt.recv() => break,
-            _ = hangup.recv() => break,
+            _ = term.recv() => break "SIGTERM",
+            _ = interrupt.recv() => break "SIGINT",
+            _ = hangup.recv() => break "SIGHUP",
         }
-    }
-    drain(&mut core, args.grace).await;
+    };
+    drain(&mut core, args.grace, why).await;
     // The runner finishes the journal lines and Lease releases it was handed.
     core.shutdown(Duration::from_secs(5)).await;
     tracing::info!("stopped");
@@ -76,7 +76,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
 /// Orders nothing new, and lets a rollback under way finish within `grace`. A rollback
 /// is one atomic patch, so one cut short is either done or not started; only its
 /// verification can be abandoned, and that is logged.
-async fn drain(core: &mut Core, grace: Duration) {
+async fn drain(core: &mut Core, grace: Duration, signal: &str) {
     let busy = |core: &Core| {
         core.state
             .services
@@ -101,6 +101,12 @@ async fn drain(core: &mut Core, grace: Duration) {
     for (service, committed) in busy(core) {
         if committed {
             tracing::warn!(%service, "shut down during verification: the rollback is done, its verification was abandoned; check `backout status`");
+            // Journaled too, so the handoff says the verification never ended, and why.
+            let why = format!(
+                "backout watch stopped ({signal}) after --grace {}",
+                humantime::format_duration(grace)
+            );
+            core.apply(Msg::Abandon { service, why }).await;
         } else {
             tracing::warn!(%service, "shut down before the rollback reported its patch: being one atomic patch, it is wholly done or not at all; check `backout history`");
         }
