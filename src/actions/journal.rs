@@ -89,20 +89,31 @@ pub fn private_file(path: &Path) -> std::io::Result<File> {
 
 /// Every record in a journal file; unreadable lines are reported, not skipped silently.
 pub fn read(path: &Path) -> std::io::Result<(Vec<Record>, Vec<String>)> {
-    let text = std::fs::read_to_string(path)?;
+    let bytes = std::fs::read(path)?;
+    let (records, bad) = parse(&bytes);
+    let bad = bad
+        .into_iter()
+        .map(|b| format!("{} {b}", path.display()))
+        .collect();
+    Ok((records, bad))
+}
+
+/// The records in a journal's bytes, and a note for each line that is not one. Bytes,
+/// not text: a write cut inside a multi-byte character must cost that line only.
+pub fn parse(bytes: &[u8]) -> (Vec<Record>, Vec<String>) {
     let mut records = Vec::new();
     let mut bad = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        match serde_json::from_str(line) {
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let line = String::from_utf8_lossy(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(&line) {
             Ok(r) => records.push(r),
-            Err(e) => bad.push(format!("{} line {}: {e}", path.display(), i + 1)),
+            Err(e) => bad.push(format!("line {}: {e}", i + 1)),
         }
     }
-    Ok((records, bad))
+    (records, bad)
 }
 
 #[cfg(test)]
@@ -144,5 +155,29 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
         assert!(bad[0].contains("line 2"));
+    }
+
+    #[test]
+    fn a_line_cut_inside_a_character_costs_that_line_only() {
+        let record = Record {
+            at: jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+            incident: Some("inc".into()),
+            service: "shop/checkout".into(),
+            entry: Entry::IncidentOpened {
+                summary: "r2 → r1".into(),
+            },
+        };
+        let line = serde_json::to_vec(&record).unwrap();
+        let arrow = line.windows(3).position(|w| w == "→".as_bytes()).unwrap();
+        let mut bytes = line[..arrow + 1].to_vec();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&line);
+        bytes.push(b'\n');
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        std::fs::write(&path, &bytes).unwrap();
+        let (records, bad) = read(&path).expect("a torn character is not an unreadable file");
+        assert_eq!(records, [record]);
+        assert_eq!(bad.len(), 1, "{bad:?}");
     }
 }

@@ -130,30 +130,7 @@ impl Prometheus {
                 self.shown
             )
         })?;
-        let body: Value = serde_json::from_str(&text).map_err(|e| {
-            let start: String = text.chars().take(80).collect();
-            if status.is_success() {
-                format!("malformed answer from Prometheus ({status}): {e}: {start:?}")
-            } else {
-                format!(
-                    "Prometheus at {} answered {status}, not the query API: {start:?}; check that it is up and that [prometheus] url points at it",
-                    self.shown
-                )
-            }
-        })?;
-        if body["status"] == "success" {
-            return Ok(body["data"].clone());
-        }
-        let (kind, error) = (
-            body["errorType"].as_str().unwrap_or("unknown"),
-            body["error"].as_str().unwrap_or(""),
-        );
-        Err(match status.as_u16() {
-            401 | 403 => {
-                format!("Prometheus refused the credentials ({status}); check [prometheus.auth]")
-            }
-            _ => format!("Prometheus rejected the query ({status}, {kind}): {error}"),
-        })
+        decode(status.as_u16(), &text, &self.shown)
     }
 
     /// The one series a trigger query must yield, over `[end - lookback, end]`.
@@ -173,26 +150,68 @@ impl Prometheus {
             ("end", format!("{end_secs:.3}")),
             ("step", format!("{}s", step.as_secs().max(1))),
         ];
-        match self.get("/api/v1/query_range", &params).await {
-            Err(error) => QueryOutcome::Failed { error },
-            Ok(data) => match data["result"].as_array().map(Vec::as_slice) {
-                None => QueryOutcome::Failed {
-                    error: "malformed answer from Prometheus: no result list".into(),
-                },
-                Some([]) => QueryOutcome::Empty,
-                Some([one]) => match parse_points(&one["values"]) {
-                    Some(points) => QueryOutcome::Series {
-                        points,
-                        requests_per_second: None,
-                    },
-                    None => QueryOutcome::Failed {
-                        error: "malformed answer from Prometheus: unreadable points".into(),
-                    },
-                },
-                Some(many) => QueryOutcome::SeveralSeries { count: many.len() },
-            },
-        }
+        range_outcome(self.get("/api/v1/query_range", &params).await)
     }
+}
+
+/// An HTTP answer of the query API as its `data`, or why it is not one. Outside
+/// input: any status and any body give a worded error, never a panic.
+fn decode(status: u16, text: &str, shown: &str) -> Result<Value, String> {
+    let status_text = reqwest::StatusCode::from_u16(status)
+        .map_or_else(|_| status.to_string(), |s| s.to_string());
+    let success = (200..300).contains(&status);
+    let body: Value = serde_json::from_str(text).map_err(|e| {
+        let start: String = text.chars().take(80).collect();
+        if success {
+            format!("malformed answer from Prometheus ({status_text}): {e}: {start:?}")
+        } else {
+            format!(
+                "Prometheus at {shown} answered {status_text}, not the query API: {start:?}; check that it is up and that [prometheus] url points at it"
+            )
+        }
+    })?;
+    if body["status"] == "success" {
+        return Ok(body["data"].clone());
+    }
+    let (kind, error) = (
+        body["errorType"].as_str().unwrap_or("unknown"),
+        body["error"].as_str().unwrap_or(""),
+    );
+    Err(match status {
+        401 | 403 => {
+            format!("Prometheus refused the credentials ({status_text}); check [prometheus.auth]")
+        }
+        _ => format!("Prometheus rejected the query ({status_text}, {kind}): {error}"),
+    })
+}
+
+/// A range query's decoded answer as the one series a trigger needs, or why not.
+fn range_outcome(answer: Result<Value, String>) -> QueryOutcome {
+    match answer {
+        Err(error) => QueryOutcome::Failed { error },
+        Ok(data) => match data["result"].as_array().map(Vec::as_slice) {
+            None => QueryOutcome::Failed {
+                error: "malformed answer from Prometheus: no result list".into(),
+            },
+            Some([]) => QueryOutcome::Empty,
+            Some([one]) => match parse_points(&one["values"]) {
+                Some(points) => QueryOutcome::Series {
+                    points,
+                    requests_per_second: None,
+                },
+                None => QueryOutcome::Failed {
+                    error: "malformed answer from Prometheus: unreadable points".into(),
+                },
+            },
+            Some(many) => QueryOutcome::SeveralSeries { count: many.len() },
+        },
+    }
+}
+
+/// What a range query's HTTP answer (`status`, `body`) tells a trigger: the parse the
+/// poller runs, open to fuzzing.
+pub fn read_range_answer(status: u16, body: &str) -> QueryOutcome {
+    range_outcome(decode(status, body, "the fuzzed server"))
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {
