@@ -254,3 +254,20 @@ async fn status_keeps_its_wait_when_the_api_server_is_slow_to_start_with() {
         "the wait covers start-up and says so: {stderr}"
     );
 }
+
+#[test]
+fn sim_help_documents_every_fault_of_the_switchboard() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_backout"))
+        .args(["sim", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("PUT  /sim/faults"), "{help}");
+    let board = serde_json::to_value(backout_sim::faults::Faults::default()).unwrap();
+    for (api, fields) in board.as_object().unwrap() {
+        for field in fields.as_object().unwrap().keys() {
+            let name = format!("{api}.{field}");
+            assert!(help.contains(&name), "`backout sim --help` lacks {name}");
+        }
+    }
+}

@@ -13,7 +13,35 @@ use backout_sim::api::auth::{EDITOR_TOKEN, OUTSIDER_TOKEN, VIEWER_TOKEN};
 use backout_sim::scenario::Scenario;
 use backout_sim::{Sim, SimOptions};
 
+/// The fault switchboard, as `backout sim --help` shows it.
+const FAULTS_HELP: &str = "\
+Fault switchboard (drills and tests): turn faults on and off while a scenario runs.
+  GET  /sim/faults           the faults in force
+  PUT  /sim/faults           replace them all with a JSON body; {} turns every fault off
+  or in a scenario file:     [[event]]
+                             at = \"30s\"
+                             faults = { metrics = { down = true } }
+
+  kube.error_500 = true                  every API request answers 500
+  kube.throttle_retry_after = SECONDS    every API request answers 429 with Retry-After
+  kube.latency = \"2s\"                    added before every API answer
+  kube.cut_watches_every = \"3s\"          open watch streams are ended this often
+  kube.gone_storm = true                 every watch resumes into 410 Gone and relists
+  kube.conflict_next_patch = true        the next Deployment PATCH answers 409
+  kube.fail_next_patch = STATUS          the next Deployment PATCH answers STATUS (400-599)
+  kube.lose_next_patch_answer = true     the next Deployment PATCH lands; a 504 comes back
+  metrics.down = true                    the metrics API answers 503 in plain text
+  metrics.latency = \"10s\"                added before every metrics answer
+  metrics.status = 400 | 500             every query answers that status
+  metrics.garbage = true                 every query answers 200 with a body that is not JSON
+  metrics.value = \"NaN\" | \"+Inf\" | \"-Inf\"  every sample has that value
+  metrics.duplicate_series = true        every query answers its first series twice
+
+Example (the simulator's CA is in the kubeconfig that --write-config writes):
+  curl -k -X PUT https://127.0.0.1:6443/sim/faults -d '{\"metrics\":{\"down\":true}}'";
+
 #[derive(Debug, Args)]
+#[command(after_long_help = FAULTS_HELP)]
 pub struct SimArgs {
     /// Address to serve the Kubernetes and Prometheus APIs on.
     #[arg(long, default_value = "127.0.0.1:6443")]
@@ -52,6 +80,10 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
+    println!(
+        "  faults: GET/PUT {}/sim/faults (see `backout sim --help`)",
+        sim.url()
+    );
     println!("press Ctrl-C to stop");
     wait_for_stop().await;
     sim.stop().await;
