@@ -250,3 +250,30 @@ async fn prometheus_stopping_mid_observation_exits_2_without_a_rollback() {
         "no rollback on missing data"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_deleted_mid_observation_cannot_be_decided_and_nothing_panics() {
+    if !have("kubectl") {
+        return;
+    }
+    let c = start(quiet("healthy-deploy")).await;
+    deploy(&c, "registry.local/shop/checkout:1.4.2").await;
+    let path = config(&c, shorter_verification);
+    let running = {
+        let (c, path) = (&c, path.clone());
+        async move { gate(c, &path, "20s").await }
+    };
+    let delete = async {
+        // Long enough for the gate to list checkout and start observing it.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        c.kubectl_ok(&["delete", "deploy/checkout"]).await;
+    };
+    let ((code, report), ()) = tokio::join!(running, delete);
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["verdict"], "undecided");
+    let reason = report["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("cannot decide") && reason.contains("shop/checkout was deleted"),
+        "{reason}"
+    );
+}
