@@ -556,7 +556,7 @@ fn conclude(
             .get_mut(key)
             .and_then(|s| s.rollback.as_mut())
         {
-            p.retry_at = Some(now + super::rollbacks::FIRST_RETRY_PAUSE);
+            p.retry_at = Some(now + super::model::rollback::FIRST_RETRY_PAUSE);
         }
     }
     let entry = Entry::Verification {
