@@ -9,16 +9,11 @@ use std::time::Duration;
 use backout::app::core::{Core, Options};
 use backout::config::Config;
 use backout::engine::ServiceKey;
-use backout_sim::scenario::Scenario;
 use common::faults::until;
 use common::{have, start, Cluster};
 
 async fn bad_deploy() -> Cluster {
-    let mut scenario = Scenario::load("bad-deploy").unwrap();
-    for e in &mut scenario.timeline {
-        e.get_mut().at = Duration::from_secs(3);
-    }
-    start(scenario).await
+    start(common::bad_deploy_at(3)).await
 }
 
 fn auto_config(c: &Cluster) -> Config {

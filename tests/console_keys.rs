@@ -11,16 +11,11 @@ use backout::config::Config;
 use backout::engine::rollbacks::Preview;
 use backout::engine::ServiceKey;
 use backout::ui::state::{Mode, UiState};
-use backout_sim::scenario::Scenario;
 use common::{have, start, Cluster};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 async fn bad_deploy() -> Cluster {
-    let mut scenario = Scenario::load("bad-deploy").unwrap();
-    for e in &mut scenario.timeline {
-        e.get_mut().at = Duration::from_secs(1);
-    }
-    start(scenario).await
+    start(common::bad_deploy_at(1)).await
 }
 
 async fn session(c: &Cluster, context: Option<&str>) -> Session {

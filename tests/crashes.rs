@@ -61,17 +61,7 @@ async fn killed_then_finished(at_ms: u64, tear: bool) {
     };
     let config = short_lease(&c);
     let context = format!("killed at {at_ms} ms (tear: {tear})");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
-        .args(["rollback", "web", "--yes", "--config"])
-        .arg(&config)
-        .arg("--kubeconfig")
-        .arg(c.kubeconfig())
-        .env("BACKOUT_JOURNAL", c.journal_path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = c.spawn_backout(&["rollback", "web", "--yes", "--config", &config]);
     tokio::time::sleep(Duration::from_millis(at_ms)).await;
     // SIGKILL: no handler runs, nothing is flushed or given back.
     let _ = child.start_kill();

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use backout_sim::scenario::Scenario;
@@ -15,17 +14,13 @@ const GOOD: &str = "registry.local/shop/checkout:1.4.0";
 const BAD: &str = "registry.local/shop/checkout:1.4.1";
 
 fn watch(c: &Cluster) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
-        .args(["watch", "--auto-rollback", "--config"])
-        .arg(c.dir().join("backout.toml"))
-        .arg("--kubeconfig")
-        .arg(c.kubeconfig())
-        .env("BACKOUT_JOURNAL", c.journal_path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("backout watch starts")
+    let config = c.dir().join("backout.toml");
+    c.spawn_backout(&[
+        "watch",
+        "--auto-rollback",
+        "--config",
+        config.to_str().unwrap(),
+    ])
 }
 
 /// bad-deploy, with checkout:1.4.1 out and failing in the simulator's metrics.

@@ -10,7 +10,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use backout_sim::api::auth::{Role, Rule, User, EDITOR_TOKEN};
-use backout_sim::scenario::Scenario;
 use backout_sim::SimOptions;
 use common::{have, start_in};
 use serde::Deserialize;
@@ -90,10 +89,7 @@ async fn the_manifest_grants_exactly_what_backout_watch_uses() {
         return;
     }
     let rules = manifest_rules();
-    let mut scenario = Scenario::load("bad-deploy").unwrap();
-    for e in &mut scenario.timeline {
-        e.get_mut().at = Duration::from_secs(1);
-    }
+    let scenario = common::bad_deploy_at(1);
     let c = start_in(
         tempfile::tempdir().unwrap(),
         scenario,

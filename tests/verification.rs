@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use backout_sim::scenario::Scenario;
 use common::{eventually, have, instant, small_scenario, start, Cluster};
 
 /// The simulator's written config, with the verification windows this test needs.
@@ -49,11 +48,7 @@ async fn rolling_back_a_bad_deploy_is_verified_once_errors_recover() {
     if !have("kubectl") {
         return;
     }
-    let mut scenario = Scenario::load("bad-deploy").unwrap();
-    for e in &mut scenario.timeline {
-        e.get_mut().at = Duration::from_secs(3);
-    }
-    let c = start(scenario).await;
+    let c = start(common::bad_deploy_at(3)).await;
     let ratio = r#"service:http_errors:ratio_rate1m{service="checkout"}"#;
     eventually(Duration::from_secs(40), "checkout to breach", async || {
         instant(&c.http(), &c.sim.url(), ratio, now())

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use backout_sim::scenario::Scenario;
-use common::{have, start};
+use common::{bad_deploy_at, have, start};
 
 /// bad-deploy's checkout (errors: every gate holds) beside latency-only's search
 /// (slow only: gate 4 fails), both deployed a second in.
@@ -150,22 +150,17 @@ async fn a_hangup_drains_like_sigterm_and_journals_the_verification_it_cut_short
     if !have("kubectl") {
         return;
     }
-    let mut scenario = Scenario::load("bad-deploy").unwrap();
-    for e in &mut scenario.timeline {
-        e.get_mut().at = Duration::from_secs(1);
-    }
-    let c = start(scenario).await;
-    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
-        .args(["watch", "--auto-rollback", "--grace", "1s", "--config"])
-        .arg(c.dir().join("backout.toml"))
-        .arg("--kubeconfig")
-        .arg(c.kubeconfig())
-        .env("BACKOUT_JOURNAL", c.journal_path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("backout watch starts");
+    let c = start(bad_deploy_at(1)).await;
+    let config = c.dir().join("backout.toml");
+    let config = config.to_str().unwrap();
+    let mut watch = c.spawn_backout(&[
+        "watch",
+        "--auto-rollback",
+        "--grace",
+        "1s",
+        "--config",
+        config,
+    ]);
     wait_for(
         "checkout's rollback",
         Duration::from_secs(120),

@@ -190,6 +190,20 @@ fn a_rollback_by_another_backout_names_who_and_why() {
         .any(|e| matches!(e, Entry::Rollback { by, .. } if by == "dana@laptop")));
 }
 
+/// The runner's answer when `holder` has held checkout's Lease since `since`, until
+/// `expires` unless renewed.
+fn held_by(holder: &str, since: i64, expires: i64) -> Msg {
+    Msg::RollbackFailed {
+        service: key("checkout"),
+        error: RollbackError::Held {
+            deployment: "checkout".into(),
+            holder: holder.into(),
+            since: Some(t(since)),
+            expires: Some(t(expires)),
+        },
+    }
+}
+
 #[test]
 fn the_loser_of_a_race_follows_the_winner() {
     let mut state = firing(AUTO);
@@ -200,18 +214,7 @@ fn the_loser_of_a_race_follows_the_winner() {
             .map(|p| p.ours),
         Some(true)
     );
-    update(
-        &mut state,
-        Msg::RollbackFailed {
-            service: key("checkout"),
-            error: RollbackError::Held {
-                deployment: "checkout".into(),
-                holder: "dana@laptop#77-ab".into(),
-                since: Some(t(199)),
-                expires: Some(t(259)),
-            },
-        },
-    );
+    update(&mut state, held_by("dana@laptop#77-ab", 199, 259));
     let p = state.services[&key("checkout")].rollback.clone().unwrap();
     assert_eq!(
         (p.phase, p.by.as_str(), p.ours),
@@ -230,18 +233,7 @@ fn the_loser_of_a_race_follows_the_winner() {
 #[test]
 fn a_holder_whose_lease_lapses_with_nothing_done_is_called_gone_and_the_rollback_tried_again() {
     let mut state = firing(AUTO);
-    update(
-        &mut state,
-        Msg::RollbackFailed {
-            service: key("checkout"),
-            error: RollbackError::Held {
-                deployment: "checkout".into(),
-                holder: "ghost@bastion#9-dead".into(),
-                since: Some(t(150)),
-                expires: Some(t(210)),
-            },
-        },
-    );
+    update(&mut state, held_by("ghost@bastion#9-dead", 150, 210));
     update(&mut state, Msg::Tick(t(211)));
     let p = state.services[&key("checkout")].rollback.clone().unwrap();
     assert_eq!(

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use backout::app::core::{Core, Options};
 use backout::config::Config;
 use backout::engine::ServiceKey;
-use backout_sim::scenario::Scenario;
 
 use super::{start, Cluster};
 
@@ -16,11 +15,7 @@ pub fn key() -> ServiceKey {
 
 /// bad-deploy with checkout 1.4.1 (25% errors) shipped 3 s in.
 pub async fn bad_deploy() -> Cluster {
-    let mut scenario = Scenario::load("bad-deploy").expect("a shipped scenario");
-    for e in &mut scenario.timeline {
-        e.get_mut().at = Duration::from_secs(3);
-    }
-    start(scenario).await
+    start(super::bad_deploy_at(3)).await
 }
 
 /// The simulator's backout.toml with automatic rollback on and a 6 s blind page.

@@ -41,6 +41,16 @@ crash = true
     Scenario::parse("small.toml", &text).expect("the test scenario parses")
 }
 
+/// The shipped bad-deploy scenario with its deploy moved to `secs` in: checkout
+/// 1.4.1 (25% errors) ships that soon after the simulator starts.
+pub fn bad_deploy_at(secs: u64) -> Scenario {
+    let mut scenario = Scenario::load("bad-deploy").expect("a shipped scenario");
+    for e in &mut scenario.timeline {
+        e.get_mut().at = Duration::from_secs(secs);
+    }
+    scenario
+}
+
 pub async fn start(scenario: Scenario) -> Cluster {
     start_in(
         tempfile::tempdir().expect("a temp dir"),
@@ -125,6 +135,21 @@ impl Cluster {
         })
         .await
         .expect("the backout task completes")
+    }
+
+    /// `backout ARGS` on this cluster, running in the background until killed or
+    /// dropped: a watcher, or a command to kill part-way.
+    pub fn spawn_backout(&self, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .env("BACKOUT_JOURNAL", self.journal_path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("backout starts")
     }
 
     pub fn journal_path(&self) -> PathBuf {
