@@ -103,6 +103,12 @@ async fn roll_back(
     args: &RollbackArgs,
     settle: Duration,
 ) -> anyhow::Result<ExitCode> {
+    // Refused before any wait: a user RBAC will not let patch (the built-in `view`
+    // role cannot even list Secrets, so the listing might never finish for them).
+    if let Some(why) = core.state.read_only.as_ref().filter(|_| !args.dry_run) {
+        eprintln!("error: cannot roll back: {why}");
+        return Ok(ExitCode::FAILURE);
+    }
     if !core.run_until(settle, Core::listed).await {
         eprintln!(
             "error: the cluster did not list its Deployments within {}; check the context and retry",

@@ -255,6 +255,26 @@ fn a_holder_whose_lease_lapses_with_nothing_done_is_called_gone_and_the_rollback
 }
 
 #[test]
+fn a_named_revision_goes_further_back_than_a_rollback_being_verified() {
+    let mut state = firing("");
+    reverted_in_cluster(&mut state, Some(record("dana@laptop", 201, false)));
+    let p = state.services[&key("checkout")].rollback.clone().unwrap();
+    assert!(
+        p.running() && p.committed,
+        "dana's rollback is being verified"
+    );
+    // Without a revision: never two at once.
+    assert!(orders(&request(&mut state, None, false)).is_empty());
+    // With one, named by a person: that rollback gives way and this one is ordered.
+    let effects = request(&mut state, Some(1), false);
+    assert_eq!(orders(&effects), [Some(1)]);
+    assert!(journaled(&effects).iter().any(|e| matches!(e,
+        Entry::Verification { outcome, .. } if outcome.contains("superseded: alice@bastion ordered a rollback to revision 1"))));
+    let p = state.services[&key("checkout")].rollback.clone().unwrap();
+    assert!(p.ours && p.running(), "the new order is this process's own");
+}
+
+#[test]
 fn a_verification_that_times_out_did_not_help_and_stops_automatic_rollbacks() {
     let mut state = firing("");
     rolled_back(&mut state, 2, 1, "alice@bastion");

@@ -43,10 +43,23 @@ pub fn order(state: &mut State, key: &ServiceKey, request: Request, effects: &mu
     let Some(svc) = state.services.get(key) else {
         return;
     };
-    if svc.rollback.as_ref().is_some_and(Progress::running) {
-        return;
-    }
     let chosen = request.to_revision.filter(|_| !request.automatic);
+    if let Some(running) = svc.rollback.as_ref().filter(|p| p.running()) {
+        // Never two at once; but a person who names a revision while an earlier
+        // rollback is only being verified wants to go further back: that rollback
+        // has landed, so its verification gives way to the new order.
+        let (Some(n), true) = (chosen, running.committed) else {
+            return;
+        };
+        let why = format!(
+            "superseded: {} ordered a rollback to revision {n}",
+            request.by
+        );
+        super::verification::abandon(state, key, &why, effects);
+    }
+    let Some(svc) = state.services.get(key) else {
+        return;
+    };
     let to_revision = request
         .to_revision
         .or_else(|| svc.decision.target.as_ref().map(|t| t.revision));
