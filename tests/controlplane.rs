@@ -276,6 +276,18 @@ async fn a_viewer_is_refused_before_any_write_and_the_shipped_rbac_suffices_for_
         before,
         "nothing written"
     );
+    // The real `view` role lists no Secrets and no Leases: the picture comes anyway.
+    let status = cp
+        .backout_as(
+            &cp.viewer_kubeconfig(),
+            &["status", "-n", "shop", "--wait", "30s"],
+        )
+        .await;
+    assert!(
+        text(&status).contains("kubernetes connected") && !text(&status).contains("incomplete"),
+        "{}",
+        text(&status)
+    );
 
     // The shipped manifest, applied as an operator would, is enough to roll back.
     cp.kubectl_ok(&["create", "namespace", "backout"]).await;

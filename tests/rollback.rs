@@ -315,6 +315,35 @@ fn a_lease_is_re_entrant_only_for_the_same_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_who_may_not_list_secrets_or_leases_still_gets_the_whole_picture() {
+    let Some(c) = with_history().await else {
+        return;
+    };
+    let config = c.dir().join("backout.toml");
+    let out = backout(
+        &c,
+        &[
+            "status",
+            "--context",
+            "backout-sim-viewer",
+            "--config",
+            config.to_str().unwrap(),
+            "--wait",
+            "30s",
+        ],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // As Kubernetes' own `view` role: no Secrets, no Leases; backout lists the rest.
+    assert!(
+        stdout.contains("kubernetes connected") && !stdout.contains("incomplete"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("shop/web"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_viewer_is_refused_up_front_with_the_missing_permission() {
     let Some(c) = with_history().await else {
         return;

@@ -208,8 +208,12 @@ impl Core {
     }
 
     /// Every kind this core watches has been listed once.
+    /// A kind RBAC hides counts as listed: it is known to be unknown, and waiting
+    /// would never end (the built-in `view` role lists no Secrets).
     pub fn listed(state: &State) -> bool {
-        NEEDED.iter().all(|k| state.synced.contains(k))
+        NEEDED
+            .iter()
+            .all(|k| state.synced.contains(k) || state.unseen.keys().any(|(kind, _)| kind == k))
     }
 
     /// Lets the runner finish what it was handed (journal lines, a Lease to give back)
@@ -248,7 +252,10 @@ impl Core {
 
     /// The cluster is listed and every trigger of every service has been answered.
     pub fn ready(&self) -> bool {
-        let listed = Core::listed(&self.state);
+        // Listed, and every watcher past its first answer: a hidden kind's watcher
+        // reports through the health aggregator, which may lag its own message.
+        let listed = Core::listed(&self.state)
+            && self.state.sources.get(&SourceId::Kubernetes) == Some(&SourceHealth::Connected);
         let answered = self.state.config.prometheus.is_none()
             || self.state.services.values().all(|s| {
                 self.state.config.triggers.iter().all(|t| {

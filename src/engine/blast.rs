@@ -74,6 +74,27 @@ fn current_template(svc: &Service) -> Option<&PodTemplateSpec> {
         .map(|s| &s.template)
 }
 
+/// Referenced ConfigMaps and Secrets this user may not see (RBAC), with why: whether
+/// they changed is unknown.
+pub fn unseen_config(state: &State, key: &ServiceKey, svc: &Service) -> Vec<String> {
+    let Some(template) = current_template(svc) else {
+        return Vec::new();
+    };
+    referenced(template)
+        .into_iter()
+        .filter_map(|(kind, name)| {
+            let kube_kind = match kind {
+                "Secret" => super::model::keys::KubeKind::Secret,
+                _ => super::model::keys::KubeKind::ConfigMap,
+            };
+            state
+                .unseen
+                .contains_key(&(kube_kind, key.namespace.clone()))
+                .then(|| format!("{kind} {name}"))
+        })
+        .collect()
+}
+
 /// Referenced ConfigMaps and Secrets that changed between the onset window before the
 /// deploy and now, described with when.
 pub fn changed_config(
@@ -247,10 +268,18 @@ pub fn notes(
             format!("{changed}: a rollback does not revert it"),
         ));
     }
+    let unseen = unseen_config(state, key, svc);
+    for hidden in &unseen {
+        out.push(note(
+            true,
+            format!("{hidden} is not visible to you (RBAC): whether it changed with this deploy is unknown, and a rollback would not revert it"),
+        ));
+    }
     if let Some(template) = current_template(svc) {
         let unchanged: Vec<String> = referenced(template)
             .into_iter()
             .map(|(k, n)| format!("{k} {n}"))
+            .filter(|r| !unseen.contains(r))
             .filter(|r| {
                 !changed_config(state, key, svc, deployed)
                     .iter()

@@ -159,3 +159,47 @@ fn a_replicaset_collected_after_its_deployment_went_does_not_bring_it_back() {
         state.services.keys().collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_configmap_rbac_hides_is_unknown_never_unchanged_until_it_can_be_listed() {
+    let mut state = world("");
+    // Firing, so the decision weighs its gates.
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    let unseen = |state: &State| {
+        let d = decision(state, "checkout");
+        let gate = d.gates.iter().find(|g| g.number == 3).cloned().unwrap();
+        let noted = d.blast_radius.iter().any(|n| {
+            n.risk
+                && n.text
+                    .contains("ConfigMap checkout-config is not visible to you")
+        });
+        (gate.passed, gate.evidence, noted)
+    };
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Unseen {
+            kind: KubeKind::ConfigMap,
+            namespace: "shop".into(),
+            why: "configmaps is forbidden".into(),
+        }),
+    );
+    update(&mut state, Msg::Tick(t(201)));
+    let (passed, evidence, noted) = unseen(&state);
+    assert!(
+        !passed && evidence.contains("cannot be ruled out"),
+        "{evidence}"
+    );
+    assert!(noted, "{:?}", decision(&state, "checkout").blast_radius);
+    // Access granted later: the relist makes it seen, and the gate judges it again.
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Relisted {
+            kind: KubeKind::ConfigMap,
+            namespace: "shop".into(),
+            objects: Vec::new(),
+        }),
+    );
+    update(&mut state, Msg::Tick(t(202)));
+    let (passed, evidence, noted) = unseen(&state);
+    assert!(passed && !noted, "{evidence}");
+}

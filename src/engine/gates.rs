@@ -233,11 +233,18 @@ fn in_the_deployed_service(c: &Context) -> Gate {
 /// Gate 3: only the pod spec changed; no referenced ConfigMap or Secret moved in the window.
 fn pod_spec_only(c: &Context) -> Gate {
     let changed = blast::changed_config(c.state, c.key, c.svc, c.deployed);
+    // What this user cannot see may have changed: unknown is never "unchanged".
+    let unseen = blast::unseen_config(c.state, c.key, c.svc);
     Gate {
         number: 3,
         name: "pod spec only",
-        passed: changed.is_empty(),
-        evidence: if changed.is_empty() {
+        passed: changed.is_empty() && unseen.is_empty(),
+        evidence: if !unseen.is_empty() && changed.is_empty() {
+            format!(
+                "{} not visible to you (RBAC), so a change to it cannot be ruled out",
+                unseen.join(", ")
+            )
+        } else if changed.is_empty() {
             "no ConfigMap or Secret the pod template references changed in the window".into()
         } else {
             format!(

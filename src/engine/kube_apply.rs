@@ -30,6 +30,19 @@ fn owner(
 pub(super) fn kube(state: &mut State, change: KubeChange) -> Vec<ServiceKey> {
     match change {
         KubeChange::Applied(obj) => apply(state, obj, false),
+        KubeChange::Unseen {
+            kind,
+            namespace,
+            why,
+        } => {
+            state.unseen.insert((kind, namespace.clone()), why);
+            state
+                .services
+                .keys()
+                .filter(|k| k.namespace == namespace)
+                .cloned()
+                .collect()
+        }
         KubeChange::Deleted(obj) => apply(state, obj, true),
         KubeChange::Relisted {
             kind,
@@ -37,6 +50,7 @@ pub(super) fn kube(state: &mut State, change: KubeChange) -> Vec<ServiceKey> {
             objects,
         } => {
             let first_sync = !state.synced.contains(&kind);
+            state.unseen.remove(&(kind, namespace.clone()));
             forget_kind(state, kind, &namespace);
             forget_missing(state, kind, &namespace, &objects);
             let mut touched = BTreeSet::new();

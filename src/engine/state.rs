@@ -196,6 +196,8 @@ pub struct State {
     /// When the cluster signals were last sampled.
     pub cluster_sampled_at: Option<Timestamp>,
     /// Which kinds have finished their first list, so decisions wait for a full picture.
+    /// Kinds RBAC hides from this user, by namespace, with the server's words.
+    pub unseen: std::collections::BTreeMap<(super::model::keys::KubeKind, String), String>,
     pub synced: std::collections::BTreeSet<super::model::keys::KubeKind>,
 }
 
@@ -218,6 +220,7 @@ impl State {
             sources: BTreeMap::new(),
             last_auto_rollback: None,
             synced: Default::default(),
+            unseen: Default::default(),
             draining: false,
             actor: String::new(),
             blind_at_tick: None,

@@ -107,6 +107,16 @@ fn in_cluster(namespace: Option<&str>) -> Result<Target, ConnectError> {
     target(config, context, namespace)
 }
 
+/// Kinds backout reads for its notes, not for its decisions' footing: a user RBAC
+/// hides them from still gets a picture, with what is unknown said.
+const OPTIONAL: [KubeKind; 5] = [
+    KubeKind::ConfigMap,
+    KubeKind::Secret,
+    KubeKind::Lease,
+    KubeKind::Event,
+    KubeKind::Hpa,
+];
+
 /// Reports per-watcher health to one aggregated Kubernetes health.
 #[derive(Clone)]
 struct Health(mpsc::UnboundedSender<(String, SourceHealth)>);
@@ -162,6 +172,7 @@ async fn run<K>(
     // its next event or by a retry period passing without a new error: the backoff
     // retries at least every RECONNECTED_AFTER, and each failed try is an error.
     let mut failing: Option<tokio::time::Instant> = None;
+    let mut unseen_sent = false;
     loop {
         let quiet_until = failing.map(|since| since + RECONNECTED_AFTER);
         let event = tokio::select! {
@@ -196,11 +207,35 @@ async fn run<K>(
             Ok(watcher::Event::Apply(o)) => KubeChange::Applied(wrap(o)),
             Ok(watcher::Event::Delete(o)) => KubeChange::Deleted(wrap(o)),
             Err(e) => {
+                let described = describe(&e);
+                // A kind backout can do without, hidden by RBAC: said once, as what
+                // it is (unknown), not as a cluster that cannot be read.
+                if let (SourceHealth::Forbidden(why), true) = (&described, OPTIONAL.contains(&kind))
+                {
+                    if !unseen_sent {
+                        unseen_sent = true;
+                        // Settled: this watcher knows all it will be let know.
+                        let _ = health.0.send((label.clone(), SourceHealth::Connected));
+                        let why = why.clone();
+                        let unseen = KubeChange::Unseen {
+                            kind,
+                            namespace: namespace.clone(),
+                            why,
+                        };
+                        if tx.send(Msg::Kube(unseen)).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 failing = Some(tokio::time::Instant::now());
-                let _ = health.0.send((label.clone(), describe(&e)));
+                let _ = health.0.send((label.clone(), described));
                 continue;
             }
         };
+        if matches!(msg, KubeChange::Relisted { .. }) {
+            unseen_sent = false;
+        }
         if tx.send(Msg::Kube(msg)).await.is_err() {
             return; // the core has stopped
         }

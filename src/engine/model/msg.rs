@@ -87,6 +87,13 @@ pub enum KubeChange {
         namespace: String,
         objects: Vec<KubeObject>,
     },
+    /// RBAC will not let this user list `kind` in `namespace` (Kubernetes' own `view`
+    /// role grants no Secrets): what depends on it is unknown, never "none".
+    Unseen {
+        kind: KubeKind,
+        namespace: String,
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone)]

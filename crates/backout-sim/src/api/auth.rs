@@ -12,7 +12,8 @@ use crate::resources::ResourceDef;
 pub enum Role {
     /// Everything, as `cluster-admin` in the simulator's one cluster.
     Editor,
-    /// get, list and watch, as the built-in `view` ClusterRole.
+    /// get, list and watch, as the built-in `view` ClusterRole: which grants no
+    /// Secrets and no Leases.
     Viewer,
     /// Authenticated but granted nothing: for RBAC drills and tests.
     Outsider,
@@ -129,7 +130,10 @@ pub fn allowed(user: &User, attrs: &Attributes) -> bool {
     }
     match &user.role {
         Role::Editor => true,
-        Role::Viewer => matches!(attrs.verb, "get" | "list" | "watch"),
+        Role::Viewer => {
+            matches!(attrs.verb, "get" | "list" | "watch")
+                && !matches!(attrs.resource.plural, "secrets" | "leases")
+        }
         Role::Outsider => false,
         Role::Granted(rules) => {
             let resource = match attrs.subresource {
@@ -200,6 +204,15 @@ mod tests {
             }
         )
         .is_ok());
+        // As Kubernetes' own `view` role: no Secrets.
+        assert!(!allowed(
+            viewer,
+            &Attributes {
+                verb: "list",
+                resource: &crate::resources::SECRETS,
+                ..attrs
+            }
+        ));
     }
 
     #[test]
