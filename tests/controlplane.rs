@@ -7,6 +7,7 @@
 //! the patch guard, Leases, RBAC and watches, which need no running pod. Rollbacks
 //! pass `--no-verify` because no rollout can complete without a kubelet.
 
+mod common;
 #[path = "controlplane/harness.rs"]
 mod harness;
 
@@ -395,4 +396,58 @@ async fn the_watch_survives_a_restart_and_relists_after_a_compaction() {
         })
         .await;
     assert!(connected, "{:?}", core.state.sources);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_between_the_dry_run_and_the_confirmation_is_a_clean_conflict() {
+    use backout::app::core::{Core, Options};
+    use backout::config::Config;
+    use backout::engine::rollbacks::{Expected, Request};
+    use backout::engine::{Msg, ServiceKey};
+    let Some(cp) = ControlPlane::start().await else {
+        return;
+    };
+    with_history(&cp, "web").await;
+    let config = Config::parse(std::path::Path::new("empty.toml"), "").unwrap();
+    let opts = Options {
+        kubeconfig: Some(cp.kubeconfig()),
+        namespace: Some("shop".into()),
+        journal: Some(cp.journal_path()),
+        ..Options::default()
+    };
+    let mut core = Core::start(config, opts).await.expect("the core starts");
+    let web = ServiceKey::new("shop", "web");
+    assert!(core.run_until(Duration::from_secs(30), Core::listed).await);
+    let preview = common::previewed(&mut core, &web, 1).await.unwrap();
+    // Someone ships web:9 while the engineer reads the dialog.
+    cp.kubectl_ok(&["set", "image", "deploy/web", "web=web:9"])
+        .await;
+    wait_revision(&cp, "web", "4").await;
+    let request = Request {
+        to_revision: Some(1),
+        automatic: false,
+        reason: "confirmed in the dialog".into(),
+        by: core.actor.clone(),
+        expected: Some(Expected::of(&preview)),
+    };
+    core.apply(Msg::RollbackRequested {
+        service: web.clone(),
+        request,
+    })
+    .await;
+    let error = common::rollback_ended(&mut core, &web, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(
+        error.contains("changed since the rollback was previewed"),
+        "{error}"
+    );
+    core.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        cp.jsonpath("deploy/web", "{.spec.template.spec.containers[0].image}")
+            .await,
+        "web:9",
+        "kubectl's change stands whole"
+    );
+    assert_eq!(revision_of(&cp, "web").await, "4", "no rollback landed");
 }
