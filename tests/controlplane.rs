@@ -89,6 +89,27 @@ async fn replicasets(cp: &ControlPlane, name: &str) -> Vec<String> {
     rows
 }
 
+/// kubectl and backout both refuse, in the same words.
+async fn refused_alike(cp: &ControlPlane, kubectl: &[&str], backout: &[&str], words: &str) {
+    let (theirs, ours) = (cp.kubectl(kubectl).await, cp.backout(backout).await);
+    for out in [&theirs, &ours] {
+        assert!(
+            !out.status.success() && text(out).contains(words),
+            "{}",
+            text(out)
+        );
+    }
+}
+
+/// Who rolled `web` back and why, as backout's patch recorded it on the Deployment.
+async fn rollback_record(cp: &ControlPlane) -> String {
+    cp.jsonpath(
+        "deploy/web",
+        r"{.metadata.annotations.backout\.dev/rollback}",
+    )
+    .await
+}
+
 fn text(out: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -161,48 +182,27 @@ async fn backout_rollback_matches_kubectl_rollout_undo_on_the_real_server() {
     );
 
     // Refusals, in kubectl's words, and nothing written.
-    let missing = cp
-        .kubectl(&["rollout", "undo", "deploy/twin-a", "--to-revision=9"])
-        .await;
-    let ours = cp
-        .backout(&[
-            "rollback",
-            "twin-b",
-            "-n",
-            "shop",
-            "--to-revision",
-            "9",
-            "--yes",
-        ])
-        .await;
-    let words = "unable to find specified revision 9 in history";
-    assert!(text(&missing).contains(words), "{}", text(&missing));
-    assert!(text(&ours).contains(words), "{}", text(&ours));
+    let undo = ["rollout", "undo", "deploy/twin-a"];
+    let rollback = ["rollback", "twin-b", "-n", "shop", "--yes", "--no-verify"];
+    let missing = "unable to find specified revision 9 in history";
+    refused_alike(
+        &cp,
+        &[&undo[..], &["--to-revision=9"]].concat(),
+        &[&rollback[..], &["--to-revision", "9"]].concat(),
+        missing,
+    )
+    .await;
     cp.kubectl_ok(&["rollout", "pause", "deploy/twin-a"]).await;
     cp.kubectl_ok(&["rollout", "pause", "deploy/twin-b"]).await;
     // Named, as a person goes further back while the last rollback is verified.
-    let paused = cp
-        .kubectl(&["rollout", "undo", "deploy/twin-a", "--to-revision=4"])
-        .await;
-    let ours = cp
-        .backout(&[
-            "rollback",
-            "twin-b",
-            "-n",
-            "shop",
-            "--to-revision",
-            "4",
-            "--yes",
-            "--no-verify",
-        ])
-        .await;
-    let words = "you cannot rollback a paused deployment";
-    assert!(text(&paused).contains(words), "{}", text(&paused));
-    assert!(
-        !ours.status.success() && text(&ours).contains(words),
-        "{}",
-        text(&ours)
-    );
+    let paused = "you cannot rollback a paused deployment";
+    refused_alike(
+        &cp,
+        &[&undo[..], &["--to-revision=4"]].concat(),
+        &[&rollback[..], &["--to-revision", "4"]].concat(),
+        paused,
+    )
+    .await;
     assert_eq!(revision_of(&cp, "twin-b").await, "5", "nothing written");
 }
 
@@ -227,12 +227,7 @@ async fn five_racing_rollbacks_make_one_on_the_real_server_and_say_who() {
         "exactly one rollback, to the previous template"
     );
     // Who rolled back comes from the real server's SelfSubjectReview.
-    let record = cp
-        .jsonpath(
-            "deploy/web",
-            r"{.metadata.annotations.backout\.dev/rollback}",
-        )
-        .await;
+    let record = rollback_record(&cp).await;
     assert!(record.contains("backout-admin@"), "{record}");
     // The Lease was taken and given back on the real coordination API.
     let holder = cp
@@ -306,12 +301,7 @@ async fn a_viewer_is_refused_before_any_write_and_the_shipped_rbac_suffices_for_
         .await;
     assert!(out.status.success(), "{}", text(&out));
     wait_revision(&cp, "web", "4").await;
-    let record = cp
-        .jsonpath(
-            "deploy/web",
-            r"{.metadata.annotations.backout\.dev/rollback}",
-        )
-        .await;
+    let record = rollback_record(&cp).await;
     assert!(
         record.contains("system:serviceaccount:backout:backout@"),
         "the service account, named by the real server: {record}"
