@@ -441,3 +441,62 @@ async fn a_change_between_the_dry_run_and_the_confirmation_is_a_clean_conflict()
     );
     assert_eq!(revision_of(&cp, "web").await, "4", "no rollback landed");
 }
+
+/// The simulator's workload half on this control plane: a node and a kubelet that
+/// runs `web:N` healthy and `web:crash` crash-looping.
+async fn with_kubelet(cp: &ControlPlane) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(cp.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let kubelet = backout_sim::workload::Kubelet::new(
+        client,
+        "backout-sim-node",
+        &common::small_scenario(""),
+    );
+    tokio::spawn(kubelet.run())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_workload_half_rollouts_complete_and_a_rollback_is_verified() {
+    let Some(cp) = ControlPlane::start().await else {
+        return;
+    };
+    let kubelet = with_kubelet(&cp).await;
+    with_history(&cp, "web").await;
+    cp.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deploy/web",
+        "-n",
+        "shop",
+        "--timeout=60s",
+    ])
+    .await;
+    // A crash-looping image mid-rollout, rolled back before the rollout ends.
+    cp.kubectl_ok(&["set", "image", "deploy/web", "web=web:crash"])
+        .await;
+    wait_revision(&cp, "web", "4").await;
+    let out = cp
+        .backout(&["rollback", "web", "-n", "shop", "--yes"])
+        .await;
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("✓ rollout completes")
+            && said.contains("✓ every pod ready")
+            && said.trim_end().ends_with("verified"),
+        "{said}"
+    );
+    assert_eq!(
+        cp.jsonpath("deploy/web", "{.spec.template.spec.containers[0].image}")
+            .await,
+        "web:3"
+    );
+    assert!(
+        !kubelet.is_finished(),
+        "the kubelet keeps running: {kubelet:?}"
+    );
+    kubelet.abort();
+}

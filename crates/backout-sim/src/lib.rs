@@ -10,6 +10,7 @@ pub mod scenario;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod workload;
 pub mod world;
 
 use std::net::SocketAddr;
