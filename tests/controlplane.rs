@@ -2,10 +2,10 @@
 //! (built from published Go modules by tests/controlplane/build.sh), with the real
 //! kubectl beside it. Runnable alone: `cargo test --test controlplane`.
 //!
-//! No kubelet runs here (the simulator's workload half will run against this server
-//! in a later tier), so pods stay Pending: these cases judge revisions, templates,
-//! the patch guard, Leases, RBAC and watches, which need no running pod. Rollbacks
-//! pass `--no-verify` because no rollout can complete without a kubelet.
+//! Most cases run no kubelet, so pods stay Pending: they judge revisions, templates,
+//! the patch guard, Leases, RBAC and watches, which need no running pod, and their
+//! rollbacks pass `--no-verify`. The last cases add the simulator's workload half
+//! (`backout_sim::workload`) as the node, so rollouts complete and are verified.
 
 mod common;
 #[path = "controlplane/harness.rs"]
@@ -499,4 +499,42 @@ async fn with_the_workload_half_rollouts_complete_and_a_rollback_is_verified() {
         "the kubelet keeps running: {kubelet:?}"
     );
     kubelet.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backout_sim_against_a_real_server_seeds_the_scenario_and_runs_its_pods() {
+    let Some(cp) = ControlPlane::start().await else {
+        return;
+    };
+    let kubeconfig = cp.kubeconfig();
+    let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
+        .args(["sim", "--scenario", "bad-deploy", "--against"])
+        .arg(&kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for deployment in ["deploy/checkout", "deploy/payments"] {
+        cp.kubectl_ok(&[
+            "rollout",
+            "status",
+            deployment,
+            "-n",
+            "shop",
+            "--timeout=90s",
+        ])
+        .await;
+    }
+    let node = cp
+        .jsonpath(
+            "node/backout-sim-node",
+            r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+        )
+        .await;
+    assert_eq!(node, "True");
+    assert!(
+        sim.try_wait().unwrap().is_none(),
+        "the workload half keeps running"
+    );
+    sim.kill().await.unwrap();
 }

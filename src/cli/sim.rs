@@ -55,10 +55,18 @@ pub struct SimArgs {
     /// Write DIR/kubeconfig and DIR/backout.toml for this cluster.
     #[arg(long, value_name = "DIR")]
     pub write_config: Option<PathBuf>,
+    /// Run only the workload half against the API server of this kubeconfig: the
+    /// scenario's objects, a node and a kubelet that runs their pods, and the
+    /// scenario's deploys at their times. No traffic metrics yet.
+    #[arg(long, value_name = "KUBECONFIG", conflicts_with_all = ["write_config"])]
+    pub against: Option<PathBuf>,
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::load(&args.scenario)?;
+    if let Some(kubeconfig) = &args.against {
+        return against(kubeconfig, &scenario).await;
+    }
     let sim = Sim::start(SimOptions {
         listen: args.listen,
         scenario: Some(scenario.clone()),
@@ -87,6 +95,25 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     println!("press Ctrl-C to stop");
     wait_for_stop().await;
     sim.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The workload half on another API server, until interrupted.
+async fn against(kubeconfig: &Path, scenario: &Scenario) -> anyhow::Result<ExitCode> {
+    let target = crate::sources::kube::connect(Some(kubeconfig), None, None).await?;
+    backout_sim::workload::scenario::seed(&target.client, scenario).await?;
+    let kubelet =
+        backout_sim::workload::Kubelet::new(target.client.clone(), "backout-sim-node", scenario);
+    println!(
+        "scenario {:?} on {} ({}), with node backout-sim-node",
+        scenario.name, target.cluster_url, target.context
+    );
+    println!("press Ctrl-C to stop");
+    tokio::select! {
+        ran = kubelet.run() => ran?,
+        played = backout_sim::workload::scenario::play(&target.client, scenario) => played?,
+        _ = wait_for_stop() => {}
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -67,7 +67,7 @@ fn create(
         .map_err(|e| e.to_string())
 }
 
-fn deployment(ns: &str, svc: &ServiceSpec) -> Value {
+pub(crate) fn deployment(ns: &str, svc: &ServiceSpec) -> Value {
     let mut labels = json!({"app": svc.name, "app.kubernetes.io/name": svc.name});
     let mut annotations = json!({});
     if let Some(cause) = &svc.change_cause {

@@ -2,8 +2,9 @@
 //! kubelet for it, as a client only. It registers the node and keeps its Lease
 //! renewed, binds the pods no scheduler placed, runs them as the scenario's images
 //! say (Ready after the start delay, or crash-looping with growing restart counts),
-//! and confirms graceful deletions, as a kubelet does. Traffic metrics for these pods
-//! are not served yet.
+//! and confirms graceful deletions, as a kubelet does. `scenario.rs` creates the
+//! scenario's objects there and plays its deploys. Traffic metrics for these pods are
+//! not served yet.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,6 +19,8 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::scenario::{ImageBehaviour, Scenario};
+
+pub mod scenario;
 
 /// How often the kubelet looks at its pods and renews its node's Lease.
 const TICK: Duration = Duration::from_secs(1);

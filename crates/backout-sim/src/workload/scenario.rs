@@ -1,0 +1,107 @@
+//! A scenario played against any API server: its namespace, ConfigMaps, Secrets,
+//! Deployments and Services created as the simulator seeds its own store, then its
+//! deploys and ConfigMap changes at their times. Traffic changes, faults and
+//! migrations need the simulator's own metrics and are skipped, and said so.
+
+use anyhow::Context;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+
+use crate::scenario::{Action, Scenario};
+use backout_k8s::template::{CHANGE_CAUSE, DEPLOYED_BY};
+
+/// Creates what already exists when `scenario` starts; what is there is left alone.
+pub async fn seed(client: &Client, scenario: &Scenario) -> anyhow::Result<()> {
+    let ns = scenario.namespace.as_str();
+    create::<Namespace>(Api::all(client.clone()), json!({"metadata": {"name": ns}})).await?;
+    for svc in &scenario.services {
+        if let Some(cm) = &svc.configmap {
+            let obj = json!({"metadata": {"name": cm, "namespace": ns, "labels": {"app": svc.name}}, "data": {"LOG_LEVEL": "info"}});
+            create::<ConfigMap>(Api::namespaced(client.clone(), ns), obj).await?;
+        }
+        if let Some(secret) = &svc.secret {
+            let obj = json!({"metadata": {"name": secret, "namespace": ns, "labels": {"app": svc.name}}, "type": "Opaque", "data": {"API_KEY": "c2ltdWxhdGVk"}});
+            create::<Secret>(Api::namespaced(client.clone(), ns), obj).await?;
+        }
+        let deployment = crate::world::deployment(ns, svc);
+        create::<Deployment>(Api::namespaced(client.clone(), ns), deployment).await?;
+        let service = json!({"metadata": {"name": svc.name, "namespace": ns, "labels": {"app": svc.name}},
+            "spec": {"selector": {"app": svc.name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}});
+        create::<Service>(Api::namespaced(client.clone(), ns), service).await?;
+    }
+    Ok(())
+}
+
+async fn create<K>(api: Api<K>, obj: Value) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let typed: K = serde_json::from_value(obj).context("a scenario object")?;
+    match api.create(&PostParams::default(), &typed).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e).context("creating a scenario object"),
+    }
+}
+
+/// Plays the timeline from now: each deploy and ConfigMap change at its time.
+pub async fn play(client: &Client, scenario: &Scenario) -> anyhow::Result<()> {
+    let ns = scenario.namespace.as_str();
+    let started = tokio::time::Instant::now();
+    for (at, action) in scenario.actions() {
+        tokio::time::sleep_until(started + at).await;
+        match action {
+            Action::Deploy(d) => {
+                let cause = d
+                    .change_cause
+                    .clone()
+                    .unwrap_or_else(|| format!("deploy {}", d.image));
+                let patch = json!({
+                    "metadata": {"annotations": {CHANGE_CAUSE: cause, DEPLOYED_BY: d.by}},
+                    "spec": {"template": {"spec": {"containers": [{"name": d.service, "image": d.image}]}}},
+                });
+                let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+                api.patch(
+                    &d.service,
+                    &PatchParams::default(),
+                    &Patch::Strategic(&patch),
+                )
+                .await
+                .with_context(|| format!("deploying {} to {ns}/{}", d.image, d.service))?;
+                println!(
+                    "{}: deployed {} to {ns}/{}",
+                    humantime::format_duration(at),
+                    d.image,
+                    d.service
+                );
+            }
+            Action::ConfigMap(c) => {
+                let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+                let patch = json!({"data": c.data});
+                api.patch(&c.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .with_context(|| format!("changing ConfigMap {ns}/{}", c.name))?;
+                println!(
+                    "{}: changed ConfigMap {ns}/{}",
+                    humantime::format_duration(at),
+                    c.name
+                );
+            }
+            other => println!(
+                "{}: skipped {}: it needs the simulator's own metrics",
+                humantime::format_duration(at),
+                match other {
+                    Action::Migration(_) => "a migration",
+                    Action::Traffic(_) => "a traffic change",
+                    _ => "a fault",
+                }
+            ),
+        }
+    }
+    // The timeline is over; the kubelet runs on.
+    std::future::pending::<()>().await;
+    Ok(())
+}
