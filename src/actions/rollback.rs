@@ -73,8 +73,12 @@ fn api_error(e: kube::Error, deployment: &str) -> RollbackError {
     match e {
         kube::Error::Api(s) if s.code == 404 => RollbackError::NotFound(deployment.into()),
         kube::Error::Api(s) if s.code == 403 => RollbackError::Forbidden(s.message.clone()),
-        // A failed `test` on the resourceVersion, or a 409 from the server.
-        kube::Error::Api(s) if s.code == 409 || (s.code == 422 && s.message.contains("test")) => {
+        // A failed `test` on the resourceVersion, or a 409 from the server. A real
+        // kube-apiserver answers a failed JSON-patch `test` with a bare 422 Invalid
+        // ("the server rejected our request due to an error in our request"), naming
+        // no test; our patch is well-formed (the dry run took the same body), so a
+        // 422 is the test, and the conflict path reads the Deployment again.
+        kube::Error::Api(s) if s.code == 409 || s.code == 422 => {
             RollbackError::Conflict(deployment.into())
         }
         other => RollbackError::Api(other.to_string()),

@@ -53,7 +53,7 @@ impl Kubelet {
         let stream = reflector(writer, watcher(pods, watcher::Config::default()))
             .default_backoff()
             .touched_objects();
-        tokio::spawn(async move {
+        let watch = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = futures::StreamExt::next(&mut stream).await {
                 if let Err(e) = event {
@@ -61,6 +61,8 @@ impl Kubelet {
                 }
             }
         });
+        // The watch ends with the kubelet, however the kubelet's task ends.
+        let _watch = AbortOnDrop(watch);
         let mut every = tokio::time::interval(TICK);
         loop {
             every.tick().await;
@@ -183,6 +185,14 @@ impl Kubelet {
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
             .await?;
         Ok(())
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
