@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 /// How many cases run at once: each is a simulator and a core.
 const AT_ONCE: usize = 4;
 
+#[derive(Clone)]
 struct Case {
     name: &'static str,
     board: Value,
@@ -191,12 +192,7 @@ fn main() {
             let tasks: Vec<_> = chunk
                 .iter()
                 .map(|case| {
-                    let case = Case {
-                        name: case.name,
-                        board: case.board.clone(),
-                        metrics: case.metrics,
-                        lasting: case.lasting,
-                    };
+                    let case = case.clone();
                     tokio::spawn(async move { run(&case).await })
                 })
                 .collect();
