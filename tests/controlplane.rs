@@ -5,9 +5,13 @@
 //! Most cases run no kubelet, so pods stay Pending: they judge revisions, templates,
 //! the patch guard, Leases, RBAC and watches, which need no running pod, and their
 //! rollbacks pass `--no-verify`. The last cases add the simulator's workload half
-//! (`backout_sim::workload`) as the node, so rollouts complete and are verified.
+//! (`backout_sim::workload`) as the node, so rollouts complete and are verified;
+//! `controlplane/decisions.rs` adds its traffic and a real Prometheus, and judges
+//! backout's decisions end to end.
 
 mod common;
+#[path = "controlplane/decisions.rs"]
+mod decisions;
 #[path = "controlplane/harness.rs"]
 mod harness;
 
@@ -108,6 +112,15 @@ async fn rollback_record(cp: &ControlPlane) -> String {
         r"{.metadata.annotations.backout\.dev/rollback}",
     )
     .await
+}
+
+/// assets/deploy/rbac.yaml applied as an operator would; a kubeconfig as its
+/// ServiceAccount.
+async fn shipped_rbac(cp: &ControlPlane) -> std::path::PathBuf {
+    cp.kubectl_ok(&["create", "namespace", "backout"]).await;
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/deploy/rbac.yaml");
+    cp.service_account(manifest.as_ref(), "backout", "backout")
+        .await
 }
 
 fn text(out: &std::process::Output) -> String {
@@ -286,13 +299,7 @@ async fn a_viewer_is_refused_before_any_write_and_the_shipped_rbac_suffices_for_
     );
 
     // The shipped manifest, applied as an operator would, is enough to roll back.
-    cp.kubectl_ok(&["create", "namespace", "backout"]).await;
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/deploy/rbac.yaml");
-    cp.kubectl_ok(&["apply", "-f", manifest]).await;
-    let token = cp
-        .kubectl_ok(&["create", "token", "backout", "-n", "backout"])
-        .await;
-    let sa = cp.kubeconfig_with_token("backout-sa", token.trim());
+    let sa = shipped_rbac(&cp).await;
     let out = cp
         .backout_as(
             &sa,
@@ -459,11 +466,7 @@ async fn a_change_between_the_dry_run_and_the_confirmation_is_a_clean_conflict()
 /// The simulator's workload half on this control plane: a node and a kubelet that
 /// runs `web:N` healthy and `web:crash` crash-looping.
 async fn with_kubelet(cp: &ControlPlane) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(cp.kubeconfig()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
+    let client = cp.client_as(&cp.kubeconfig()).await;
     let kubelet = backout_sim::workload::Kubelet::new(
         client,
         "backout-sim-node",
@@ -516,29 +519,30 @@ async fn with_the_workload_half_rollouts_complete_and_a_rollback_is_verified() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backout_sim_against_a_real_server_seeds_the_scenario_and_runs_its_pods() {
+async fn backout_sim_against_a_real_server_runs_the_scenario_its_migration_and_its_metrics() {
     let Some(cp) = ControlPlane::start().await else {
         return;
     };
-    let kubeconfig = cp.kubeconfig();
+    let manifest = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/assets/deploy/sim-kubelet.yaml"
+    );
+    let as_kubelet = cp
+        .service_account(manifest.as_ref(), "backout-sim", "kubelet")
+        .await;
+    let metrics = format!("127.0.0.1:{}", common::free_port());
     let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
-        .args(["sim", "--scenario", "bad-deploy", "--against"])
-        .arg(&kubeconfig)
+        .args(["sim", "--scenario", "deploy-with-migration", "--against"])
+        .arg(cp.kubeconfig())
+        .arg("--kubelet-kubeconfig")
+        .arg(&as_kubelet)
+        .args(["--metrics-listen", &metrics])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    for deployment in ["deploy/checkout", "deploy/payments"] {
-        cp.kubectl_ok(&[
-            "rollout",
-            "status",
-            deployment,
-            "-n",
-            "shop",
-            "--timeout=90s",
-        ])
+    cp.kubectl_ok(&["rollout", "status", "deploy/orders", "--timeout=90s"])
         .await;
-    }
     let node = cp
         .jsonpath(
             "node/backout-sim-node",
@@ -546,6 +550,39 @@ async fn backout_sim_against_a_real_server_seeds_the_scenario_and_runs_its_pods(
         )
         .await;
     assert_eq!(node, "True");
+    let exported = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        exported.contains(r#"http_requests_total{namespace="shop",service="orders",pod="orders-"#),
+        "{exported}"
+    );
+    // At 10 s the migration Job: the real Job controller makes its pod, and the
+    // kubelet runs it to completion. At 15 s the deploy.
+    let started = Instant::now();
+    while !cp
+        .kubectl(&["get", "job/orders-migrate-0042"])
+        .await
+        .status
+        .success()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no migration Job"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/orders-migrate-0042",
+        "--timeout=60s",
+    ])
+    .await;
+    wait_revision(&cp, "orders", "2").await;
     assert!(
         sim.try_wait().unwrap().is_none(),
         "the workload half keeps running"

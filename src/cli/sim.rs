@@ -56,16 +56,30 @@ pub struct SimArgs {
     #[arg(long, value_name = "DIR")]
     pub write_config: Option<PathBuf>,
     /// Run only the workload half against the API server of this kubeconfig: the
-    /// scenario's objects, a node and a kubelet that runs their pods, and the
-    /// scenario's deploys at their times. No traffic metrics yet.
+    /// scenario's objects, a node and a kubelet that runs their pods, their traffic
+    /// metrics (see --metrics-listen), and the scenario's timeline at its times.
     #[arg(long, value_name = "KUBECONFIG", conflicts_with_all = ["write_config"])]
     pub against: Option<PathBuf>,
+    /// With --against: serve the pods' traffic at http://ADDR/metrics, for a
+    /// Prometheus that loads assets/prometheus/backout-rules.yml.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9464",
+        requires = "against"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// With --against: run the node and kubelet as this kubeconfig's user (for
+    /// example the ServiceAccount of assets/deploy/sim-kubelet.yaml), not as the
+    /// one that creates the scenario's objects and deploys.
+    #[arg(long, value_name = "KUBECONFIG", requires = "against")]
+    pub kubelet_kubeconfig: Option<PathBuf>,
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::load(&args.scenario)?;
     if let Some(kubeconfig) = &args.against {
-        return against(kubeconfig, &scenario).await;
+        return against(kubeconfig, &args, &scenario).await;
     }
     let sim = Sim::start(SimOptions {
         listen: args.listen,
@@ -99,19 +113,46 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The workload half on another API server, until interrupted.
-async fn against(kubeconfig: &Path, scenario: &Scenario) -> anyhow::Result<ExitCode> {
+async fn against(
+    kubeconfig: &Path,
+    args: &SimArgs,
+    scenario: &Scenario,
+) -> anyhow::Result<ExitCode> {
+    use backout_sim::workload::{self, metrics::Exporter, Kubelet};
     let target = crate::sources::kube::connect(Some(kubeconfig), None, None).await?;
-    backout_sim::workload::scenario::seed(&target.client, scenario).await?;
-    let kubelet =
-        backout_sim::workload::Kubelet::new(target.client.clone(), "backout-sim-node", scenario);
+    let kubelet_client = match &args.kubelet_kubeconfig {
+        Some(path) => {
+            crate::sources::kube::connect(Some(path), None, None)
+                .await?
+                .client
+        }
+        None => target.client.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot serve metrics on --metrics-listen {}: choose a free address",
+                args.metrics_listen
+            )
+        })?;
+    workload::scenario::seed(&target.client, scenario).await?;
+    let kubelet = Kubelet::new(kubelet_client.clone(), "backout-sim-node", scenario);
+    let exporter = Exporter::new(kubelet_client, scenario, args.seed);
+    let traffic = exporter.traffic();
     println!(
         "scenario {:?} on {} ({}), with node backout-sim-node",
         scenario.name, target.cluster_url, target.context
     );
+    println!(
+        "  traffic metrics at http://{}/metrics (load assets/prometheus/backout-rules.yml beside them)",
+        args.metrics_listen
+    );
     println!("press Ctrl-C to stop");
     tokio::select! {
         ran = kubelet.run() => ran?,
-        played = backout_sim::workload::scenario::play(&target.client, scenario) => played?,
+        served = exporter.run(listener) => served?,
+        played = workload::scenario::play(&target.client, scenario, &traffic) => played?,
         _ = wait_for_stop() => {}
     }
     Ok(ExitCode::SUCCESS)
@@ -128,14 +169,14 @@ async fn wait_for_stop() {
     }
 }
 
-/// A kubeconfig with an editor and a viewer context (JSON is valid kubeconfig YAML),
-/// and a backout.toml pointing at the simulator's Prometheus API.
 /// The built-in triggers with for-durations to suit a one-minute incident.
 const SCALED_TRIGGERS: &str = "[[trigger]]\nname = \"error-rate\"\nfor = \"6s\"\n\n\
 [[trigger]]\nname = \"crash-loop\"\nfor = \"4s\"\n\n\
 [[trigger]]\nname = \"p99-latency\"\nfor = \"6s\"\n\n\
 [[trigger]]\nname = \"slo-burn\"\nfor = \"6s\"\n";
 
+/// A kubeconfig with an editor and a viewer context (JSON is valid kubeconfig YAML),
+/// and a backout.toml pointing at the simulator's Prometheus API.
 pub fn write_config(
     dir: &Path,
     url: &str,
@@ -166,17 +207,29 @@ pub fn write_config(
     let path = dir.join("kubeconfig");
     std::fs::write(&path, serde_json::to_string_pretty(&kubeconfig)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    let toml = backout_toml(url, Some("ca.crt"), scenario);
+    let path = dir.join("backout.toml");
+    std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// backout.toml for `scenario` with Prometheus at `prometheus_url` (trusting
+/// `ca_file`, relative to the file, when given) and time constants scaled down to
+/// the simulator's one-minute incidents.
+pub fn backout_toml(prometheus_url: &str, ca_file: Option<&str>, scenario: &Scenario) -> String {
+    let ns = &scenario.namespace;
     let services = scenario
         .services
         .iter()
         .map(|s| format!("{:?}", s.name))
         .collect::<Vec<_>>()
         .join(", ");
+    let ca = ca_file.map_or(String::new(), |f| format!("ca_file = {f:?}\n"));
     let mut toml = format!(
-        "# Written by `backout sim --write-config` for scenario {name:?}.\n\
+        "# Written by `backout sim` for scenario {name:?}.\n\
          # The simulator's incidents unfold in about a minute, so the time constants\n\
          # below are scaled down from production defaults (2m for-durations, 15s polls).\n\n\
-         [prometheus]\nurl = {url:?}\nca_file = \"ca.crt\"\npoll_interval = \"2s\"\nlookback = \"5m\"\n\n\
+         [prometheus]\nurl = {prometheus_url:?}\n{ca}poll_interval = \"2s\"\nlookback = \"5m\"\n\n\
          [[watch]]\nnamespace = {ns:?}\ndeployments = [{services}]\n\n\
          [policy]\nmin_requests = 20\nblind_after = \"30s\"\nblackout = \"2m\"\ncooldown = \"1m\"\nrecovery_hold = \"10s\"\n\n{SCALED_TRIGGERS}",
         name = scenario.name,
@@ -193,7 +246,5 @@ pub fn write_config(
             toml.push_str(&format!("{:?} = [{}]\n", s.name, on.join(", ")));
         }
     }
-    let path = dir.join("backout.toml");
-    std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    toml
 }

@@ -254,12 +254,25 @@ impl RealPrometheus {
     /// Starts Prometheus in `dir` scraping `target` over TLS with `dir/ca.crt`;
     /// the target may come up later.
     pub async fn start(dir: &Path, target: std::net::SocketAddr) -> RealPrometheus {
+        let tls = format!(
+            "    scheme: https\n    tls_config:\n      ca_file: {:?}\n",
+            dir.join("ca.crt").display().to_string()
+        );
+        Self::start_scraping(dir, target, &tls).await
+    }
+
+    /// Starts Prometheus in `dir` scraping `target` over plain HTTP, as it scrapes
+    /// the workload half's exporter.
+    pub async fn start_http(dir: &Path, target: std::net::SocketAddr) -> RealPrometheus {
+        Self::start_scraping(dir, target, "").await
+    }
+
+    async fn start_scraping(dir: &Path, target: std::net::SocketAddr, tls: &str) -> RealPrometheus {
         let rules =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/prometheus/backout-rules.yml");
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules:?}\nscrape_configs:\n  - job_name: backout-sim\n    honor_labels: true\n    scheme: https\n    tls_config:\n      ca_file: {ca:?}\n    static_configs:\n      - targets: [\"{target}\"]\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules:?}\nscrape_configs:\n  - job_name: backout-sim\n    honor_labels: true\n{tls}    static_configs:\n      - targets: [\"{target}\"]\n",
             rules = rules.display().to_string(),
-            ca = dir.join("ca.crt").display().to_string(),
         );
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config).expect("prometheus.yml is written");

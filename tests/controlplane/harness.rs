@@ -405,6 +405,41 @@ impl ControlPlane {
         .unwrap()
     }
 
+    /// `backout ARGS` as `kubeconfig`'s user, running on with its stdout piped;
+    /// killed when dropped.
+    pub fn spawn_backout_as(&self, kubeconfig: &Path, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .env("BACKOUT_JOURNAL", self.journal_path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(self.dir.path().join("backout.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("backout starts")
+    }
+
+    /// Applies `manifest` and returns a kubeconfig with a token of its ServiceAccount
+    /// `namespace/name`, issued by the real TokenRequest API.
+    pub async fn service_account(&self, manifest: &Path, namespace: &str, name: &str) -> PathBuf {
+        self.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()])
+            .await;
+        let token = self
+            .kubectl_ok(&["create", "token", name, "-n", namespace])
+            .await;
+        self.kubeconfig_with_token(&format!("{namespace}-{name}"), token.trim())
+    }
+
+    /// A kube-rs client as `kubeconfig`'s user, as the workload half uses one.
+    pub async fn client_as(&self, kubeconfig: &Path) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+
     pub async fn backout(&self, args: &[&str]) -> Output {
         self.backout_as(&self.kubeconfig(), args).await
     }

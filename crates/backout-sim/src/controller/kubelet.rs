@@ -54,8 +54,15 @@ fn annotation_ms(pod: &Value, key: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// When the pod became ready, in unix ms: the simulator's own annotation, or else
+/// (a pod on a real API server) its status' startTime.
 pub fn ready_at(pod: &Value) -> u64 {
-    annotation_ms(pod, READY_AT).unwrap_or(0)
+    annotation_ms(pod, READY_AT)
+        .or_else(|| {
+            let started: jiff::Timestamp = pod["status"]["startTime"].as_str()?.parse().ok()?;
+            u64::try_from(started.as_millisecond()).ok()
+        })
+        .unwrap_or(0)
 }
 
 pub fn is_ready(pod: &Value) -> bool {

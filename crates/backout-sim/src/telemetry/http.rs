@@ -39,14 +39,27 @@ fn float(v: f64) -> String {
 }
 
 pub async fn metrics(State(sim): State<Arc<SimState>>) -> Response {
-    let telemetry = sim.telemetry.lock().expect("telemetry lock");
+    let out = exposition(&sim.telemetry.lock().expect("telemetry lock").traffic);
+    exposition_response(out)
+}
+
+/// A `/metrics` answer in the text format Prometheus scrapes.
+pub fn exposition_response(body: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Every live pod's counters, as its app, kube-state-metrics and cAdvisor export them.
+pub fn exposition(traffic: &super::traffic::Traffic) -> String {
     let mut out = String::new();
-    let live: std::collections::BTreeMap<_, _> = telemetry
-        .traffic
-        .pods
-        .iter()
-        .filter(|(_, s)| !s.ended)
-        .collect();
+    let live: std::collections::BTreeMap<_, _> =
+        traffic.pods.iter().filter(|(_, s)| !s.ended).collect();
     let pods = &live;
     let mut family = |name: &str, kind: &str, help: &str, lines: &mut dyn FnMut(&mut String)| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -145,15 +158,7 @@ pub async fn metrics(State(sim): State<Arc<SimState>>) -> Response {
             }
         },
     );
-    drop(telemetry);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response()
+    out
 }
 
 fn bad_data(message: impl Into<String>) -> Response {

@@ -1,8 +1,11 @@
 //! Simulated request traffic: each Service's requests spread over its ready pods,
 //! and each pod's counters grow as its image's behaviour says. This is what the
 //! simulator's `/metrics` exports and what the recorded series are computed from.
+//! The pods come from an [`Endpoints`] view: the simulator's own store, or the
+//! workload half's watch of another API server.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -38,6 +41,25 @@ pub struct PodSeries {
     /// The pod is gone: no new samples, but range windows still see the old ones,
     /// as Prometheus' range vectors see a series that went stale.
     pub ended: bool,
+}
+
+/// Which pods serve a Service: what traffic needs to know of the cluster.
+pub trait Endpoints {
+    /// The pods `namespace/service` selects; `None` when there is no such Service.
+    fn pods_of(&self, namespace: &str, service: &str) -> Option<Vec<Arc<Value>>>;
+}
+
+impl Endpoints for Store {
+    fn pods_of(&self, namespace: &str, service: &str) -> Option<Vec<Arc<Value>>> {
+        let svc = self.get(&SERVICES, namespace, service)?;
+        let selector = selector_of(&svc);
+        Some(
+            self.list(&PODS, Some(namespace))
+                .filter(|p| selector.matches(p))
+                .cloned()
+                .collect(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -112,7 +134,13 @@ impl Traffic {
     }
 
     /// Advances every counter by `dt_ms` of traffic ending at `now_ms`.
-    pub fn advance(&mut self, store: &Store, behaviours: &Behaviours, now_ms: u64, dt_ms: u64) {
+    pub fn advance(
+        &mut self,
+        cluster: &impl Endpoints,
+        behaviours: &Behaviours,
+        now_ms: u64,
+        dt_ms: u64,
+    ) {
         let dt = dt_ms as f64 / 1000.0;
         let mut seen = Vec::new();
         let services: Vec<_> = self
@@ -121,15 +149,9 @@ impl Traffic {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for ((ns, name), load) in services {
-            let Some(svc) = store.get(&SERVICES, &ns, &name) else {
+            let Some(pods) = cluster.pods_of(&ns, &name) else {
                 continue;
             };
-            let selector = selector_of(&svc);
-            let pods: Vec<_> = store
-                .list(&PODS, Some(&ns))
-                .filter(|p| selector.matches(p))
-                .cloned()
-                .collect();
             let ready = pods.iter().filter(|p| kubelet::is_ready(p)).count();
             let jitter: f64 = self.rng.random_range(-1.0..=1.0);
             for pod in pods {

@@ -3,8 +3,8 @@
 //! renewed, binds the pods no scheduler placed, runs them as the scenario's images
 //! say (Ready after the start delay, or crash-looping with growing restart counts),
 //! and confirms graceful deletions, as a kubelet does. `scenario.rs` creates the
-//! scenario's objects there and plays its deploys. Traffic metrics for these pods are
-//! not served yet.
+//! scenario's objects there and plays its timeline; `metrics.rs` serves the traffic
+//! of its pods for a real Prometheus to scrape.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +20,7 @@ use serde_json::json;
 
 use crate::scenario::{ImageBehaviour, Scenario};
 
+pub mod metrics;
 pub mod scenario;
 
 /// How often the kubelet looks at its pods and renews its node's Lease.
@@ -48,21 +49,8 @@ impl Kubelet {
     /// Registers the node, then runs its pods until the task is dropped.
     pub async fn run(self) -> anyhow::Result<()> {
         self.register().await?;
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let (store, writer) = reflector::store();
-        let stream = reflector(writer, watcher(pods, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects();
-        let watch = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(event) = futures::StreamExt::next(&mut stream).await {
-                if let Err(e) = event {
-                    tracing::warn!("the kubelet's pod watch: {e}");
-                }
-            }
-        });
         // The watch ends with the kubelet, however the kubelet's task ends.
-        let _watch = AbortOnDrop(watch);
+        let (store, _watch) = watched::<Pod>(Api::all(self.client.clone()));
         let mut every = tokio::time::interval(TICK);
         loop {
             every.tick().await;
@@ -166,26 +154,56 @@ impl Kubelet {
                 .and_then(|i| self.images.get(i))
                 .is_some_and(|b| b.crash)
         });
-        let restarts = if crash {
-            (age.as_secs_f64() / RESTART_EVERY.as_secs_f64()) as i32
+        let run = if crash {
+            Run::CrashLoop((age.as_secs_f64() / RESTART_EVERY.as_secs_f64()) as i32)
+        } else if spec.restart_policy.as_deref() == Some("Never") {
+            // A Job's pod (a migration): it runs once and exits 0.
+            Run::Completed
         } else {
-            0
+            Run::Serving
         };
-        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let counted = pod
             .status
             .as_ref()
             .and_then(|s| s.container_statuses.as_ref())
             .and_then(|c| c.first())
             .map(|c| c.restart_count);
-        if running && counted == Some(restarts) {
+        if phase == Some(run.phase()) && counted == Some(run.restarts()) {
             return Ok(());
         }
-        let status = pod_status(&spec, created, crash, restarts);
+        let status = pod_status(&spec, created, run);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
             .await?;
         Ok(())
     }
+}
+
+/// A reflector's store of `api`'s objects, kept by a watch that ends when the
+/// returned guard is dropped.
+fn watched<K>(api: Api<K>) -> (reflector::Store<K>, AbortOnDrop)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = futures::StreamExt::next(&mut stream).await {
+            if let Err(e) = event {
+                tracing::warn!("the workload's watch of {}: {e}", K::plural(&()));
+            }
+        }
+    });
+    (store, AbortOnDrop(task))
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -196,39 +214,68 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A running pod's status: every container ready, or crash-looping after `restarts`.
+/// What a pod's containers do once started, as its image says.
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    Serving,
+    CrashLoop(i32),
+    Completed,
+}
+
+impl Run {
+    fn phase(self) -> &'static str {
+        match self {
+            Run::Completed => "Succeeded",
+            _ => "Running",
+        }
+    }
+
+    fn restarts(self) -> i32 {
+        match self {
+            Run::CrashLoop(n) => n,
+            _ => 0,
+        }
+    }
+}
+
+/// A started pod's status: serving and ready, crash-looping after some restarts, or
+/// run to completion.
 fn pod_status(
     spec: &k8s_openapi::api::core::v1::PodSpec,
     created: Timestamp,
-    crash: bool,
-    restarts: i32,
+    run: Run,
 ) -> serde_json::Value {
     let now = Timestamp::now().to_string();
     let started = created.to_string();
-    let ready = if crash { "False" } else { "True" };
+    let ready = matches!(run, Run::Serving);
+    let flag = if ready { "True" } else { "False" };
     let containers: Vec<serde_json::Value> = spec
         .containers
         .iter()
         .map(|c| {
             let mut s = json!({"name": c.name, "image": c.image, "imageID": format!("simulated://{}", c.image.clone().unwrap_or_default()),
-                "ready": !crash, "started": !crash, "restartCount": restarts});
-            if crash {
-                s["state"] = json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}});
-                s["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": started, "finishedAt": now}});
-            } else {
-                s["state"] = json!({"running": {"startedAt": started}});
+                "ready": ready, "started": ready, "restartCount": run.restarts()});
+            match run {
+                Run::Serving => s["state"] = json!({"running": {"startedAt": started}}),
+                Run::CrashLoop(_) => {
+                    s["state"] = json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}});
+                    s["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": started, "finishedAt": now}});
+                }
+                Run::Completed => {
+                    s["state"] = json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": now}});
+                }
             }
             s
         })
         .collect();
     let condition = |kind: &str, status: &str| json!({"type": kind, "status": status, "lastTransitionTime": now});
     json!({"status": {
-        "phase": "Running",
+        "phase": run.phase(),
         "hostIP": "127.0.0.1",
         "podIP": "127.0.0.1",
         "startTime": started,
         "conditions": [condition("PodScheduled", "True"), condition("Initialized", "True"),
-            condition("ContainersReady", ready), condition("Ready", ready)],
+            condition("ContainersReady", flag), condition("Ready", flag)],
         "containerStatuses": containers,
     }})
 }

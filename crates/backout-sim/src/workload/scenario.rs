@@ -1,15 +1,18 @@
 //! A scenario played against any API server: its namespace, ConfigMaps, Secrets,
 //! Deployments and Services created as the simulator seeds its own store, then its
-//! deploys and ConfigMap changes at their times. Traffic changes, faults and
-//! migrations need the simulator's own metrics and are skipped, and said so.
+//! deploys, ConfigMap changes and migration Jobs at their times, and its traffic
+//! changes and faults in the workload's own traffic. The fault switchboard belongs
+//! to the simulator's own API server and is skipped, and said so.
 
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
+use super::metrics::SharedTraffic;
 use crate::scenario::{Action, Scenario};
 use backout_k8s::template::{CHANGE_CAUSE, DEPLOYED_BY};
 
@@ -47,8 +50,13 @@ where
     }
 }
 
-/// Plays the timeline from now: each deploy and ConfigMap change at its time.
-pub async fn play(client: &Client, scenario: &Scenario) -> anyhow::Result<()> {
+/// Plays the timeline from now, each action at its time; traffic changes and faults
+/// go to `traffic`.
+pub async fn play(
+    client: &Client,
+    scenario: &Scenario,
+    traffic: &SharedTraffic,
+) -> anyhow::Result<()> {
     let ns = scenario.namespace.as_str();
     let started = tokio::time::Instant::now();
     for (at, action) in scenario.actions() {
@@ -90,14 +98,35 @@ pub async fn play(client: &Client, scenario: &Scenario) -> anyhow::Result<()> {
                     c.name
                 );
             }
-            other => println!(
-                "{}: skipped {}: it needs the simulator's own metrics",
-                humantime::format_duration(at),
-                match other {
-                    Action::Migration(_) => "a migration",
-                    Action::Traffic(_) => "a traffic change",
-                    _ => "a fault",
-                }
+            Action::Migration(m) => {
+                let job = crate::world::migration_job(ns, &m);
+                create::<Job>(Api::namespaced(client.clone(), ns), job).await?;
+                println!(
+                    "{}: started migration Job {ns}/{}",
+                    humantime::format_duration(at),
+                    m.name
+                );
+            }
+            Action::Traffic(t) => {
+                traffic.lock().expect("traffic lock").set_rps(ns, &t.service, t.rps);
+                println!(
+                    "{}: {ns}/{} now gets {} requests/s",
+                    humantime::format_duration(at),
+                    t.service,
+                    t.rps
+                );
+            }
+            Action::Fault(f) => {
+                traffic.lock().expect("traffic lock").set_fault(ns, f.clone());
+                println!(
+                    "{}: fault in {ns}/{}",
+                    humantime::format_duration(at),
+                    f.service
+                );
+            }
+            Action::Faults(_) => println!(
+                "{}: skipped a fault switchboard change: it belongs to the simulator's own API server",
+                humantime::format_duration(at)
             ),
         }
     }
