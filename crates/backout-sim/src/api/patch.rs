@@ -35,9 +35,11 @@ pub fn apply(kind: PatchType, target: &Value, body: &[u8]) -> Result<Value, ApiE
                 .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
             let mut doc = target.clone();
             json_patch::patch(&mut doc, &ops).map_err(|e| {
-                // A failed `test` is how callers guard a write; word it as the real API server does.
+                // A failed `test` is how callers guard a write. The real API server
+                // answers it with a bare 422 that names neither path nor value
+                // (tests/controlplane/divergences.rs holds the two side by side).
                 if matches!(e.kind, json_patch::PatchErrorKind::TestFailed) {
-                    ApiError::invalid(format!("testing value {} failed: test failed", e.path))
+                    ApiError::invalid("the server rejected our request due to an error in our request")
                 } else {
                     ApiError::invalid(format!("the server rejected our request due to an error in our request: {e}"))
                 }
