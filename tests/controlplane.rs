@@ -12,6 +12,8 @@
 mod common;
 #[path = "controlplane/decisions.rs"]
 mod decisions;
+#[path = "controlplane/divergences.rs"]
+mod divergences;
 #[path = "controlplane/harness.rs"]
 mod harness;
 

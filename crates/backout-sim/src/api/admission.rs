@@ -10,13 +10,19 @@ pub fn admit(res: &ResourceDef, obj: &mut Value, current: Option<&Value>) -> Res
     match res.kind {
         "Deployment" => {
             default_deployment(obj);
+            default_pod_spec(&mut obj["spec"]["template"]["spec"]);
             validate_workload(res, obj, current)
         }
         "ReplicaSet" => {
             if obj["spec"]["replicas"].is_null() {
                 obj["spec"]["replicas"] = json!(1);
             }
+            default_pod_spec(&mut obj["spec"]["template"]["spec"]);
             validate_workload(res, obj, current)
+        }
+        "Pod" => {
+            default_pod_spec(&mut obj["spec"]);
+            Ok(())
         }
         _ => Ok(()),
     }
@@ -43,6 +49,67 @@ fn default_deployment(obj: &mut Value) {
                 ru[field] = json!("25%");
             }
         }
+    }
+}
+
+fn default_field(obj: &mut Value, field: &str, value: Value) {
+    if obj.is_object() && obj[field].is_null() {
+        obj[field] = value;
+    }
+}
+
+/// The real API server's defaults for a pod spec, so that templates read back, and
+/// `kubectl rollout history --revision` describes them, as they would on a cluster.
+fn default_pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    default_field(spec, "restartPolicy", json!("Always"));
+    default_field(spec, "dnsPolicy", json!("ClusterFirst"));
+    default_field(spec, "schedulerName", json!("default-scheduler"));
+    default_field(spec, "terminationGracePeriodSeconds", json!(30));
+    default_field(spec, "securityContext", json!({}));
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = spec[list].as_array_mut() else {
+            continue;
+        };
+        for c in containers {
+            default_container(c);
+        }
+    }
+}
+
+fn default_container(c: &mut Value) {
+    let image = c["image"].as_str().unwrap_or("");
+    // The tag is after the last ':' that follows the last '/' (a registry port is not a tag).
+    let tag = image
+        .rsplit('/')
+        .next()
+        .and_then(|last| last.split_once(':'))
+        .map(|(_, tag)| tag);
+    let pull = if image.contains('@') || tag.is_some_and(|t| t != "latest") {
+        "IfNotPresent"
+    } else {
+        "Always"
+    };
+    default_field(c, "imagePullPolicy", json!(pull));
+    default_field(c, "terminationMessagePath", json!("/dev/termination-log"));
+    default_field(c, "terminationMessagePolicy", json!("File"));
+    if let Some(ports) = c["ports"].as_array_mut() {
+        for port in ports {
+            default_field(port, "protocol", json!("TCP"));
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        let p = &mut c[probe];
+        if !p.is_object() {
+            continue;
+        }
+        default_field(p, "timeoutSeconds", json!(1));
+        default_field(p, "periodSeconds", json!(10));
+        default_field(p, "successThreshold", json!(1));
+        default_field(p, "failureThreshold", json!(3));
+        default_field(&mut p["httpGet"], "scheme", json!("HTTP"));
     }
 }
 
@@ -119,6 +186,25 @@ mod tests {
         assert_eq!(d["spec"]["replicas"], 1);
         assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
         assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Always");
+        assert_eq!(pod["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    }
+
+    #[test]
+    fn an_untagged_or_latest_image_is_pulled_always_and_a_registry_port_is_no_tag() {
+        for (image, pull) in [
+            ("web", "Always"),
+            ("web:latest", "Always"),
+            ("registry:5000/web", "Always"),
+            ("registry:5000/web:2", "IfNotPresent"),
+            ("web@sha256:abc", "IfNotPresent"),
+        ] {
+            let mut c = json!({"name": "app", "image": image, "ports": [{"containerPort": 80}]});
+            default_container(&mut c);
+            assert_eq!(c["imagePullPolicy"], pull, "{image}");
+            assert_eq!(c["ports"][0]["protocol"], "TCP");
+        }
     }
 
     #[test]
