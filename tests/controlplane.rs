@@ -525,13 +525,7 @@ async fn backout_sim_against_a_real_server_runs_the_scenario_its_migration_and_i
     let Some(cp) = ControlPlane::start().await else {
         return;
     };
-    let manifest = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/assets/deploy/sim-kubelet.yaml"
-    );
-    let as_kubelet = cp
-        .service_account(manifest.as_ref(), "backout-sim", "kubelet")
-        .await;
+    let as_kubelet = cp.sim_kubelet().await;
     let metrics = format!("127.0.0.1:{}", common::free_port());
     let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
         .args(["sim", "--scenario", "deploy-with-migration", "--against"])

@@ -6,10 +6,10 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backout_sim::scenario::Scenario;
-use common::{bad_deploy_at, have, start};
+use common::{bad_deploy_at, have, start, stop_with, wait_for};
 
 /// bad-deploy's checkout (errors: every gate holds) beside latency-only's search
 /// (slow only: gate 4 fails), both deployed a second in.
@@ -23,14 +23,6 @@ fn two_bad_deploys() -> Scenario {
         e.get_mut().at = Duration::from_secs(1);
     }
     both
-}
-
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,27 +81,17 @@ async fn exactly_one_of_two_bad_services_is_rolled_back_and_the_blackout_holds()
         "latency alone is never automatic"
     );
 
-    let pid = watch.id().expect("still running").to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
+    let status = stop_with(&mut watch, "TERM").await;
+    let mut stdout = String::new();
+    use tokio::io::AsyncReadExt;
+    watch
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .await
         .unwrap();
-    assert!(sent.success());
-    let out = tokio::time::timeout(Duration::from_secs(30), async {
-        let status = watch.wait().await.unwrap();
-        let mut stdout = String::new();
-        use tokio::io::AsyncReadExt;
-        watch
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut stdout)
-            .await
-            .unwrap();
-        (status, stdout)
-    })
-    .await
-    .expect("watch stops on SIGTERM");
+    let out = (status, stdout);
     assert!(out.0.success(), "exit status {:?}", out.0);
     let logs: Vec<serde_json::Value> = out
         .1
@@ -168,16 +150,7 @@ async fn a_hangup_drains_like_sigterm_and_journals_the_verification_it_cut_short
     )
     .await;
     // Verification holds recovery for a minute: the hangup lands inside it.
-    let pid = watch.id().expect("still running").to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), watch.wait())
-        .await
-        .expect("watch leaves after a hangup")
-        .unwrap();
+    let status = stop_with(&mut watch, "HUP").await;
     assert_eq!(status.code(), Some(0), "drained, not killed by the signal");
     let journal = c.journal();
     let abandoned = journal

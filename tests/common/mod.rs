@@ -211,6 +211,32 @@ impl Cluster {
 }
 
 /// Polls `check` until it returns Some or `timeout` passes.
+/// Polls `check` every half second until it holds; fails the test after `limit`.
+pub async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Sends `signal` (TERM, HUP, ...) to `child` and waits up to 30 s for it to exit.
+pub async fn stop_with(
+    child: &mut tokio::process::Child,
+    signal: &str,
+) -> std::process::ExitStatus {
+    let pid = child.id().expect("still running").to_string();
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("it stops on SIG{signal}"))
+        .expect("its status")
+}
+
 pub async fn eventually<T>(
     timeout: Duration,
     what: &str,

@@ -4,14 +4,14 @@
 //! that loads assets/prometheus/backout-rules.yml; backout reads only those two.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backout_sim::scenario::Scenario;
 use backout_sim::workload::metrics::{Exporter, SharedTraffic};
 use backout_sim::workload::{self, Kubelet};
 use serde_json::Value;
 
-use super::common::{eventually, instant, RealPrometheus};
+use super::common::{eventually, instant, stop_with, wait_for, RealPrometheus};
 use super::harness::ControlPlane;
 use super::{revision_of, shipped_rbac, text};
 
@@ -38,13 +38,7 @@ impl Incident {
     /// Deployment has rolled out, and waits until Prometheus has recorded each
     /// Service's request rate: the baseline a deploy is judged against.
     async fn start(cp: &ControlPlane, scenario: Scenario) -> Incident {
-        let manifest = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/assets/deploy/sim-kubelet.yaml"
-        );
-        let as_kubelet = cp
-            .service_account(manifest.as_ref(), "backout-sim", "kubelet")
-            .await;
+        let as_kubelet = cp.sim_kubelet().await;
         let kubelet_client = cp.client_as(&as_kubelet).await;
         let admin = cp.client_as(&cp.kubeconfig()).await;
         workload::scenario::seed(&admin, &scenario).await.unwrap();
@@ -119,14 +113,6 @@ impl Incident {
     }
 }
 
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 fn journal(cp: &ControlPlane) -> Vec<Value> {
     let text = std::fs::read_to_string(cp.journal_path()).unwrap_or_default();
     text.lines()
@@ -194,16 +180,7 @@ async fn the_shipped_service_account_rolls_back_bad_deploy_once_and_only_suggest
     incident.assert_running();
     assert!(!play.is_finished() || play.await.unwrap().is_ok());
 
-    let pid = watch.id().expect("the watcher runs").to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), watch.wait())
-        .await
-        .expect("watch stops on SIGTERM")
-        .unwrap();
+    let status = stop_with(&mut watch, "TERM").await;
     assert!(status.success(), "exit status {status:?}");
     assert_eq!(
         revision_of(&cp, "search").await,

@@ -431,6 +431,17 @@ impl ControlPlane {
         self.kubeconfig_with_token(&format!("{namespace}-{name}"), token.trim())
     }
 
+    /// assets/deploy/sim-kubelet.yaml applied; a kubeconfig as its ServiceAccount,
+    /// the workload half's narrow kubelet identity.
+    pub async fn sim_kubelet(&self) -> PathBuf {
+        let manifest = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/assets/deploy/sim-kubelet.yaml"
+        );
+        self.service_account(manifest.as_ref(), "backout-sim", "kubelet")
+            .await
+    }
+
     /// A kube-rs client as `kubeconfig`'s user, as the workload half uses one.
     pub async fn client_as(&self, kubeconfig: &Path) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
