@@ -125,6 +125,19 @@ async fn shipped_rbac(cp: &ControlPlane) -> std::path::PathBuf {
         .await
 }
 
+/// Whether `object` comes to exist within 30 s: kubectl's `wait` and `rollout
+/// status` fail at once on an object not yet created.
+async fn exists(cp: &ControlPlane, object: &str) -> bool {
+    let started = Instant::now();
+    while !cp.kubectl(&["get", object]).await.status.success() {
+        if started.elapsed() > Duration::from_secs(30) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    true
+}
+
 fn text(out: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -533,10 +546,20 @@ async fn backout_sim_against_a_real_server_runs_the_scenario_its_migration_and_i
         .arg("--kubelet-kubeconfig")
         .arg(&as_kubelet)
         .args(["--metrics-listen", &metrics])
-        .stdout(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(cp.dir.path().join("sim.out")).unwrap())
+        .stderr(std::fs::File::create(cp.dir.path().join("sim.log")).unwrap())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // The workload half seeds the scenario once it has started.
+    if !exists(&cp, "deploy/orders").await {
+        panic!(
+            "no deploy/orders; the workload half ({:?}) said:\n{}{}",
+            sim.try_wait(),
+            std::fs::read_to_string(cp.dir.path().join("sim.out")).unwrap_or_default(),
+            std::fs::read_to_string(cp.dir.path().join("sim.log")).unwrap_or_default()
+        );
+    }
     cp.kubectl_ok(&["rollout", "status", "deploy/orders", "--timeout=90s"])
         .await;
     let node = cp
@@ -558,19 +581,10 @@ async fn backout_sim_against_a_real_server_runs_the_scenario_its_migration_and_i
     );
     // At 10 s the migration Job: the real Job controller makes its pod, and the
     // kubelet runs it to completion. At 15 s the deploy.
-    let started = Instant::now();
-    while !cp
-        .kubectl(&["get", "job/orders-migrate-0042"])
-        .await
-        .status
-        .success()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no migration Job"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    assert!(
+        exists(&cp, "job/orders-migrate-0042").await,
+        "no migration Job"
+    );
     cp.kubectl_ok(&[
         "wait",
         "--for=condition=complete",

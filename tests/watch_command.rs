@@ -81,16 +81,15 @@ async fn exactly_one_of_two_bad_services_is_rolled_back_and_the_blackout_holds()
         "latency alone is never automatic"
     );
 
+    // Read the logs while the watcher drains: a full pipe would stall its exit.
+    let mut pipe = watch.stdout.take().unwrap();
+    let logs = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut stdout = String::new();
+        pipe.read_to_string(&mut stdout).await.map(|_| stdout)
+    });
     let status = stop_with(&mut watch, "TERM").await;
-    let mut stdout = String::new();
-    use tokio::io::AsyncReadExt;
-    watch
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .await
-        .unwrap();
+    let stdout = logs.await.unwrap().unwrap();
     let out = (status, stdout);
     assert!(out.0.success(), "exit status {:?}", out.0);
     let logs: Vec<serde_json::Value> = out

@@ -405,15 +405,16 @@ impl ControlPlane {
         .unwrap()
     }
 
-    /// `backout ARGS` as `kubeconfig`'s user, running on with its stdout piped;
-    /// killed when dropped.
+    /// `backout ARGS` as `kubeconfig`'s user, running on with its output in
+    /// backout.out and backout.log (a pipe nobody reads would stall it); killed
+    /// when dropped.
     pub fn spawn_backout_as(&self, kubeconfig: &Path, args: &[&str]) -> tokio::process::Child {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
             .args(args)
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .env("BACKOUT_JOURNAL", self.journal_path())
-            .stdout(std::process::Stdio::piped())
+            .stdout(std::fs::File::create(self.dir.path().join("backout.out")).unwrap())
             .stderr(std::fs::File::create(self.dir.path().join("backout.log")).unwrap())
             .kill_on_drop(true)
             .spawn()
