@@ -10,7 +10,9 @@ use backout::app::core::Core;
 use backout::engine::journal::{Entry, Record};
 use backout::engine::rollbacks::{Expected, Request};
 use backout::engine::{Msg, ServiceKey};
-use common::{console_core_with, have, previewed, rollback_ended, small_scenario, start, Cluster};
+use common::{
+    confirm, console_core_with, have, previewed, rollback_ended, small_scenario, start, Cluster,
+};
 use serde_json::json;
 
 fn colour_key(colour: &str) -> ServiceKey {
@@ -258,17 +260,13 @@ async fn a_service_changed_after_the_dry_run_is_a_conflict_not_a_switch() {
         r#"{"metadata":{"annotations":{"note":"hand edit"}}}"#,
     ])
     .await;
-    let request = Request {
-        to_revision: None,
-        automatic: false,
-        reason: "rolled back by hand".into(),
-        by: core.actor.clone(),
-        expected: Some(Expected::of(&preview)),
-    };
-    core.apply(Msg::RollbackRequested {
-        service: colour_key("green"),
-        request,
-    })
+    confirm(
+        &mut core,
+        &colour_key("green"),
+        &preview,
+        None,
+        "rolled back by hand",
+    )
     .await;
     let ended = rollback_ended(&mut core, &colour_key("green"), Duration::from_secs(30)).await;
     core.shutdown(Duration::from_secs(5)).await;

@@ -21,20 +21,31 @@ use std::time::{Duration, Instant};
 
 use harness::ControlPlane;
 
-/// `name` (image `name:1`), then `name:2` and `name:3` shipped with kubectl: three
-/// revisions, as the controller manager records them.
-async fn with_history(cp: &ControlPlane, name: &str) {
-    let deployment = serde_json::json!({
+/// A file in `dir` holding Deployment `name` in shop: two replicas of `name:1`,
+/// with `edit` applied; its path.
+fn deployment_file(
+    dir: &std::path::Path,
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> String {
+    let mut deployment = serde_json::json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": "shop"},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name}},
                 "spec": {"containers": [{"name": name, "image": format!("{name}:1")}]}}}
     });
-    let file = cp.dir.path().join(format!("{name}.json"));
+    edit(&mut deployment);
+    let file = dir.join(format!("{name}.json"));
     std::fs::write(&file, deployment.to_string()).unwrap();
-    cp.kubectl_ok(&["apply", "-f", file.to_str().unwrap()])
-        .await;
+    file.display().to_string()
+}
+
+/// `name` (image `name:1`), then `name:2` and `name:3` shipped with kubectl: three
+/// revisions, as the controller manager records them.
+async fn with_history(cp: &ControlPlane, name: &str) {
+    let file = deployment_file(cp.dir.path(), name, |_| {});
+    cp.kubectl_ok(&["apply", "-f", &file]).await;
     wait_revision(cp, name, "1").await;
     for v in [2, 3] {
         let image = format!("{name}={name}:{v}");
@@ -428,8 +439,7 @@ async fn the_watch_survives_a_restart_and_relists_after_a_compaction() {
 async fn a_change_between_the_dry_run_and_the_confirmation_is_a_clean_conflict() {
     use backout::app::core::{Core, Options};
     use backout::config::Config;
-    use backout::engine::rollbacks::{Expected, Request};
-    use backout::engine::{Msg, ServiceKey};
+    use backout::engine::ServiceKey;
     let Some(cp) = ControlPlane::start().await else {
         return;
     };
@@ -449,17 +459,13 @@ async fn a_change_between_the_dry_run_and_the_confirmation_is_a_clean_conflict()
     cp.kubectl_ok(&["set", "image", "deploy/web", "web=web:9"])
         .await;
     wait_revision(&cp, "web", "4").await;
-    let request = Request {
-        to_revision: Some(1),
-        automatic: false,
-        reason: "confirmed in the dialog".into(),
-        by: core.actor.clone(),
-        expected: Some(Expected::of(&preview)),
-    };
-    core.apply(Msg::RollbackRequested {
-        service: web.clone(),
-        request,
-    })
+    common::confirm(
+        &mut core,
+        &web,
+        &preview,
+        Some(1),
+        "confirmed in the dialog",
+    )
     .await;
     let error = common::rollback_ended(&mut core, &web, Duration::from_secs(30))
         .await

@@ -7,9 +7,8 @@ mod common;
 use std::time::Duration;
 
 use backout::actions::lease;
-use backout::engine::rollbacks::{Expected, Request};
-use backout::engine::{Msg, ServiceKey};
-use common::{console_core, previewed, rollback_ended, web_with_history, Cluster};
+use backout::engine::ServiceKey;
+use common::{confirm, console_core, previewed, rollback_ended, web_with_history, Cluster};
 use tokio::io::AsyncBufReadExt;
 
 async fn with_history() -> Option<Cluster> {
@@ -128,17 +127,13 @@ async fn a_change_between_preview_and_confirm_is_a_conflict_not_a_rollback_of_th
     // Someone ships web:9 while the engineer reads the dialog.
     c.kubectl_ok(&["set", "image", "deploy/web", "web=web:9"])
         .await;
-    let request = Request {
-        to_revision: Some(1),
-        automatic: false,
-        reason: "confirmed in the dialog".into(),
-        by: core.actor.clone(),
-        expected: Some(Expected::of(&preview)),
-    };
-    core.apply(Msg::RollbackRequested {
-        service: web(),
-        request,
-    })
+    confirm(
+        &mut core,
+        &web(),
+        &preview,
+        Some(1),
+        "confirmed in the dialog",
+    )
     .await;
     let result = rollback_ended(&mut core, &web(), Duration::from_secs(20)).await;
     let error = result.unwrap_err();

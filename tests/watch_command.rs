@@ -8,29 +8,14 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use backout_sim::scenario::Scenario;
-use common::{bad_deploy_at, have, start, stop_with, wait_for};
-
-/// bad-deploy's checkout (errors: every gate holds) beside latency-only's search
-/// (slow only: gate 4 fails), both deployed a second in.
-fn two_bad_deploys() -> Scenario {
-    let mut both = Scenario::load("bad-deploy").unwrap();
-    let slow = Scenario::load("latency-only").unwrap();
-    both.services.extend(slow.services);
-    both.images.extend(slow.images);
-    both.timeline.extend(slow.timeline);
-    for e in &mut both.timeline {
-        e.get_mut().at = Duration::from_secs(1);
-    }
-    both
-}
+use common::{bad_and_slow, bad_deploy_at, have, start, stop_with, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_of_two_bad_services_is_rolled_back_and_the_blackout_holds() {
     if !have("kubectl") {
         return;
     }
-    let c = start(two_bad_deploys()).await;
+    let c = start(bad_and_slow(Duration::from_secs(1))).await;
     let config = c.dir().join("backout.toml");
     let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_backout"))
         .args([

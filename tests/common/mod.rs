@@ -440,6 +440,44 @@ pub async fn previewed(
         .expect("answered")
 }
 
+/// Confirms the dialog's `preview` of a rollback to `to_revision` (`None`: the
+/// previous one), as the engineer does: the request is pinned to what was previewed.
+pub async fn confirm(
+    core: &mut backout::app::core::Core,
+    service: &backout::engine::ServiceKey,
+    preview: &backout::engine::rollbacks::Preview,
+    to_revision: Option<u64>,
+    reason: &str,
+) {
+    use backout::engine::rollbacks::{Expected, Request};
+    let request = Request {
+        to_revision,
+        automatic: false,
+        reason: reason.into(),
+        by: core.actor.clone(),
+        expected: Some(Expected::of(preview)),
+    };
+    core.apply(backout::engine::Msg::RollbackRequested {
+        service: service.clone(),
+        request,
+    })
+    .await;
+}
+
+/// Bad-deploy's checkout (errors: every gate holds) beside latency-only's search
+/// (slow only: gate 4 fails), both deploying `at` into the timeline.
+pub fn bad_and_slow(at: Duration) -> Scenario {
+    let mut both = Scenario::load("bad-deploy").expect("a shipped scenario");
+    let slow = Scenario::load("latency-only").expect("a shipped scenario");
+    both.services.extend(slow.services);
+    both.images.extend(slow.images);
+    both.timeline.extend(slow.timeline);
+    for e in &mut both.timeline {
+        e.get_mut().at = at;
+    }
+    both
+}
+
 /// Steps the core until the service's rollback ends; how it ended.
 pub async fn rollback_ended(
     core: &mut backout::app::core::Core,

@@ -11,7 +11,7 @@ use backout_sim::workload::metrics::{Exporter, SharedTraffic};
 use backout_sim::workload::{self, Kubelet};
 use serde_json::Value;
 
-use super::common::{eventually, instant, stop_with, wait_for, RealPrometheus};
+use super::common::{bad_and_slow, eventually, instant, stop_with, wait_for, RealPrometheus};
 use super::harness::ControlPlane;
 use super::{revision_of, shipped_rbac, text};
 
@@ -120,20 +120,6 @@ fn journal(cp: &ControlPlane) -> Vec<Value> {
         .collect()
 }
 
-/// The shipped bad-deploy (checkout: 25% errors) beside latency-only (search: slow,
-/// no more errors), both deploying `at` into the timeline.
-fn bad_and_slow(at: Duration) -> Scenario {
-    let mut both = Scenario::load("bad-deploy").unwrap();
-    let slow = Scenario::load("latency-only").unwrap();
-    both.services.extend(slow.services);
-    both.images.extend(slow.images);
-    both.timeline.extend(slow.timeline);
-    for e in &mut both.timeline {
-        e.get_mut().at = at;
-    }
-    both
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_service_account_rolls_back_bad_deploy_once_and_only_suggests_latency_only() {
     let Some(cp) = ControlPlane::start().await else {
@@ -238,7 +224,15 @@ async fn the_gate_accepts_healthy_deploy_with_0_and_rolls_back_bad_deploy_with_1
         });
         deploy.expect("the scenario deploys")
     };
-    let gate = async |observe: &str| {
+    // As a pipeline does: deploy, then gate the deploy.
+    let deploy_then_gate = async |image: &str, observe: &str| {
+        cp.kubectl_ok(&[
+            "set",
+            "image",
+            "deploy/checkout",
+            &format!("checkout={image}"),
+        ])
+        .await;
         let out = cp
             .backout(&[
                 "gate",
@@ -258,27 +252,13 @@ async fn the_gate_accepts_healthy_deploy_with_0_and_rolls_back_bad_deploy_with_1
     };
 
     let healthy = image_of("healthy-deploy");
-    cp.kubectl_ok(&[
-        "set",
-        "image",
-        "deploy/checkout",
-        &format!("checkout={healthy}"),
-    ])
-    .await;
-    let (code, report) = gate("15s").await;
+    let (code, report) = deploy_then_gate(&healthy, "15s").await;
     assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(report["verdict"], "accepted");
     assert_eq!(revision_of(&cp, "checkout").await, "2");
 
     let bad = image_of("bad-deploy");
-    cp.kubectl_ok(&[
-        "set",
-        "image",
-        "deploy/checkout",
-        &format!("checkout={bad}"),
-    ])
-    .await;
-    let (code, report) = gate("90s").await;
+    let (code, report) = deploy_then_gate(&bad, "90s").await;
     incident.assert_running();
     assert_eq!(code, Some(1), "{report:#}");
     assert_eq!(report["verdict"], "rolled_back");

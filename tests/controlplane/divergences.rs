@@ -6,7 +6,7 @@
 use std::process::Output;
 
 use super::harness::ControlPlane;
-use super::text;
+use super::{deployment_file, text};
 
 /// Ages, ReplicaSet hashes and resourceVersions differ run to run; mask them.
 fn masked(out: &Output) -> String {
@@ -29,18 +29,13 @@ fn masked(out: &Output) -> String {
         .join("\n")
 }
 
-/// The Deployment in a file, as kubectl create -f reads it, with one field misspelt.
+/// A Deployment in a file, as kubectl create -f reads it, with one field misspelt.
 fn misspelt(dir: &std::path::Path) -> String {
-    let path = dir.join("misspelt.json");
-    let body = serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "typo", "namespace": "shop"},
-        "spec": {"replicass": 1, "selector": {"matchLabels": {"app": "typo"}},
-            "template": {"metadata": {"labels": {"app": "typo"}},
-                "spec": {"containers": [{"name": "typo", "image": "typo:1"}]}}}
-    });
-    std::fs::write(&path, body.to_string()).unwrap();
-    path.display().to_string()
+    deployment_file(dir, "typo", |d| {
+        let spec = d["spec"].as_object_mut().unwrap();
+        let replicas = spec.remove("replicas").unwrap();
+        spec.insert("replicass".into(), replicas);
+    })
 }
 
 /// What the simulator is known to do differently, as (command, why). The test fails
@@ -78,19 +73,12 @@ impl Kubectl for super::common::Cluster {
 /// `web` created from one file, then `web:2` and `web:3` set by kubectl, each
 /// revision waited for: the same steps on either server.
 async fn web_at_revision_3(server: &impl Kubectl, dir: &std::path::Path) {
-    let file = dir.join("web.json");
-    let deployment = serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "shop"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "web:1"}]}}}
-    });
-    std::fs::write(&file, deployment.to_string()).unwrap();
+    let file = deployment_file(dir, "web", |_| {});
     let ok = |out: Output| assert!(out.status.success(), "{}", text(&out));
     // Validation is KNOWN to differ (see `create -f`); it is judged below, not here.
-    let file = file.to_str().unwrap();
-    ok(server.run(&["apply", "--validate=false", "-f", file]).await);
+    ok(server
+        .run(&["apply", "--validate=false", "-f", &file])
+        .await);
     for revision in 1..=3 {
         if revision > 1 {
             let image = format!("web=web:{revision}");

@@ -61,7 +61,7 @@ pub async fn play(
     let started = tokio::time::Instant::now();
     for (at, action) in scenario.actions() {
         tokio::time::sleep_until(started + at).await;
-        match action {
+        let done = match action {
             Action::Deploy(d) => {
                 let cause = d
                     .change_cause
@@ -79,12 +79,7 @@ pub async fn play(
                 )
                 .await
                 .with_context(|| format!("deploying {} to {ns}/{}", d.image, d.service))?;
-                println!(
-                    "{}: deployed {} to {ns}/{}",
-                    humantime::format_duration(at),
-                    d.image,
-                    d.service
-                );
+                format!("deployed {} to {ns}/{}", d.image, d.service)
             }
             Action::ConfigMap(c) => {
                 let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
@@ -92,43 +87,31 @@ pub async fn play(
                 api.patch(&c.name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .with_context(|| format!("changing ConfigMap {ns}/{}", c.name))?;
-                println!(
-                    "{}: changed ConfigMap {ns}/{}",
-                    humantime::format_duration(at),
-                    c.name
-                );
+                format!("changed ConfigMap {ns}/{}", c.name)
             }
             Action::Migration(m) => {
                 let job = crate::world::migration_job(ns, &m);
                 create::<Job>(Api::namespaced(client.clone(), ns), job).await?;
-                println!(
-                    "{}: started migration Job {ns}/{}",
-                    humantime::format_duration(at),
-                    m.name
-                );
+                format!("started migration Job {ns}/{}", m.name)
             }
             Action::Traffic(t) => {
-                traffic.lock().expect("traffic lock").set_rps(ns, &t.service, t.rps);
-                println!(
-                    "{}: {ns}/{} now gets {} requests/s",
-                    humantime::format_duration(at),
-                    t.service,
-                    t.rps
-                );
+                traffic
+                    .lock()
+                    .expect("traffic lock")
+                    .set_rps(ns, &t.service, t.rps);
+                format!("{ns}/{} now gets {} requests/s", t.service, t.rps)
             }
             Action::Fault(f) => {
-                traffic.lock().expect("traffic lock").set_fault(ns, f.clone());
-                println!(
-                    "{}: fault in {ns}/{}",
-                    humantime::format_duration(at),
-                    f.service
-                );
+                let said = format!("fault in {ns}/{}", f.service);
+                traffic.lock().expect("traffic lock").set_fault(ns, f);
+                said
             }
-            Action::Faults(_) => println!(
-                "{}: skipped a fault switchboard change: it belongs to the simulator's own API server",
-                humantime::format_duration(at)
-            ),
-        }
+            Action::Faults(_) => {
+                "skipped a fault switchboard change: it belongs to the simulator's own API server"
+                    .to_string()
+            }
+        };
+        println!("{}: {done}", humantime::format_duration(at));
     }
     // The timeline is over; the kubelet runs on.
     std::future::pending::<()>().await;
