@@ -24,7 +24,10 @@ fn a_deployment_outside_the_watch_list_leaves_no_entry_even_when_its_replicaset_
     );
     replicaset(&mut state, "other", 0, "other:1", 1, "", t(0), json!({}));
     assert!(
-        state.services.contains_key(&key("other")),
+        !state.services.contains_key(&key("other"))
+            && state
+                .parked_replicasets
+                .contains_key(&("shop".to_string(), "other".to_string())),
         "parked until its owner arrives"
     );
     deployment(&mut state, "other", "other:1", 1, true, false);
@@ -158,6 +161,73 @@ fn a_replicaset_collected_after_its_deployment_went_does_not_bring_it_back() {
         "{:?}",
         state.services.keys().collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn a_replicaset_a_stale_controller_makes_for_a_deleted_deployment_makes_no_service() {
+    let mut state = world("");
+    let gone = json!({"metadata": {"name": "checkout", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "checkout"}}, "template": template("checkout", "checkout:2")}});
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Deleted(KubeObject::Deployment(obj(gone)))),
+    );
+    // Seen on a real control plane: a controller manager whose cache still held the
+    // Deployment created a ReplicaSet for it after the delete.
+    replicaset(
+        &mut state,
+        "checkout",
+        7,
+        "checkout:2",
+        3,
+        "",
+        t(5),
+        json!({}),
+    );
+    assert!(
+        state.services.is_empty(),
+        "{:?}",
+        state.services.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn replicasets_and_pods_that_came_before_their_deployment_join_it_when_it_arrives() {
+    let mut state = State::new(config(""), t(0));
+    replicaset(
+        &mut state,
+        "checkout",
+        0,
+        "checkout:1",
+        1,
+        "",
+        t(-60),
+        json!({}),
+    );
+    replicaset(
+        &mut state,
+        "checkout",
+        1,
+        "checkout:2",
+        2,
+        "",
+        t(0),
+        json!({}),
+    );
+    let pod = json!({"metadata": {"name": "checkout-1-a", "namespace": "shop",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "checkout-1", "uid": "r", "controller": true}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Applied(KubeObject::Pod(obj(pod)))),
+    );
+    assert!(state.services.is_empty());
+    deployment(&mut state, "checkout", "checkout:2", 2, true, false);
+    let svc = &state.services[&key("checkout")];
+    let replicasets: Vec<&str> = svc.replicasets.keys().map(String::as_str).collect();
+    assert_eq!(replicasets, ["checkout-0", "checkout-1"]);
+    assert!(svc.pods["checkout-1-a"].ready, "{:?}", svc.pods);
+    assert!(state.parked_replicasets.is_empty() && state.parked_pods.is_empty());
 }
 
 #[test]

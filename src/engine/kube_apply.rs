@@ -121,11 +121,16 @@ fn config_label(kind: KubeKind) -> &'static str {
 /// Drops what a relist replaces, so deletions missed during a disconnect disappear.
 fn forget_kind(state: &mut State, kind: KubeKind, namespace: &str) {
     match kind {
-        KubeKind::ReplicaSet => state
-            .services
-            .iter_mut()
-            .filter(|(k, _)| k.namespace == namespace)
-            .for_each(|(_, s)| s.replicasets.clear()),
+        KubeKind::ReplicaSet => {
+            state
+                .services
+                .iter_mut()
+                .filter(|(k, _)| k.namespace == namespace)
+                .for_each(|(_, s)| s.replicasets.clear());
+            state
+                .parked_replicasets
+                .retain(|(ns, _), _| ns != namespace);
+        }
         KubeKind::Pod => {
             state
                 .services
@@ -260,7 +265,6 @@ fn deployment(
         return Vec::new();
     }
     if !state.watches(&at.ns, &at.name, d.metadata.labels.as_ref()) {
-        // Its ReplicaSets may have arrived first and made an entry: drop it.
         state.forget(&key);
         return Vec::new();
     }
@@ -271,6 +275,7 @@ fn deployment(
         svc.revision_seen.entry(revision).or_insert(now);
     }
     svc.deployment = Some(d);
+    adopt_parked(state, &key);
     relineage(state, &key);
     vec![key]
 }
@@ -285,26 +290,50 @@ fn replicaset(
     };
     let key = ServiceKey::new(&at.ns, &deployment);
     let place = (at.ns.clone(), at.name.clone());
-    let parked = state.parked_pods.remove(&place);
     if at.gone {
         state.rs_owner.remove(&place);
     } else {
-        state.rs_owner.insert(place, deployment);
+        state.rs_owner.insert(place.clone(), deployment.clone());
     }
-    // A ReplicaSet garbage-collected after its Deployment went must not bring the
-    // service back.
-    if at.gone && !state.services.contains_key(&key) {
+    let Some(svc) = state.services.get_mut(&key) else {
+        let owner = (at.ns, deployment);
+        let parked = state.parked_replicasets.entry(owner.clone()).or_default();
+        match at.gone {
+            true => parked.remove(&at.name),
+            false => parked.insert(at.name, rs),
+        };
+        if parked.is_empty() {
+            state.parked_replicasets.remove(&owner);
+        }
         return Vec::new();
-    }
-    let svc = state.services.entry(key.clone()).or_default();
+    };
     if at.gone {
         svc.replicasets.remove(&at.name);
+        state.parked_pods.remove(&place);
     } else {
         svc.replicasets.insert(at.name, rs);
-        svc.pods.extend(parked.into_iter().flatten());
+        svc.pods
+            .extend(state.parked_pods.remove(&place).into_iter().flatten());
     }
     relineage(state, &key);
     vec![key]
+}
+
+/// A Deployment has arrived: the ReplicaSets (and their pods) that came before it.
+fn adopt_parked(state: &mut State, key: &ServiceKey) {
+    let owner = (key.namespace.clone(), key.name.clone());
+    let Some(replicasets) = state.parked_replicasets.remove(&owner) else {
+        return;
+    };
+    let Some(svc) = state.services.get_mut(key) else {
+        return;
+    };
+    for (name, rs) in replicasets {
+        let place = (key.namespace.clone(), name.clone());
+        svc.pods
+            .extend(state.parked_pods.remove(&place).into_iter().flatten());
+        svc.replicasets.insert(name, rs);
+    }
 }
 
 fn pod(state: &mut State, at: Place, pod: &k8s_openapi::api::core::v1::Pod) -> Vec<ServiceKey> {

@@ -167,6 +167,11 @@ pub struct State {
     /// Pods whose ReplicaSet has not arrived yet, by (namespace, ReplicaSet): attached
     /// when it does, so counts are right from the first frame whatever the order.
     pub parked_pods: HashMap<(String, String), BTreeMap<String, PodInfo>>,
+    /// ReplicaSets whose Deployment is not known (not arrived yet, deleted, or not
+    /// watched), by (namespace, Deployment): attached when it arrives. A ReplicaSet
+    /// alone never makes a service: a controller with a stale cache can create one for
+    /// a Deployment already deleted.
+    pub parked_replicasets: HashMap<(String, String), BTreeMap<String, ReplicaSet>>,
     pub jobs: BTreeMap<(String, String), Job>,
     /// (namespace, "ConfigMap" or "Secret", name).
     pub config_objects: BTreeMap<(String, &'static str, String), ConfigObject>,
@@ -191,6 +196,8 @@ pub struct State {
     /// `blind()` as of the last tick: the console's header reads it, since scanning
     /// every trigger on every frame is work a frame should not do.
     pub blind_at_tick: Option<String>,
+    /// `answered()` as of the last tick, for the console's progress while it fills in.
+    pub answered_at_tick: (usize, usize),
     /// Services with a trigger firing now: the confidence's isolation counts them.
     pub firing: std::collections::BTreeSet<ServiceKey>,
     /// When the cluster signals were last sampled.
@@ -212,6 +219,7 @@ impl State {
             services: BTreeMap::new(),
             rs_owner: HashMap::new(),
             parked_pods: HashMap::new(),
+            parked_replicasets: HashMap::new(),
             jobs: BTreeMap::new(),
             config_objects: BTreeMap::new(),
             hpas: BTreeMap::new(),
@@ -224,6 +232,7 @@ impl State {
             draining: false,
             actor: String::new(),
             blind_at_tick: None,
+            answered_at_tick: (0, 0),
             cluster_sampled_at: None,
             firing: Default::default(),
             journaled: VecDeque::new(),
@@ -269,6 +278,33 @@ impl State {
                 named.join("; ")
             )
         })
+    }
+
+    /// (answered, asked): how many (Prometheus trigger, service) pairs have had an
+    /// answer of any kind, so a cold start can say how far it has got.
+    pub fn answered(&self) -> (usize, usize) {
+        let asked: Vec<&str> = self
+            .config
+            .triggers
+            .iter()
+            .filter(|t| t.cluster.is_none())
+            .map(|t| t.name.as_str())
+            .collect();
+        let answered = self
+            .services
+            .values()
+            .map(|svc| {
+                asked
+                    .iter()
+                    .filter(|name| {
+                        svc.triggers
+                            .get(**name)
+                            .is_some_and(|t| t.last_answer.is_some())
+                    })
+                    .count()
+            })
+            .sum();
+        (answered, asked.len() * self.services.len())
     }
 
     /// The Deployment is gone or not watched: forget the service everywhere.
