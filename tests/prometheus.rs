@@ -144,3 +144,83 @@ async fn the_simulator_refuses_full_promql_with_a_prometheus_style_bad_data() {
         .unwrap()
         .contains("recorded series only"));
 }
+
+/// Raw PromQL (aggregations, a join, a quantile) asked once for all services, as the
+/// poller asks it, gives each service the very series its own query gives, on a real
+/// Prometheus scraping the simulator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grouped_query_gives_each_service_what_its_own_query_gives_on_real_prometheus() {
+    use backout::config::grouping::Grouped;
+    use backout::config::triggers::expand;
+    use backout::config::Config;
+    use backout::engine::signals::QueryOutcome;
+    use backout::sources::prometheus::Prometheus;
+    if !have("prometheus") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Arc::new(Pki::generate([127, 0, 0, 1].into()).unwrap());
+    std::fs::write(dir.path().join("ca.crt"), &pki.ca_pem).unwrap();
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let prom = RealPrometheus::start(dir.path(), listen).await;
+    let _c = start_in(
+        dir,
+        Scenario::load("bad-deploy").unwrap(),
+        SimOptions {
+            listen,
+            pki: Some(pki),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    // Enough scrapes for 1m rates over several points.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let config = format!("[prometheus]\nurl = {:?}\n", prom.url);
+    let config = Config::parse(std::path::Path::new("t.toml"), &config).unwrap();
+    let client = Prometheus::new(config.prometheus.as_ref().unwrap()).unwrap();
+    let services = ["checkout", "payments"];
+    let end = jiff::Timestamp::now();
+    let (lookback, step) = (Duration::from_secs(20), Duration::from_secs(2));
+    for query in [
+        r#"sum(rate(http_requests_total{namespace="$NAMESPACE",service="$SERVICE",code=~"5.."}[10s])) / sum(rate(http_requests_total{namespace="$NAMESPACE",service="$SERVICE"}[10s]))"#,
+        r#"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="$SERVICE"}[10s])))"#,
+        r#"sum without (pod, code) (rate(http_requests_total{service="$SERVICE"}[10s])) / on () group_left sum(rate(http_requests_total{service="$SERVICE"}[10s]))"#,
+    ] {
+        let grouped = Grouped::analyse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+        let all = client
+            .range_all(&grouped.query(&["shop"], &services), end, lookback, step)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        for service in services {
+            let own = client
+                .range(
+                    &expand(query, "shop", service, service),
+                    end,
+                    lookback,
+                    step,
+                )
+                .await;
+            let QueryOutcome::Series { points: own, .. } = own else {
+                panic!("{query} for {service}: {own:?}");
+            };
+            let mine: Vec<&Vec<(i64, f64)>> = all
+                .iter()
+                .filter(|(labels, _)| {
+                    grouped
+                        .service_of(labels)
+                        .is_some_and(|(_, s)| s == service)
+                })
+                .map(|(_, points)| points)
+                .collect();
+            assert_eq!(mine.len(), 1, "{query}: one series for {service}: {all:?}");
+            assert_eq!(mine[0].len(), own.len(), "{query} for {service}");
+            for ((t1, v1), (t2, v2)) in mine[0].iter().zip(&own) {
+                assert_eq!(t1, t2);
+                assert!(
+                    (v1 - v2).abs() <= 1e-9 * v2.abs().max(1.0) || (v1.is_nan() && v2.is_nan()),
+                    "{query} for {service} at {t1}: grouped {v1}, alone {v2}"
+                );
+            }
+        }
+    }
+}

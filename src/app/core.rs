@@ -26,6 +26,9 @@ pub struct Options {
     /// A query (`status`): no effect runs at all, so nothing pages, journals or
     /// writes, and nothing races the process's exit.
     pub observe_only: bool,
+    /// The one Deployment a command acts on (`rollback`): only its own objects are
+    /// watched (`sources::kube::Scope`).
+    pub only: Option<String>,
 }
 
 pub struct Core {
@@ -75,12 +78,15 @@ impl Core {
         if namespaces.is_empty() {
             namespaces.push(target.namespace.clone());
         }
-        sources::kube::spawn(&target.client, &namespaces, tx.clone());
+        let scope = sources::kube::Scope {
+            deployment: opts.only.clone(),
+        };
+        sources::kube::spawn(&target.client, &namespaces, &scope, tx.clone());
         let (services, services_rx) = watch::channel(Vec::new());
         match &config.prometheus {
             Some(p) => {
                 let prom = sources::prometheus::Prometheus::new(p).context("backout.toml")?;
-                sources::prometheus::spawn(prom, &config, services_rx, tx.clone());
+                sources::poller::spawn(prom, &config, services_rx, tx.clone());
             }
             None => {
                 let health = SourceHealth::Unavailable(

@@ -54,6 +54,7 @@ impl ClusterArgs {
             journal,
             read_only: self.read_only,
             observe_only: false,
+            only: None,
         }
     }
 }

@@ -71,7 +71,16 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     // command, worded, instead of holding the engineer's terminal.
     let limit = settle(&config);
     let started = tokio::time::Instant::now();
-    let opts = c.core_options(Some(journal::default_path()));
+    let mut opts = c.core_options(Some(journal::default_path()));
+    // A blue-green Service's name resolves to a colour once the cluster is read, and
+    // its switch reads both colours: it keeps the whole namespace in view.
+    if !config
+        .blue_green
+        .iter()
+        .any(|b| b.service == args.deployment)
+    {
+        opts.only = Some(args.deployment.clone());
+    }
     let mut core = Core::start_within(config, opts, limit, "then retry").await?;
     let code = roll_back(&mut core, &args, limit.saturating_sub(started.elapsed())).await;
     core.shutdown(std::time::Duration::from_secs(10)).await;

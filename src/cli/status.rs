@@ -30,6 +30,8 @@ pub struct Report<'a> {
     pub cluster: &'a str,
     pub complete: bool,
     pub sources: Vec<(SourceId, &'a SourceHealth)>,
+    /// Triggers asked once per service instead of once for all, and why.
+    pub per_service: Vec<(&'a str, &'a str)>,
     pub services: Vec<ServiceReport<'a>>,
 }
 
@@ -92,6 +94,12 @@ pub fn report<'a>(
         cluster,
         complete,
         sources: state.sources.iter().map(|(k, v)| (*k, v)).collect(),
+        per_service: state
+            .config
+            .triggers
+            .iter()
+            .filter_map(|t| Some((t.name.as_str(), t.per_service.as_deref()?)))
+            .collect(),
         services,
     }
 }
@@ -124,6 +132,11 @@ pub fn text(r: &Report) -> String {
         .map(|(s, h)| format!("{} {}", s.label(), health(h)))
         .collect();
     out.push_str(&format!("sources: {}\n", sources.join(" · ")));
+    for (trigger, why) in &r.per_service {
+        out.push_str(&format!(
+            "trigger {trigger} is asked once per service (slow at scale): {why}\n"
+        ));
+    }
     if !r.complete {
         out.push_str(
             "(incomplete: not every source answered in time; what follows is what arrived)\n",

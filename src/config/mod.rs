@@ -2,6 +2,7 @@
 //! policy. Found through `--config`, `$BACKOUT_CONFIG`, then the XDG config dir.
 //! Every mistake is reported with the file, the line and what to write instead.
 
+pub mod grouping;
 pub mod notifications;
 pub mod triggers;
 

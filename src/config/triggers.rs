@@ -135,6 +135,10 @@ pub struct Trigger {
     pub volume_query: Option<String>,
     /// Read from the Kubernetes API instead of Prometheus; `query` is then unused.
     pub cluster: Option<ClusterSignal>,
+    /// Why this trigger is asked once per service rather than once for all
+    /// ([`super::grouping::settle`], at load).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_service: Option<String>,
 }
 
 impl Trigger {
@@ -171,6 +175,7 @@ pub fn built_in() -> Vec<Trigger> {
         signal,
         volume_query: volume.clone(),
         cluster: None,
+        per_service: None,
     };
     let cluster =
         |name: &str, signal: ClusterSignal, comparison, threshold, for_secs, kind| Trigger {
@@ -184,6 +189,7 @@ pub fn built_in() -> Vec<Trigger> {
             signal: kind,
             volume_query: None,
             cluster: Some(signal),
+            per_service: None,
         };
     let from_prometheus = vec![
         t(
@@ -259,7 +265,11 @@ pub fn built_in() -> Vec<Trigger> {
             Signal::Availability,
         ),
     ];
-    from_prometheus.into_iter().chain(from_cluster).collect()
+    from_prometheus
+        .into_iter()
+        .chain(from_cluster)
+        .map(super::grouping::settle)
+        .collect()
 }
 
 /// A `[[trigger]]` table: changes a built-in by name, or defines a new trigger.
@@ -315,6 +325,7 @@ pub fn merge(
                 signal: o.signal.unwrap_or(Signal::Other),
                 volume_query: None,
                 cluster: o.cluster,
+                per_service: None,
             },
         };
         let merged = Trigger {
@@ -328,6 +339,7 @@ pub fn merge(
             signal: o.signal.unwrap_or(base.signal),
             volume_query: o.volume_query.clone().or(base.volume_query),
             cluster: o.cluster.or(base.cluster),
+            per_service: None,
         };
         if !merged.threshold.is_finite() {
             return Err(at("threshold must be a finite number".into()));
@@ -352,7 +364,7 @@ pub fn merge(
         {
             return Err(at(format!("query is not valid PromQL: {e}")));
         }
-        triggers.push(merged);
+        triggers.push(super::grouping::settle(merged));
     }
     Ok(triggers)
 }

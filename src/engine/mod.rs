@@ -5,6 +5,7 @@ pub mod blast;
 pub mod cluster_signals;
 pub mod decision;
 pub mod evidence;
+pub mod fan_out;
 pub mod following;
 pub mod gates;
 pub mod handoff;
@@ -24,7 +25,10 @@ pub use model::{journal, msg};
 
 pub use model::decision::{Action, Decision};
 pub use model::keys::ServiceKey;
-pub use msg::{Effect, KubeChange, KubeKind, KubeObject, Msg, QueryAnswer, SourceHealth, SourceId};
+pub use msg::{
+    Effect, GroupedAnswer, GroupedOutcome, KubeChange, KubeKind, KubeObject, Msg, QueryAnswer,
+    SourceHealth, SourceId,
+};
 pub use state::State;
 pub use update::update;
 

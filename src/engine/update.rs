@@ -24,10 +24,15 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             tick(state, &mut effects);
             super::retry::due(state, &mut effects);
             state.blind_at_tick = state.blind();
+            state.answered_at_tick = state.answered();
             state.services.keys().cloned().collect()
         }
         Msg::Kube(change) => super::kube_apply::kube(state, change),
         Msg::Query(answer) => query(state, answer, &mut effects).into_iter().collect(),
+        Msg::Queries(grouped) => super::fan_out::fan_out(grouped)
+            .into_iter()
+            .filter_map(|answer| query(state, answer, &mut effects))
+            .collect(),
         Msg::RollbackFailed { service, error } => {
             rollbacks::failed(state, &service, error, &mut effects);
             vec![service]

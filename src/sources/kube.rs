@@ -18,6 +18,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
+use super::lean::{lean, lean_pod};
 use crate::engine::{KubeChange, KubeKind, KubeObject, Msg, SourceHealth, SourceId};
 
 /// Where backout is pointed, as the header shows it.
@@ -155,6 +156,7 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 
 async fn run<K>(
     api: Api<K>,
+    config: watcher::Config,
     kind: KubeKind,
     namespace: String,
     wrap: fn(K) -> KubeObject,
@@ -164,7 +166,7 @@ async fn run<K>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let label = format!("{namespace}/{kind:?}");
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    let stream = watcher(api, config).default_backoff();
     let mut buffer = Vec::new();
     let mut stream = std::pin::pin!(stream);
     // Since when this watcher has been failing. A watch that resumes from its
@@ -245,10 +247,10 @@ async fn run<K>(
 /// Starts every watcher for each of `namespaces`; they run until the receiver is
 /// dropped. One health covers them all: the worst of any watcher in any namespace, so
 /// a Forbidden in one namespace is never masked by another's success.
-pub fn spawn(client: &Client, namespaces: &[String], tx: mpsc::Sender<Msg>) {
+pub fn spawn(client: &Client, namespaces: &[String], scope: &Scope, tx: mpsc::Sender<Msg>) {
     let (health_tx, mut health_rx) = mpsc::unbounded_channel::<(String, SourceHealth)>();
     for ns in namespaces {
-        watch_namespace(client, ns, &tx, &Health(health_tx.clone()));
+        watch_namespace(client, ns, scope, &tx, &Health(health_tx.clone()));
     }
     drop(health_tx);
     // One health for the whole source: the worst of its watchers.
@@ -295,49 +297,159 @@ pub fn spawn(client: &Client, namespaces: &[String], tx: mpsc::Sender<Msg>) {
     });
 }
 
-/// The watchers of one namespace, each reporting its health as `namespace/Kind`.
-fn watch_namespace(client: &Client, namespace: &str, tx: &mpsc::Sender<Msg>, health: &Health) {
-    let ns = namespace.to_string();
-    macro_rules! watch {
-        ($ty:ty, $kind:expr, $wrap:expr) => {
-            // Sent before any watcher runs: the source is Connected only once every
-            // watcher in every namespace has listed.
-            let _ = health
-                .0
-                .send((format!("{ns}/{:?}", $kind), SourceHealth::Connecting));
-            let api = Api::<$ty>::namespaced(client.clone(), &ns);
-            tokio::spawn(run(
-                api,
-                $kind,
-                ns.clone(),
-                $wrap,
-                tx.clone(),
-                health.clone(),
-            ));
-        };
+/// What to watch in each namespace: all of it, or one Deployment's own objects.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// A command that acts on one Deployment (`rollback`) watches only its
+    /// Deployment, ReplicaSets and pods, and no Events: at 20,000 pods, listing them
+    /// all would be most of a rollback's time. Jobs, Leases, HPAs, ConfigMaps and
+    /// Secrets stay namespace-wide, as the gates read them.
+    pub deployment: Option<String>,
+}
+
+/// The list/watch options per kind for one namespace.
+struct Selectors {
+    deployment: watcher::Config,
+    owned: watcher::Config,
+    events: bool,
+}
+
+impl Selectors {
+    fn everything() -> Selectors {
+        Selectors {
+            deployment: watcher::Config::default(),
+            owned: watcher::Config::default(),
+            events: true,
+        }
     }
-    watch!(
-        Deployment,
+
+    /// Deployment `name`'s own objects, found through its selector. A Deployment
+    /// that is not there gets selectors that match nothing, so the command says "not
+    /// found" without listing the namespace; one that cannot be read gets everything.
+    async fn of(client: &Client, namespace: &str, name: &str) -> Selectors {
+        let by_name = format!("metadata.name={name}");
+        let found = Api::<Deployment>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await;
+        let labels = match found {
+            Ok(Some(d)) => d.spec.and_then(|s| {
+                let selector = s.selector;
+                if selector.match_expressions.is_some_and(|e| !e.is_empty()) {
+                    return None;
+                }
+                let pairs: Vec<String> = selector
+                    .match_labels?
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                (!pairs.is_empty()).then(|| pairs.join(","))
+            }),
+            Ok(None) => {
+                return Selectors {
+                    deployment: watcher::Config::default().fields(&by_name),
+                    owned: watcher::Config::default().fields(&by_name),
+                    events: false,
+                }
+            }
+            Err(_) => return Selectors::everything(),
+        };
+        Selectors {
+            deployment: watcher::Config::default().fields(&by_name),
+            owned: labels.map_or_else(watcher::Config::default, |l| {
+                watcher::Config::default().labels(&l)
+            }),
+            events: false,
+        }
+    }
+}
+
+/// The watchers of one namespace, each reporting its health as `namespace/Kind`.
+fn watch_namespace(
+    client: &Client,
+    namespace: &str,
+    scope: &Scope,
+    tx: &mpsc::Sender<Msg>,
+    health: &Health,
+) {
+    let ns = namespace.to_string();
+    let mut kinds = vec![
         KubeKind::Deployment,
-        |o| KubeObject::Deployment(Box::new(o))
-    );
-    watch!(
-        ReplicaSet,
         KubeKind::ReplicaSet,
-        |o| KubeObject::ReplicaSet(Box::new(o))
-    );
-    watch!(Pod, KubeKind::Pod, |o| KubeObject::Pod(Box::new(o)));
-    watch!(Job, KubeKind::Job, |o| KubeObject::Job(Box::new(o)));
-    watch!(Event, KubeKind::Event, |o| KubeObject::Event(Box::new(o)));
-    watch!(Lease, KubeKind::Lease, |o| KubeObject::Lease(Box::new(o)));
-    watch!(HorizontalPodAutoscaler, KubeKind::Hpa, |o| KubeObject::Hpa(
-        Box::new(o)
-    ));
-    // Metadata only: backout never reads what a ConfigMap or Secret holds.
-    watch!(PartialObjectMeta<ConfigMap>, KubeKind::ConfigMap, |m| {
-        KubeObject::ConfigMap(Box::new(m.metadata))
-    });
-    watch!(PartialObjectMeta<Secret>, KubeKind::Secret, |m| {
-        KubeObject::Secret(Box::new(m.metadata))
+        KubeKind::Pod,
+        KubeKind::Job,
+        KubeKind::Lease,
+        KubeKind::Hpa,
+        KubeKind::ConfigMap,
+        KubeKind::Secret,
+    ];
+    if scope.deployment.is_none() {
+        kinds.push(KubeKind::Event);
+    }
+    // Sent before any watcher runs: the source is Connected only once every watcher
+    // in every namespace has listed.
+    for kind in &kinds {
+        let _ = health
+            .0
+            .send((format!("{ns}/{kind:?}"), SourceHealth::Connecting));
+    }
+    let (client, tx, health, scope) = (client.clone(), tx.clone(), health.clone(), scope.clone());
+    tokio::spawn(async move {
+        let selectors = match &scope.deployment {
+            Some(name) => Selectors::of(&client, &ns, name).await,
+            None => Selectors::everything(),
+        };
+        macro_rules! watch {
+            ($ty:ty, $config:expr, $kind:expr, $wrap:expr) => {
+                tokio::spawn(run(
+                    Api::<$ty>::namespaced(client.clone(), &ns),
+                    $config,
+                    $kind,
+                    ns.clone(),
+                    $wrap,
+                    tx.clone(),
+                    health.clone(),
+                ));
+            };
+        }
+        let all = watcher::Config::default;
+        watch!(
+            Deployment,
+            selectors.deployment,
+            KubeKind::Deployment,
+            |o| { KubeObject::Deployment(Box::new(lean(o))) }
+        );
+        watch!(
+            ReplicaSet,
+            selectors.owned.clone(),
+            KubeKind::ReplicaSet,
+            |o| { KubeObject::ReplicaSet(Box::new(lean(o))) }
+        );
+        watch!(Pod, selectors.owned, KubeKind::Pod, |o| KubeObject::Pod(
+            Box::new(lean_pod(o))
+        ));
+        watch!(Job, all(), KubeKind::Job, |o| KubeObject::Job(Box::new(
+            lean(o)
+        )));
+        if selectors.events {
+            watch!(Event, all(), KubeKind::Event, |o| KubeObject::Event(
+                Box::new(lean(o))
+            ));
+        }
+        watch!(Lease, all(), KubeKind::Lease, |o| KubeObject::Lease(
+            Box::new(lean(o))
+        ));
+        watch!(HorizontalPodAutoscaler, all(), KubeKind::Hpa, |o| {
+            KubeObject::Hpa(Box::new(lean(o)))
+        });
+        // Metadata only: backout never reads what a ConfigMap or Secret holds.
+        watch!(
+            PartialObjectMeta<ConfigMap>,
+            all(),
+            KubeKind::ConfigMap,
+            |m| { KubeObject::ConfigMap(Box::new(m.metadata)) }
+        );
+        watch!(PartialObjectMeta<Secret>, all(), KubeKind::Secret, |m| {
+            KubeObject::Secret(Box::new(m.metadata))
+        });
     });
 }

@@ -2,4 +2,6 @@
 //! sends typed messages by value into the core's one channel.
 
 pub mod kube;
+pub mod lean;
+pub mod poller;
 pub mod prometheus;

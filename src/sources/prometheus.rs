@@ -1,20 +1,14 @@
-//! Prometheus through reqwest: one range query per trigger and service every poll
-//! interval. At most one request per pair is in flight, concurrency is bounded, every
-//! request has a timeout, and every failure becomes an outcome the engine holds on,
-//! never a breach.
+//! The Prometheus HTTP API client through reqwest: range queries with a timeout,
+//! credentials, and every failure worded as an outcome the engine holds on, never a
+//! breach. `poller` decides what to ask and when.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::task::JoinHandle;
 
-use crate::config::{Config, PrometheusConfig, Trigger};
+use crate::config::PrometheusConfig;
 use crate::engine::signals::QueryOutcome;
-use crate::engine::{Msg, QueryAnswer, ServiceKey, SourceHealth, SourceId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -141,6 +135,39 @@ impl Prometheus {
         lookback: Duration,
         step: Duration,
     ) -> QueryOutcome {
+        range_outcome(self.range_data(query, end, lookback, step).await)
+    }
+
+    /// Every series a grouped query yields, with its labels.
+    pub async fn range_all(
+        &self,
+        query: &str,
+        end: Timestamp,
+        lookback: Duration,
+        step: Duration,
+    ) -> Result<Vec<LabelledSeries>, String> {
+        let data = self.range_data(query, end, lookback, step).await?;
+        let result = data["result"]
+            .as_array()
+            .ok_or("malformed answer from Prometheus: no result list")?;
+        result
+            .iter()
+            .map(|one| {
+                let labels = one["metric"].as_object().cloned().unwrap_or_default();
+                let points = parse_points(&one["values"])
+                    .ok_or("malformed answer from Prometheus: unreadable points")?;
+                Ok((labels, points))
+            })
+            .collect()
+    }
+
+    async fn range_data(
+        &self,
+        query: &str,
+        end: Timestamp,
+        lookback: Duration,
+        step: Duration,
+    ) -> Result<Value, String> {
         // Fractional seconds: truncating `end` would hide a series younger than a second.
         let end_secs = end.as_millisecond() as f64 / 1000.0;
         let start = end_secs - lookback.as_secs_f64();
@@ -150,9 +177,12 @@ impl Prometheus {
             ("end", format!("{end_secs:.3}")),
             ("step", format!("{}s", step.as_secs().max(1))),
         ];
-        range_outcome(self.get("/api/v1/query_range", &params).await)
+        self.get("/api/v1/query_range", &params).await
     }
 }
+
+/// A series' labels and its points (unix ms, value).
+pub type LabelledSeries = (serde_json::Map<String, Value>, Vec<(i64, f64)>);
 
 /// An HTTP answer of the query API as its `data`, or why it is not one. Outside
 /// input: any status and any body give a worded error, never a panic.
@@ -239,106 +269,6 @@ fn parse_points(values: &Value) -> Option<Vec<(i64, f64)>> {
             Some(((t * 1000.0).round() as i64, v))
         })
         .collect()
-}
-
-/// Polls every (trigger, service) until `tx` closes. The services come from the core
-/// through `services`, so a newly seen Deployment is polled from the next round.
-pub fn spawn(
-    prom: Prometheus,
-    config: &Config,
-    services: watch::Receiver<Vec<ServiceKey>>,
-    tx: mpsc::Sender<Msg>,
-) -> JoinHandle<()> {
-    let cfg = config
-        .prometheus
-        .clone()
-        .expect("spawn is called only with a [prometheus] section");
-    // Cluster signals are read from the Kubernetes API by the engine, not queried here.
-    let triggers: Vec<Trigger> = config
-        .triggers
-        .iter()
-        .filter(|t| t.cluster.is_none())
-        .cloned()
-        .collect();
-    tokio::spawn(async move {
-        let limit = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
-        let mut inflight: HashMap<(String, ServiceKey), JoinHandle<()>> = HashMap::new();
-        let (health_tx, mut health_rx) = mpsc::unbounded_channel::<bool>();
-        let mut ticker = tokio::time::interval(cfg.poll_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let step = (cfg.poll_interval).max(Duration::from_secs(1));
-        let mut last_health = None;
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                Some(ok) = health_rx.recv() => {
-                    let health = if ok { SourceHealth::Connected } else {
-                        SourceHealth::Retrying { attempt: 0, retry_in_secs: cfg.poll_interval.as_secs(), error: "queries are failing; see the triggers".into() }
-                    };
-                    if last_health.as_ref() != Some(&health) {
-                        last_health = Some(health.clone());
-                        if tx.send(Msg::Source { source: SourceId::Prometheus, health }).await.is_err() { return; }
-                    }
-                    continue;
-                }
-            }
-            let now = Timestamp::now();
-            for service in services.borrow().clone() {
-                for trigger in &triggers {
-                    let key = (trigger.name.clone(), service.clone());
-                    // A slow answer is still an answer: a request runs to its own timeout
-                    // and this round skips the pair, so a Prometheus slower than the poll
-                    // is seen (and, past blind_after, paged) instead of never answering.
-                    if inflight.get(&key).is_some_and(|h| !h.is_finished()) {
-                        continue;
-                    }
-                    let (prom, tx, limit, health) =
-                        (prom.clone(), tx.clone(), limit.clone(), health_tx.clone());
-                    let (trigger, lookback) = (trigger.clone(), cfg.lookback);
-                    let svc = service.clone();
-                    inflight.insert(
-                        key,
-                        tokio::spawn(async move {
-                            let Ok(_permit) = limit.acquire().await else {
-                                return;
-                            };
-                            let query = trigger.query_for(&svc.namespace, &svc.name, &svc.name);
-                            let mut outcome = prom.range(&query, now, lookback, step).await;
-                            if let (
-                                QueryOutcome::Series {
-                                    requests_per_second,
-                                    ..
-                                },
-                                Some(volume),
-                            ) = (&mut outcome, &trigger.volume_query)
-                            {
-                                let volume = crate::config::triggers::expand(
-                                    volume,
-                                    &svc.namespace,
-                                    &svc.name,
-                                    &svc.name,
-                                );
-                                if let QueryOutcome::Series { points, .. } =
-                                    prom.range(&volume, now, step * 2, step).await
-                                {
-                                    *requests_per_second = points.last().map(|(_, v)| *v);
-                                }
-                            }
-                            let _ = health.send(!matches!(outcome, QueryOutcome::Failed { .. }));
-                            let answer = QueryAnswer {
-                                trigger: trigger.name.clone(),
-                                service: svc,
-                                answered_at: Timestamp::now(),
-                                outcome,
-                            };
-                            let _ = tx.send(Msg::Query(answer)).await;
-                        }),
-                    );
-                }
-            }
-            inflight.retain(|_, h| !h.is_finished());
-        }
-    })
 }
 
 #[cfg(test)]

@@ -121,11 +121,22 @@ fn header(state: &State, ui: &UiState, p: Palette) -> Paragraph<'static> {
         let s = state.now.duration_since(t).as_secs().max(0);
         format!("  incident {:02}:{:02}", s / 60, s % 60)
     });
+    let (answered, asked) = state.answered_at_tick;
+    let filling = if state.config.prometheus.is_some() && answered < asked {
+        format!(
+            "  triggers answered {}/{}",
+            thousands(answered),
+            thousands(asked)
+        )
+    } else {
+        String::new()
+    };
     // Most urgent first, so a narrow terminal cuts the least important.
     Paragraph::new(Line::from(vec![
         Span::styled("backout ", p.bold()),
         Span::styled(mode.to_string(), mode_style),
         Span::styled(clock, p.fg(Color::Red)),
+        Span::styled(filling, p.fg(Color::Yellow)),
         Span::styled(
             state
                 .blind_at_tick
@@ -140,6 +151,19 @@ fn header(state: &State, ui: &UiState, p: Palette) -> Paragraph<'static> {
         Span::raw(format!("  {}/{}", ui.context, ui.namespace)),
         Span::styled(format!("  {}", ui.user), p.fg(Color::Cyan)),
     ]))
+}
+
+/// 6200 as "6,200".
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn footer(ui: &UiState, p: Palette) -> Paragraph<'static> {

@@ -22,6 +22,8 @@ use crate::engine::signals::QueryOutcome;
 pub enum Msg {
     Kube(KubeChange),
     Query(QueryAnswer),
+    /// One trigger asked for many services at once; `update` fans it out.
+    Queries(GroupedAnswer),
     Source {
         source: SourceId,
         health: SourceHealth,
@@ -146,6 +148,28 @@ pub struct QueryAnswer {
     pub service: ServiceKey,
     pub answered_at: Timestamp,
     pub outcome: QueryOutcome,
+}
+
+/// One trigger's grouped range query, answered for many services at once.
+#[derive(Debug, Clone)]
+pub struct GroupedAnswer {
+    pub trigger: String,
+    /// The services asked for: one the answer has no series for got no data.
+    pub services: Vec<ServiceKey>,
+    pub answered_at: Timestamp,
+    pub outcome: GroupedOutcome,
+}
+
+#[derive(Debug, Clone)]
+pub enum GroupedOutcome {
+    /// The query failed: every service asked for holds, none is judged.
+    Failed { error: String },
+    Series {
+        /// Each series the answer labelled with a service asked for.
+        series: Vec<(ServiceKey, Vec<(i64, f64)>)>,
+        /// The volume query's latest value, by service.
+        requests_per_second: std::collections::HashMap<ServiceKey, f64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

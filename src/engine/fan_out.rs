@@ -1,0 +1,124 @@
+//! A grouped answer (one trigger, many services) as the per-service answers the
+//! rest of `update` judges. Pure, as `update` is.
+
+use std::collections::HashMap;
+
+use super::msg::{GroupedAnswer, GroupedOutcome, QueryAnswer};
+use super::signals::QueryOutcome;
+use super::state::ServiceKey;
+
+/// One answer per service asked for, in the order asked. A service the answer has
+/// no series for got none (no data, never "healthy"); one with several got an
+/// ambiguous answer, as a per-service query returning several would be.
+pub fn fan_out(grouped: GroupedAnswer) -> Vec<QueryAnswer> {
+    let GroupedAnswer {
+        trigger,
+        services,
+        answered_at,
+        outcome,
+    } = grouped;
+    let answer = |service: ServiceKey, outcome: QueryOutcome| QueryAnswer {
+        trigger: trigger.clone(),
+        service,
+        answered_at,
+        outcome,
+    };
+    match outcome {
+        GroupedOutcome::Failed { error } => services
+            .into_iter()
+            .map(|s| {
+                answer(
+                    s,
+                    QueryOutcome::Failed {
+                        error: error.clone(),
+                    },
+                )
+            })
+            .collect(),
+        GroupedOutcome::Series {
+            series,
+            requests_per_second,
+        } => {
+            let mut by_service: HashMap<ServiceKey, Vec<Vec<(i64, f64)>>> = HashMap::new();
+            for (key, points) in series {
+                by_service.entry(key).or_default().push(points);
+            }
+            services
+                .into_iter()
+                .map(|s| {
+                    let outcome = match by_service.remove(&s) {
+                        None => QueryOutcome::Empty,
+                        Some(mut all) if all.len() == 1 => QueryOutcome::Series {
+                            points: all.pop().expect("one"),
+                            requests_per_second: requests_per_second.get(&s).copied(),
+                        },
+                        Some(all) => QueryOutcome::SeveralSeries { count: all.len() },
+                    };
+                    answer(s, outcome)
+                })
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::Timestamp;
+
+    #[test]
+    fn each_service_gets_its_own_series_and_the_silent_ones_get_no_data() {
+        let key = |n: &str| ServiceKey::new("shop", n);
+        let grouped = GroupedAnswer {
+            trigger: "error-rate".into(),
+            services: vec![key("checkout"), key("web"), key("search")],
+            answered_at: Timestamp::UNIX_EPOCH,
+            outcome: GroupedOutcome::Series {
+                series: vec![
+                    (key("checkout"), vec![(0, 0.2)]),
+                    (key("search"), vec![(0, 0.1)]),
+                    (key("search"), vec![(0, 0.3)]),
+                ],
+                requests_per_second: HashMap::from([(key("checkout"), 40.0)]),
+            },
+        };
+        let answers: Vec<(String, QueryOutcome)> = fan_out(grouped)
+            .into_iter()
+            .map(|a| (a.service.name, a.outcome))
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                (
+                    "checkout".to_string(),
+                    QueryOutcome::Series {
+                        points: vec![(0, 0.2)],
+                        requests_per_second: Some(40.0)
+                    }
+                ),
+                ("web".to_string(), QueryOutcome::Empty),
+                (
+                    "search".to_string(),
+                    QueryOutcome::SeveralSeries { count: 2 }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_grouped_query_is_a_failure_for_every_service_asked() {
+        let grouped = GroupedAnswer {
+            trigger: "error-rate".into(),
+            services: vec![ServiceKey::new("shop", "a"), ServiceKey::new("shop", "b")],
+            answered_at: Timestamp::UNIX_EPOCH,
+            outcome: GroupedOutcome::Failed {
+                error: "timeout".into(),
+            },
+        };
+        let answers = fan_out(grouped);
+        assert_eq!(answers.len(), 2);
+        assert!(answers
+            .iter()
+            .all(|a| matches!(&a.outcome, QueryOutcome::Failed { error } if error == "timeout")));
+    }
+}

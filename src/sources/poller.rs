@@ -1,0 +1,362 @@
+//! What the Prometheus source asks, and when. Every poll interval: one grouped range
+//! query per trigger for all watched services (per namespace when the query does not
+//! select by namespace), or one per (trigger, service) for a trigger whose query
+//! cannot be grouped (config load says why). At most one request per question is in
+//! flight, concurrency is bounded, and every answer goes to the core as a message.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::prometheus::{LabelledSeries, Prometheus};
+use crate::config::grouping::{Grouped, GroupedTrigger};
+use crate::config::{Config, Trigger};
+use crate::engine::signals::QueryOutcome;
+use crate::engine::{
+    GroupedAnswer, GroupedOutcome, Msg, QueryAnswer, ServiceKey, SourceHealth, SourceId,
+};
+
+/// One request to make this round.
+enum Question {
+    /// A trigger that cannot be grouped, for one service.
+    One {
+        trigger: Trigger,
+        service: ServiceKey,
+    },
+    /// A grouped trigger, for these services: every watched one, or one
+    /// namespace's when the query does not select by namespace.
+    Batch {
+        trigger: Trigger,
+        plan: Arc<GroupedTrigger>,
+        namespace: Option<String>,
+        services: Vec<ServiceKey>,
+    },
+}
+
+impl Question {
+    /// Which earlier request this one would repeat, if it is still in flight.
+    fn id(&self) -> String {
+        match self {
+            Question::One { trigger, service } => format!("{}\0{service}", trigger.name),
+            Question::Batch {
+                trigger, namespace, ..
+            } => format!("{}\0*{}", trigger.name, namespace.as_deref().unwrap_or("")),
+        }
+    }
+}
+
+/// This round's questions for `trigger` over `services`.
+fn questions(
+    trigger: &Trigger,
+    grouped: Option<&Arc<GroupedTrigger>>,
+    services: &[ServiceKey],
+) -> Vec<Question> {
+    let Some(plan) = grouped else {
+        return services
+            .iter()
+            .map(|service| Question::One {
+                trigger: trigger.clone(),
+                service: service.clone(),
+            })
+            .collect();
+    };
+    if services.is_empty() {
+        return Vec::new();
+    }
+    let namespaced =
+        plan.query.namespaced() && plan.volume.as_ref().is_none_or(Grouped::namespaced);
+    let mut batches: Vec<(Option<String>, Vec<ServiceKey>)> = Vec::new();
+    if namespaced {
+        batches.push((None, services.to_vec()));
+    } else {
+        let mut by_namespace: std::collections::BTreeMap<&str, Vec<ServiceKey>> =
+            Default::default();
+        for s in services {
+            by_namespace
+                .entry(&s.namespace)
+                .or_default()
+                .push(s.clone());
+        }
+        batches.extend(
+            by_namespace
+                .into_iter()
+                .map(|(ns, services)| (Some(ns.to_string()), services)),
+        );
+    }
+    batches
+        .into_iter()
+        .map(|(namespace, services)| Question::Batch {
+            trigger: trigger.clone(),
+            plan: plan.clone(),
+            namespace,
+            services,
+        })
+        .collect()
+}
+
+/// What every request of a round shares.
+#[derive(Clone)]
+struct Round {
+    prom: Prometheus,
+    now: Timestamp,
+    lookback: Duration,
+    step: Duration,
+}
+
+/// Polls every trigger until `tx` closes. The services come from the core through
+/// `services`, so a newly seen Deployment is asked for from the next round.
+pub fn spawn(
+    prom: Prometheus,
+    config: &Config,
+    services: watch::Receiver<Vec<ServiceKey>>,
+    tx: mpsc::Sender<Msg>,
+) -> JoinHandle<()> {
+    let cfg = config
+        .prometheus
+        .clone()
+        .expect("spawn is called only with a [prometheus] section");
+    // Cluster signals are read from the Kubernetes API by the engine, not queried here.
+    let triggers: Vec<(Trigger, Option<Arc<GroupedTrigger>>)> = config
+        .triggers
+        .iter()
+        .filter(|t| t.cluster.is_none())
+        .map(|t| {
+            (
+                t.clone(),
+                crate::config::grouping::plan(t).ok().map(Arc::new),
+            )
+        })
+        .collect();
+    tokio::spawn(async move {
+        let limit = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
+        let mut inflight: HashMap<String, JoinHandle<()>> = HashMap::new();
+        let (health_tx, mut health_rx) = mpsc::unbounded_channel::<bool>();
+        let mut ticker = tokio::time::interval(cfg.poll_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let step = (cfg.poll_interval).max(Duration::from_secs(1));
+        let mut last_health = None;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                Some(ok) = health_rx.recv() => {
+                    let health = if ok { SourceHealth::Connected } else {
+                        SourceHealth::Retrying { attempt: 0, retry_in_secs: cfg.poll_interval.as_secs(), error: "queries are failing; see the triggers".into() }
+                    };
+                    if last_health.as_ref() != Some(&health) {
+                        last_health = Some(health.clone());
+                        if tx.send(Msg::Source { source: SourceId::Prometheus, health }).await.is_err() { return; }
+                    }
+                    continue;
+                }
+            }
+            let round = Round {
+                prom: prom.clone(),
+                now: Timestamp::now(),
+                lookback: cfg.lookback,
+                step,
+            };
+            let services = services.borrow().clone();
+            for (trigger, grouped) in &triggers {
+                for question in questions(trigger, grouped.as_ref(), &services) {
+                    let id = question.id();
+                    // A slow answer is still an answer: a request runs to its own timeout
+                    // and this round skips it, so a Prometheus slower than the poll is
+                    // seen (and, past blind_after, paged) instead of never answering.
+                    if inflight.get(&id).is_some_and(|h| !h.is_finished()) {
+                        continue;
+                    }
+                    let (round, tx, limit, health) =
+                        (round.clone(), tx.clone(), limit.clone(), health_tx.clone());
+                    inflight.insert(
+                        id,
+                        tokio::spawn(async move {
+                            let Ok(_permit) = limit.acquire().await else {
+                                return;
+                            };
+                            let (msg, ok) = ask(&round, question).await;
+                            let _ = health.send(ok);
+                            let _ = tx.send(msg).await;
+                        }),
+                    );
+                }
+            }
+            inflight.retain(|_, h| !h.is_finished());
+        }
+    })
+}
+
+/// Asks one question; the answer as a message, and whether Prometheus answered.
+async fn ask(round: &Round, question: Question) -> (Msg, bool) {
+    match question {
+        Question::One { trigger, service } => {
+            let outcome = ask_one(round, &trigger, &service).await;
+            let ok = !matches!(outcome, QueryOutcome::Failed { .. });
+            let answer = QueryAnswer {
+                trigger: trigger.name,
+                service,
+                answered_at: Timestamp::now(),
+                outcome,
+            };
+            (Msg::Query(answer), ok)
+        }
+        Question::Batch {
+            trigger,
+            plan,
+            services,
+            ..
+        } => {
+            let outcome = ask_batch(round, &plan, &services).await;
+            let ok = !matches!(outcome, GroupedOutcome::Failed { .. });
+            let answer = GroupedAnswer {
+                trigger: trigger.name,
+                services,
+                answered_at: Timestamp::now(),
+                outcome,
+            };
+            (Msg::Queries(answer), ok)
+        }
+    }
+}
+
+async fn ask_one(round: &Round, trigger: &Trigger, svc: &ServiceKey) -> QueryOutcome {
+    let Round {
+        prom,
+        now,
+        lookback,
+        step,
+    } = round;
+    let query = trigger.query_for(&svc.namespace, &svc.name, &svc.name);
+    let mut outcome = prom.range(&query, *now, *lookback, *step).await;
+    if let (
+        QueryOutcome::Series {
+            requests_per_second,
+            ..
+        },
+        Some(volume),
+    ) = (&mut outcome, &trigger.volume_query)
+    {
+        let volume = crate::config::triggers::expand(volume, &svc.namespace, &svc.name, &svc.name);
+        if let QueryOutcome::Series { points, .. } =
+            prom.range(&volume, *now, *step * 2, *step).await
+        {
+            *requests_per_second = points.last().map(|(_, v)| *v);
+        }
+    }
+    outcome
+}
+
+async fn ask_batch(
+    round: &Round,
+    plan: &GroupedTrigger,
+    services: &[ServiceKey],
+) -> GroupedOutcome {
+    let Round {
+        prom,
+        now,
+        lookback,
+        step,
+    } = round;
+    let namespaces: BTreeSet<&str> = services.iter().map(|s| s.namespace.as_str()).collect();
+    let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    let (namespaces, names): (Vec<&str>, Vec<&str>) = (
+        namespaces.into_iter().collect(),
+        names.into_iter().collect(),
+    );
+    // Without a namespace label the batch is one namespace's services.
+    let batch_namespace = namespaces.first().copied().unwrap_or_default();
+    let asked: HashSet<&ServiceKey> = services.iter().collect();
+    let keyed = |grouped: &Grouped, all: Vec<LabelledSeries>| {
+        all.into_iter()
+            .filter_map(|(labels, points)| {
+                let (namespace, name) = grouped.service_of(&labels)?;
+                let key = ServiceKey::new(namespace.unwrap_or(batch_namespace), name);
+                asked.contains(&key).then_some((key, points))
+            })
+            .collect::<Vec<_>>()
+    };
+    let query = plan.query.query(&namespaces, &names);
+    let series = match prom.range_all(&query, *now, *lookback, *step).await {
+        Ok(all) => keyed(&plan.query, all),
+        Err(error) => return GroupedOutcome::Failed { error },
+    };
+    let mut requests_per_second = HashMap::new();
+    if let Some(volume) = &plan.volume {
+        let query = volume.query(&namespaces, &names);
+        // A failed volume query leaves the rates unknown, as it does per service.
+        if let Ok(all) = prom.range_all(&query, *now, *step * 2, *step).await {
+            for (key, points) in keyed(volume, all) {
+                if let Some((_, last)) = points.last() {
+                    requests_per_second.insert(key, *last);
+                }
+            }
+        }
+    }
+    GroupedOutcome::Series {
+        series,
+        requests_per_second,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trigger(query: &str) -> (Trigger, Option<Arc<GroupedTrigger>>) {
+        let text = format!(
+            "[[trigger]]\nname = \"t\"\nquery = {query:?}\nthreshold = 1.0\nseverity = \"log_only\"\n"
+        );
+        let config = Config::parse(std::path::Path::new("t.toml"), &text).unwrap();
+        let t = config.triggers.into_iter().find(|t| t.name == "t").unwrap();
+        let grouped = crate::config::grouping::plan(&t).ok().map(Arc::new);
+        (t, grouped)
+    }
+
+    fn services() -> Vec<ServiceKey> {
+        ["shop/a", "shop/b", "ops/c"]
+            .iter()
+            .map(|s| {
+                let (ns, name) = s.split_once('/').unwrap();
+                ServiceKey::new(ns, name)
+            })
+            .collect()
+    }
+
+    fn asked(questions: &[Question]) -> Vec<String> {
+        questions.iter().map(Question::id).collect()
+    }
+
+    #[test]
+    fn a_grouped_trigger_is_one_question_for_every_service() {
+        let (t, g) = trigger(r#"errors{namespace="$NAMESPACE",service="$SERVICE"}"#);
+        let q = questions(&t, g.as_ref(), &services());
+        assert_eq!(asked(&q), ["t\0*"]);
+        let Question::Batch { services: all, .. } = &q[0] else {
+            panic!("a batch")
+        };
+        assert_eq!(all.len(), 3);
+        assert!(questions(&t, g.as_ref(), &[]).is_empty());
+    }
+
+    #[test]
+    fn without_a_namespace_label_it_is_one_question_per_namespace() {
+        let (t, g) = trigger(r#"errors{service="$SERVICE"}"#);
+        assert_eq!(
+            asked(&questions(&t, g.as_ref(), &services())),
+            ["t\0*ops", "t\0*shop"]
+        );
+    }
+
+    #[test]
+    fn a_query_that_cannot_be_grouped_is_asked_per_service() {
+        let (t, g) = trigger(r#"absent(errors{service="$SERVICE"})"#);
+        assert!(t.per_service.as_deref().unwrap().contains("absent()"));
+        assert_eq!(
+            asked(&questions(&t, g.as_ref(), &services())),
+            ["t\0shop/a", "t\0shop/b", "t\0ops/c"]
+        );
+    }
+}
