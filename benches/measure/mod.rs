@@ -1,0 +1,37 @@
+//! Measuring a whole process from outside, for the benches that race backout against
+//! kubectl: wall time and peak memory from `wait4`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Runs `cmd` to its end: (wall time, peak RSS in KiB), from `wait4`'s rusage.
+/// Panics with what the command said if it fails.
+pub fn measure(cmd: &mut Command) -> (Duration, u64) {
+    let said = tempfile::NamedTempFile::new().unwrap();
+    let start = Instant::now();
+    // Reaped below by wait4, which also gives the peak memory `wait` cannot.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd
+        .stdout(said.reopen().unwrap())
+        .stderr(said.reopen().unwrap())
+        .spawn()
+        .expect("the command starts");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value, and wait4 reaps only this child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    assert_eq!(reaped, pid, "wait4 reaped the command");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed: {}",
+        std::fs::read_to_string(said.path()).unwrap_or_default()
+    );
+    (wall, usage.ru_maxrss as u64)
+}
+
+pub fn median<T: Ord + Copy>(mut v: Vec<T>) -> T {
+    v.sort();
+    v[v.len() / 2]
+}
