@@ -36,6 +36,29 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// `per_service` ready pods of each service's current ReplicaSet, as one relist.
+fn pods_relisted(per_service: usize) -> Msg {
+    use backout::engine::{KubeChange, KubeKind, KubeObject};
+    let objects = (0..SERVICES)
+        .flat_map(|i| {
+            (0..per_service).map(move |p| {
+                let rs = format!("{}-2", name(i));
+                let pod = serde_json::json!({"metadata": {"name": format!("{rs}-{p}"), "namespace": "scale",
+                    "creationTimestamp": "2026-01-01T00:00:00Z",
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": "u", "controller": true}]},
+                    "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                        "containerStatuses": [{"name": "app", "image": "app:2", "imageID": "", "ready": true, "restartCount": 0}]}});
+                KubeObject::Pod(Box::new(serde_json::from_value(pod).unwrap()))
+            })
+        })
+        .collect();
+    Msg::Kube(KubeChange::Relisted {
+        kind: KubeKind::Pod,
+        namespace: "scale".into(),
+        objects,
+    })
+}
+
 /// Every service's healthy series for `trigger`, as one grouped answer.
 fn grouped_answer(trigger: &str, now: i64) -> Msg {
     use backout::engine::{GroupedAnswer, GroupedOutcome};
@@ -77,6 +100,19 @@ fn main() {
     println!(
         "setup: {SERVICES} Deployments with 2 revisions each applied in {:.0} ms",
         setup.elapsed().as_secs_f64() * 1000.0
+    );
+
+    // The pods' first list: 10 per service, in one message, as the watcher sends it.
+    let pods_before = LIVE.load(Ordering::Relaxed);
+    let relist = pods_relisted(10);
+    let started = Instant::now();
+    update(&mut state, relist);
+    println!(
+        "pods: a relist of {} pods applied in {:.0} ms; they hold {:.1} MiB ({:.0} bytes per pod)",
+        SERVICES * 10,
+        started.elapsed().as_secs_f64() * 1000.0,
+        (LIVE.load(Ordering::Relaxed) - pods_before) as f64 / 1048576.0,
+        (LIVE.load(Ordering::Relaxed) - pods_before) as f64 / (SERVICES * 10) as f64
     );
 
     // One poll round of healthy answers, several times over.

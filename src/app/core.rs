@@ -46,6 +46,9 @@ pub struct Core {
     runner: tokio::task::JoinHandle<()>,
 }
 
+/// How long one step may go on applying queued messages: half a 60 Hz frame.
+const STEP_BUDGET: Duration = Duration::from_millis(8);
+
 /// Kinds whose first list must arrive before decisions mean anything.
 const NEEDED: [KubeKind; 6] = [
     KubeKind::Deployment,
@@ -238,8 +241,12 @@ impl Core {
         let Some(first) = self.rx.recv().await else {
             return false;
         };
+        let started = std::time::Instant::now();
         let mut effects = update(&mut self.state, first);
-        while let Ok(msg) = self.rx.try_recv() {
+        // What is queued behind it, within a budget: a cold start queues thousands of
+        // objects, and the console handles a key or draws a frame only between steps.
+        while started.elapsed() < STEP_BUDGET {
+            let Ok(msg) = self.rx.try_recv() else { break };
             effects.extend(update(&mut self.state, msg));
         }
         if !self.dispatch(effects).await {

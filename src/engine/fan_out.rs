@@ -61,6 +61,74 @@ pub fn fan_out(grouped: GroupedAnswer) -> Vec<QueryAnswer> {
     }
 }
 
+/// `grouped` as answers of at most `size` services each, every service with exactly
+/// its own series: the core applies one message at a time, and a key press waits
+/// behind the one being applied (2,000 services take tens of milliseconds).
+pub fn split(grouped: GroupedAnswer, size: usize) -> Vec<GroupedAnswer> {
+    if grouped.services.len() <= size {
+        return vec![grouped];
+    }
+    let GroupedAnswer {
+        trigger,
+        services,
+        answered_at,
+        outcome,
+    } = grouped;
+    let (mut series, mut rates) = match outcome {
+        GroupedOutcome::Series {
+            series,
+            requests_per_second,
+        } => {
+            let mut by_service: HashMap<ServiceKey, Vec<Vec<(i64, f64)>>> = HashMap::new();
+            for (key, points) in series {
+                by_service.entry(key).or_default().push(points);
+            }
+            (Some(by_service), requests_per_second)
+        }
+        GroupedOutcome::Failed { error } => {
+            return services
+                .chunks(size.max(1))
+                .map(|chunk| GroupedAnswer {
+                    trigger: trigger.clone(),
+                    services: chunk.to_vec(),
+                    answered_at,
+                    outcome: GroupedOutcome::Failed {
+                        error: error.clone(),
+                    },
+                })
+                .collect();
+        }
+    };
+    services
+        .chunks(size.max(1))
+        .map(|chunk| {
+            let by_service = series.as_mut().expect("a series answer");
+            let outcome = GroupedOutcome::Series {
+                series: chunk
+                    .iter()
+                    .flat_map(|k| {
+                        by_service
+                            .remove(k)
+                            .into_iter()
+                            .flatten()
+                            .map(move |points| (k.clone(), points))
+                    })
+                    .collect(),
+                requests_per_second: chunk
+                    .iter()
+                    .filter_map(|k| Some((k.clone(), rates.remove(k)?)))
+                    .collect(),
+            };
+            GroupedAnswer {
+                trigger: trigger.clone(),
+                services: chunk.to_vec(),
+                answered_at,
+                outcome,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +170,40 @@ mod tests {
                     QueryOutcome::SeveralSeries { count: 2 }
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn split_answers_fan_out_as_the_whole_one_does() {
+        let key = |i: usize| ServiceKey::new("shop", &format!("s{i}"));
+        let whole = || GroupedAnswer {
+            trigger: "error-rate".into(),
+            services: (0..7).map(key).collect(),
+            answered_at: Timestamp::UNIX_EPOCH,
+            outcome: GroupedOutcome::Series {
+                // s1 twice (ambiguous), s4 silent.
+                series: [0, 1, 1, 2, 3, 5, 6]
+                    .iter()
+                    .map(|&i| (key(i), vec![(0, i as f64)]))
+                    .collect(),
+                requests_per_second: (0..7).map(|i| (key(i), 10.0 * i as f64)).collect(),
+            },
+        };
+        let parts = split(whole(), 3);
+        assert_eq!(
+            parts.iter().map(|p| p.services.len()).collect::<Vec<_>>(),
+            [3, 3, 1]
+        );
+        let pieces: Vec<QueryAnswer> = parts.into_iter().flat_map(fan_out).collect();
+        let all = fan_out(whole());
+        assert_eq!(
+            pieces
+                .iter()
+                .map(|a| (&a.service, &a.outcome))
+                .collect::<Vec<_>>(),
+            all.iter()
+                .map(|a| (&a.service, &a.outcome))
+                .collect::<Vec<_>>()
         );
     }
 

@@ -177,9 +177,13 @@ pub fn spawn(
                             let Ok(_permit) = limit.acquire().await else {
                                 return;
                             };
-                            let (msg, ok) = ask(&round, question).await;
+                            let (msgs, ok) = ask(&round, question).await;
                             let _ = health.send(ok);
-                            let _ = tx.send(msg).await;
+                            for msg in msgs {
+                                if tx.send(msg).await.is_err() {
+                                    return;
+                                }
+                            }
                         }),
                     );
                 }
@@ -189,8 +193,11 @@ pub fn spawn(
     })
 }
 
-/// Asks one question; the answer as a message, and whether Prometheus answered.
-async fn ask(round: &Round, question: Question) -> (Msg, bool) {
+/// How many services one grouped message carries (see `fan_out::split`).
+const SERVICES_PER_MESSAGE: usize = 200;
+
+/// Asks one question; the answer as messages, and whether Prometheus answered.
+async fn ask(round: &Round, question: Question) -> (Vec<Msg>, bool) {
     match question {
         Question::One { trigger, service } => {
             let outcome = ask_one(round, &trigger, &service).await;
@@ -201,7 +208,7 @@ async fn ask(round: &Round, question: Question) -> (Msg, bool) {
                 answered_at: Timestamp::now(),
                 outcome,
             };
-            (Msg::Query(answer), ok)
+            (vec![Msg::Query(answer)], ok)
         }
         Question::Batch {
             trigger,
@@ -217,7 +224,8 @@ async fn ask(round: &Round, question: Question) -> (Msg, bool) {
                 answered_at: Timestamp::now(),
                 outcome,
             };
-            (Msg::Queries(answer), ok)
+            let parts = crate::engine::fan_out::split(answer, SERVICES_PER_MESSAGE);
+            (parts.into_iter().map(Msg::Queries).collect(), ok)
         }
     }
 }
