@@ -44,6 +44,27 @@ fn sample(pid: u32) -> (u64, u64, u64) {
     (kib("VmRSS:"), kib("VmHWM:"), cpu)
 }
 
+/// Every Deployment in `scale` has all its replicas available (one list: `kubectl
+/// wait` takes minutes over 2,000 Deployments).
+fn all_available(kubeconfig: &std::path::Path) -> bool {
+    let Ok(out) = Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig)
+        .args(["get", "deploy", "-n", "scale", "-o", "json"])
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return false;
+    };
+    let Ok(list) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return false;
+    };
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    !items.is_empty()
+        && items
+            .iter()
+            .all(|d| d["status"]["availableReplicas"].as_i64() == d["spec"]["replicas"].as_i64())
+}
+
 fn screen(session: &str) -> String {
     let out = Command::new("tmux")
         .args(["capture-pane", "-p", "-t", session])
@@ -132,28 +153,21 @@ fn main() {
         .unwrap();
     let kubeconfig = config.join("kubeconfig");
     let backout_toml = config.join("backout.toml");
-    // The simulator has seeded the world once every pod is ready.
-    let ready = Command::new("kubectl")
-        .env("KUBECONFIG", &kubeconfig)
-        .args([
-            "wait",
-            "--for=condition=Available",
-            "deploy",
-            "--all",
-            "-n",
-            "scale",
-            "--timeout=600s",
-        ])
-        .output();
-    let seeded = sim_started.elapsed();
+    // The simulator has seeded the world once every Deployment is Available.
+    let mut ready = false;
+    while !ready && sim_started.elapsed() < Duration::from_secs(900) {
+        std::thread::sleep(Duration::from_millis(500));
+        if !kubeconfig.exists() {
+            continue;
+        }
+        ready = all_available(&kubeconfig);
+    }
+    let sim_pid = sim.id();
     println!(
-        "simulator: {services} Deployments × {REPLICAS} pods seeded in {:.1} s ({})",
-        seeded.as_secs_f64(),
-        ready.map_or("kubectl missing".into(), |o| if o.status.success() {
-            "all Available".into()
-        } else {
-            String::from_utf8_lossy(&o.stderr).trim().to_string()
-        })
+        "simulator: {services} Deployments × {REPLICAS} pods seeded in {:.1} s ({}); its RSS {:.1} MiB",
+        sim_started.elapsed().as_secs_f64(),
+        if ready { "all Available" } else { "not all Available in 900 s" },
+        sample(sim_pid).0 as f64 / 1024.0
     );
     let args = format!(
         "{bin} --kubeconfig {} --config {}",
@@ -210,6 +224,10 @@ fn main() {
         .last()
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or(0);
+    println!(
+        "simulator RSS at the end: {:.1} MiB",
+        sample(sim_pid).0 as f64 / 1024.0
+    );
     let _ = sim.kill();
     let _ = sim.wait();
 

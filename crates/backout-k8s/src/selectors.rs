@@ -125,6 +125,14 @@ impl LabelSelector {
             .map(LabelSelector)
     }
 
+    /// A `key=value` every match must have, for looking candidates up in an index.
+    pub fn required_pair(&self) -> Option<(&str, &str)> {
+        self.0.iter().find_map(|req| match req {
+            Requirement::Equals(k, v) => Some((k.as_str(), v.as_str())),
+            _ => None,
+        })
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = &obj["metadata"]["labels"];
         let get = |k: &str| labels.get(k).and_then(Value::as_str);
