@@ -39,10 +39,7 @@ pub fn fan_out(grouped: GroupedAnswer) -> Vec<QueryAnswer> {
             series,
             requests_per_second,
         } => {
-            let mut by_service: HashMap<ServiceKey, Vec<Vec<(i64, f64)>>> = HashMap::new();
-            for (key, points) in series {
-                by_service.entry(key).or_default().push(points);
-            }
+            let mut by_service = by_service(series);
             services
                 .into_iter()
                 .map(|s| {
@@ -79,10 +76,7 @@ pub fn split(grouped: GroupedAnswer, size: usize) -> Vec<GroupedAnswer> {
             series,
             requests_per_second,
         } => {
-            let mut by_service: HashMap<ServiceKey, Vec<Vec<(i64, f64)>>> = HashMap::new();
-            for (key, points) in series {
-                by_service.entry(key).or_default().push(points);
-            }
+            let by_service = by_service(series);
             (Some(by_service), requests_per_second)
         }
         GroupedOutcome::Failed { error } => {
@@ -127,6 +121,17 @@ pub fn split(grouped: GroupedAnswer, size: usize) -> Vec<GroupedAnswer> {
             }
         })
         .collect()
+}
+
+/// Each service's series, in the order the answer gave them.
+fn by_service(
+    series: Vec<(ServiceKey, Vec<(i64, f64)>)>,
+) -> HashMap<ServiceKey, Vec<Vec<(i64, f64)>>> {
+    let mut by_service: HashMap<ServiceKey, Vec<Vec<(i64, f64)>>> = HashMap::new();
+    for (key, points) in series {
+        by_service.entry(key).or_default().push(points);
+    }
+    by_service
 }
 
 #[cfg(test)]
