@@ -39,4 +39,6 @@ pub mod fixtures;
 #[cfg(test)]
 mod incident_tests;
 #[cfg(test)]
+mod quiet_tests;
+#[cfg(test)]
 mod tests;

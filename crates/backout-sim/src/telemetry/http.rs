@@ -300,19 +300,16 @@ pub async fn query_range(
         Err(e) => return bad_data(e),
     };
     let telemetry = sim.telemetry.lock().expect("telemetry lock");
-    let mut series: std::collections::BTreeMap<Labels, Vec<Value>> = Default::default();
-    let mut t = start;
-    while t <= end {
-        for (labels, v) in telemetry.tsdb.at(t, &select) {
-            series.entry(labels.clone()).or_default().push(sample(t, v));
-        }
-        t += step;
-    }
-    drop(telemetry);
-    let result: Vec<Value> = series
+    let result: Vec<Value> = telemetry
+        .tsdb
+        .range(start, end, step, &select)
         .into_iter()
-        .map(|(l, values)| json!({"metric": l, "values": values}))
+        .map(|(l, points)| {
+            let values: Vec<Value> = points.into_iter().map(|(t, v)| sample(t, v)).collect();
+            json!({"metric": l, "values": values})
+        })
         .collect();
+    drop(telemetry);
     Json(json!({"status": "success", "data": {"resultType": "matrix", "result": result}}))
         .into_response()
 }

@@ -60,22 +60,44 @@ impl Tsdb {
 
     /// Each series matching `select` with its value at `t_ms`.
     pub fn at(&self, t_ms: u64, select: impl Fn(&Labels) -> bool) -> Vec<(&Labels, f64)> {
+        self.range(t_ms, t_ms, 1, select)
+            .into_iter()
+            .filter_map(|(labels, points)| Some((labels, points.first()?.1)))
+            .collect()
+    }
+
+    /// Each series matching `select` with its values at `start`, `start + step`, …
+    /// up to `end`, leaving out the steps where it has none. The selector is asked
+    /// once per series, not once per step: a grouped query names thousands of
+    /// services in one regex, over every series in the store.
+    pub fn range(
+        &self,
+        start: u64,
+        end: u64,
+        step: u64,
+        select: impl Fn(&Labels) -> bool,
+    ) -> Vec<(&Labels, Vec<(u64, f64)>)> {
         let Some(base) = self.base_ms else {
             return Vec::new();
         };
+        let time = |s: &Sample| base + s.offset_ms as u64;
         self.series
             .iter()
             .filter(|(labels, _)| select(labels))
             .filter_map(|(labels, samples)| {
-                let latest = samples
-                    .iter()
-                    .rev()
-                    .find(|s| base + s.offset_ms as u64 <= t_ms)?;
-                let at = base + latest.offset_ms as u64;
-                match latest.value() {
-                    Some(v) if at + LOOKBACK_MS > t_ms => Some((labels, v)),
-                    _ => None,
+                let mut points = Vec::new();
+                let mut t = start;
+                while t <= end {
+                    let after = samples.partition_point(|s| time(s) <= t);
+                    if let Some(latest) = after.checked_sub(1).map(|i| samples[i]) {
+                        match latest.value() {
+                            Some(v) if time(&latest) + LOOKBACK_MS > t => points.push((t, v)),
+                            _ => {}
+                        }
+                    }
+                    t += step.max(1);
                 }
+                (!points.is_empty()).then_some((labels, points))
             })
             .collect()
     }
@@ -129,6 +151,34 @@ mod tests {
         assert_eq!(
             db.at(3 * 60 * 60 * 1000, |_| true)[0].1,
             (3 * 60 * 60 - 1) as f64
+        );
+    }
+
+    #[test]
+    fn a_range_is_the_instant_at_each_step_and_asks_the_selector_once_per_series() {
+        let mut db = Tsdb::default();
+        for second in 0..20u64 {
+            db.append(labels("a"), second * 1000, Some(second as f64));
+            db.append(labels("b"), second * 1000, (second < 10).then_some(1.0));
+        }
+        let asked = std::cell::Cell::new(0);
+        let range = db.range(500, 15_500, 5_000, |_| {
+            asked.set(asked.get() + 1);
+            true
+        });
+        assert_eq!(asked.get(), 2, "once per series, not per step");
+        let of = |name: &str| {
+            range
+                .iter()
+                .find(|(l, _)| l["__name__"] == name)
+                .map(|(_, p)| p.clone())
+        };
+        let a = [(500, 0.0), (5_500, 5.0), (10_500, 10.0), (15_500, 15.0)];
+        assert_eq!(of("a").unwrap(), a);
+        assert_eq!(
+            of("b").unwrap(),
+            [(500, 1.0), (5_500, 1.0)],
+            "nothing after its staleness marker"
         );
     }
 }
