@@ -28,6 +28,14 @@ pub fn every(state: &State) -> Duration {
         .map_or(Duration::from_secs(5), |p| p.poll_interval)
 }
 
+/// How far apart a cluster series' points are kept: a Prometheus series' step.
+fn spacing(state: &State) -> Duration {
+    state.config.prometheus.as_ref().map_or_else(
+        || kept(state) / crate::config::POINTS_PER_SERIES,
+        |p| p.step(),
+    )
+}
+
 /// How much of a cluster series is kept, for the graphs and the onset.
 fn kept(state: &State) -> Duration {
     state
@@ -95,6 +103,7 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
     };
     let down = down.map(|e| format!("the Kubernetes watch is down, so this is not evidence: {e}"));
     let oldest = now.as_millisecond() - kept(state).as_millis() as i64;
+    let spacing_ms = spacing(state).as_millis() as i64;
     let mut answers = Vec::new();
     for (key, svc) in &state.services {
         for (name, signal) in &triggers {
@@ -114,7 +123,14 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    points.push((now.as_millisecond(), value(*signal, svc, now)));
+                    // The newest point follows the cluster as it is; those before it
+                    // stay a step apart, as a range query's would.
+                    let at = now.as_millisecond();
+                    let n = points.len();
+                    if n >= 2 && points[n - 1].0 - points[n - 2].0 < spacing_ms {
+                        points.pop();
+                    }
+                    points.push((at, value(*signal, svc, now)));
                     QueryOutcome::Series {
                         points,
                         requests_per_second: None,

@@ -273,3 +273,42 @@ fn a_configmap_rbac_hides_is_unknown_never_unchanged_until_it_can_be_listed() {
     let (passed, evidence, noted) = unseen(&state);
     assert!(passed && !noted, "{evidence}");
 }
+
+#[test]
+fn a_cluster_series_keeps_its_points_a_step_apart_and_its_newest_current() {
+    let text = "[prometheus]\nurl = \"http://p\"\npoll_interval = \"2s\"\nlookback = \"5m\"\n";
+    let config = crate::config::Config::parse(std::path::Path::new("b.toml"), text).unwrap();
+    let step_ms = config.prometheus.as_ref().unwrap().step().as_millis() as i64;
+    assert_eq!(step_ms, 4_000, "sampled every 2 s, kept 4 s apart");
+    let mut state = State::new(config, t(0));
+    deploy(
+        &mut state,
+        "checkout",
+        &["checkout:1", "checkout:2"],
+        0,
+        false,
+    );
+    let connected = Msg::Source {
+        source: SourceId::Kubernetes,
+        health: SourceHealth::Connected,
+    };
+    update(&mut state, connected);
+    for now in (2..=600).step_by(2) {
+        if now == 598 {
+            crash_looping_pod(&mut state, 590, 4);
+        }
+        update(&mut state, Msg::Tick(t(now)));
+    }
+    let points = &state.services[&key("checkout")].triggers["pod-restarts"].points;
+    assert!(points.len() <= 77, "{} points over 5 minutes", points.len());
+    let (older, newest) = points.split_at(points.len() - 1);
+    assert!(
+        older.windows(2).all(|w| w[1].0 - w[0].0 >= step_ms),
+        "a step apart: {older:?}"
+    );
+    assert_eq!(
+        newest[0],
+        (t(600).as_millisecond(), 4.0),
+        "the newest is now"
+    );
+}

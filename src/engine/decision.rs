@@ -19,7 +19,7 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
     };
     let history = rollout::history(svc.replicasets.values());
     let deployed = lineage::deployed_at(svc, &history);
-    let rollout_state = svc.deployment.as_ref().map(rollout::status);
+    let rollout_state = svc.deployment.as_deref().map(rollout::status);
     let paused = svc
         .deployment
         .as_ref()

@@ -47,14 +47,14 @@ pub const GATES: [fn(&Context) -> Gate; 7] = [
     target_exists,
 ];
 
-/// The regression began before the deploy by more than one poll step (the resolution
-/// of its onset): it is not the deploy's, and the confidence says so.
+/// The regression began before the deploy by more than one step (the resolution of
+/// its onset): it is not the deploy's, and the confidence says so.
 pub fn began_before(state: &State, onset: Option<Timestamp>, deployed: Option<Timestamp>) -> bool {
     let step = state
         .config
         .prometheus
         .as_ref()
-        .map_or(15, |p| p.poll_interval.as_secs().max(1)) as i64;
+        .map_or(15, |p| p.step().as_secs().max(1)) as i64;
     match (onset, deployed) {
         (Some(o), Some(d)) => d.duration_since(o).as_secs() > step,
         _ => false,

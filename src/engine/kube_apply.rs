@@ -189,8 +189,8 @@ fn apply(state: &mut State, obj: KubeObject, deleted: bool) -> Vec<ServiceKey> {
         gone: deleted,
     };
     match obj {
-        KubeObject::Deployment(d) => deployment(state, at, *d),
-        KubeObject::ReplicaSet(rs) => replicaset(state, at, *rs),
+        KubeObject::Deployment(d) => deployment(state, at, d),
+        KubeObject::ReplicaSet(rs) => replicaset(state, at, rs),
         KubeObject::Pod(pod) => self::pod(state, at, &pod),
         KubeObject::Job(job) => {
             let key = (at.ns.clone(), at.name.clone());
@@ -257,7 +257,7 @@ fn in_ns(state: &State, ns: &str) -> Vec<ServiceKey> {
 fn deployment(
     state: &mut State,
     at: Place,
-    d: k8s_openapi::api::apps::v1::Deployment,
+    d: Box<k8s_openapi::api::apps::v1::Deployment>,
 ) -> Vec<ServiceKey> {
     let key = ServiceKey::new(&at.ns, &at.name);
     if at.gone {
@@ -283,7 +283,7 @@ fn deployment(
 fn replicaset(
     state: &mut State,
     at: Place,
-    rs: k8s_openapi::api::apps::v1::ReplicaSet,
+    rs: Box<k8s_openapi::api::apps::v1::ReplicaSet>,
 ) -> Vec<ServiceKey> {
     let Some(deployment) = owner(&rs.metadata, "Deployment") else {
         return Vec::new();

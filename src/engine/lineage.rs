@@ -239,7 +239,7 @@ mod tests {
     fn service(sets: Vec<ReplicaSet>) -> Service {
         let mut svc = Service::default();
         for rs in sets {
-            svc.replicasets.insert(name(&rs), rs);
+            svc.replicasets.insert(name(&rs), Box::new(rs));
         }
         svc
     }

@@ -121,9 +121,12 @@ pub fn images(template: Option<&PodTemplateSpec>) -> Vec<String> {
 }
 
 /// Revisions, oldest first.
-pub fn history<'a>(replicasets: impl IntoIterator<Item = &'a ReplicaSet>) -> Vec<Revision> {
+pub fn history<'a, R: std::borrow::Borrow<ReplicaSet> + 'a>(
+    replicasets: impl IntoIterator<Item = &'a R>,
+) -> Vec<Revision> {
     let mut out: Vec<Revision> = replicasets
         .into_iter()
+        .map(|rs| rs.borrow())
         .map(|rs| Revision {
             number: revision_of(rs),
             replicaset: rs.metadata.name.clone().unwrap_or_default(),

@@ -82,9 +82,9 @@ impl TriggerState {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Service {
     #[serde(skip)]
-    pub deployment: Option<Deployment>,
+    pub deployment: Option<Box<Deployment>>,
     #[serde(skip)]
-    pub replicasets: BTreeMap<String, ReplicaSet>,
+    pub replicasets: BTreeMap<String, Box<ReplicaSet>>,
     pub pods: BTreeMap<String, PodInfo>,
     pub triggers: BTreeMap<String, TriggerState>,
     pub decision: Decision,
@@ -171,7 +171,7 @@ pub struct State {
     /// watched), by (namespace, Deployment): attached when it arrives. A ReplicaSet
     /// alone never makes a service: a controller with a stale cache can create one for
     /// a Deployment already deleted.
-    pub parked_replicasets: HashMap<(String, String), BTreeMap<String, ReplicaSet>>,
+    pub parked_replicasets: HashMap<(String, String), BTreeMap<String, Box<ReplicaSet>>>,
     pub jobs: BTreeMap<(String, String), Job>,
     /// (namespace, "ConfigMap" or "Secret", name).
     pub config_objects: BTreeMap<(String, &'static str, String), ConfigObject>,

@@ -229,7 +229,7 @@ fn rolling_out(state: &mut State, key: &ServiceKey) -> Next {
     // A switch makes no revision: the colour taking the traffic must simply be ready.
     let status = svc
         .deployment
-        .as_ref()
+        .as_deref()
         .filter(|d| rollout::revision_of_deployment(d) >= revision.unwrap_or(0))
         .map(rollout::status);
     let name = match watched == *key {

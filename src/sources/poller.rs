@@ -137,7 +137,7 @@ pub fn spawn(
         let (health_tx, mut health_rx) = mpsc::unbounded_channel::<bool>();
         let mut ticker = tokio::time::interval(cfg.poll_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let step = (cfg.poll_interval).max(Duration::from_secs(1));
+        let step = cfg.step();
         let mut last_health = None;
         loop {
             tokio::select! {
