@@ -86,7 +86,8 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                 .any(|o| Some(&o.uid) == uid.as_ref() && o.controller == Some(true))
         })
         .collect();
-    let history = rollout::history(owned.iter());
+    let revisions: Vec<rollout::Revision> = owned.iter().map(rollout::Revision::of).collect();
+    let history = rollout::history(&revisions);
     let current = d
         .metadata
         .annotations
@@ -101,14 +102,15 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("error: unable to find specified revision {n} in history");
                 return Ok(ExitCode::FAILURE);
             };
-            let (Some(theirs), Some(ours)) =
-                (rev.template.as_ref(), d.spec.as_ref().map(|s| &s.template))
-            else {
+            let (Some(theirs), Some(ours)) = (
+                rev.template.as_ref().and_then(rollout::Template::spec),
+                d.spec.as_ref().map(|s| &s.template),
+            ) else {
                 eprintln!("error: revision {n} has no pod template");
                 return Ok(ExitCode::FAILURE);
             };
             println!("revision {n} against the current revision {current}:");
-            let changes = rollout::diff(ours, theirs);
+            let changes = rollout::diff(ours, &theirs);
             if changes.is_empty() {
                 println!("  the same pod template");
             }

@@ -223,10 +223,10 @@ pub fn notes(
     let target = super::lineage::target(svc, history);
     match (
         current_template(svc),
-        target.and_then(|t| t.template.as_ref()),
+        target.and_then(|t| t.template.as_ref()?.spec()),
     ) {
         (Some(current), Some(old)) => {
-            let changes = rollout::diff(current, old);
+            let changes = rollout::diff(current, &old);
             let summary: Vec<String> = changes
                 .iter()
                 .map(|c| format!("{} {}: {} → {}", c.container, c.field, c.from, c.to))
@@ -240,7 +240,7 @@ pub fn notes(
                 )
             };
             out.push(note(false, text));
-            for (kind, gone, back) in rollout::reference_changes(current, old) {
+            for (kind, gone, back) in rollout::reference_changes(current, &old) {
                 out.push(note(
                     false,
                     format!(

@@ -31,10 +31,10 @@ pub fn of(state: &State, key: &ServiceKey, d: &Decision) -> Evidence {
         revisions
             .iter()
             .find(|r| Some(r.number) == n)
-            .and_then(|r| r.template.as_ref())
+            .and_then(|r| r.template.as_ref()?.spec())
     };
     let changes = match (template(d.current_revision), template(target_number)) {
-        (Some(from), Some(to)) => diff(from, to)
+        (Some(from), Some(to)) => diff(&from, &to)
             .into_iter()
             .map(|c| format!("{} {}: {} → {}", c.container, c.field, c.from, c.to))
             .collect(),

@@ -295,12 +295,13 @@ fn replicaset(
     } else {
         state.rs_owner.insert(place.clone(), deployment.clone());
     }
+    let revision = super::rollout::Revision::of(&rs);
     let Some(svc) = state.services.get_mut(&key) else {
         let owner = (at.ns, deployment);
         let parked = state.parked_replicasets.entry(owner.clone()).or_default();
         match at.gone {
             true => parked.remove(&at.name),
-            false => parked.insert(at.name, rs),
+            false => parked.insert(at.name, revision),
         };
         if parked.is_empty() {
             state.parked_replicasets.remove(&owner);
@@ -311,7 +312,7 @@ fn replicaset(
         svc.replicasets.remove(&at.name);
         state.parked_pods.remove(&place);
     } else {
-        svc.replicasets.insert(at.name, rs);
+        svc.replicasets.insert(at.name, revision);
         svc.pods
             .extend(state.parked_pods.remove(&place).into_iter().flatten());
     }

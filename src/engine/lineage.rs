@@ -12,40 +12,22 @@ pub use super::model::lineage::*;
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::ReplicaSet;
 
 use super::rollout::Revision;
 use super::state::{Service, State};
-use crate::k8s::template::{REVISION, REVISION_HISTORY, ROLLBACK_RECORD};
-
-fn annotation<'a>(rs: &'a ReplicaSet, key: &str) -> Option<&'a str> {
-    rs.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
-}
-
-fn name(rs: &ReplicaSet) -> String {
-    rs.metadata.name.clone().unwrap_or_default()
-}
 
 /// Every revision number a ReplicaSet has held: the ones it left, then its current one.
-fn numbers(rs: &ReplicaSet) -> Vec<u64> {
-    let mut held: Vec<u64> = annotation(rs, REVISION_HISTORY)
-        .unwrap_or("")
-        .split(',')
-        .filter_map(|n| n.trim().parse().ok())
-        .collect();
-    if let Some(n) = annotation(rs, REVISION).and_then(|n| n.parse().ok()) {
-        held.push(n);
+fn numbers(rs: &Revision) -> Vec<u64> {
+    let mut held = rs.held_before.clone();
+    if rs.number > 0 {
+        held.push(rs.number);
     }
     held
 }
 
-fn record(rs: &ReplicaSet, revision: u64) -> Option<RollbackRecord> {
-    let r: RollbackRecord = serde_json::from_str(annotation(rs, ROLLBACK_RECORD)?).ok()?;
-    (r.revision == revision && r.to_replicaset == name(rs)).then_some(r)
+fn record(rs: &Revision, revision: u64) -> Option<RollbackRecord> {
+    let r: RollbackRecord = serde_json::from_str(rs.rollback_record.as_deref()?).ok()?;
+    (r.revision == revision && r.to_replicaset == rs.replicaset).then_some(r)
 }
 
 /// The earliest start of the ReplicaSet's pods: a reused ReplicaSet was scaled up by
@@ -60,7 +42,7 @@ fn pods_started(svc: &Service, replicaset: &str) -> Option<Timestamp> {
 
 /// Reads the Deployment's past from its ReplicaSets.
 pub fn of(svc: &Service) -> Lineage {
-    let mut at_revision: BTreeMap<u64, &ReplicaSet> = BTreeMap::new();
+    let mut at_revision: BTreeMap<u64, &Revision> = BTreeMap::new();
     for rs in svc.replicasets.values() {
         for n in numbers(rs) {
             at_revision.insert(n, rs);
@@ -73,7 +55,7 @@ pub fn of(svc: &Service) -> Lineage {
         if !returned {
             continue;
         }
-        let to = name(rs);
+        let to = rs.replicaset.clone();
         // Going back to a template someone rolled back from is a deploy of a known-bad
         // build, not a rollback: it must not mark the good one as bad.
         if lineage.is_known_bad(&to) {
@@ -83,7 +65,7 @@ pub fn of(svc: &Service) -> Lineage {
         let from = recorded
             .as_ref()
             .map(|r| r.from_replicaset.clone())
-            .or_else(|| at_revision.get(&(n - 1)).map(|rs| name(rs)));
+            .or_else(|| at_revision.get(&(n - 1)).map(|rs| rs.replicaset.clone()));
         let seen_live = svc
             .revision_seen
             .get(&n)
@@ -93,7 +75,7 @@ pub fn of(svc: &Service) -> Lineage {
         let next_began = at_revision
             .range(n + 1..)
             .next()
-            .and_then(|(_, rs)| rs.metadata.creation_timestamp.as_ref().map(|t| t.0));
+            .and_then(|(_, rs)| rs.created);
         let at = recorded
             .as_ref()
             .map(|r| r.at)
@@ -104,7 +86,7 @@ pub fn of(svc: &Service) -> Lineage {
                     .flatten()
             })
             .or(next_began);
-        let change_cause = annotation(rs, crate::k8s::template::CHANGE_CAUSE);
+        let change_cause = rs.change_cause.as_deref();
         let seen = SeenRollback {
             revision: n,
             from_replicaset: from.clone(),
@@ -217,6 +199,8 @@ pub fn last_rollback(state: &State, svc: &Service) -> Option<(Timestamp, String)
 mod tests {
     use super::*;
     use crate::engine::state::PodInfo;
+    use crate::k8s::template::{REVISION, REVISION_HISTORY, ROLLBACK_RECORD};
+    use k8s_openapi::api::apps::v1::ReplicaSet;
     use serde_json::json;
 
     fn rs(name: &str, revision: u64, history: &str, extra: serde_json::Value) -> ReplicaSet {
@@ -239,7 +223,9 @@ mod tests {
     fn service(sets: Vec<ReplicaSet>) -> Service {
         let mut svc = Service::default();
         for rs in sets {
-            svc.replicasets.insert(name(&rs), Box::new(rs));
+            let revision = Revision::of(&rs);
+            svc.replicasets
+                .insert(revision.replicaset.clone(), revision);
         }
         svc
     }

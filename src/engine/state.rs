@@ -6,7 +6,7 @@ pub use super::model::keys::ServiceKey;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use serde::Serialize;
 
@@ -84,7 +84,7 @@ pub struct Service {
     #[serde(skip)]
     pub deployment: Option<Box<Deployment>>,
     #[serde(skip)]
-    pub replicasets: BTreeMap<String, Box<ReplicaSet>>,
+    pub replicasets: BTreeMap<String, super::rollout::Revision>,
     pub pods: BTreeMap<String, PodInfo>,
     pub triggers: BTreeMap<String, TriggerState>,
     pub decision: Decision,
@@ -109,7 +109,7 @@ impl Service {
     pub fn replicaset_at(&self, revision: u64) -> Option<&str> {
         self.replicasets
             .iter()
-            .find(|(_, rs)| super::rollout::revision_of(rs) == revision)
+            .find(|(_, rs)| rs.number == revision)
             .map(|(name, _)| name.as_str())
     }
 
@@ -171,7 +171,7 @@ pub struct State {
     /// watched), by (namespace, Deployment): attached when it arrives. A ReplicaSet
     /// alone never makes a service: a controller with a stale cache can create one for
     /// a Deployment already deleted.
-    pub parked_replicasets: HashMap<(String, String), BTreeMap<String, Box<ReplicaSet>>>,
+    pub parked_replicasets: HashMap<(String, String), BTreeMap<String, super::rollout::Revision>>,
     pub jobs: BTreeMap<(String, String), Job>,
     /// (namespace, "ConfigMap" or "Secret", name).
     pub config_objects: BTreeMap<(String, &'static str, String), ConfigObject>,

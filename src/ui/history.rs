@@ -58,8 +58,11 @@ pub fn pane(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area: Re
             lines.push(Line::raw(
                 "the current revision: choose an earlier one to compare",
             ));
-        } else if let (Some(from), Some(to)) = (&now.template, &picked.template) {
-            let changes = diff(from, to);
+        } else if let (Some(from), Some(to)) = (
+            now.template.as_ref().and_then(|t| t.spec()),
+            picked.template.as_ref().and_then(|t| t.spec()),
+        ) {
+            let changes = diff(&from, &to);
             let what = if changes.is_empty() {
                 "nothing in the pod template"
             } else {

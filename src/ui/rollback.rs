@@ -11,7 +11,6 @@ use super::Palette;
 use crate::engine::decision::ago;
 use crate::engine::msg::Outcome;
 use crate::engine::rollbacks::{Phase, Preview};
-use crate::engine::rollout::{images, revision_of};
 use crate::engine::state::Service;
 use crate::engine::verification;
 use crate::engine::{Action, State};
@@ -21,9 +20,9 @@ fn images_of(svc: Option<&Service>, revision: Option<u64>) -> String {
     svc.and_then(|s| {
         s.replicasets
             .values()
-            .find(|rs| Some(revision_of(rs)) == revision)
+            .find(|rs| Some(rs.number) == revision)
     })
-    .map(|rs| images(rs.spec.as_ref().and_then(|s| s.template.as_ref())).join(", "))
+    .map(|rs| rs.images.join(", "))
     .unwrap_or_default()
 }
 
