@@ -7,6 +7,7 @@ pub use super::model::decision::Note;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
+use super::kept::Manager;
 use super::model::decision::ago;
 use super::rollout::{self, Revision};
 use super::state::{Service, ServiceKey, State};
@@ -15,75 +16,27 @@ fn note(risk: bool, text: String) -> Note {
     Note { risk, text }
 }
 
-/// ConfigMaps and Secrets a pod template reads, as ("ConfigMap" | "Secret", name).
-pub fn referenced(template: &PodTemplateSpec) -> Vec<(&'static str, String)> {
-    let mut out: Vec<(&'static str, String)> = Vec::new();
-    let mut add = |kind: &'static str, name: &str| {
-        if !out.iter().any(|(k, n)| *k == kind && n == name) {
-            out.push((kind, name.to_string()));
-        }
-    };
-    let Some(spec) = template.spec.as_ref() else {
-        return out;
-    };
-    for c in spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-    {
-        for from in c.env_from.iter().flatten() {
-            if let Some(r) = &from.config_map_ref {
-                add("ConfigMap", &r.name);
-            }
-            if let Some(r) = &from.secret_ref {
-                add("Secret", &r.name);
-            }
-        }
-        for env in c.env.iter().flatten() {
-            if let Some(r) = env
-                .value_from
-                .as_ref()
-                .and_then(|v| v.config_map_key_ref.as_ref())
-            {
-                add("ConfigMap", &r.name);
-            }
-            if let Some(r) = env
-                .value_from
-                .as_ref()
-                .and_then(|v| v.secret_key_ref.as_ref())
-            {
-                add("Secret", &r.name);
-            }
-        }
-    }
-    for v in spec.volumes.iter().flatten() {
-        if let Some(cm) = &v.config_map {
-            add("ConfigMap", &cm.name);
-        }
-        if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) {
-            add("Secret", name);
-        }
-    }
-    out
+pub use super::kept::referenced;
+
+fn current_template(svc: &Service) -> Option<PodTemplateSpec> {
+    svc.deployment.as_ref()?.template.as_ref()?.spec()
 }
 
-fn current_template(svc: &Service) -> Option<&PodTemplateSpec> {
-    svc.deployment
-        .as_ref()
-        .and_then(|d| d.spec.as_ref())
-        .map(|s| &s.template)
+/// The ConfigMaps and Secrets the current template reads, as read on arrival.
+fn current_references(svc: &Service) -> Option<&[(&'static str, String)]> {
+    svc.deployment.as_ref().map(|d| d.references.as_slice())
 }
 
 /// Referenced ConfigMaps and Secrets this user may not see (RBAC), with why: whether
 /// they changed is unknown.
 pub fn unseen_config(state: &State, key: &ServiceKey, svc: &Service) -> Vec<String> {
-    let Some(template) = current_template(svc) else {
+    let Some(references) = current_references(svc) else {
         return Vec::new();
     };
-    referenced(template)
-        .into_iter()
+    references
+        .iter()
         .filter_map(|(kind, name)| {
-            let kube_kind = match kind {
+            let kube_kind = match *kind {
                 "Secret" => super::model::keys::KubeKind::Secret,
                 _ => super::model::keys::KubeKind::ConfigMap,
             };
@@ -103,7 +56,7 @@ pub fn changed_config(
     svc: &Service,
     deployed: Option<Timestamp>,
 ) -> Vec<String> {
-    let Some(template) = current_template(svc) else {
+    let Some(references) = current_references(svc) else {
         return Vec::new();
     };
     let anchor = deployed.unwrap_or(state.now);
@@ -112,12 +65,12 @@ pub fn changed_config(
             jiff::SignedDuration::try_from(state.config.policy.onset_window).unwrap_or_default(),
         )
         .unwrap_or(anchor);
-    referenced(template)
-        .into_iter()
+    references
+        .iter()
         .filter_map(|(kind, name)| {
             let obj = state
                 .config_objects
-                .get(&(key.namespace.clone(), kind, name.clone()))?;
+                .get(&(key.namespace.clone(), *kind, name.clone()))?;
             let at = obj.changed_at.filter(|t| *t >= from)?;
             let when = if at <= anchor {
                 format!("{} before the deploy", ago(anchor, at))
@@ -226,7 +179,7 @@ pub fn notes(
         target.and_then(|t| t.template.as_ref()?.spec()),
     ) {
         (Some(current), Some(old)) => {
-            let changes = rollout::diff(current, &old);
+            let changes = rollout::diff(&current, &old);
             let summary: Vec<String> = changes
                 .iter()
                 .map(|c| format!("{} {}: {} → {}", c.container, c.field, c.from, c.to))
@@ -240,7 +193,7 @@ pub fn notes(
                 )
             };
             out.push(note(false, text));
-            for (kind, gone, back) in rollout::reference_changes(current, &old) {
+            for (kind, gone, back) in rollout::reference_changes(&current, &old) {
                 out.push(note(
                     false,
                     format!(
@@ -275,16 +228,13 @@ pub fn notes(
             format!("{hidden} is not visible to you (RBAC): whether it changed with this deploy is unknown, and a rollback would not revert it"),
         ));
     }
-    if let Some(template) = current_template(svc) {
-        let unchanged: Vec<String> = referenced(template)
-            .into_iter()
+    if let Some(references) = current_references(svc) {
+        let changed = changed_config(state, key, svc, deployed);
+        let unchanged: Vec<String> = references
+            .iter()
             .map(|(k, n)| format!("{k} {n}"))
             .filter(|r| !unseen.contains(r))
-            .filter(|r| {
-                !changed_config(state, key, svc, deployed)
-                    .iter()
-                    .any(|c| c.starts_with(r.as_str()))
-            })
+            .filter(|r| !changed.iter().any(|c| c.starts_with(r.as_str())))
             .collect();
         if !unchanged.is_empty() {
             out.push(note(
@@ -321,26 +271,10 @@ pub fn notes(
         }
         out.push(note(!firing.is_empty(), text));
     }
-    if let Some(d) = &svc.deployment {
-        let (labels, annotations) = (
-            d.metadata.labels.clone().unwrap_or_default(),
-            d.metadata.annotations.clone().unwrap_or_default(),
-        );
-        if annotations.contains_key("argocd.argoproj.io/tracking-id")
-            || labels.contains_key("argocd.argoproj.io/instance")
-            || labels.contains_key("app.kubernetes.io/instance")
-                && annotations
-                    .keys()
-                    .any(|k| k.starts_with("argocd.argoproj.io/"))
-        {
-            out.push(note(true, "Argo CD manages this Deployment: its next sync puts the bad version back unless auto-sync is paused or Git is reverted".into()));
-        }
-        if labels.keys().any(|k| {
-            k.starts_with("kustomize.toolkit.fluxcd.io/")
-                || k.starts_with("helm.toolkit.fluxcd.io/")
-        }) {
-            out.push(note(true, "Flux manages this Deployment: its next reconcile puts the bad version back unless it is suspended or Git is reverted".into()));
-        }
+    match svc.deployment.as_ref().and_then(|d| d.manager) {
+        Some(Manager::ArgoCd) => out.push(note(true, "Argo CD manages this Deployment: its next sync puts the bad version back unless auto-sync is paused or Git is reverted".into())),
+        Some(Manager::Flux) => out.push(note(true, "Flux manages this Deployment: its next reconcile puts the bad version back unless it is suspended or Git is reverted".into())),
+        None => {}
     }
     for ((ns, hpa), target) in &state.hpas {
         if ns == &key.namespace && target == &key.name {

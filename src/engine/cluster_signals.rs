@@ -50,7 +50,7 @@ pub fn value(signal: ClusterSignal, svc: &Service, now: Timestamp) -> f64 {
     let Some(d) = svc.deployment.as_ref() else {
         return 0.0;
     };
-    let current = svc.replicaset_at(rollout::revision_of_deployment(d));
+    let current = svc.replicaset_at(d.revision);
     let pods = svc
         .pods
         .values()

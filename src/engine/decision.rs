@@ -19,12 +19,8 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
     };
     let history = rollout::history(svc.replicasets.values());
     let deployed = lineage::deployed_at(svc, &history);
-    let rollout_state = svc.deployment.as_deref().map(rollout::status);
-    let paused = svc
-        .deployment
-        .as_ref()
-        .and_then(|d| d.spec.as_ref()?.paused)
-        == Some(true);
+    let rollout_state = svc.deployment.as_ref().map(rollout::status);
+    let paused = svc.deployment.as_ref().is_some_and(|d| d.paused);
     let target = lineage::target(svc, &history);
 
     let firing = firing(state, svc, rollout_state.as_ref(), deployed);

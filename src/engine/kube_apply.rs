@@ -274,7 +274,7 @@ fn deployment(
     if revision > 0 {
         svc.revision_seen.entry(revision).or_insert(now);
     }
-    svc.deployment = Some(d);
+    svc.deployment = Some(super::kept::DeploymentSummary::of(&d));
     adopt_parked(state, &key);
     relineage(state, &key);
     vec![key]

@@ -9,6 +9,7 @@ pub mod fan_out;
 pub mod following;
 pub mod gates;
 pub mod handoff;
+pub mod kept;
 mod kube_apply;
 pub mod lineage;
 pub mod model;

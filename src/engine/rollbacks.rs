@@ -25,9 +25,7 @@ pub fn may_switch(state: &State, key: &ServiceKey) -> bool {
         .services
         .get(key)
         .and_then(|s| s.deployment.as_ref())
-        .and_then(|d| d.spec.as_ref())
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.as_ref())
+        .map(|d| &d.template_labels)
     else {
         return false;
     };

@@ -6,6 +6,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::Serialize;
 
+pub use super::kept::{images, DeploymentSummary, Revision, Template};
 pub use crate::k8s::template::{CHANGE_CAUSE, DEPLOYED_BY, HASH_LABEL, REVISION};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,29 +30,25 @@ impl Rollout {
 }
 
 /// kubectl's rollout-status logic, message for message.
-pub fn status(d: &Deployment) -> Rollout {
-    let name = d.metadata.name.as_deref().unwrap_or("");
-    let spec_replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let status = d.status.clone().unwrap_or_default();
-    if d.metadata.generation.unwrap_or(0) > status.observed_generation.unwrap_or(0) {
+pub fn status(d: &DeploymentSummary) -> Rollout {
+    let name = &d.name;
+    if d.generation > d.observed_generation {
         return Rollout::Progressing("Waiting for deployment spec update to be observed...".into());
     }
-    let progressing = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Progressing");
-    if progressing.is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")) {
+    if d.progress_reason.as_deref() == Some("ProgressDeadlineExceeded") {
         return Rollout::Failed(format!(
             "deployment {name:?} exceeded its progress deadline"
         ));
     }
-    if d.spec.as_ref().and_then(|s| s.paused) == Some(true) {
+    if d.paused {
         return Rollout::Paused(format!("deployment {name:?} is paused"));
     }
-    let updated = status.updated_replicas.unwrap_or(0);
-    let replicas = status.replicas.unwrap_or(0);
-    let available = status.available_replicas.unwrap_or(0);
+    let (spec_replicas, updated, replicas, available) = (
+        d.replicas,
+        d.updated_replicas,
+        d.status_replicas,
+        d.available_replicas,
+    );
     if updated < spec_replicas {
         return Rollout::Progressing(format!(
             "Waiting for deployment {name:?} rollout to finish: {updated} out of {spec_replicas} new replicas have been updated..."
@@ -69,77 +66,6 @@ pub fn status(d: &Deployment) -> Rollout {
         ));
     }
     Rollout::Complete(format!("deployment {name:?} successfully rolled out"))
-}
-
-/// One revision of a Deployment, read once from its ReplicaSet as it arrives: what
-/// the engine keeps of a ReplicaSet. A typed ReplicaSet takes 6 KB however small its
-/// template, most of a service's memory at 2,000 services; this keeps the facts its
-/// readers use, and the template as compact JSON, parsed when it is compared.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Revision {
-    pub number: u64,
-    pub replicaset: String,
-    pub images: Vec<String>,
-    pub change_cause: Option<String>,
-    pub deployed_by: Option<String>,
-    pub created: Option<jiff::Timestamp>,
-    pub replicas: i32,
-    /// Its template was current before, under an earlier number: a rollback to it,
-    /// or a build re-deployed.
-    pub returned: bool,
-    /// The numbers it held before this one, oldest first: a rollback reuses a
-    /// ReplicaSet and the controller keeps its old numbers in an annotation.
-    #[serde(skip)]
-    pub held_before: Vec<u64>,
-    /// backout's record of the rollback that made it current, as annotated.
-    #[serde(skip)]
-    pub rollback_record: Option<String>,
-    #[serde(skip)]
-    pub template: Option<Template>,
-}
-
-/// A pod template as compact JSON: a few hundred bytes where the typed one takes
-/// kilobytes, and shared between the copies a history hands out.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Template(std::sync::Arc<str>);
-
-impl Template {
-    pub fn of(template: &PodTemplateSpec) -> Option<Template> {
-        serde_json::to_string(template)
-            .ok()
-            .map(|json| Template(json.into()))
-    }
-
-    /// The typed template; it was serialized from one, so it parses.
-    pub fn spec(&self) -> Option<PodTemplateSpec> {
-        serde_json::from_str(&self.0).ok()
-    }
-}
-
-impl Revision {
-    pub fn of(rs: &ReplicaSet) -> Revision {
-        let template = rs.spec.as_ref().and_then(|s| s.template.as_ref());
-        let held_before: Vec<u64> =
-            annotation(&rs.metadata, crate::k8s::template::REVISION_HISTORY)
-                .unwrap_or("")
-                .split(',')
-                .filter_map(|n| n.trim().parse().ok())
-                .collect();
-        Revision {
-            number: revision_of(rs),
-            replicaset: rs.metadata.name.clone().unwrap_or_default(),
-            images: images(template),
-            change_cause: annotation(&rs.metadata, CHANGE_CAUSE).map(str::to_string),
-            deployed_by: annotation(&rs.metadata, DEPLOYED_BY).map(str::to_string),
-            created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
-            returned: !held_before.is_empty(),
-            held_before,
-            rollback_record: annotation(&rs.metadata, crate::k8s::template::ROLLBACK_RECORD)
-                .map(str::to_string),
-            template: template.and_then(Template::of),
-        }
-    }
 }
 
 /// The revision the Deployment controller has made current (0 before it has).
@@ -160,18 +86,6 @@ fn annotation<'a>(
     key: &str,
 ) -> Option<&'a str> {
     meta.annotations.as_ref()?.get(key).map(String::as_str)
-}
-
-pub fn images(template: Option<&PodTemplateSpec>) -> Vec<String> {
-    template
-        .and_then(|t| t.spec.as_ref())
-        .map(|s| {
-            s.containers
-                .iter()
-                .filter_map(|c| c.image.clone())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Revisions, oldest first.
@@ -368,8 +282,9 @@ mod tests {
         assert!(references(&template("a", "s")).contains(&("ConfigMap", "shared".to_string())));
     }
 
-    fn deployment(v: serde_json::Value) -> Deployment {
-        serde_json::from_value(v).unwrap()
+    /// A Deployment as it arrives, summarised as the engine keeps it.
+    fn deployment(v: serde_json::Value) -> DeploymentSummary {
+        DeploymentSummary::of(&serde_json::from_value(v).unwrap())
     }
 
     #[test]

@@ -6,7 +6,6 @@ pub use super::model::keys::ServiceKey;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use serde::Serialize;
 
@@ -82,7 +81,7 @@ impl TriggerState {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Service {
     #[serde(skip)]
-    pub deployment: Option<Box<Deployment>>,
+    pub deployment: Option<super::kept::DeploymentSummary>,
     #[serde(skip)]
     pub replicasets: BTreeMap<String, super::rollout::Revision>,
     pub pods: BTreeMap<String, PodInfo>,
@@ -128,15 +127,9 @@ impl Service {
     /// (ready, desired) replicas from the Deployment's status, as `kubectl get deploy`
     /// shows READY: right from the first frame, whatever order the pods arrived in.
     pub fn ready_replicas(&self) -> (i32, i32) {
-        self.deployment.as_ref().map_or((0, 0), |d| {
-            (
-                d.status
-                    .as_ref()
-                    .and_then(|s| s.ready_replicas)
-                    .unwrap_or(0),
-                d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-            )
-        })
+        self.deployment
+            .as_ref()
+            .map_or((0, 0), |d| (d.ready_replicas, d.replicas))
     }
 }
 

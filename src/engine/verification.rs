@@ -229,8 +229,8 @@ fn rolling_out(state: &mut State, key: &ServiceKey) -> Next {
     // A switch makes no revision: the colour taking the traffic must simply be ready.
     let status = svc
         .deployment
-        .as_deref()
-        .filter(|d| rollout::revision_of_deployment(d) >= revision.unwrap_or(0))
+        .as_ref()
+        .filter(|d| d.revision >= revision.unwrap_or(0))
         .map(rollout::status);
     let name = match watched == *key {
         true => "rollout completes".to_string(),
@@ -476,15 +476,9 @@ pub fn finish(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
     let Some(deployment) = state.services.get(&watched).map(|s| &s.deployment) else {
         return;
     };
-    let (want, ready) = deployment.as_ref().map_or((1, 0), |d| {
-        (
-            d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-            d.status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0),
-        )
-    });
+    let (want, ready) = deployment
+        .as_ref()
+        .map_or((1, 0), |d| (d.replicas, d.ready_replicas));
     let Some(p) = running_mut(state, key) else {
         return;
     };
