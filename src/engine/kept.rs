@@ -18,7 +18,8 @@ fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
     meta.annotations.as_ref()?.get(key).map(String::as_str)
 }
 
-fn revision(meta: &ObjectMeta) -> u64 {
+/// The revision an object is annotated with (0 before the controller has set it).
+pub fn revision(meta: &ObjectMeta) -> u64 {
     annotation(meta, REVISION)
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)

@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 
 use super::msg::{KubeChange, KubeKind, KubeObject};
-use super::rollout;
 use super::state::{ConfigObject, EventInfo, PodInfo, ServiceKey, State, EVENTS_KEPT};
 
 fn ns_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
@@ -270,11 +269,11 @@ fn deployment(
     }
     let now = state.now;
     let svc = state.services.entry(key.clone()).or_default();
-    let revision = rollout::revision_of_deployment(&d);
-    if revision > 0 {
-        svc.revision_seen.entry(revision).or_insert(now);
+    let summary = super::kept::DeploymentSummary::of(&d);
+    if summary.revision > 0 {
+        svc.revision_seen.entry(summary.revision).or_insert(now);
     }
-    svc.deployment = Some(super::kept::DeploymentSummary::of(&d));
+    svc.deployment = Some(summary);
     adopt_parked(state, &key);
     relineage(state, &key);
     vec![key]

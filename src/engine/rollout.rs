@@ -2,7 +2,7 @@
 //! status` judges it, the revision history from its ReplicaSets, and what changed
 //! between two revisions' pod templates.
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::Serialize;
 
@@ -70,22 +70,7 @@ pub fn status(d: &DeploymentSummary) -> Rollout {
 
 /// The revision the Deployment controller has made current (0 before it has).
 pub fn revision_of_deployment(d: &Deployment) -> u64 {
-    annotation(&d.metadata, REVISION)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
-}
-
-pub fn revision_of(rs: &ReplicaSet) -> u64 {
-    annotation(&rs.metadata, REVISION)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
-}
-
-fn annotation<'a>(
-    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    key: &str,
-) -> Option<&'a str> {
-    meta.annotations.as_ref()?.get(key).map(String::as_str)
+    super::kept::revision(&d.metadata)
 }
 
 /// Revisions, oldest first.
