@@ -4,7 +4,8 @@
 //! first full frame (every trigger answered: the progress line gone), RSS and CPU
 //! while idle, and `backout status --wait` (the headless path) wall time and peak RSS.
 //!
-//! Run with `cargo bench --bench cold_start` (needs tmux). `SCALE=200` runs smaller.
+//! Run with `cargo bench --bench cold_start` (needs tmux). `SCALE=200` runs smaller;
+//! `POLL=15s` polls Prometheus at production's default instead of the simulator's 2 s.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -161,6 +162,14 @@ fn main() {
             continue;
         }
         ready = all_available(&kubeconfig);
+    }
+    if let Ok(poll) = std::env::var("POLL") {
+        let text = std::fs::read_to_string(&backout_toml).unwrap();
+        let text = text.replace(
+            "poll_interval = \"2s\"",
+            &format!("poll_interval = {poll:?}"),
+        );
+        std::fs::write(&backout_toml, text).unwrap();
     }
     let sim_pid = sim.id();
     println!(

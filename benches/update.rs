@@ -48,7 +48,7 @@ fn pods_relisted(per_service: usize) -> Msg {
                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": "u", "controller": true}]},
                     "status": {"conditions": [{"type": "Ready", "status": "True"}],
                         "containerStatuses": [{"name": "app", "image": "app:2", "imageID": "", "ready": true, "restartCount": 0}]}});
-                KubeObject::Pod(Box::new(serde_json::from_value(pod).unwrap()))
+                KubeObject::pod(&serde_json::from_value(pod).unwrap())
             })
         })
         .collect();
@@ -79,6 +79,7 @@ fn grouped_answer(trigger: &str, now: i64) -> Msg {
         trigger: trigger.into(),
         services,
         answered_at: t(now),
+        partial_from: None,
         outcome: GroupedOutcome::Series {
             series,
             requests_per_second,

@@ -385,7 +385,7 @@ fn typed(kind: KubeKind, v: Value) -> Option<KubeObject> {
     Some(match kind {
         KubeKind::Deployment => KubeObject::Deployment(Box::new(serde_json::from_value(v).ok()?)),
         KubeKind::ReplicaSet => KubeObject::ReplicaSet(Box::new(serde_json::from_value(v).ok()?)),
-        KubeKind::Pod => KubeObject::Pod(Box::new(serde_json::from_value(v).ok()?)),
+        KubeKind::Pod => KubeObject::pod(&serde_json::from_value(v).ok()?),
         _ => return None,
     })
 }

@@ -113,11 +113,11 @@ impl Grouped {
     /// The (namespace if labelled, service) a result series belongs to.
     pub fn service_of<'a>(
         &self,
-        metric: &'a serde_json::Map<String, serde_json::Value>,
+        metric: &'a std::collections::BTreeMap<String, String>,
     ) -> Option<(Option<&'a str>, &'a str)> {
-        let service = metric.get(&self.service_label)?.as_str()?;
+        let service = metric.get(&self.service_label)?.as_str();
         let namespace = match &self.namespace_label {
-            Some(label) => Some(metric.get(label)?.as_str()?),
+            Some(label) => Some(metric.get(label)?.as_str()),
             None => None,
         };
         Some((namespace, service))
@@ -358,11 +358,10 @@ mod tests {
     fn a_query_without_a_namespace_is_grouped_per_namespace() {
         let g = Grouped::analyse(r#"errors{service="$SERVICE"} > 0"#).unwrap();
         assert!(!g.namespaced());
-        let metric = serde_json::json!({"service": "web", "namespace": "shop"});
-        assert_eq!(
-            g.service_of(metric.as_object().unwrap()),
-            Some((None, "web"))
-        );
+        let metric = [("service", "web"), ("namespace", "shop")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        assert_eq!(g.service_of(&metric), Some((None, "web")));
     }
 
     #[test]

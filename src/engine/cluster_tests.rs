@@ -46,7 +46,7 @@ fn crash_looping_pod(state: &mut State, created: i64, restarts: i32) {
                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
     update(
         state,
-        Msg::Kube(KubeChange::Applied(KubeObject::Pod(obj(pod)))),
+        Msg::Kube(KubeChange::Applied(KubeObject::pod(&obj(pod)))),
     );
 }
 
@@ -219,7 +219,7 @@ fn replicasets_and_pods_that_came_before_their_deployment_join_it_when_it_arrive
         "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
     update(
         &mut state,
-        Msg::Kube(KubeChange::Applied(KubeObject::Pod(obj(pod)))),
+        Msg::Kube(KubeChange::Applied(KubeObject::pod(&obj(pod)))),
     );
     assert!(state.services.is_empty());
     deployment(&mut state, "checkout", "checkout:2", 2, true, false);

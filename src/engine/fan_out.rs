@@ -16,6 +16,7 @@ pub fn fan_out(grouped: GroupedAnswer) -> Vec<QueryAnswer> {
         services,
         answered_at,
         outcome,
+        ..
     } = grouped;
     let answer = |service: ServiceKey, outcome: QueryOutcome| QueryAnswer {
         trigger: trigger.clone(),
@@ -69,6 +70,7 @@ pub fn split(grouped: GroupedAnswer, size: usize) -> Vec<GroupedAnswer> {
         trigger,
         services,
         answered_at,
+        partial_from,
         outcome,
     } = grouped;
     let (mut series, mut rates) = match outcome {
@@ -86,6 +88,7 @@ pub fn split(grouped: GroupedAnswer, size: usize) -> Vec<GroupedAnswer> {
                     trigger: trigger.clone(),
                     services: chunk.to_vec(),
                     answered_at,
+                    partial_from,
                     outcome: GroupedOutcome::Failed {
                         error: error.clone(),
                     },
@@ -117,6 +120,7 @@ pub fn split(grouped: GroupedAnswer, size: usize) -> Vec<GroupedAnswer> {
                 trigger: trigger.clone(),
                 services: chunk.to_vec(),
                 answered_at,
+                partial_from,
                 outcome,
             }
         })
@@ -146,6 +150,7 @@ mod tests {
             trigger: "error-rate".into(),
             services: vec![key("checkout"), key("web"), key("search")],
             answered_at: Timestamp::UNIX_EPOCH,
+            partial_from: None,
             outcome: GroupedOutcome::Series {
                 series: vec![
                     (key("checkout"), vec![(0, 0.2)]),
@@ -185,6 +190,7 @@ mod tests {
             trigger: "error-rate".into(),
             services: (0..7).map(key).collect(),
             answered_at: Timestamp::UNIX_EPOCH,
+            partial_from: None,
             outcome: GroupedOutcome::Series {
                 // s1 twice (ambiguous), s4 silent.
                 series: [0, 1, 1, 2, 3, 5, 6]
@@ -218,6 +224,7 @@ mod tests {
             trigger: "error-rate".into(),
             services: vec![ServiceKey::new("shop", "a"), ServiceKey::new("shop", "b")],
             answered_at: Timestamp::UNIX_EPOCH,
+            partial_from: None,
             outcome: GroupedOutcome::Failed {
                 error: "timeout".into(),
             },

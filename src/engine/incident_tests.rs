@@ -420,7 +420,7 @@ fn pods_that_arrive_before_their_replicaset_are_counted() {
     update(
         &mut state,
         Msg::Kube(super::msg::KubeChange::Applied(
-            super::msg::KubeObject::Pod(obj(pod)),
+            super::msg::KubeObject::pod(&obj(pod)),
         )),
     );
     deploy(

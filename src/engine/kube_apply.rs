@@ -4,8 +4,9 @@
 
 use std::collections::BTreeSet;
 
+use super::kept::PodSeen;
 use super::msg::{KubeChange, KubeKind, KubeObject};
-use super::state::{ConfigObject, EventInfo, PodInfo, ServiceKey, State, EVENTS_KEPT};
+use super::state::{ConfigObject, EventInfo, ServiceKey, State, EVENTS_KEPT};
 
 fn ns_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
     (
@@ -190,7 +191,7 @@ fn apply(state: &mut State, obj: KubeObject, deleted: bool) -> Vec<ServiceKey> {
     match obj {
         KubeObject::Deployment(d) => deployment(state, at, d),
         KubeObject::ReplicaSet(rs) => replicaset(state, at, rs),
-        KubeObject::Pod(pod) => self::pod(state, at, &pod),
+        KubeObject::Pod(pod) => self::pod(state, at, *pod),
         KubeObject::Job(job) => {
             let key = (at.ns.clone(), at.name.clone());
             match at.gone {
@@ -336,11 +337,12 @@ fn adopt_parked(state: &mut State, key: &ServiceKey) {
     }
 }
 
-fn pod(state: &mut State, at: Place, pod: &k8s_openapi::api::core::v1::Pod) -> Vec<ServiceKey> {
-    let Some(rs) = owner(&pod.metadata, "ReplicaSet") else {
+fn pod(state: &mut State, at: Place, pod: PodSeen) -> Vec<ServiceKey> {
+    let Some(info) = pod.info else {
         return Vec::new();
     };
-    let info = (!at.gone).then(|| pod_info(pod, &rs));
+    let rs = info.replicaset.clone();
+    let info = (!at.gone).then_some(info);
     let owner = state.rs_owner.get(&(at.ns.clone(), rs.clone())).cloned();
     let Some(key) = owner
         .map(|d| ServiceKey::new(&at.ns, &d))
@@ -402,38 +404,6 @@ fn event(state: &mut State, namespace: String, ev: &k8s_openapi::api::core::v1::
     });
     while state.events.len() > EVENTS_KEPT {
         state.events.pop_front();
-    }
-}
-
-fn pod_info(pod: &k8s_openapi::api::core::v1::Pod, replicaset: &str) -> PodInfo {
-    let status = pod.status.as_ref();
-    let ready_condition = status
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-    let ready = ready_condition.is_some_and(|c| c.status == "True");
-    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let containers = status.and_then(|s| s.container_statuses.as_ref());
-    PodInfo {
-        ready,
-        restarts: containers.map_or(0, |c| c.iter().map(|c| c.restart_count).sum()),
-        replicaset: replicaset.into(),
-        created,
-        crash_looping: containers.is_some_and(|c| {
-            c.iter().any(|c| {
-                c.state
-                    .as_ref()
-                    .and_then(|s| s.waiting.as_ref())
-                    .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"))
-            })
-        }),
-        unready_since: if ready {
-            None
-        } else {
-            ready_condition
-                .and_then(|c| c.last_transition_time.as_ref())
-                .map(|t| t.0)
-                .or(created)
-        },
     }
 }
 

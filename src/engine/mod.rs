@@ -16,6 +16,7 @@ pub mod model;
 pub mod retry;
 pub mod rollbacks;
 pub mod rollout;
+pub mod series;
 pub mod signals;
 pub mod state;
 pub mod update;

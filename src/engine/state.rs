@@ -16,20 +16,7 @@ use super::model::msg::Effect;
 use super::signals::{AlertState, DataState};
 use crate::config::Config;
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PodInfo {
-    pub ready: bool,
-    pub restarts: i32,
-    pub replicaset: String,
-    pub created: Option<Timestamp>,
-    /// A container waits in CrashLoopBackOff.
-    #[serde(default)]
-    pub crash_looping: bool,
-    /// Since when it has been unready (its Ready condition's last change, else its
-    /// creation); `None` while ready.
-    #[serde(default)]
-    pub unready_since: Option<Timestamp>,
-}
+pub use super::kept::PodInfo;
 
 /// How many recent answers the data-quality part of the confidence looks at.
 pub const QUALITY_WINDOW: usize = 20;

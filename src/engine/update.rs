@@ -40,10 +40,18 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         }
         Msg::Kube(change) => super::kube_apply::kube(state, change),
         Msg::Query(answer) => query(state, answer, &mut effects).into_iter().collect(),
-        Msg::Queries(grouped) => super::fan_out::fan_out(grouped)
-            .into_iter()
-            .filter_map(|answer| query(state, answer, &mut effects))
-            .collect(),
+        Msg::Queries(grouped) => {
+            let partial_from = grouped.partial_from;
+            super::fan_out::fan_out(grouped)
+                .into_iter()
+                .filter_map(|mut answer| {
+                    if let Some(from) = partial_from {
+                        extend_kept(state, &mut answer, from);
+                    }
+                    query(state, answer, &mut effects)
+                })
+                .collect()
+        }
         Msg::RollbackFailed { service, error } => {
             rollbacks::failed(state, &service, error, &mut effects);
             vec![service]
@@ -243,6 +251,26 @@ fn tick(state: &mut State, effects: &mut Vec<Effect>) {
             ),
         });
     }
+}
+
+/// A partial answer's series as the whole lookback: the points kept from earlier
+/// answers, extended with the new ones (`query` then keeps the result).
+fn extend_kept(state: &mut State, answer: &mut QueryAnswer, from: i64) {
+    let signals::QueryOutcome::Series { points, .. } = &mut answer.outcome else {
+        return;
+    };
+    let Some(p) = state.config.prometheus.as_ref() else {
+        return;
+    };
+    let oldest = state.now.max(answer.answered_at).as_millisecond() - p.lookback.as_millis() as i64;
+    let spacing = p.step().as_millis() as i64;
+    let kept = state
+        .services
+        .get_mut(&answer.service)
+        .and_then(|svc| svc.triggers.get_mut(&answer.trigger))
+        .map(|t| std::mem::take(&mut t.points))
+        .unwrap_or_default();
+    *points = super::series::extend(kept, from, std::mem::take(points), spacing, oldest);
 }
 
 fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> Option<ServiceKey> {

@@ -18,7 +18,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use super::lean::{lean, lean_pod};
+use super::lean::lean;
 use crate::engine::{KubeChange, KubeKind, KubeObject, Msg, SourceHealth, SourceId};
 
 /// Where backout is pointed, as the header shows it.
@@ -424,9 +424,7 @@ fn watch_namespace(
             KubeKind::ReplicaSet,
             |o| { KubeObject::ReplicaSet(Box::new(lean(o))) }
         );
-        watch!(Pod, selectors.owned, KubeKind::Pod, |o| KubeObject::Pod(
-            Box::new(lean_pod(o))
-        ));
+        watch!(Pod, selectors.owned, KubeKind::Pod, |o| KubeObject::pod(&o));
         watch!(Job, all(), KubeKind::Job, |o| KubeObject::Job(Box::new(
             lean(o)
         )));

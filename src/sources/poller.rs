@@ -107,6 +107,42 @@ struct Round {
     step: Duration,
 }
 
+/// What a question's last answer covered: asked again for the same services, only what
+/// is new since is asked for (at 2,000 services a whole lookback is megabytes a poll).
+#[derive(Clone, Copy, PartialEq, Debug)]
+struct Covered {
+    end: Timestamp,
+    services: u64,
+}
+
+/// How far back a question asks: the whole lookback, or (a step of overlap for samples
+/// that arrived late) from just before what its last answer covered. Whole steps back
+/// from `now`, so the points fall where a whole range query's would.
+fn window(round: &Round, last: Option<Covered>, services: u64) -> (Duration, Option<i64>) {
+    let whole = (round.lookback, None);
+    let Some(last) = last.filter(|l| l.services == services) else {
+        return whole;
+    };
+    let step = round.step.as_millis().max(1) as i64;
+    let behind = round.now.as_millisecond() - last.end.as_millisecond();
+    let steps = (behind + step - 1).div_euclid(step).max(0) + 1;
+    let back = Duration::from_millis((steps * step) as u64);
+    if behind < 0 || back >= round.lookback {
+        return whole;
+    }
+    (
+        back,
+        Some(round.now.as_millisecond() - back.as_millis() as i64),
+    )
+}
+
+fn fingerprint(services: &[ServiceKey]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    services.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Polls every trigger until `tx` closes. The services come from the core through
 /// `services`, so a newly seen Deployment is asked for from the next round.
 pub fn spawn(
@@ -134,7 +170,11 @@ pub fn spawn(
     tokio::spawn(async move {
         let limit = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
         let mut inflight: HashMap<String, JoinHandle<()>> = HashMap::new();
-        let (health_tx, mut health_rx) = mpsc::unbounded_channel::<bool>();
+        // Each finished request reports whether Prometheus answered and, for a
+        // grouped one, what its answer covered.
+        let (report_tx, mut report_rx) =
+            mpsc::unbounded_channel::<(String, Option<Covered>, bool)>();
+        let mut covered: HashMap<String, Covered> = HashMap::new();
         let mut ticker = tokio::time::interval(cfg.poll_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let step = cfg.step();
@@ -142,7 +182,11 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                Some(ok) = health_rx.recv() => {
+                Some((id, answered, ok)) = report_rx.recv() => {
+                    match answered {
+                        Some(c) => covered.insert(id, c),
+                        None => covered.remove(&id),
+                    };
                     let health = if ok { SourceHealth::Connected } else {
                         SourceHealth::Retrying { attempt: 0, retry_in_secs: cfg.poll_interval.as_secs(), error: "queries are failing; see the triggers".into() }
                     };
@@ -169,21 +213,24 @@ pub fn spawn(
                     if inflight.get(&id).is_some_and(|h| !h.is_finished()) {
                         continue;
                     }
-                    let (round, tx, limit, health) =
-                        (round.clone(), tx.clone(), limit.clone(), health_tx.clone());
+                    let last = covered.get(&id).copied();
+                    let (round, tx, limit, report) =
+                        (round.clone(), tx.clone(), limit.clone(), report_tx.clone());
                     inflight.insert(
-                        id,
+                        id.clone(),
                         tokio::spawn(async move {
                             let Ok(_permit) = limit.acquire().await else {
                                 return;
                             };
-                            let (msgs, ok) = ask(&round, question).await;
-                            let _ = health.send(ok);
+                            let (msgs, answered, ok) = ask(&round, question, last).await;
                             for msg in msgs {
                                 if tx.send(msg).await.is_err() {
                                     return;
                                 }
                             }
+                            // Reported once its messages are queued: the next partial
+                            // answer then always follows the one it extends.
+                            let _ = report.send((id, answered, ok));
                         }),
                     );
                 }
@@ -196,8 +243,13 @@ pub fn spawn(
 /// How many services one grouped message carries (see `fan_out::split`).
 const SERVICES_PER_MESSAGE: usize = 200;
 
-/// Asks one question; the answer as messages, and whether Prometheus answered.
-async fn ask(round: &Round, question: Question) -> (Vec<Msg>, bool) {
+/// Asks one question; the answer as messages, what a grouped answer covered, and
+/// whether Prometheus answered.
+async fn ask(
+    round: &Round,
+    question: Question,
+    last: Option<Covered>,
+) -> (Vec<Msg>, Option<Covered>, bool) {
     match question {
         Question::One { trigger, service } => {
             let outcome = ask_one(round, &trigger, &service).await;
@@ -208,7 +260,7 @@ async fn ask(round: &Round, question: Question) -> (Vec<Msg>, bool) {
                 answered_at: Timestamp::now(),
                 outcome,
             };
-            (vec![Msg::Query(answer)], ok)
+            (vec![Msg::Query(answer)], None, ok)
         }
         Question::Batch {
             trigger,
@@ -216,16 +268,23 @@ async fn ask(round: &Round, question: Question) -> (Vec<Msg>, bool) {
             services,
             ..
         } => {
-            let outcome = ask_batch(round, &plan, &services).await;
+            let asked = fingerprint(&services);
+            let (back, partial_from) = window(round, last, asked);
+            let outcome = ask_batch(round, back, &plan, &services).await;
             let ok = !matches!(outcome, GroupedOutcome::Failed { .. });
             let answer = GroupedAnswer {
                 trigger: trigger.name,
                 services,
                 answered_at: Timestamp::now(),
+                partial_from,
                 outcome,
             };
             let parts = crate::engine::fan_out::split(answer, SERVICES_PER_MESSAGE);
-            (parts.into_iter().map(Msg::Queries).collect(), ok)
+            let covered = ok.then_some(Covered {
+                end: round.now,
+                services: asked,
+            });
+            (parts.into_iter().map(Msg::Queries).collect(), covered, ok)
         }
     }
 }
@@ -257,16 +316,15 @@ async fn ask_one(round: &Round, trigger: &Trigger, svc: &ServiceKey) -> QueryOut
     outcome
 }
 
+/// A grouped question over the last `back` of the lookback.
 async fn ask_batch(
     round: &Round,
+    back: Duration,
     plan: &GroupedTrigger,
     services: &[ServiceKey],
 ) -> GroupedOutcome {
     let Round {
-        prom,
-        now,
-        lookback,
-        step,
+        prom, now, step, ..
     } = round;
     let namespaces: BTreeSet<&str> = services.iter().map(|s| s.namespace.as_str()).collect();
     let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
@@ -287,7 +345,7 @@ async fn ask_batch(
             .collect::<Vec<_>>()
     };
     let query = plan.query.query(&namespaces, &names);
-    let series = match prom.range_all(&query, *now, *lookback, *step).await {
+    let series = match prom.range_all(&query, *now, back, *step).await {
         Ok(all) => keyed(&plan.query, all),
         Err(error) => return GroupedOutcome::Failed { error },
     };
@@ -365,6 +423,59 @@ mod tests {
         assert_eq!(
             asked(&questions(&t, g.as_ref(), &services())),
             ["t\0shop/a", "t\0shop/b", "t\0ops/c"]
+        );
+    }
+
+    #[test]
+    fn a_question_asked_again_for_the_same_services_asks_only_what_is_new() {
+        let at = |secs: i64| Timestamp::from_second(1_800_000_000 + secs).unwrap();
+        let round = Round {
+            prom: {
+                let text = "[prometheus]\nurl = \"http://127.0.0.1:9\"\n";
+                let config = Config::parse(std::path::Path::new("t.toml"), text).unwrap();
+                Prometheus::new(config.prometheus.as_ref().unwrap()).unwrap()
+            },
+            now: at(10),
+            lookback: Duration::from_secs(300),
+            step: Duration::from_secs(4),
+        };
+        let all = fingerprint(&services());
+        assert_eq!(
+            window(&round, None, all),
+            (round.lookback, None),
+            "first asked"
+        );
+        let last = Covered {
+            end: at(8),
+            services: all,
+        };
+        // Two seconds behind: one step to catch up and one of overlap.
+        let (back, from) = window(&round, Some(last), all);
+        assert_eq!(back, Duration::from_secs(8));
+        assert_eq!(from, Some(at(2).as_millisecond()));
+        let other = fingerprint(&services()[..2]);
+        assert_eq!(
+            window(&round, Some(last), other).1,
+            None,
+            "other services: whole"
+        );
+        let long_ago = Covered {
+            end: at(-400),
+            services: all,
+        };
+        assert_eq!(
+            window(&round, Some(long_ago), all).1,
+            None,
+            "older than the lookback"
+        );
+        let ahead = Covered {
+            end: at(20),
+            services: all,
+        };
+        assert_eq!(
+            window(&round, Some(ahead), all).1,
+            None,
+            "a clock that went back"
         );
     }
 }

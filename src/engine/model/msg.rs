@@ -10,6 +10,8 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Pod};
+
+use crate::engine::kept::PodSeen;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
@@ -102,7 +104,8 @@ pub enum KubeChange {
 pub enum KubeObject {
     Deployment(Box<Deployment>),
     ReplicaSet(Box<ReplicaSet>),
-    Pod(Box<Pod>),
+    /// Read as it arrives: a typed pod is never held.
+    Pod(Box<PodSeen>),
     Job(Box<Job>),
     Event(Box<Event>),
     Lease(Box<Lease>),
@@ -125,6 +128,11 @@ impl KubeObject {
             KubeObject::ConfigMap(_) => KubeKind::ConfigMap,
             KubeObject::Secret(_) => KubeKind::Secret,
         }
+    }
+
+    /// A pod as the engine reads it.
+    pub fn pod(pod: &Pod) -> KubeObject {
+        KubeObject::Pod(Box::new(PodSeen::of(pod)))
     }
 
     pub fn meta(&self) -> &ObjectMeta {
@@ -157,6 +165,9 @@ pub struct GroupedAnswer {
     /// The services asked for: one the answer has no series for got no data.
     pub services: Vec<ServiceKey>,
     pub answered_at: Timestamp,
+    /// Where the points begin (unix ms) when the answer covers only what is new since
+    /// the last one: the points kept from before stand. `None`: the whole lookback.
+    pub partial_from: Option<i64>,
     pub outcome: GroupedOutcome,
 }
 

@@ -1,0 +1,52 @@
+//! A trigger's series kept across answers: a grouped query asks only for what is new
+//! since its last answer, and the kept points are extended with it. Pure.
+
+/// `kept` extended by `fresh`, an answer whose points begin at `from` (unix ms): the
+/// kept points at least `spacing` before `from` stand and the answer's replace the rest,
+/// so the seam keeps the points a step apart, as one range query's would. Points older
+/// than `oldest` are dropped.
+pub fn extend(
+    mut kept: Vec<(i64, f64)>,
+    from: i64,
+    fresh: Vec<(i64, f64)>,
+    spacing: i64,
+    oldest: i64,
+) -> Vec<(i64, f64)> {
+    kept.retain(|&(at, _)| at >= oldest && at <= from - spacing);
+    kept.extend(fresh.into_iter().filter(|&(at, _)| at >= from.max(oldest)));
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::extend;
+
+    fn at(points: &[(i64, f64)]) -> Vec<i64> {
+        points.iter().map(|p| p.0).collect()
+    }
+
+    #[test]
+    fn the_answer_replaces_what_it_covers_and_the_seam_stays_a_step_apart() {
+        // Kept on the grid of an earlier round (…, 92, 96, 100); the new answer's grid
+        // is anchored two units later: 94, 98, 102.
+        let kept = vec![(88, 1.0), (92, 1.0), (96, 1.0), (100, 1.0)];
+        let fresh = vec![(94, 2.0), (98, 2.0), (102, 2.0)];
+        let merged = extend(kept, 94, fresh, 4, 0);
+        assert_eq!(at(&merged), [88, 94, 98, 102]);
+        assert!(merged.windows(2).all(|w| w[1].0 - w[0].0 >= 4));
+        assert_eq!(
+            merged.last(),
+            Some(&(102, 2.0)),
+            "the newest is the answer's"
+        );
+    }
+
+    #[test]
+    fn points_older_than_the_lookback_go_and_nothing_before_from_is_taken_from_the_answer() {
+        let kept = vec![(10, 1.0), (20, 1.0), (30, 1.0)];
+        let fresh = vec![(25, 9.0), (40, 2.0), (50, 2.0)];
+        let merged = extend(kept, 40, fresh, 10, 15);
+        assert_eq!(at(&merged), [20, 30, 40, 50]);
+        assert!(extend(Vec::new(), 40, Vec::new(), 10, 0).is_empty());
+    }
+}
