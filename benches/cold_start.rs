@@ -96,11 +96,12 @@ fn pid_in(session: &str) -> u32 {
         .expect("a pane pid")
 }
 
-/// Presses j (then k) `presses` times, each time timing until the screen differs.
-fn key_latencies(session: &str, presses: usize) -> Vec<Duration> {
+/// Presses `down` (then `up`) `presses` times, each time timing until the screen
+/// differs.
+fn key_latencies(session: &str, presses: usize, (down, up): (&str, &str)) -> Vec<Duration> {
     let mut times = Vec::new();
     for i in 0..presses {
-        let key = if i < presses / 2 { "j" } else { "k" };
+        let key = if i < presses / 2 { down } else { up };
         let before = screen(session);
         let start = Instant::now();
         let _ = Command::new("tmux")
@@ -122,6 +123,76 @@ fn secs(d: Option<Duration>) -> String {
     d.map_or("never (limit)".into(), |d| {
         format!("{:.2} s", d.as_secs_f64())
     })
+}
+
+/// What the peer console measured: first rows, RSS after IDLE, idle CPU, keys.
+struct Peer {
+    first_rows: Option<Duration>,
+    rss_idle: u64,
+    rss_later: u64,
+    idle_cpu: f64,
+    keys: Vec<Duration>,
+}
+
+/// kdash started cold against the same simulator in its own tmux session.
+fn peer(kdash: &str, kubeconfig: &std::path::Path, port: u16) -> Option<Peer> {
+    if Command::new(kdash).arg("--version").output().is_err() {
+        println!("kdash: not found (set KDASH to its binary); its column is skipped");
+        return None;
+    }
+    let session = format!("cold-start-kdash-{port}");
+    let args = format!("env KUBECONFIG={} {kdash}", kubeconfig.display());
+    let started = Instant::now();
+    let ok = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "160",
+            "-y",
+            "48",
+            &args,
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return None;
+    }
+    let pid = pid_in(&session);
+    let first_rows = wait_screen(&session, Duration::from_secs(120), |s| s.contains("svc-"))
+        .map(|_| started.elapsed());
+    let (_, _, cpu_before) = sample(pid);
+    std::thread::sleep(IDLE);
+    let (rss_idle, _, cpu_after) = sample(pid);
+    let keys = key_latencies(&session, 40, ("Down", "Up"));
+    std::thread::sleep(IDLE);
+    let (rss_later, _, _) = sample(pid);
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", &session])
+        .status();
+    Some(Peer {
+        first_rows,
+        rss_idle,
+        rss_later,
+        idle_cpu: (cpu_after - cpu_before) as f64 / 100.0 / IDLE.as_secs_f64() * 100.0,
+        keys,
+    })
+}
+
+fn percentiles(keys: &[Duration]) -> String {
+    if keys.is_empty() {
+        return "no screen change seen".into();
+    }
+    let at = |p: usize| keys[(keys.len() - 1) * p / 100].as_secs_f64() * 1000.0;
+    format!(
+        "median {:.1} ms, p90 {:.1} ms, max {:.1} ms over {} presses",
+        at(50),
+        at(90),
+        at(100),
+        keys.len()
+    )
 }
 
 fn main() {
@@ -211,7 +282,7 @@ fn main() {
     let (rss_full, _, cpu_before) = sample(pid);
     std::thread::sleep(IDLE);
     let (rss_idle, peak, cpu_after) = sample(pid);
-    let keys = key_latencies(&session, 40);
+    let keys = key_latencies(&session, 40, ("j", "k"));
     let idle_cpu = (cpu_after - cpu_before) as f64 / 100.0 / IDLE.as_secs_f64() * 100.0;
     let _ = Command::new("tmux")
         .args(["kill-session", "-t", &session])
@@ -233,6 +304,10 @@ fn main() {
         .last()
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or(0);
+    // The peer, on the same simulator: kdash (`cargo install kdash`), if KDASH names
+    // its binary or it is on PATH.
+    let kdash = std::env::var("KDASH").unwrap_or_else(|_| "kdash".into());
+    let kdash_figures = peer(&kdash, &kubeconfig, port);
     println!(
         "simulator RSS at the end: {:.1} MiB",
         sample(sim_pid).0 as f64 / 1024.0
@@ -255,20 +330,32 @@ fn main() {
         mib(peak)
     );
     println!("  idle CPU:               {idle_cpu:.2}% of one core");
-    if !keys.is_empty() {
-        let at = |p: usize| keys[(keys.len() - 1) * p / 100].as_secs_f64() * 1000.0;
-        println!(
-            "  key (j/k) → screen changed, through tmux: median {:.1} ms, p90 {:.1} ms, max {:.1} ms over {} presses (includes tmux's own capture, about 2-5 ms)",
-            at(50),
-            at(90),
-            at(100),
-            keys.len()
-        );
-    }
+    println!(
+        "  key (j/k) → screen changed, through tmux: {} (includes tmux's own capture, about 2-5 ms)",
+        percentiles(&keys)
+    );
     println!(
         "backout status --json --wait: {:.2} s wall, peak RSS {:.1} MiB, exit {}",
         status_wall.as_secs_f64(),
         mib(status_peak),
         status.status.code().unwrap_or(-1)
     );
+    if let Some(k) = kdash_figures {
+        println!(
+            "kdash, same simulator, 160x48 tmux (no triggers: its first rows are its full frame):"
+        );
+        println!("  first rows on screen:   {}", secs(k.first_rows));
+        println!(
+            "  RSS after {}s idle:     {:.1} MiB; after the keys and {}s more: {:.1} MiB",
+            IDLE.as_secs(),
+            mib(k.rss_idle),
+            IDLE.as_secs(),
+            mib(k.rss_later)
+        );
+        println!("  idle CPU:               {:.2}% of one core", k.idle_cpu);
+        println!(
+            "  key (Down/Up) → screen changed, through tmux: {}",
+            percentiles(&k.keys)
+        );
+    }
 }

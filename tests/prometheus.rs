@@ -224,3 +224,47 @@ async fn a_grouped_query_gives_each_service_what_its_own_query_gives_on_real_pro
         }
     }
 }
+
+/// A new list of services is asked for at once, not at the poller's next tick: at a
+/// cold start the first answers follow the first list of Deployments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_asks_for_a_new_list_of_services_at_once_not_at_its_next_tick() {
+    use backout::config::Config;
+    use backout::engine::{GroupedOutcome, Msg, ServiceKey};
+    use backout::sources::{poller, prometheus::Prometheus};
+    let cluster = start(common::small_scenario("")).await;
+    let path = cluster.dir().join("backout.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("poll_interval = \"2s\""), "{text}");
+    // A poll far longer than the test waits: only a change can start a round in time.
+    let text = text.replace("poll_interval = \"2s\"", "poll_interval = \"10m\"");
+    let config = Config::parse(&path, &text).unwrap();
+    let prom = Prometheus::new(config.prometheus.as_ref().unwrap()).unwrap();
+    let (services, watched) = tokio::sync::watch::channel(Vec::new());
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let _poller = poller::spawn(prom, &config, watched, tx);
+    // The first tick finds nothing to ask.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let web = ServiceKey::new("shop", "web");
+    services.send(vec![web.clone()]).unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match rx.recv().await.expect("the poller runs") {
+                Msg::Queries(answer) => return answer,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("asked within 30 s of the change, not at the 10-minute tick");
+    assert_eq!(answer.services, [web]);
+    assert_eq!(
+        answer.partial_from, None,
+        "a new list is asked the whole lookback"
+    );
+    assert!(
+        matches!(answer.outcome, GroupedOutcome::Series { .. }),
+        "the simulator answers: {:?}",
+        answer.outcome
+    );
+}

@@ -144,11 +144,12 @@ fn fingerprint(services: &[ServiceKey]) -> u64 {
 }
 
 /// Polls every trigger until `tx` closes. The services come from the core through
-/// `services`, so a newly seen Deployment is asked for from the next round.
+/// `services`: a change to them starts a round at once, so the first answers follow
+/// the first list of Deployments instead of waiting a poll interval for it.
 pub fn spawn(
     prom: Prometheus,
     config: &Config,
-    services: watch::Receiver<Vec<ServiceKey>>,
+    mut services: watch::Receiver<Vec<ServiceKey>>,
     tx: mpsc::Sender<Msg>,
 ) -> JoinHandle<()> {
     let cfg = config
@@ -182,6 +183,7 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
+                Ok(()) = services.changed() => {}
                 Some((id, answered, ok)) = report_rx.recv() => {
                     match answered {
                         Some(c) => covered.insert(id, c),
