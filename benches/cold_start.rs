@@ -85,6 +85,24 @@ fn wait_screen(session: &str, limit: Duration, done: impl Fn(&str) -> bool) -> O
     None
 }
 
+/// Runs `command` in a new detached 160x48 tmux session named `session`.
+fn start_in_tmux(session: &str, command: &str) -> bool {
+    Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "160",
+            "-y",
+            "48",
+            command,
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn pid_in(session: &str) -> u32 {
     let out = Command::new("tmux")
         .args(["list-panes", "-t", session, "-F", "#{pane_pid}"])
@@ -143,21 +161,7 @@ fn peer(kdash: &str, kubeconfig: &std::path::Path, port: u16) -> Option<Peer> {
     let session = format!("cold-start-kdash-{port}");
     let args = format!("env KUBECONFIG={} {kdash}", kubeconfig.display());
     let started = Instant::now();
-    let ok = Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            &session,
-            "-x",
-            "160",
-            "-y",
-            "48",
-            &args,
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
+    if !start_in_tmux(&session, &args) {
         return None;
     }
     let pid = pid_in(&session);
@@ -256,21 +260,7 @@ fn main() {
     );
     let session = format!("cold-start-{port}");
     let started = Instant::now();
-    assert!(Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            &session,
-            "-x",
-            "160",
-            "-y",
-            "48",
-            &args
-        ])
-        .status()
-        .unwrap()
-        .success());
+    assert!(start_in_tmux(&session, &args), "tmux starts the console");
     let pid = pid_in(&session);
     let first_rows = wait_screen(&session, Duration::from_secs(120), |s| {
         s.contains("svc-0000")

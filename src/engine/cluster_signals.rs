@@ -112,17 +112,11 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
                     error: error.clone(),
                 },
                 None => {
-                    let mut points: Vec<(i64, f64)> = svc
-                        .triggers
-                        .get(name)
-                        .map(|t| {
-                            t.points
-                                .iter()
-                                .filter(|(at, _)| *at >= oldest)
-                                .copied()
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    // Sized to what is kept plus the new point: a collected filter
+                    // would grow by doubling and keep the spare room.
+                    let kept = svc.triggers.get(name).map_or(&[][..], |t| &t.points[..]);
+                    let mut points = Vec::with_capacity(kept.len() + 1);
+                    points.extend(kept.iter().filter(|(at, _)| *at >= oldest).copied());
                     // The newest point follows the cluster as it is; those before it
                     // stay a step apart, as a range query's would.
                     let at = now.as_millisecond();
