@@ -7,9 +7,13 @@
 //! Run with `cargo bench --bench cold_start` (needs tmux). `SCALE=200` runs smaller;
 //! `POLL=15s` polls Prometheus at production's default instead of the simulator's 2 s.
 
+mod measure;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use measure::start_in_tmux;
 
 const REPLICAS: usize = 10;
 const IDLE: Duration = Duration::from_secs(30);
@@ -83,24 +87,6 @@ fn wait_screen(session: &str, limit: Duration, done: impl Fn(&str) -> bool) -> O
         std::thread::sleep(Duration::from_millis(20));
     }
     None
-}
-
-/// Runs `command` in a new detached 160x48 tmux session named `session`.
-fn start_in_tmux(session: &str, command: &str) -> bool {
-    Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            session,
-            "-x",
-            "160",
-            "-y",
-            "48",
-            command,
-        ])
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn pid_in(session: &str) -> u32 {

@@ -2,8 +2,12 @@
 //! sim` playing the same scenario, so the console's own share shows as a difference
 //! within one run. Run with `cargo bench --bench console_idle` (needs tmux).
 
+mod measure;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use measure::start_in_tmux;
 
 const WINDOW: Duration = Duration::from_secs(30);
 const WARM_UP: Duration = Duration::from_secs(10);
@@ -73,21 +77,7 @@ fn hangup_to_exit(pid: u32, cpu_before: u64, killed: Instant) -> Option<(f64, f6
 fn measure(session: &str, args: &str) -> (f64, u64, u64, Option<(f64, f64)>) {
     let bin = env!("CARGO_BIN_EXE_backout");
     let cmd = format!("{bin} {args}");
-    let ok = Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            session,
-            "-x",
-            "160",
-            "-y",
-            "48",
-            &cmd,
-        ])
-        .status()
-        .expect("tmux runs");
-    assert!(ok.success(), "tmux could not start {cmd}");
+    assert!(start_in_tmux(session, &cmd), "tmux could not start {cmd}");
     let pid = pid_of(&format!("^{cmd}$"));
     std::thread::sleep(WARM_UP);
     let (before, _, _) = sample(pid);

@@ -1,5 +1,9 @@
 //! Measuring a whole process from outside, for the benches that race backout against
-//! kubectl: wall time and peak memory from `wait4`.
+//! kubectl (wall time and peak memory from `wait4`) and those that drive a console in
+//! tmux.
+
+// Each bench uses its own part of this.
+#![allow(dead_code)]
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -34,4 +38,22 @@ pub fn measure(cmd: &mut Command) -> (Duration, u64) {
 pub fn median<T: Ord + Copy>(mut v: Vec<T>) -> T {
     v.sort();
     v[v.len() / 2]
+}
+
+/// Runs `command` in a new detached 160x48 tmux session named `session`.
+pub fn start_in_tmux(session: &str, command: &str) -> bool {
+    Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "160",
+            "-y",
+            "48",
+            command,
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
 }

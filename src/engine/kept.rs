@@ -45,12 +45,7 @@ pub struct PodSeen {
 impl PodSeen {
     pub fn of(pod: &Pod) -> PodSeen {
         let meta = &pod.metadata;
-        let replicaset = meta
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.kind == "ReplicaSet" && o.controller == Some(true))
-            .map(|o| o.name.as_str());
+        let replicaset = controller(meta, "ReplicaSet");
         PodSeen {
             metadata: ObjectMeta {
                 name: meta.name.clone(),
@@ -93,6 +88,15 @@ fn pod_info(pod: &Pod, replicaset: &str) -> PodInfo {
                 .or(created)
         },
     }
+}
+
+/// The name of the object of `kind` that controls `meta`'s object, if one does.
+pub fn controller<'a>(meta: &'a ObjectMeta, kind: &str) -> Option<&'a str> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == kind && o.controller == Some(true))
+        .map(|o| o.name.as_str())
 }
 
 fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {

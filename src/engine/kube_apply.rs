@@ -15,17 +15,6 @@ fn ns_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
     )
 }
 
-fn owner(
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    kind: &str,
-) -> Option<String> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.kind == kind && o.controller == Some(true))
-        .map(|o| o.name.clone())
-}
-
 /// Applies a Kubernetes change; returns the services whose decisions it may move.
 pub(super) fn kube(state: &mut State, change: KubeChange) -> Vec<ServiceKey> {
     match change {
@@ -285,7 +274,8 @@ fn replicaset(
     at: Place,
     rs: Box<k8s_openapi::api::apps::v1::ReplicaSet>,
 ) -> Vec<ServiceKey> {
-    let Some(deployment) = owner(&rs.metadata, "Deployment") else {
+    let Some(deployment) = super::kept::controller(&rs.metadata, "Deployment").map(str::to_string)
+    else {
         return Vec::new();
     };
     let key = ServiceKey::new(&at.ns, &deployment);

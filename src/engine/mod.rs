@@ -41,6 +41,8 @@ pub mod fixtures;
 #[cfg(test)]
 mod incident_tests;
 #[cfg(test)]
+mod partial_tests;
+#[cfg(test)]
 mod quiet_tests;
 #[cfg(test)]
 mod tests;
