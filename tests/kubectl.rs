@@ -286,3 +286,39 @@ async fn two_patches_with_the_same_resource_version_one_wins_one_conflicts() {
         (Some("Status"), Some("Conflict"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_reads_what_the_images_print_and_a_crashed_run_with_previous() {
+    let Some(c) = web().await else { return };
+    let pod = c.jsonpath("pods", "{.items[0].metadata.name}").await;
+    // A line a second since the pod started: two, once it has run two seconds.
+    let tail = eventually(Duration::from_secs(10), "two lines", async || {
+        let tail = c.kubectl_ok(&["logs", &pod, "--tail=2"]).await;
+        (tail.lines().count() == 2).then_some(tail)
+    })
+    .await;
+    assert!(tail.lines().all(|l| l.contains("path=/")), "{tail}");
+    let never_restarted = c.kubectl(&["logs", &pod, "--previous"]).await;
+    assert!(!never_restarted.status.success());
+    let err = String::from_utf8_lossy(&never_restarted.stderr);
+    assert!(err.contains("previous terminated container"), "{err}");
+    c.kubectl_ok(&["set", "image", "deploy/web", "web=web:crash"])
+        .await;
+    let crashed = eventually(Duration::from_secs(30), "a pod restarts", async || {
+        let lines = c
+            .jsonpath(
+                "pods",
+                "{range .items[*]}{.metadata.name} {.status.containerStatuses[0].restartCount}{\"\\n\"}{end}",
+            )
+            .await;
+        lines
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(_, n)| n.parse::<u32>().is_ok_and(|n| n >= 1))
+            .map(|(name, _)| name.to_string())
+    })
+    .await;
+    let previous = c.kubectl_ok(&["logs", &crashed, "--previous"]).await;
+    assert!(previous.contains("panicked at"), "{previous}");
+    assert!(previous.contains("version=web:crash"), "{previous}");
+}

@@ -21,6 +21,8 @@ pub struct ResourceDef {
 pub enum Subresource {
     Status,
     Scale,
+    /// `pods/log`: read only, as text.
+    Log,
 }
 
 impl Subresource {
@@ -28,6 +30,7 @@ impl Subresource {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
+            Subresource::Log => "log",
         }
     }
 }
@@ -107,7 +110,7 @@ pub static PODS: ResourceDef = resource!(
     "Pod",
     true,
     &["po"],
-    &[Subresource::Status]
+    &[Subresource::Status, Subresource::Log]
 );
 pub static SERVICES: ResourceDef = resource!(
     "",

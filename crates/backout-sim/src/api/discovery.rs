@@ -68,6 +68,9 @@ fn subresource_entry(r: &ResourceDef, sub: Subresource) -> Value {
         "kind": r.kind,
         "verbs": ["get", "patch", "update"],
     });
+    if sub == Subresource::Log {
+        entry["verbs"] = json!(["get"]);
+    }
     if sub == Subresource::Scale {
         entry["group"] = json!("autoscaling");
         entry["version"] = json!("v1");

@@ -1,5 +1,5 @@
 //! The REST verbs over every stored resource: get, list, create, update, patch and
-//! delete, plus the `status` and `scale` subresources and `dryRun=All`.
+//! delete, plus the `status`, `scale` and `log` subresources and `dryRun=All`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -188,6 +188,10 @@ pub async fn serve(
         };
     }
     match verb {
+        "get" if target.sub == Some(Subresource::Log) => super::logs::serve(sim, &target, &params),
+        _ if target.sub == Some(Subresource::Log) => Err(ApiError::method_not_allowed(format!(
+            "{path} is read only: GET it"
+        ))),
         "get" => get(&sim, &target).map(ok_json),
         "list" => list(&sim, &target, &params).map(ok_json),
         "watch" => watch::start(sim, &target, &params),
@@ -443,6 +447,9 @@ fn write(
             next["status"] = asked["status"].clone();
             next["metadata"]["resourceVersion"] = asked["metadata"]["resourceVersion"].clone();
             next
+        }
+        Some(Subresource::Log) => {
+            return Err(ApiError::method_not_allowed("pods/log is read only"))
         }
         None => {
             let mut next = next_from(&current)?;

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod auth;
 pub mod discovery;
 pub mod handlers;
+pub mod logs;
 pub mod patch;
 pub mod reviews;
 pub mod status;
