@@ -92,11 +92,15 @@ fn gone(pattern: &str) {
 
 /// `backout demo` in a new 100x30 tmux session, its journal and config in `dir`.
 fn demo_in_tmux(name: &str, dir: &std::path::Path) -> Tmux {
+    demo_of("bad-deploy", name, dir)
+}
+
+fn demo_of(scenario: &str, name: &str, dir: &std::path::Path) -> Tmux {
     let tmux = Tmux::start(&format!("{name}-{}", std::process::id()), 100, 30);
     let bin = env!("CARGO_BIN_EXE_backout");
     tmux.keys(&[
         &format!(
-            "BACKOUT_JOURNAL={} {bin} demo --write-config {}",
+            "BACKOUT_JOURNAL={} {bin} demo --scenario {scenario} --write-config {}",
             dir.join("journal.jsonl").display(),
             dir.display()
         ),
@@ -213,4 +217,28 @@ fn the_console_leaves_when_its_terminal_is_killed_as_an_ssh_drop_would() {
     drop(tmux);
     // The process is gone on its own: no SIGKILL, no spinning orphan.
     gone(&format!("demo --write-config {}", dir.path().display()));
+}
+
+#[test]
+fn enter_on_a_crash_looping_pod_shows_the_panic_its_previous_run_died_of() {
+    if !have("tmux") || !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = demo_of("crashloop", "backout-pods", dir.path());
+    tmux.wait_for("backout demo", Duration::from_secs(20));
+    // The bad revision's pods crash as soon as they start.
+    tmux.wait_for("r2 ", Duration::from_secs(60));
+    tmux.keys(&["p"]);
+    tmux.wait_for("CrashLoopBackOff", Duration::from_secs(30));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("panicked at", Duration::from_secs(10));
+    // The previous run's lines, then the current one's.
+    assert!(screen.contains("── now ──"), "{screen}");
+    assert!(
+        screen.contains("last terminated (Error, exit 1)"),
+        "{screen}"
+    );
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("pods (", Duration::from_secs(5));
 }

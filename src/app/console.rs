@@ -58,6 +58,10 @@ pub async fn run(core: Core, ui: UiState) -> anyhow::Result<()> {
     let mut last_draw = Instant::now() - FRAME;
     let why = loop {
         if dirty && last_draw.elapsed() >= FRAME {
+            // Paging keys move by a share of the screen.
+            if let Ok(size) = terminal.size() {
+                session.ui.height = size.height;
+            }
             // A frame that cannot be written means the terminal is gone.
             if let Err(e) = draw(&mut terminal, &session) {
                 break format!("terminal lost (write failed: {e})");

@@ -6,7 +6,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::core::Core;
 use crate::engine::rollbacks::{Expected, Request};
-use crate::engine::Msg;
+use crate::engine::{Msg, ServiceKey};
 use crate::ui::state::{Command, UiState};
 
 pub struct Session {
@@ -14,6 +14,9 @@ pub struct Session {
     pub ui: UiState,
     /// A core starting on another namespace or context, while this one keeps drawing.
     pub switching: Pending,
+    /// The reader of the open pod's summary and logs; aborted when it closes.
+    pod_reader: Option<tokio::task::JoinHandle<()>>,
+    pod_openings: u64,
 }
 
 /// A namespace or context switch under way: the new core connects, lists and checks
@@ -59,6 +62,8 @@ impl Session {
             core,
             ui,
             switching: Pending::default(),
+            pod_reader: None,
+            pod_openings: 0,
         }
     }
 
@@ -129,9 +134,39 @@ impl Session {
                         .await;
                 }
                 Command::Switch { namespace, context } => self.switch(namespace, context),
+                Command::OpenPod { service, pod } => self.open_pod(service, pod).await,
+                Command::ClosePod => {
+                    self.close_pod();
+                    self.core.apply(Msg::PodOpened(None)).await;
+                }
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Starts reading a pod for the console: its reader sends to the core, numbered
+    /// by this opening, so a late line from a pod closed since is dropped.
+    async fn open_pod(&mut self, service: ServiceKey, pod: String) {
+        self.close_pod();
+        self.pod_openings += 1;
+        let opened = self.pod_openings;
+        let reader = crate::sources::pod_view::spawn(
+            self.core.target.client.clone(),
+            &service.namespace,
+            &pod,
+            opened,
+            self.core.tx.clone(),
+        );
+        self.pod_reader = Some(reader);
+        self.core
+            .apply(Msg::PodOpened(Some((service, pod, opened))))
+            .await;
+    }
+
+    fn close_pod(&mut self) {
+        if let Some(reader) = self.pod_reader.take() {
+            reader.abort();
+        }
     }
 
     /// A plain character, as typed.
@@ -201,6 +236,7 @@ impl Session {
             "now watching {} in {}",
             core.target.namespace, core.target.context
         ));
+        self.close_pod();
         let old = std::mem::replace(&mut self.core, core);
         tokio::spawn(old.shutdown(std::time::Duration::from_secs(2)));
     }

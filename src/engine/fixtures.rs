@@ -396,3 +396,25 @@ pub fn journaled(effects: &[Effect]) -> Vec<&super::journal::Entry> {
         })
         .collect()
 }
+
+/// A pod of ReplicaSet `replicaset` in shop, created at `created_secs`; a crashing
+/// one waits in CrashLoopBackOff after `restarts` runs that exited 1.
+pub fn pod(state: &mut State, name: &str, replicaset: &str, created_secs: i64, restarts: i32) {
+    let crashing = restarts > 0;
+    let mut container = json!({"name": "app", "image": "img", "imageID": "", "ready": !crashing,
+        "restartCount": restarts, "state": {"running": {}}});
+    if crashing {
+        container["state"] = json!({"waiting": {"reason": "CrashLoopBackOff"}});
+        container["lastState"] = json!({"terminated": {"reason": "Error", "exitCode": 1}});
+    }
+    let ready = if crashing { "False" } else { "True" };
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "shop", "creationTimestamp": t(created_secs).to_string(),
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replicaset,
+                "uid": "u", "controller": true}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": ready}],
+            "containerStatuses": [container]}
+    }))
+    .expect("a pod");
+    update(state, Msg::Kube(KubeChange::Applied(KubeObject::pod(&pod))));
+}

@@ -30,6 +30,19 @@ pub struct PodInfo {
     /// creation); `None` while ready.
     #[serde(default)]
     pub unready_since: Option<Timestamp>,
+    /// What `kubectl get pods` shows as STATUS when it is not plain "Running": a
+    /// container's waiting or terminated reason, the phase, or "Terminating".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Box<str>>,
+    /// How a container's previous run ended: (reason, exit code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<(Box<str>, i32)>,
+}
+
+impl PodInfo {
+    pub fn status_word(&self) -> &str {
+        self.status.as_deref().unwrap_or("Running")
+    }
 }
 
 /// A pod as it arrives from a watch, read at once (in the source, before a relist's
@@ -87,6 +100,35 @@ fn pod_info(pod: &Pod, replicaset: &str) -> PodInfo {
                 .map(|t| t.0)
                 .or(created)
         },
+        status: status_word(pod),
+        last_exit: containers.and_then(|c| {
+            c.iter().find_map(|c| {
+                let ended = c.last_state.as_ref()?.terminated.as_ref()?;
+                let reason = ended.reason.as_deref().unwrap_or("Terminated");
+                Some((reason.into(), ended.exit_code))
+            })
+        }),
+    }
+}
+
+/// The STATUS column as kubectl prints it, or `None` for "Running".
+fn status_word(pod: &Pod) -> Option<Box<str>> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Some("Terminating".into());
+    }
+    let status = pod.status.as_ref()?;
+    let container_reason = status.container_statuses.iter().flatten().find_map(|c| {
+        let state = c.state.as_ref()?;
+        state
+            .waiting
+            .as_ref()
+            .and_then(|w| w.reason.clone())
+            .or_else(|| state.terminated.as_ref().and_then(|t| t.reason.clone()))
+    });
+    match (container_reason, status.phase.as_deref()) {
+        (Some(reason), _) => Some(reason.into()),
+        (None, Some("Running") | None) => None,
+        (None, Some(phase)) => Some(phase.into()),
     }
 }
 
@@ -408,7 +450,8 @@ mod tests {
                         "lastTransitionTime": "2026-12-01T00:01:00Z"}],
                     "containerStatuses": [
                         {"name": "web", "image": "web:2", "imageID": "", "ready": false, "restartCount": 4,
-                         "state": {"waiting": {"reason": "CrashLoopBackOff"}}},
+                         "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                         "lastState": {"terminated": {"reason": "Error", "exitCode": 101}}},
                         {"name": "side", "image": "s", "imageID": "", "ready": true, "restartCount": 1}]}
             }))
             .unwrap()
@@ -424,6 +467,8 @@ mod tests {
         assert_eq!(info.replicaset, "web-abc");
         assert_eq!(info.restarts, 5);
         assert!(!info.ready && info.crash_looping);
+        assert_eq!(info.status_word(), "CrashLoopBackOff");
+        assert_eq!(info.last_exit, Some(("Error".into(), 101)));
         assert_eq!(
             info.unready_since,
             Some("2026-12-01T00:01:00Z".parse().unwrap())
@@ -432,5 +477,27 @@ mod tests {
             PodSeen::of(&pod("Job")).info.is_none(),
             "no ReplicaSet, no service"
         );
+    }
+
+    #[test]
+    fn a_pods_status_word_is_kubectls() {
+        let word = |status: serde_json::Value, deleting: bool| {
+            let mut pod = json!({"metadata": {"name": "p", "ownerReferences": [{"apiVersion": "apps/v1",
+                "kind": "ReplicaSet", "name": "rs", "uid": "u", "controller": true}]}, "status": status});
+            if deleting {
+                pod["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+            }
+            let pod: Pod = serde_json::from_value(pod).unwrap();
+            PodSeen::of(&pod).info.unwrap().status_word().to_string()
+        };
+        let running = json!({"phase": "Running", "containerStatuses": [{"name": "a", "image": "i",
+            "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]});
+        assert_eq!(word(running.clone(), false), "Running");
+        assert_eq!(word(running, true), "Terminating");
+        assert_eq!(word(json!({"phase": "Pending"}), false), "Pending");
+        let pulling = json!({"phase": "Pending", "containerStatuses": [{"name": "a", "image": "i",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff"}}}]});
+        assert_eq!(word(pulling, false), "ImagePullBackOff");
     }
 }

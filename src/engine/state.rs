@@ -186,6 +186,8 @@ pub struct State {
     /// Kinds RBAC hides from this user, by namespace, with the server's words.
     pub unseen: std::collections::BTreeMap<(super::model::keys::KubeKind, String), String>,
     pub synced: std::collections::BTreeSet<super::model::keys::KubeKind>,
+    /// The pod the console has open, if any.
+    pub pod_view: Option<super::model::pod_view::PodView>,
 }
 
 /// How many cluster Events the timeline keeps.
@@ -205,6 +207,7 @@ impl State {
             hpas: BTreeMap::new(),
             leases: BTreeMap::new(),
             events: VecDeque::new(),
+            pod_view: None,
             sources: BTreeMap::new(),
             last_auto_rollback: None,
             synced: Default::default(),

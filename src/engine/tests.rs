@@ -576,3 +576,47 @@ fn isolation_counts_the_services_firing_now() {
     assert_eq!(value, 0.5, "{note}");
     assert!(note.starts_with("1 other"), "{note}");
 }
+
+#[test]
+fn a_pods_lines_reach_only_the_opening_they_were_read_for() {
+    use super::model::pod_view::PodFeed;
+    let mut state = world("");
+    let line = |s: &str| PodFeed::Lines(vec![s.to_string()]);
+    let open = |n: u64| Msg::PodOpened(Some((key("checkout"), format!("pod-{n}"), n)));
+    update(&mut state, open(1));
+    update(
+        &mut state,
+        Msg::Pod {
+            opened: 1,
+            feed: line("first"),
+        },
+    );
+    update(&mut state, open(2));
+    // The reader of the first opening has not stopped yet.
+    update(
+        &mut state,
+        Msg::Pod {
+            opened: 1,
+            feed: line("late"),
+        },
+    );
+    update(
+        &mut state,
+        Msg::Pod {
+            opened: 2,
+            feed: line("second"),
+        },
+    );
+    let view = state.pod_view.as_ref().unwrap();
+    assert_eq!(view.pod, "pod-2");
+    assert_eq!(view.log, ["second"]);
+    update(&mut state, Msg::PodOpened(None));
+    update(
+        &mut state,
+        Msg::Pod {
+            opened: 2,
+            feed: line("after close"),
+        },
+    );
+    assert!(state.pod_view.is_none());
+}

@@ -88,6 +88,19 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             rollbacks::previewed(state, &service, to_revision, result);
             Vec::new()
         }
+        Msg::PodOpened(opened) => {
+            state.pod_view = opened.map(|(service, pod, opened)| {
+                super::model::pod_view::PodView::new(service, pod, opened)
+            });
+            Vec::new()
+        }
+        Msg::Pod { opened, feed } => {
+            // A reader of a pod since closed may still be sending.
+            if let Some(view) = state.pod_view.as_mut().filter(|v| v.opened == opened) {
+                view.apply(feed);
+            }
+            Vec::new()
+        }
         Msg::JournalFailed { error } => {
             // A failed journal write cannot be journaled; it is kept and shown.
             keep_error(state, format!("journal write failed: {error}"));

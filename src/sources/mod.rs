@@ -1,7 +1,9 @@
-//! Where messages come from: Kubernetes watchers and the Prometheus poller. Each
-//! sends typed messages by value into the core's one channel.
+//! Where messages come from: Kubernetes watchers, the Prometheus poller, and the
+//! reader of the pod the console opened. Each sends typed messages by value into the
+//! core's one channel.
 
 pub mod kube;
 pub mod lean;
+pub mod pod_view;
 pub mod poller;
 pub mod prometheus;

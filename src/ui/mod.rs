@@ -4,6 +4,7 @@
 mod charts;
 mod history;
 mod panes;
+mod pods;
 mod rollback;
 #[cfg(test)]
 mod snapshots;
@@ -60,6 +61,12 @@ pub fn render(state: &State, ui: &UiState, frame: &mut Frame) {
         ])
         .split(area);
     frame.render_widget(header(state, ui, p), rows[0]);
+    if let Some(view) = &state.pod_view {
+        pods::view(state, view, ui, p, frame, rows[1]);
+        panes::timeline(state, p, frame, rows[2]);
+        frame.render_widget(footer(state, ui, p), rows[3]);
+        return;
+    }
     let body = Layout::default()
         .direction(Direction::Horizontal)
         .constraints([
@@ -75,11 +82,12 @@ pub fn render(state: &State, ui: &UiState, frame: &mut Frame) {
         .split(body[1]);
     charts::triggers(state, selected, ui, p, frame, right[0]);
     match ui.pane {
-        Pane::Decision => panes::decision(state, selected, p, frame, right[1]),
+        Pane::Decision => panes::decision(state, selected, ui.scroll, p, frame, right[1]),
         Pane::History => history::pane(state, ui, p, frame, right[1]),
+        Pane::Pods => pods::pane(state, ui, p, frame, right[1]),
     }
     panes::timeline(state, p, frame, rows[2]);
-    frame.render_widget(footer(ui, p), rows[3]);
+    frame.render_widget(footer(state, ui, p), rows[3]);
     if let Some(dialog) = &ui.dialog {
         rollback::dialog(state, dialog, p, frame, centered(area, 76, 18));
     }
@@ -166,7 +174,7 @@ fn thousands(n: usize) -> String {
     out
 }
 
-fn footer(ui: &UiState, p: Palette) -> Paragraph<'static> {
+fn footer(state: &State, ui: &UiState, p: Palette) -> Paragraph<'static> {
     let typing = |prefix: &str, input: &tui_input::Input, hint: &str| {
         Line::from(vec![
             Span::styled(format!("{prefix}{}", input.value()), p.bold()),
@@ -185,20 +193,35 @@ fn footer(ui: &UiState, p: Palette) -> Paragraph<'static> {
         ),
         (None, Some(notice)) => Line::styled(notice.clone(), p.fg(Color::Yellow)),
         (None, None) => {
-            let mut keys = match ui.pane {
-                Pane::Decision => vec![("↑↓", "select"), ("r", "roll back"), ("Tab", "history")],
-                Pane::History => vec![
+            let mut keys = match (ui.pane, state.pod_view.is_some()) {
+                (_, true) => vec![
+                    ("j/k PgUp/PgDn", "scroll"),
+                    ("g/G", "top/follow"),
+                    ("Esc", "back"),
+                ],
+                (Pane::Decision, _) => vec![
+                    ("↑↓", "select"),
+                    ("r", "roll back"),
+                    ("Tab", "history"),
+                    ("p", "pods"),
+                ],
+                (Pane::History, _) => vec![
                     ("↑↓", "revision"),
                     ("r", "roll back to it"),
-                    ("Tab", "decision"),
+                    ("Tab", "pods"),
                 ],
+                (Pane::Pods, _) => vec![("↑↓", "pod"), ("Enter", "logs"), ("Tab", "decision")],
             };
-            keys.extend([
-                ("/", "filter"),
-                (":", "ns/ctx"),
-                ("?", "help"),
-                ("q", "quit"),
-            ]);
+            if state.pod_view.is_some() {
+                keys.push(("Ctrl-C", "quit"));
+            } else {
+                keys.extend([
+                    ("/", "filter"),
+                    (":", "ns/ctx"),
+                    ("?", "help"),
+                    ("q", "quit"),
+                ]);
+            }
             let mut spans = Vec::new();
             if !ui.filter.value().is_empty() {
                 spans.push(Span::styled(

@@ -87,6 +87,7 @@ pub fn services(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area
 pub fn decision(
     state: &State,
     selected: Option<&ServiceKey>,
+    scroll: u16,
     p: Palette,
     frame: &mut Frame,
     area: Rect,
@@ -175,13 +176,35 @@ pub fn decision(
             style,
         ));
     }
-    let title = format!(" {} — decision ", key);
+    let (offset, below) = scrolled(&lines, area, scroll, true);
+    let more = match (offset > 0, below) {
+        (false, false) => String::new(),
+        (false, true) => "· PgDn more ".into(),
+        (true, true) => format!("· {offset} lines up, PgUp/PgDn "),
+        (true, false) => format!("· {offset} lines up, PgUp "),
+    };
+    let title = format!(" {key} — decision {more}");
     frame.render_widget(
         Paragraph::new(lines)
             .block(Block::default().borders(Borders::ALL).title(title))
-            .wrap(Wrap { trim: true }),
+            .wrap(Wrap { trim: true })
+            .scroll((offset, 0)),
         area,
     );
+}
+
+/// How far a bordered paragraph in `area` (wrapped, or not) can scroll toward
+/// `asked`, and whether lines remain below the view.
+pub fn scrolled(lines: &[Line], area: Rect, asked: u16, wrap: bool) -> (u16, bool) {
+    let height = usize::from(area.height.saturating_sub(2));
+    let mut text = Paragraph::new(lines.to_vec());
+    if wrap {
+        text = text.wrap(Wrap { trim: true });
+    }
+    let wrapped = text.line_count(area.width.saturating_sub(2));
+    let most = wrapped.saturating_sub(height);
+    let offset = usize::from(asked).min(most);
+    (u16::try_from(offset).unwrap_or(u16::MAX), offset < most)
 }
 
 /// The incident journal as it is written and the cluster's Events (other consoles'

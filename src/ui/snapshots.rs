@@ -92,6 +92,12 @@ fn key_in(ui: &mut UiState, state: &mut State, code: KeyCode) {
                 };
                 update(state, Msg::RollbackRequested { service, request });
             }
+            Command::OpenPod { service, pod } => {
+                update(state, Msg::PodOpened(Some((service, pod, 1))));
+            }
+            Command::ClosePod => {
+                update(state, Msg::PodOpened(None));
+            }
             Command::Quit | Command::Switch { .. } => {}
         }
     }
@@ -262,4 +268,94 @@ fn a_source_down() {
     );
     update(&mut state, Msg::Tick(t(120)));
     screens("source_down", &state, &ui());
+}
+
+/// checkout's two crashing pods of revision 2 and a healthy one of revision 1.
+fn with_pods(state: &mut State) {
+    pod(state, "checkout-1-7f9c4", "checkout-1", 150, 6);
+    pod(state, "checkout-1-2kq8d", "checkout-1", 151, 5);
+    pod(state, "checkout-0-x8m2p", "checkout-0", -3_600, 0);
+}
+
+#[test]
+fn the_pods_pane() {
+    let mut state = connected(world(""));
+    answered(&mut state, 200, Some(("error-rate", 0.25)));
+    with_pods(&mut state);
+    let mut ui = ui();
+    press(&mut ui, &mut state, 'p');
+    screens("pods", &state, &ui);
+    let order: Vec<&str> = ui.pods(&state).iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        order,
+        ["checkout-1-2kq8d", "checkout-1-7f9c4", "checkout-0-x8m2p"],
+        "not ready first"
+    );
+}
+
+#[test]
+fn a_crash_looping_pods_logs_show_what_its_previous_run_died_of() {
+    use crate::engine::model::pod_view::{PodFeed, PodLog};
+    let mut state = connected(world(""));
+    answered(&mut state, 200, Some(("error-rate", 0.25)));
+    with_pods(&mut state);
+    let mut ui = ui();
+    press(&mut ui, &mut state, 'p');
+    key_in(&mut ui, &mut state, KeyCode::Enter);
+    let view = state.pod_view.as_ref().expect("Enter opens the pod");
+    assert_eq!(view.pod, "checkout-1-2kq8d");
+    let feeds = [
+        PodFeed::Summary(vec![
+            "node node-a  ip 10.244.1.7  started 2026-12-05T10:02:30Z  phase Running".into(),
+            "container app  checkout:2  ready false  restarts 5  now waiting (CrashLoopBackOff)  last terminated (Error, exit 1)".into(),
+        ]),
+        PodFeed::Previous(PodLog {
+            container: "app".into(),
+            lines: vec![
+                "level=info msg=\"starting\" version=checkout:2".into(),
+                "thread 'main' panicked at src/config.rs:42:10:".into(),
+                "called `Result::unwrap()` on an `Err` value: missing required setting PAYMENTS_URL".into(),
+            ],
+        }),
+        PodFeed::Lines(vec!["level=info msg=\"starting\" version=checkout:2".into()]),
+    ];
+    for feed in feeds {
+        update(&mut state, Msg::Pod { opened: 1, feed });
+    }
+    screens("pod_logs", &state, &ui);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| super::render(&state, &ui, f)).unwrap();
+    let screen = format!("{}", terminal.backend());
+    assert!(
+        screen.contains("panicked at src/config.rs:42:10"),
+        "{screen}"
+    );
+    key_in(&mut ui, &mut state, KeyCode::Esc);
+    assert!(state.pod_view.is_none(), "Esc closes the pod");
+}
+
+#[test]
+fn the_decision_pane_scrolls_to_its_last_gate_at_80x24() {
+    let mut state = connected(world(""));
+    answered(&mut state, 200, Some(("error-rate", 0.25)));
+    let mut ui = ui();
+    let screen = |ui: &UiState, state: &State| {
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|f| super::render(state, ui, f)).unwrap();
+        format!("{}", terminal.backend())
+    };
+    let gate_7 = "✓ 7 ";
+    assert!(
+        !screen(&ui, &state).contains(gate_7),
+        "80x24 cannot show all seven gates"
+    );
+    for _ in 0..4 {
+        key_in(&mut ui, &mut state, KeyCode::PageDown);
+    }
+    screens("decision_scrolled", &state, &ui);
+    assert!(screen(&ui, &state).contains(gate_7));
+    deploy(&mut state, "frontend", &["frontend:1"], -3_600, false);
+    key_in(&mut ui, &mut state, KeyCode::Down);
+    assert_eq!(ui.selected_service(&state), Some(&key("frontend")));
+    assert_eq!(ui.scroll, 0, "another service starts at its top");
 }

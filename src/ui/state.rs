@@ -21,6 +21,8 @@ pub enum Pane {
     Decision,
     /// The deploy history; the arrows move through revisions instead of services.
     History,
+    /// The selected service's pods; the arrows move through pods, Enter opens one.
+    Pods,
 }
 
 /// The rollback confirmation, filled in from the decision (or the revision chosen in
@@ -57,6 +59,14 @@ pub struct UiState {
     pub pane: Pane,
     /// Index into the selected service's history, newest first.
     pub revision: usize,
+    /// Index into the selected service's pods, as the pods pane orders them.
+    pub pod: usize,
+    /// Lines the pane under the graphs is scrolled down by.
+    pub scroll: u16,
+    /// The open pod's log: lines from its top, or `None` to follow its end.
+    pub log_scroll: Option<usize>,
+    /// The terminal's height, for paging; the console sets it before each frame.
+    pub height: u16,
     pub dialog: Option<Dialog>,
     pub filter: Input,
     pub command: Input,
@@ -85,6 +95,12 @@ pub enum Command {
         service: ServiceKey,
         to_revision: Option<u64>,
     },
+    /// Enter on a pod: read its summary and logs.
+    OpenPod {
+        service: ServiceKey,
+        pod: String,
+    },
+    ClosePod,
     /// Watch another namespace or kubeconfig context.
     Switch {
         namespace: Option<String>,
@@ -116,6 +132,10 @@ impl UiState {
             selected: 0,
             pane: Pane::Decision,
             revision: 0,
+            pod: 0,
+            scroll: 0,
+            log_scroll: None,
+            height: 24,
             dialog: None,
             filter: Input::default(),
             command: Input::default(),
@@ -171,8 +191,11 @@ impl UiState {
             self.help = false;
             return vec![];
         }
-        let count = self.ordered(state).len();
+        if state.pod_view.is_some() {
+            return self.pod_key(state, key);
+        }
         let armed = std::mem::take(&mut self.quit_armed);
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {
             KeyCode::Char('q') if !armed => match verifying(state) {
                 // Quitting stops the verification: say so first, as a second `q` does it.
@@ -186,9 +209,11 @@ impl UiState {
                 None => vec![Command::Quit],
             },
             KeyCode::Char('q') => vec![Command::Quit],
-            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                vec![Command::Quit]
-            }
+            KeyCode::Char('c') if ctrl => vec![Command::Quit],
+            KeyCode::Char('d') if ctrl => self.scroll_by(i32::from(self.page())),
+            KeyCode::Char('u') if ctrl => self.scroll_by(-i32::from(self.page())),
+            KeyCode::PageDown | KeyCode::Char(' ') => self.scroll_by(i32::from(self.page())),
+            KeyCode::PageUp => self.scroll_by(-i32::from(self.page())),
             KeyCode::Char('?') => {
                 self.help = true;
                 vec![]
@@ -202,44 +227,133 @@ impl UiState {
                 self.typing = Some(Typing::Command);
                 vec![]
             }
-            KeyCode::Tab | KeyCode::Char('h') => {
-                self.pane = match self.pane {
-                    Pane::Decision => Pane::History,
-                    Pane::History => Pane::Decision,
-                };
-                self.revision = 0;
-                vec![]
-            }
-            KeyCode::Esc if self.pane == Pane::History => {
-                self.pane = Pane::Decision;
-                vec![]
-            }
+            KeyCode::Tab => self.show(match self.pane {
+                Pane::Decision => Pane::History,
+                Pane::History => Pane::Pods,
+                Pane::Pods => Pane::Decision,
+            }),
+            KeyCode::Char('h') => self.show(match self.pane {
+                Pane::History => Pane::Decision,
+                _ => Pane::History,
+            }),
+            KeyCode::Char('p') => self.show(match self.pane {
+                Pane::Pods => Pane::Decision,
+                _ => Pane::Pods,
+            }),
+            KeyCode::Esc if self.pane != Pane::Decision => self.show(Pane::Decision),
             KeyCode::Esc if !self.filter.value().is_empty() => {
                 self.filter = Input::default();
                 vec![]
             }
-            KeyCode::Down | KeyCode::Char('j') => {
-                match self.pane {
-                    Pane::Decision => {
-                        self.selected = (self.selected + 1).min(count.saturating_sub(1))
-                    }
-                    Pane::History => {
-                        let n = self.revisions(state).len();
-                        self.revision = (self.revision + 1).min(n.saturating_sub(1));
-                    }
-                }
-                vec![]
-            }
-            KeyCode::Up | KeyCode::Char('k') => {
-                match self.pane {
-                    Pane::Decision => self.selected = self.selected.saturating_sub(1),
-                    Pane::History => self.revision = self.revision.saturating_sub(1),
-                }
-                vec![]
+            KeyCode::Down | KeyCode::Char('j') => self.move_to(state, |at, _| at + 1),
+            KeyCode::Up | KeyCode::Char('k') => self.move_to(state, |at, _| at.saturating_sub(1)),
+            KeyCode::Home | KeyCode::Char('g') => self.move_to(state, |_, _| 0),
+            KeyCode::End | KeyCode::Char('G') => self.move_to(state, |_, last| last),
+            KeyCode::Enter if self.pane == Pane::Pods => {
+                let Some(service) = self.selected_service(state).cloned() else {
+                    return vec![];
+                };
+                let Some(pod) = self
+                    .pods(state)
+                    .get(self.pod)
+                    .map(|(name, _)| name.to_string())
+                else {
+                    return vec![];
+                };
+                self.log_scroll = None;
+                vec![Command::OpenPod { service, pod }]
             }
             KeyCode::Char('r') => self.open_dialog(state),
             _ => vec![],
         }
+    }
+
+    fn show(&mut self, pane: Pane) -> Vec<Command> {
+        self.pane = pane;
+        self.revision = 0;
+        self.pod = 0;
+        self.scroll = 0;
+        vec![]
+    }
+
+    /// Half of the pane under the graphs, which is about a quarter of the screen.
+    fn page(&self) -> u16 {
+        (self.height / 4).max(2)
+    }
+
+    fn scroll_by(&mut self, lines: i32) -> Vec<Command> {
+        let to = i32::from(self.scroll) + lines;
+        self.scroll = u16::try_from(to.max(0)).unwrap_or(u16::MAX);
+        vec![]
+    }
+
+    /// Moves the selection of the list the arrows drive (services, revisions or pods)
+    /// to `to(current, last)`.
+    fn move_to(&mut self, state: &State, to: impl Fn(usize, usize) -> usize) -> Vec<Command> {
+        let len = match self.pane {
+            Pane::Decision => self.ordered(state).len(),
+            Pane::History => self.revisions(state).len(),
+            Pane::Pods => self.pods(state).len(),
+        };
+        let last = len.saturating_sub(1);
+        let at = match self.pane {
+            Pane::Decision => &mut self.selected,
+            Pane::History => &mut self.revision,
+            Pane::Pods => &mut self.pod,
+        };
+        let before = *at;
+        *at = to(before, last).min(last);
+        if self.pane == Pane::Decision && self.selected != before {
+            self.scroll = 0;
+        }
+        vec![]
+    }
+
+    /// Keys while a pod is open: they scroll its log; Esc goes back.
+    fn pod_key(&mut self, state: &State, key: KeyEvent) -> Vec<Command> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let total = state.pod_view.as_ref().map_or(0, |v| {
+            super::pods::log_lines(v, super::Palette { color: false }).len()
+        });
+        // The log pane is the screen less the header, the summary and the footer.
+        let page = usize::from(self.height.saturating_sub(14)).max(3);
+        let bottom = total.saturating_sub(page);
+        let at = self.log_scroll.unwrap_or(bottom) as i64;
+        let (page, half) = (page as i64, (page as i64 / 2).max(1));
+        let to = match key.code {
+            KeyCode::Esc | KeyCode::Char('q') | KeyCode::Backspace => {
+                self.log_scroll = None;
+                return vec![Command::ClosePod];
+            }
+            KeyCode::Char('c') if ctrl => return vec![Command::Quit],
+            KeyCode::Char('d') if ctrl => at + half,
+            KeyCode::Char('u') if ctrl => at - half,
+            KeyCode::Down | KeyCode::Char('j') => at + 1,
+            KeyCode::Up | KeyCode::Char('k') => at - 1,
+            KeyCode::PageDown | KeyCode::Char(' ') => at + page,
+            KeyCode::PageUp => at - page,
+            KeyCode::Home | KeyCode::Char('g') => 0,
+            KeyCode::End | KeyCode::Char('G') => bottom as i64,
+            _ => return vec![],
+        };
+        let to = (to.max(0) as usize).min(bottom);
+        // At the end, the log follows new lines again.
+        self.log_scroll = (to < bottom).then_some(to);
+        vec![]
+    }
+
+    /// The selected service's pods: not ready first, then the newest revision's,
+    /// then by name.
+    pub fn pods<'a>(&self, state: &'a State) -> Vec<(&'a str, &'a crate::engine::kept::PodInfo)> {
+        let Some(svc) = self.selected_service(state).map(|k| &state.services[k]) else {
+            return Vec::new();
+        };
+        let revision = |p: &crate::engine::kept::PodInfo| {
+            svc.replicasets.get(&p.replicaset).map_or(0, |r| r.number)
+        };
+        let mut pods: Vec<_> = svc.pods.iter().map(|(n, p)| (n.as_str(), p)).collect();
+        pods.sort_by_key(|(name, p)| (p.ready, std::cmp::Reverse(revision(p)), *name));
+        pods
     }
 
     /// `r`: the decision's target, or the revision chosen in the history.
@@ -272,7 +386,7 @@ impl UiState {
                 }
                 Some(chosen.number)
             }
-            Pane::Decision => match &svc.decision.target {
+            Pane::Decision | Pane::Pods => match &svc.decision.target {
                 Some(t) => Some(t.revision),
                 None => {
                     self.notice = Some(

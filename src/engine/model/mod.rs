@@ -9,4 +9,5 @@ pub mod journal;
 pub mod keys;
 pub mod lineage;
 pub mod msg;
+pub mod pod_view;
 pub mod rollback;

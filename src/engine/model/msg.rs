@@ -79,6 +79,13 @@ pub enum Msg {
         to_revision: Option<u64>,
         result: Result<Preview, String>,
     },
+    /// The console opened a pod (`opened` numbers the opening), or closed it (`None`).
+    PodOpened(Option<(ServiceKey, String, u64)>),
+    /// The pod reader of opening `opened` learnt something.
+    Pod {
+        opened: u64,
+        feed: super::pod_view::PodFeed,
+    },
 }
 
 #[derive(Debug, Clone)]
