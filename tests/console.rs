@@ -100,7 +100,7 @@ fn demo_of(scenario: &str, name: &str, dir: &std::path::Path) -> Tmux {
     let bin = env!("CARGO_BIN_EXE_backout");
     tmux.keys(&[
         &format!(
-            "BACKOUT_JOURNAL={} {bin} demo --scenario {scenario} --write-config {}",
+            "BACKOUT_JOURNAL={} {bin} demo --write-config {} --scenario {scenario}",
             dir.join("journal.jsonl").display(),
             dir.display()
         ),

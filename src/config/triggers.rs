@@ -69,6 +69,39 @@ pub enum Signal {
     Other,
 }
 
+/// How a trigger's values read on screen: a ratio as a percentage, seconds as ms
+/// below one second, a count as a whole number, a multiple with ×.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    Ratio,
+    Seconds,
+    Count,
+    Multiple,
+    #[default]
+    Plain,
+}
+
+impl Unit {
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Unit::Ratio => {
+                let pct = v * 100.0;
+                if pct != 0.0 && pct.abs() < 1.0 {
+                    format!("{pct:.2}%")
+                } else {
+                    format!("{pct:.1}%")
+                }
+            }
+            Unit::Seconds if v.abs() < 1.0 => format!("{:.0}ms", v * 1000.0),
+            Unit::Seconds => format!("{v:.2}s"),
+            Unit::Count => format!("{v:.0}"),
+            Unit::Multiple => format!("{v:.1}×"),
+            Unit::Plain => format!("{v:.3}"),
+        }
+    }
+}
+
 /// A signal read from the Kubernetes API itself, about the pods of the revision that
 /// runs now: it needs no Prometheus, and is clean whenever the watch is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -130,6 +163,9 @@ pub struct Trigger {
     pub keep_firing_for: Duration,
     pub severity: Severity,
     pub signal: Signal,
+    /// How its values read on screen.
+    #[serde(default)]
+    pub unit: Unit,
     /// Requests per second for the same service; under the policy's minimum the
     /// ratio is no_data rather than a breach.
     pub volume_query: Option<String>,
@@ -164,6 +200,7 @@ pub fn built_in() -> Vec<Trigger> {
              for_secs: u64,
              severity,
              signal,
+             unit,
              volume: &Option<String>| Trigger {
         name: name.into(),
         query: format!("{metric}{SELECTOR}"),
@@ -173,12 +210,13 @@ pub fn built_in() -> Vec<Trigger> {
         keep_firing_for: Duration::ZERO,
         severity,
         signal,
+        unit,
         volume_query: volume.clone(),
         cluster: None,
         per_service: None,
     };
     let cluster =
-        |name: &str, signal: ClusterSignal, comparison, threshold, for_secs, kind| Trigger {
+        |name: &str, signal: ClusterSignal, comparison, threshold, for_secs, kind, unit| Trigger {
             name: name.into(),
             query: String::new(),
             comparison,
@@ -187,6 +225,7 @@ pub fn built_in() -> Vec<Trigger> {
             keep_firing_for: Duration::ZERO,
             severity: Severity::AutoRollback,
             signal: kind,
+            unit,
             volume_query: None,
             cluster: Some(signal),
             per_service: None,
@@ -199,6 +238,7 @@ pub fn built_in() -> Vec<Trigger> {
             120,
             Severity::AutoRollback,
             Signal::ErrorRate,
+            Unit::Ratio,
             &volume,
         ),
         t(
@@ -208,6 +248,7 @@ pub fn built_in() -> Vec<Trigger> {
             60,
             Severity::AutoRollback,
             Signal::CrashLoop,
+            Unit::Count,
             &None,
         ),
         t(
@@ -217,6 +258,7 @@ pub fn built_in() -> Vec<Trigger> {
             180,
             Severity::PageAndSuggest,
             Signal::Latency,
+            Unit::Seconds,
             &None,
         ),
         t(
@@ -226,6 +268,7 @@ pub fn built_in() -> Vec<Trigger> {
             120,
             Severity::AutoRollback,
             Signal::ErrorRate,
+            Unit::Multiple,
             &volume,
         ),
     ];
@@ -239,6 +282,7 @@ pub fn built_in() -> Vec<Trigger> {
             3.0,
             30,
             Signal::CrashLoop,
+            Unit::Count,
         ),
         cluster(
             "crash-loop-backoff",
@@ -247,6 +291,7 @@ pub fn built_in() -> Vec<Trigger> {
             1.0,
             60,
             Signal::CrashLoop,
+            Unit::Count,
         ),
         cluster(
             "pods-unready",
@@ -255,6 +300,7 @@ pub fn built_in() -> Vec<Trigger> {
             300.0,
             0,
             Signal::Availability,
+            Unit::Seconds,
         ),
         cluster(
             "progress-deadline",
@@ -263,6 +309,7 @@ pub fn built_in() -> Vec<Trigger> {
             1.0,
             0,
             Signal::Availability,
+            Unit::Count,
         ),
     ];
     from_prometheus
@@ -286,6 +333,8 @@ pub struct TriggerOverride {
     pub keep_firing_for: Option<Duration>,
     pub severity: Option<Severity>,
     pub signal: Option<Signal>,
+    /// ratio, seconds, count, multiple or plain: how values read on screen.
+    pub unit: Option<Unit>,
     pub volume_query: Option<String>,
     /// A signal from the Kubernetes API (restarts, crash_loop_back_off, unready,
     /// progress_deadline) instead of a PromQL `query`.
@@ -323,6 +372,7 @@ pub fn merge(
                     at("a new trigger needs `severity`: auto_rollback, page_and_suggest or log_only".into())
                 })?,
                 signal: o.signal.unwrap_or(Signal::Other),
+                unit: Unit::Plain,
                 volume_query: None,
                 cluster: o.cluster,
                 per_service: None,
@@ -337,6 +387,7 @@ pub fn merge(
             keep_firing_for: o.keep_firing_for.unwrap_or(base.keep_firing_for),
             severity: o.severity.unwrap_or(base.severity),
             signal: o.signal.unwrap_or(base.signal),
+            unit: o.unit.unwrap_or(base.unit),
             volume_query: o.volume_query.clone().or(base.volume_query),
             cluster: o.cluster.or(base.cluster),
             per_service: None,
@@ -440,5 +491,20 @@ mod tests {
         )
         .unwrap();
         assert!(c.triggers.iter().all(|t| t.name != "p99-latency"));
+    }
+
+    #[test]
+    fn values_read_in_their_units() {
+        assert_eq!(Unit::Ratio.format(0.25), "25.0%");
+        assert_eq!(Unit::Ratio.format(0.002), "0.20%");
+        assert_eq!(Unit::Seconds.format(0.45), "450ms");
+        assert_eq!(Unit::Seconds.format(7.0), "7.00s");
+        assert_eq!(Unit::Count.format(6.0), "6");
+        assert_eq!(Unit::Multiple.format(14.4), "14.4×");
+        let error_rate = built_in()
+            .into_iter()
+            .find(|t| t.name == "error-rate")
+            .unwrap();
+        assert_eq!(error_rate.unit, Unit::Ratio);
     }
 }

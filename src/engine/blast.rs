@@ -262,14 +262,16 @@ pub fn notes(
             })
             .collect();
         let mut text = format!("depended on by {}", dependents.join(", "));
-        if !firing.is_empty() {
+        // The order of a cascade's rollbacks matters only to a service that is in it.
+        let itself_firing = svc.triggers.values().any(|t| t.alert.is_firing());
+        if itself_firing && !firing.is_empty() {
             text.push_str(&format!(
                 "; {} also firing: in a cascade roll back in reverse dependency order, {} first",
                 firing.join(", "),
                 key.name
             ));
         }
-        out.push(note(!firing.is_empty(), text));
+        out.push(note(itself_firing && !firing.is_empty(), text));
     }
     match svc.deployment.as_ref().and_then(|d| d.manager) {
         Some(Manager::ArgoCd) => out.push(note(true, "Argo CD manages this Deployment: its next sync puts the bad version back unless auto-sync is paused or Git is reverted".into())),

@@ -210,23 +210,30 @@ fn in_the_deployed_service(c: &Context) -> Gate {
     });
     match newer.or(failing_first) {
         Some(evidence) => gate(false, evidence),
-        None if related.is_empty() => gate(
-            true,
-            format!(
-                "{} deployed {} before the regression",
-                key.name,
-                ago(onset, deployed)
-            ),
-        ),
+        None if related.is_empty() => gate(true, deployed_relative(&key.name, deployed, onset)),
         None => gate(
             true,
             format!(
-                "{} deployed {} before the regression; no related service ({}) deployed since",
-                key.name,
-                ago(onset, deployed),
+                "{}; no related service ({}) deployed since",
+                deployed_relative(&key.name, deployed, onset),
                 related.join(", ")
             ),
         ),
+    }
+}
+
+/// "checkout deployed 2m before the regression", or after it began: never "in 116s".
+fn deployed_relative(name: &str, deployed: Timestamp, onset: Timestamp) -> String {
+    if deployed <= onset {
+        format!(
+            "{name} deployed {} before the regression",
+            ago(onset, deployed)
+        )
+    } else {
+        format!(
+            "{name} deployed {} after the regression began",
+            ago(deployed, onset)
+        )
     }
 }
 

@@ -620,3 +620,57 @@ fn a_pods_lines_reach_only_the_opening_they_were_read_for() {
     );
     assert!(state.pod_view.is_none());
 }
+
+#[test]
+fn a_cascade_order_is_advised_only_to_a_service_that_is_itself_firing() {
+    let mut state = world("");
+    deploy(
+        &mut state,
+        "frontend",
+        &["frontend:1", "frontend:2"],
+        0,
+        false,
+    );
+    run(&mut state, "frontend", "error-rate", 0.001, 0.25, 30, 200);
+    let notes = |state: &State| -> Vec<String> {
+        decision(state, "checkout")
+            .blast_radius
+            .iter()
+            .filter(|n| n.text.starts_with("depended on by"))
+            .map(|n| n.text.clone())
+            .collect()
+    };
+    assert_eq!(
+        notes(&state),
+        ["depended on by frontend"],
+        "checkout is healthy"
+    );
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 215, 400);
+    let firing = notes(&state);
+    assert!(
+        firing[0].contains("in a cascade roll back in reverse dependency order, checkout first"),
+        "{firing:?}"
+    );
+}
+
+#[test]
+fn a_deploy_after_the_onset_reads_as_after_never_as_in_so_many_seconds() {
+    let mut state = world("");
+    // The regression began at 0 s; checkout deployed at 0 s in the world, so
+    // redeploy it at 100 s, after the onset.
+    deploy(
+        &mut state,
+        "checkout",
+        &["checkout:1", "checkout:2", "checkout:3"],
+        100,
+        false,
+    );
+    run(&mut state, "checkout", "error-rate", 0.25, 0.25, 0, 200);
+    let gate_2 = &decision(&state, "checkout").gates[1];
+    assert!(
+        gate_2.evidence.contains("after the regression began"),
+        "{}",
+        gate_2.evidence
+    );
+    assert!(!gate_2.evidence.contains(" in "), "{}", gate_2.evidence);
+}

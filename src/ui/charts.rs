@@ -133,13 +133,18 @@ fn status(
     };
     let left = time_left(ts.alert, state.now, t)
         .map_or(String::new(), |d| format!(", {}s left", d.as_secs()));
-    let value = ts.value.map_or("–".into(), |v| format!("{v:.3}"));
+    let value = ts.value.map_or("–".into(), |v| t.unit.format(v));
+    let threshold = format!(
+        "(threshold {} {})",
+        t.comparison.symbol(),
+        t.unit.format(t.threshold)
+    );
     match (&ts.data, ts.alert) {
         (DataState::NoData(_) | DataState::Error(_) | DataState::Stale(_), a) => {
-            format!("{} ({}), {value}", ts.data.label(), a.label())
+            format!("{} ({}) {value} {threshold}", ts.data.label(), a.label())
         }
-        (_, AlertState::Inactive) => format!("ok {value}"),
-        (_, a) => format!("{}{left} {value}", a.label()),
+        (_, AlertState::Inactive) => format!("{value} {threshold}"),
+        (_, a) => format!("{}{left} {value} {threshold}", a.label()),
     }
 }
 
@@ -160,12 +165,7 @@ fn chart(
     let (deployed, rolled_back) = (marks.deployed, marks.rolled_back);
     let ts = svc.triggers.get(&t.name);
     let status = status(state, ts, t);
-    let title = format!(
-        " {} {status} {} {} ",
-        t.name,
-        t.comparison.symbol(),
-        t.threshold
-    );
+    let title = format!(" {} {status} ", t.name);
     let firing = ts.is_some_and(|s| s.alert.is_firing());
     let color = if firing {
         Color::Red
@@ -204,11 +204,8 @@ fn chart(
         .map(|(_, v)| *v)
         .fold(t.threshold * 1.5, f64::max);
     let threshold = [(x0, t.threshold), (x1, t.threshold)];
-    let marker = if ui.braille {
-        Marker::Braille
-    } else {
-        Marker::Dot
-    };
+    // In ASCII mode the braille becomes `*` (ui::ascii), distinct from the threshold.
+    let marker = Marker::Braille;
     let datasets = vec![
         Dataset::default()
             .name("threshold")
@@ -223,13 +220,16 @@ fn chart(
             .style(p.fg(color))
             .data(&points),
     ];
-    let y_labels = [Line::raw("0"), Line::raw(format!("{y1:.2}"))];
+    let y_labels = [Line::raw("0"), Line::raw(t.unit.format(y1))];
     let label_width = y_labels.iter().map(Line::width).max().unwrap_or(0) as u16;
     let chart = Chart::new(datasets)
         .block(
             Block::default()
                 .borders(Borders::ALL)
                 .title(title)
+                // The time axis, in the border so it costs no plot row.
+                .title_bottom(Line::raw(format!("-{}", span_words(x1 - x0))).left_aligned())
+                .title_bottom(Line::raw("now").right_aligned())
                 .border_style(p.fg(color)),
         )
         .x_axis(Axis::default().bounds([x0, x1]))
@@ -240,7 +240,7 @@ fn chart(
         area: plot_area(cell, label_width),
         x0,
         x1,
-        ascii: !ui.braille,
+        ascii: ui.ascii,
     };
     let buf = frame.buffer_mut();
     if let Some(ts) = ts {
@@ -258,6 +258,16 @@ fn chart(
     }
     if let Some(r) = rolled_back {
         plot.mark(buf, r, 'R', p.fg(Color::Magenta));
+    }
+}
+
+/// A span of seconds as the time axis labels it: 90s, 15m, 2h.
+fn span_words(secs: f64) -> String {
+    let secs = secs.max(0.0).round() as u64;
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s => format!("{}h", s / 3600),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `render(&State, &UiState, &mut Frame)`: pure. It reads the state and draws; it
 //! performs no I/O and changes nothing. Laid out to be usable at 80x24 over SSH.
 
+mod ascii;
 mod charts;
 mod history;
 mod panes;
@@ -48,7 +49,32 @@ impl Palette {
     }
 }
 
+/// Least size at which every pane stays readable.
+pub const LEAST: (u16, u16) = (60, 16);
+
 pub fn render(state: &State, ui: &UiState, frame: &mut Frame) {
+    let area = frame.area();
+    if area.width < LEAST.0 || area.height < LEAST.1 {
+        too_small(frame, area);
+    } else {
+        draw(state, ui, frame);
+    }
+    if ui.ascii {
+        ascii::transliterate(frame.buffer_mut());
+    }
+}
+
+/// Said instead of a garbled screen; the console keeps running and redraws in full
+/// as soon as the terminal is large enough.
+fn too_small(frame: &mut Frame, area: Rect) {
+    let text = format!(
+        "terminal too small: {}x{}, backout needs {}x{}. Enlarge the window or make the font smaller; q quits.",
+        area.width, area.height, LEAST.0, LEAST.1
+    );
+    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
+}
+
+fn draw(state: &State, ui: &UiState, frame: &mut Frame) {
     let p = Palette { color: ui.color };
     let area = frame.area();
     let rows = Layout::default()
@@ -92,7 +118,7 @@ pub fn render(state: &State, ui: &UiState, frame: &mut Frame) {
         rollback::dialog(state, dialog, p, frame, centered(area, 76, 18));
     }
     if ui.help {
-        help(p, frame, centered(area, 66, 20));
+        help(p, frame, centered(area, 66, 24));
     }
 }
 
@@ -243,20 +269,24 @@ fn help(p: Palette, frame: &mut Frame, area: Rect) {
     let lines = vec![
         Line::styled("keys", p.bold()),
         Line::raw(""),
-        Line::raw("↑ ↓ j k   select a service (worst first)"),
+        Line::raw("↑ ↓ j k   select a service (worst first); g G first, last"),
+        Line::raw("PgUp PgDn Ctrl-u Ctrl-d   scroll the decision"),
         Line::raw("r         open the rollback, filled in from the decision;"),
         Line::raw("          the API server dry-runs it before you confirm"),
         Line::raw("y         confirm (the default is No; any other key cancels)"),
         Line::raw("          in a production namespace, type the Deployment's name"),
         Line::raw("Tab h     deploy history: ↑↓ choose a revision, see its diff,"),
         Line::raw("          r rolls back to exactly that revision"),
+        Line::raw("p         the service's pods; Enter opens one: summary,"),
+        Line::raw("          Events, the previous run's log and the live one"),
         Line::raw("/         filter services by name; Esc clears"),
         Line::raw(":ns NAME  watch another namespace; :ctx NAME another context"),
         Line::raw("Esc       close a dialog, leave the history"),
         Line::raw("?         this help; any key closes it"),
         Line::raw("q         quit (the cluster is left as it is)"),
         Line::raw(""),
-        Line::raw("graphs: D deploy, R rollback, ░ firing; the dotted line is the threshold"),
+        Line::raw("graphs: D deploy, R rollback, ░ firing; the dotted line is the"),
+        Line::raw("threshold; the bottom edge runs from the window's start to now"),
     ];
     frame.render_widget(Clear, area);
     frame.render_widget(

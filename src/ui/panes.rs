@@ -263,7 +263,9 @@ pub fn timeline(state: &State, p: Palette, frame: &mut Frame, area: Rect) {
         lines.insert(0, Line::styled(e.clone(), p.fg(Color::Red)));
     }
     frame.render_widget(
-        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" timeline ")),
+        Paragraph::new(lines)
+            .block(Block::default().borders(Borders::ALL).title(" timeline "))
+            .wrap(Wrap { trim: false }),
         area,
     );
 }

@@ -18,7 +18,7 @@ fn ui() -> UiState {
         "https://127.0.0.1:6443".into(),
     );
     ui.color = false;
-    ui.braille = true;
+    ui.ascii = false;
     ui.namespace = "shop".into();
     ui.user = "alice@bastion".into();
     ui
@@ -358,4 +358,56 @@ fn the_decision_pane_scrolls_to_its_last_gate_at_80x24() {
     key_in(&mut ui, &mut state, KeyCode::Down);
     assert_eq!(ui.selected_service(&state), Some(&key("frontend")));
     assert_eq!(ui.scroll, 0, "another service starts at its top");
+}
+
+fn one_screen(state: &State, ui: &UiState, w: u16, h: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    terminal.draw(|f| super::render(state, ui, f)).unwrap();
+    format!("{}", terminal.backend())
+}
+
+#[test]
+fn ascii_mode_at_80x24_draws_only_ascii_with_the_series_apart_from_the_threshold() {
+    let mut state = connected(world(""));
+    answered(&mut state, 300, Some(("error-rate", 0.25)));
+    let mut ui = ui();
+    ui.ascii = true;
+    let screen = one_screen(&state, &ui, 80, 24);
+    insta::assert_snapshot!("ascii_80x24", screen);
+    assert!(screen.is_ascii(), "{screen}");
+    assert!(screen.contains('*') && screen.contains("---"), "{screen}");
+}
+
+#[test]
+fn a_terminal_too_small_says_so_and_what_it_needs() {
+    let mut state = connected(world(""));
+    answered(&mut state, 200, None);
+    let screen = one_screen(&state, &ui(), 40, 12);
+    insta::assert_snapshot!("too_small_40x12", screen);
+    assert!(screen.contains("terminal too small: 40x12"), "{screen}");
+    assert!(!one_screen(&state, &ui(), 60, 16).contains("too small"));
+}
+
+#[test]
+fn every_key_that_dismisses_the_dialog_says_cancelled() {
+    let mut state = connected(world(""));
+    answered(&mut state, 200, Some(("error-rate", 0.25)));
+    for dismiss in [
+        KeyCode::Esc,
+        KeyCode::Enter,
+        KeyCode::Char('n'),
+        KeyCode::Char('Y'),
+    ] {
+        let mut ui = ui();
+        press(&mut ui, &mut state, 'r');
+        assert!(ui.dialog.is_some());
+        key_in(&mut ui, &mut state, dismiss);
+        assert!(ui.dialog.is_none(), "{dismiss:?} closes the dialog");
+        let screen = one_screen(&state, &ui, 80, 24);
+        assert!(
+            screen.contains("cancelled: nothing was changed on shop/checkout"),
+            "{dismiss:?}: {screen}"
+        );
+        assert!(!state.services[&key("checkout")].rollback_in_flight());
+    }
 }

@@ -78,8 +78,9 @@ pub struct UiState {
     pub quit_armed: bool,
     /// NO_COLOR: semantic colours off, everything still readable.
     pub color: bool,
-    /// Braille chart markers, or dots for terminals and fonts without them.
-    pub braille: bool,
+    /// BACKOUT_ASCII: ASCII only, for terminals and fonts without box drawing or
+    /// braille.
+    pub ascii: bool,
 }
 
 /// What a key asks the console to do.
@@ -144,7 +145,7 @@ impl UiState {
             help: false,
             quit_armed: false,
             color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-            braille: std::env::var_os("BACKOUT_ASCII").is_none(),
+            ascii: std::env::var_os("BACKOUT_ASCII").is_some_and(|v| !v.is_empty() && v != "0"),
         }
     }
 
