@@ -61,7 +61,15 @@ unsafe impl GlobalAlloc for ByLifetime {
 static ALLOCATOR: ByLifetime = ByLifetime;
 
 /// The commands that end once their one job is done.
-const ONE_SHOT: [&[u8]; 5] = [b"rollback", b"gate", b"status", b"history", b"report"];
+const ONE_SHOT: [&[u8]; 7] = [
+    b"rollback",
+    b"gate",
+    b"status",
+    b"history",
+    b"report",
+    b"completions",
+    b"man",
+];
 
 /// mimalloc's options by their place in `mi_option_e` (mimalloc.h); the test below
 /// checks the numbering by their neighbours' defaults.
@@ -142,6 +150,16 @@ mod tests {
                 "purge_decommits"
             );
             assert_eq!(mi_option_get(super::PURGE_DELAY + 3), 100, "os_tag");
+        }
+    }
+
+    #[test]
+    fn every_one_shot_word_is_a_command_the_cli_knows() {
+        use clap::CommandFactory;
+        let cli = backout::cli::Cli::command();
+        for word in super::ONE_SHOT {
+            let word = std::str::from_utf8(word).unwrap();
+            assert!(cli.find_subcommand(word).is_some(), "{word}");
         }
     }
 

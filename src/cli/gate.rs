@@ -29,9 +29,9 @@ pub struct GateArgs {
     /// Roll back when any trigger fires, not only on an auto_rollback decision.
     #[arg(long)]
     pub strict: bool,
-    /// Print one JSON report at the end instead of progress lines.
-    #[arg(long)]
-    pub json: bool,
+    /// Print one report at the end (-o json|yaml) instead of progress lines.
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
     /// How long to wait for the rollout; else the policy's rollout_deadline.
     #[arg(long, value_parser = super::bounded_duration)]
     pub rollout_deadline: Option<Duration>,
@@ -138,18 +138,18 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
         Ok(core) => core,
         Err(e) => {
             let why = format!("cannot reach the cluster: {e:#}");
-            return finish(undecided(&args, why), args.json);
+            return finish(undecided(&args, why), &args.output);
         }
     };
     let key = ServiceKey::new(&core.target.namespace, &args.deployment);
     let mut run = Run {
         core,
         key: key.clone(),
-        json: args.json,
+        json: args.output.format().is_some(),
     };
     if let Some(why) = ready(&mut run, START_UP.saturating_sub(started.elapsed())).await {
         run.core.shutdown(Duration::from_secs(5)).await;
-        return finish(undecided(&args, why), args.json);
+        return finish(undecided(&args, why), &args.output);
     }
     let rollout = await_rollout(&mut run, rollout_deadline).await;
     let seen = observe(&mut run, &args).await;
@@ -174,7 +174,7 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
     };
     // The journal's last records land before the process goes.
     run.core.shutdown(Duration::from_secs(5)).await;
-    finish(report, args.json)
+    finish(report, &args.output)
 }
 
 /// The cluster listed, the Deployment there and writes allowed; else why not.
@@ -440,10 +440,8 @@ fn undecided(args: &GateArgs, reason: String) -> GateReport {
     }
 }
 
-fn finish(report: GateReport, json: bool) -> anyhow::Result<ExitCode> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
+fn finish(report: GateReport, output: &super::output::OutputArgs) -> anyhow::Result<ExitCode> {
+    if !output.print(&report)? {
         let word = match report.verdict {
             Verdict::Accepted => "ACCEPTED",
             Verdict::RolledBack => "ROLLED BACK",

@@ -1,10 +1,12 @@
 //! The command line: one subcommand per mode, all over the same core.
 
+pub mod completions;
 pub mod console;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod gate;
 pub mod history;
+pub mod output;
 pub mod report;
 pub mod rollback;
 #[cfg(feature = "sim")]
@@ -93,6 +95,10 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Evaluate every watched service until stopped; roll back only with --auto-rollback.
     Watch(watch::WatchArgs),
+    /// Print a shell completion script: `source <(backout completions bash)`.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff): `backout man | man -l -`.
+    Man,
 }
 
 /// Warnings on stderr, out of the way; `watch` logs its records at info on stdout,
@@ -141,7 +147,7 @@ fn console_logs(filter: tracing_subscriber::EnvFilter) {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse(std::env::args_os());
     init_logs(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -166,6 +172,8 @@ pub fn main() -> ExitCode {
             Some(Command::Gate(args)) => gate::run(args).await,
             Some(Command::Report(args)) => report::run(args).await,
             Some(Command::Watch(args)) => watch::run(args).await,
+            Some(Command::Completions(args)) => completions::completions(&args),
+            Some(Command::Man) => completions::man(),
         }
     });
     match result {
@@ -175,6 +183,23 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Parses argv; as `kubectl-backout` (a kubectl plugin, run as `kubectl backout …`)
+/// the help and errors name it the way it was typed.
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let as_plugin = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n.to_string_lossy().starts_with("kubectl-backout"));
+    let mut cmd = Cli::command();
+    if as_plugin {
+        cmd = cmd.bin_name("kubectl backout");
+    }
+    let matches = cmd.get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 pub use crate::config::LONGEST;

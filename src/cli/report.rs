@@ -16,9 +16,9 @@ pub struct ReportArgs {
     /// The journal to read; else $BACKOUT_JOURNAL, else the state directory's.
     #[arg(long)]
     pub journal: Option<PathBuf>,
-    /// One JSON document instead of Markdown.
-    #[arg(long)]
-    pub json: bool,
+    /// One document (-o json|yaml) instead of Markdown.
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -54,9 +54,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&handoff)?);
-    } else {
+    if !args.output.print(&handoff)? {
         print!("{}", handoff.to_markdown());
     }
     Ok(ExitCode::SUCCESS)

@@ -16,9 +16,8 @@ use crate::engine::{ServiceKey, SourceHealth, SourceId, State};
 pub struct StatusArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Print one JSON document instead of text.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
     /// How long to wait for the cluster to be listed and every trigger answered.
     #[arg(long, default_value = "20s", value_parser = super::bounded_duration)]
     pub wait: Duration,
@@ -213,9 +212,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .await;
     let (context, cluster) = (core.target.context.clone(), core.target.cluster_url.clone());
     let r = report(&core.state, &context, &cluster, complete);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
+    if !args.output.print(&r)? {
         print!("{}", text(&r));
     }
     // A picture without metrics is incomplete, however healthy it looks.

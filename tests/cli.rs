@@ -1,0 +1,100 @@
+//! The conventions an engineer's fingers already have: `-o json|yaml`, shell
+//! completions, a man page, and `kubectl backout` as a kubectl plugin.
+
+mod common;
+
+use std::process::Command;
+
+use common::{have, small_scenario, start};
+
+fn backout(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_backout"))
+        .args(args)
+        .output()
+        .expect("backout runs")
+}
+
+#[test]
+fn bash_completions_parse_and_name_the_subcommands() {
+    let out = backout(&["completions", "bash"]);
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(script.contains("rollback") && script.contains("--kubeconfig"));
+    if !have("bash") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backout.bash");
+    std::fs::write(&file, &script).unwrap();
+    let parsed = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        let out = backout(&["completions", shell]);
+        assert!(out.status.success() && out.stdout.len() > 500, "{shell}");
+    }
+    assert!(!backout(&["completions", "tcsh"]).status.success());
+}
+
+#[test]
+fn the_man_page_is_roff_and_lists_the_commands() {
+    let out = backout(&["man"]);
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.starts_with(".ie") || page.starts_with(".TH"), "{page}");
+    assert!(page.contains(".TH backout 1"), "{page}");
+    for command in ["rollback", "gate", "watch", "report"] {
+        assert!(page.contains(command), "{command}");
+    }
+}
+
+#[test]
+fn kubectl_runs_it_as_a_plugin_named_the_way_it_was_typed() {
+    if !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("kubectl-backout");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_backout"), &plugin).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("kubectl")
+        .args(["backout", "rollback", "--help"])
+        .env("PATH", path)
+        .env("KUBECONFIG", dir.path().join("none"))
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{help}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(help.contains("Usage: kubectl backout rollback"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_prints_yaml_with_dash_o_as_kubectl_does() {
+    let c = start(small_scenario("")).await;
+    let config = c.dir().join("backout.toml");
+    let args = ["status", "-o", "yaml", "--config", config.to_str().unwrap()];
+    let out = c.backout(&args, &[]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc: serde_json::Value = serde_norway::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr)));
+    let names: Vec<&str> = doc["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["service"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["web"], "{text}");
+    let both = c.backout(&["status", "-o", "yaml", "--json"], &[]).await;
+    assert_eq!(both.status.code(), Some(2), "-o and --json conflict");
+}
