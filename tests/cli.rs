@@ -98,3 +98,65 @@ async fn status_prints_yaml_with_dash_o_as_kubectl_does() {
     let both = c.backout(&["status", "-o", "yaml", "--json"], &[]).await;
     assert_eq!(both.status.code(), Some(2), "-o and --json conflict");
 }
+
+#[test]
+fn a_missing_kubeconfig_is_one_line_naming_the_file_once() {
+    let out = Command::new(env!("CARGO_BIN_EXE_backout"))
+        .args(["status"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("/nonexistent/kubeconfig").count(), 1, "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("backout demo"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_deployment_gets_the_name_it_was_probably_meant_to_be() {
+    let c = start(small_scenario("")).await;
+    let config = c.dir().join("backout.toml");
+    let config = config.to_str().unwrap();
+    for args in [
+        &["history", "webb", "--config", config][..],
+        &["rollback", "webb", "--yes", "--config", config][..],
+    ] {
+        let out = c.backout(args, &[]).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.trim(),
+            "error: deployment \"webb\" not found in namespace shop (did you mean web?)",
+            "{args:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_without_rights_is_summarised_once_not_a_stream_of_warnings() {
+    let c = start(small_scenario("")).await;
+    let config = c.dir().join("backout.toml");
+    let args = [
+        "status",
+        "--context",
+        "backout-sim-outsider",
+        "--wait",
+        "3s",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let out = c.backout(&args, &[]).await;
+    assert_eq!(out.status.code(), Some(2), "incomplete");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("WARN") && !err.contains("kube_runtime"),
+        "{err}"
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(said.matches("is forbidden").count(), 1, "{said}");
+    assert!(said.contains("ask for get, list and watch"), "{said}");
+}

@@ -22,8 +22,8 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
     let core = match Core::start(config, opts).await {
         Ok(core) => core,
         Err(e) => {
+            // The "no cluster" error already points to `backout demo`.
             eprintln!("error: {e:#}");
-            eprintln!("to see backout work without a cluster, run `backout demo`");
             return Ok(ExitCode::from(2));
         }
     };

@@ -54,10 +54,19 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let deployments: Api<Deployment> = Api::namespaced(target.client.clone(), &target.namespace);
     let d = match deployments.get(&args.deployment).await {
         Ok(d) => d,
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            let why =
+                super::not_found::deployment(&target.client, &target.namespace, &args.deployment)
+                    .await;
+            eprintln!("error: {why}");
+            return Ok(ExitCode::FAILURE);
+        }
         Err(e) => {
             eprintln!(
-                "error: deployment {:?} in namespace {:?}: {e}",
-                args.deployment, target.namespace
+                "error: cannot read deployment {:?} in namespace {}: {}",
+                args.deployment,
+                target.namespace,
+                crate::sources::kube::one_line(&e)
             );
             return Ok(ExitCode::FAILURE);
         }

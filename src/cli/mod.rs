@@ -6,6 +6,7 @@ pub mod console;
 pub mod demo;
 pub mod gate;
 pub mod history;
+pub mod not_found;
 pub mod output;
 pub mod report;
 pub mod rollback;
@@ -106,9 +107,12 @@ pub enum Command {
 /// anything written to the terminal would tear through the screen. BACKOUT_LOG
 /// overrides the level.
 fn init_logs(command: &Option<Command>) {
+    use std::io::IsTerminal;
+    // kube-runtime's watcher warns on every retry (forty 403 lines in five seconds for
+    // a context without rights); backout's Kubernetes source says it once, as health.
     let filter = |default: &str| {
         tracing_subscriber::EnvFilter::try_from_env("BACKOUT_LOG")
-            .unwrap_or_else(|_| default.into())
+            .unwrap_or_else(|_| format!("{default},kube_runtime::watcher=off").into())
     };
     let builder = tracing_subscriber::fmt();
     match command {
@@ -126,6 +130,7 @@ fn init_logs(command: &Option<Command>) {
         None => console_logs(filter("warn,backout=info")),
         _ => builder
             .with_env_filter(filter("warn"))
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .init(),
     }

@@ -134,10 +134,9 @@ async fn roll_back(
     };
     let key = ServiceKey::new(&core.target.namespace, &name);
     if !core.state.services.contains_key(&key) {
-        eprintln!(
-            "error: deployment {:?} not found in namespace {} (or not watched by backout.toml)",
-            key.name, key.namespace
-        );
+        let why =
+            super::not_found::deployment(&core.target.client, &key.namespace, &key.name).await;
+        eprintln!("error: {why}");
         return Ok(ExitCode::FAILURE);
     }
     // Someone rolled back already, and it is still being verified: a second

@@ -49,7 +49,7 @@ pub async fn connect(
 ) -> Result<Target, ConnectError> {
     let kubeconfig = match kubeconfig {
         Some(path) => Kubeconfig::read_from(path)
-            .map_err(|e| ConnectError::NoKubeconfig(format!("{}: {e}", path.display())))?,
+            .map_err(|e| ConnectError::NoKubeconfig(unreadable(&[path.to_path_buf()], &e)))?,
         // In a pod with no kubeconfig: the service account, as client-go does.
         None if context.is_none()
             && std::env::var_os("KUBECONFIG").is_none()
@@ -57,7 +57,8 @@ pub async fn connect(
         {
             return in_cluster(namespace);
         }
-        None => Kubeconfig::read().map_err(|e| ConnectError::NoKubeconfig(e.to_string()))?,
+        None => Kubeconfig::read()
+            .map_err(|e| ConnectError::NoKubeconfig(unreadable(&default_kubeconfigs(), &e)))?,
     };
     let name = context
         .map(str::to_string)
@@ -74,6 +75,26 @@ pub async fn connect(
             error: e.to_string(),
         })?;
     target(config, name, namespace)
+}
+
+/// Where kubectl looks: each path in $KUBECONFIG, else ~/.kube/config.
+fn default_kubeconfigs() -> Vec<std::path::PathBuf> {
+    match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        Some(list) => std::env::split_paths(&list).collect(),
+        None => std::env::var_os("HOME")
+            .map(|h| std::path::Path::new(&h).join(".kube").join("config"))
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// Why no kubeconfig could be read, naming the file once: "… does not exist", or
+/// the reader's own words.
+fn unreadable(paths: &[std::path::PathBuf], e: &kube::config::KubeconfigError) -> String {
+    match paths.iter().find(|p| !p.exists()) {
+        Some(missing) => format!("{} does not exist", missing.display()),
+        None => e.to_string(),
+    }
 }
 
 /// A client for `config`, in `namespace` if one is given, named as `context`.
@@ -121,6 +142,15 @@ const OPTIONAL: [KubeKind; 5] = [
 /// Reports per-watcher health to one aggregated Kubernetes health.
 #[derive(Clone)]
 struct Health(mpsc::UnboundedSender<(String, SourceHealth)>);
+
+/// A client error in one line: the API server's own message and code, never the
+/// Debug dump of its Status.
+pub fn one_line(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    }
+}
 
 fn describe(e: &watcher::Error) -> SourceHealth {
     let status = match e {

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::model::pod_view::{PodFeed, PodLog};
 use crate::engine::Msg;
+use crate::sources::kube::one_line;
 
 /// Lines asked of the previous run, and of the current log before following it.
 const PREVIOUS_LINES: i64 = 200;
@@ -116,13 +117,6 @@ fn worst(pod: &Pod, statuses: &[ContainerStatus]) -> Option<String> {
             let spec = pod.spec.as_ref()?;
             spec.containers.first().map(|c| c.name.clone())
         })
-}
-
-fn one_line(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
-        other => other.to_string(),
-    }
 }
 
 /// What `kubectl describe pod` leads with, in a few lines.
