@@ -322,3 +322,52 @@ async fn kubectl_logs_reads_what_the_images_print_and_a_crashed_run_with_previou
     assert!(previous.contains("panicked at"), "{previous}");
     assert!(previous.contains("version=web:crash"), "{previous}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_prints_the_usual_columns_from_the_servers_table() {
+    let Some(c) = web().await else { return };
+    let pods = c.kubectl_ok(&["get", "pods"]).await;
+    let header: Vec<&str> = pods.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{pods}"
+    );
+    let rows: Vec<Vec<&str>> = pods
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{pods}");
+    assert!(
+        rows.iter().all(|r| r[1] == "1/1" && r[2] == "Running"),
+        "{pods}"
+    );
+    let deploy = c.kubectl_ok(&["get", "deploy", "web", "-o", "wide"]).await;
+    let header: Vec<&str> = deploy.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ],
+        "{deploy}"
+    );
+    let row: Vec<&str> = deploy.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[0], row[1], row[6]),
+        ("web", "3/3", "web:1"),
+        "{deploy}"
+    );
+    // A page of a table carries the list's continue token: kubectl reads on.
+    let paged = c
+        .kubectl_ok(&["get", "pods", "--chunk-size=1", "--no-headers"])
+        .await;
+    assert_eq!(paged.lines().count(), 3, "{paged}");
+}

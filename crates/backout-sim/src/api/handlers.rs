@@ -192,6 +192,23 @@ pub async fn serve(
         _ if target.sub == Some(Subresource::Log) => Err(ApiError::method_not_allowed(format!(
             "{path} is read only: GET it"
         ))),
+        "get" | "list" if target.sub.is_none() && super::table::wanted(headers) => {
+            let doc = match verb {
+                "get" => get(&sim, &target)?,
+                _ => list(&sim, &target, &params)?,
+            };
+            let items = match doc["items"].as_array() {
+                Some(items) => items.clone(),
+                None => vec![doc.clone()],
+            };
+            // A list's resourceVersion and continue token page the table as they page the list.
+            let meta = match doc["items"].is_array() {
+                true => doc["metadata"].clone(),
+                false => json!({"resourceVersion": doc["metadata"]["resourceVersion"]}),
+            };
+            let table = super::table::of(target.res, &items, meta, crate::controller::unix_ms());
+            Ok(ok_json(table))
+        }
         "get" => get(&sim, &target).map(ok_json),
         "list" => list(&sim, &target, &params).map(ok_json),
         "watch" => watch::start(sim, &target, &params),

@@ -9,6 +9,7 @@ pub mod logs;
 pub mod patch;
 pub mod reviews;
 pub mod status;
+pub mod table;
 pub mod watch;
 
 use std::collections::HashMap;
