@@ -61,7 +61,7 @@ unsafe impl GlobalAlloc for ByLifetime {
 static ALLOCATOR: ByLifetime = ByLifetime;
 
 /// The commands that end once their one job is done.
-const ONE_SHOT: [&[u8]; 7] = [
+const ONE_SHOT: [&[u8]; 8] = [
     b"rollback",
     b"gate",
     b"status",
@@ -69,6 +69,7 @@ const ONE_SHOT: [&[u8]; 7] = [
     b"report",
     b"completions",
     b"man",
+    b"triggers",
 ];
 
 /// mimalloc's options by their place in `mi_option_e` (mimalloc.h); the test below

@@ -15,6 +15,7 @@ use crate::sources;
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
+    /// The Deployment whose revisions to list (in -n's namespace, else the context's).
     pub deployment: String,
     #[command(flatten)]
     pub cluster: ClusterArgs,

@@ -13,6 +13,7 @@ pub mod rollback;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
+pub mod triggers;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -96,6 +97,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Evaluate every watched service until stopped; roll back only with --auto-rollback.
     Watch(watch::WatchArgs),
+    /// Triggers from what a team already has: `triggers import rules.yml`.
+    Triggers(triggers::TriggersArgs),
     /// Print a shell completion script: `source <(backout completions bash)`.
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff): `backout man | man -l -`.
@@ -177,6 +180,7 @@ pub fn main() -> ExitCode {
             Some(Command::Gate(args)) => gate::run(args).await,
             Some(Command::Report(args)) => report::run(args).await,
             Some(Command::Watch(args)) => watch::run(args).await,
+            Some(Command::Triggers(args)) => triggers::run(args).await,
             Some(Command::Completions(args)) => completions::completions(&args),
             Some(Command::Man) => completions::man(),
         }

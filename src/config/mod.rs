@@ -3,6 +3,7 @@
 //! Every mistake is reported with the file, the line and what to write instead.
 
 pub mod grouping;
+pub mod import;
 pub mod notifications;
 pub mod triggers;
 
