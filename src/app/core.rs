@@ -103,6 +103,9 @@ impl Core {
                 .ok();
             }
         }
+        if let Some(am) = &config.alertmanager {
+            sources::alertmanager::spawn(am.clone(), tx.clone());
+        }
         let ticks = tx.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));

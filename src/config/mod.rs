@@ -2,6 +2,7 @@
 //! policy. Found through `--config`, `$BACKOUT_CONFIG`, then the XDG config dir.
 //! Every mistake is reported with the file, the line and what to write instead.
 
+pub mod alertmanager;
 pub mod grouping;
 pub mod import;
 pub mod notifications;
@@ -19,6 +20,7 @@ pub use triggers::{ClusterSignal, Comparison, Severity, Signal, Trigger};
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub prometheus: Option<PrometheusConfig>,
+    pub alertmanager: Option<alertmanager::AlertmanagerConfig>,
     #[serde(default)]
     pub watch: Vec<WatchConfig>,
     #[serde(default)]
@@ -204,6 +206,7 @@ fn default_concurrency() -> usize {
 pub struct Config {
     pub source: Option<PathBuf>,
     pub prometheus: Option<PrometheusConfig>,
+    pub alertmanager: Option<alertmanager::AlertmanagerConfig>,
     pub watch: Vec<WatchConfig>,
     pub dependencies: BTreeMap<String, Vec<String>>,
     pub policy: Policy,
@@ -327,10 +330,14 @@ impl Config {
                 })?;
             }
         }
-        let triggers = triggers::merge(&raw.triggers, text)?;
+        if let Some(am) = &raw.alertmanager {
+            am.check()?;
+        }
+        let triggers = triggers::merge(&raw.triggers, text, raw.alertmanager.is_some())?;
         Ok(Config {
             source: path.map(Path::to_path_buf),
             prometheus,
+            alertmanager: raw.alertmanager,
             watch: raw.watch,
             dependencies: raw.dependencies,
             policy: raw.policy,

@@ -115,6 +115,8 @@ pub enum ClusterSignal {
     Unready,
     /// 1 when the rollout is past its progress deadline, else 0.
     ProgressDeadline,
+    /// How many alerts naming the service fire in Alertmanager (`[alertmanager]`).
+    Alerts,
 }
 
 impl ClusterSignal {
@@ -124,6 +126,7 @@ impl ClusterSignal {
             ClusterSignal::CrashLoopBackOff => "pods in CrashLoopBackOff",
             ClusterSignal::Unready => "seconds a pod has been unready",
             ClusterSignal::ProgressDeadline => "progress deadline exceeded",
+            ClusterSignal::Alerts => "alerts firing in Alertmanager",
         }
     }
 }
@@ -343,11 +346,34 @@ pub struct TriggerOverride {
     pub enabled: Option<bool>,
 }
 
+/// The `alerts` trigger, built in when `[alertmanager]` is configured: page and
+/// suggest on any alert naming the service, never roll back on one alone.
+fn alerts() -> Trigger {
+    Trigger {
+        name: "alerts".into(),
+        query: String::new(),
+        comparison: Comparison::AtLeast,
+        threshold: 1.0,
+        for_: Duration::ZERO,
+        keep_firing_for: Duration::ZERO,
+        severity: Severity::PageAndSuggest,
+        signal: Signal::Other,
+        unit: Unit::Count,
+        volume_query: None,
+        cluster: Some(ClusterSignal::Alerts),
+        per_service: None,
+    }
+}
+
 pub fn merge(
     overrides: &[toml::Spanned<TriggerOverride>],
     text: &str,
+    alertmanager: bool,
 ) -> Result<Vec<Trigger>, String> {
     let mut triggers = built_in();
+    if alertmanager {
+        triggers.push(alerts());
+    }
     for spanned in overrides {
         let o = spanned.get_ref();
         let line = super::line_of(text, spanned.span().start);

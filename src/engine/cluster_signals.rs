@@ -69,11 +69,45 @@ pub fn value(signal: ClusterSignal, svc: &Service, now: Timestamp) -> f64 {
             .filter_map(|p| p.unready_since)
             .map(seconds)
             .fold(0.0, f64::max),
+        ClusterSignal::Alerts => svc.alerts.len() as f64,
         ClusterSignal::ProgressDeadline => {
             let failed =
                 matches!(rollout::status(d), Rollout::Failed(m) if m.contains("progress deadline"));
             f64::from(u8::from(failed))
         }
+    }
+}
+
+/// `None` before a source has reported at all; else why it is down, if it is.
+fn source_down(state: &State, source: SourceId) -> Option<Option<String>> {
+    match state.sources.get(&source) {
+        None | Some(SourceHealth::Connecting) => None,
+        Some(SourceHealth::Connected) => Some(None),
+        Some(SourceHealth::Retrying { error, .. }) => Some(Some(error.clone())),
+        Some(SourceHealth::Forbidden(e) | SourceHealth::Unavailable(e)) => Some(Some(e.clone())),
+    }
+}
+
+/// Why Alertmanager's alerts are not evidence now: it is down, has not answered, or
+/// its last answer is too old. A quiet Alertmanager is never "no alerts".
+fn alertmanager_down(state: &State) -> Option<String> {
+    let config = state.config.alertmanager.as_ref()?;
+    if let Some(Some(why)) = source_down(state, SourceId::Alertmanager) {
+        return Some(format!(
+            "Alertmanager is down, so this is not evidence: {why}"
+        ));
+    }
+    match state.alerts_answered_at {
+        None => Some("Alertmanager has not answered yet".into()),
+        Some(at)
+            if state.now.duration_since(at).as_secs() > config.stale_after().as_secs() as i64 =>
+        {
+            Some(format!(
+                "Alertmanager's last answer is {}s old, so this is not evidence",
+                state.now.duration_since(at).as_secs()
+            ))
+        }
+        Some(_) => None,
     }
 }
 
@@ -95,19 +129,21 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
     }
     state.cluster_sampled_at = Some(now);
     // Before the watch reports at all there is no answer: unanswered, not blind.
-    let down = match state.sources.get(&SourceId::Kubernetes) {
-        None | Some(SourceHealth::Connecting) => return Vec::new(),
-        Some(SourceHealth::Connected) => None,
-        Some(SourceHealth::Retrying { error, .. }) => Some(error.clone()),
-        Some(SourceHealth::Forbidden(e) | SourceHealth::Unavailable(e)) => Some(e.clone()),
+    let Some(down) = source_down(state, SourceId::Kubernetes) else {
+        return Vec::new();
     };
     let down = down.map(|e| format!("the Kubernetes watch is down, so this is not evidence: {e}"));
+    let alerts_down = alertmanager_down(state);
     let oldest = now.as_millisecond() - kept(state).as_millis() as i64;
     let spacing_ms = spacing(state).as_millis() as i64;
     let mut answers = Vec::new();
     for (key, svc) in &state.services {
         for (name, signal) in &triggers {
-            let outcome = match &down {
+            let down = match signal {
+                ClusterSignal::Alerts => &alerts_down,
+                _ => &down,
+            };
+            let outcome = match down {
                 Some(error) => QueryOutcome::Failed {
                     error: error.clone(),
                 },

@@ -85,6 +85,8 @@ pub struct Service {
     pub rollback: Option<super::model::rollback::Progress>,
     /// The rollback dialog's dry run.
     pub preview: Option<super::model::rollback::PreviewState>,
+    /// Alertmanager's alerts naming this service, as of its last answer.
+    pub alerts: Vec<super::model::alerts::FiringAlert>,
     /// Why backout will not roll this service back automatically again
     /// (a rollback that did not help, or one that failed).
     pub no_auto: Option<String>,
@@ -186,6 +188,8 @@ pub struct State {
     /// Kinds RBAC hides from this user, by namespace, with the server's words.
     pub unseen: std::collections::BTreeMap<(super::model::keys::KubeKind, String), String>,
     pub synced: std::collections::BTreeSet<super::model::keys::KubeKind>,
+    /// When Alertmanager last answered (its alerts are stale after that).
+    pub alerts_answered_at: Option<Timestamp>,
     /// The pod the console has open, if any.
     pub pod_view: Option<super::model::pod_view::PodView>,
 }
@@ -208,6 +212,7 @@ impl State {
             leases: BTreeMap::new(),
             events: VecDeque::new(),
             pod_view: None,
+            alerts_answered_at: None,
             sources: BTreeMap::new(),
             last_auto_rollback: None,
             synced: Default::default(),

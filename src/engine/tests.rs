@@ -674,3 +674,52 @@ fn a_deploy_after_the_onset_reads_as_after_never_as_in_so_many_seconds() {
     );
     assert!(!gate_2.evidence.contains(" in "), "{}", gate_2.evidence);
 }
+
+#[test]
+fn an_alert_naming_a_service_fires_its_alerts_trigger_and_a_stale_answer_is_not_evidence() {
+    use super::model::alerts::FiringAlert;
+    use super::model::keys::{SourceHealth, SourceId};
+    let mut state = world("[alertmanager]\nurl = \"http://am\"\npoll_interval = \"10s\"\n");
+    for source in [SourceId::Kubernetes, SourceId::Alertmanager] {
+        update(
+            &mut state,
+            Msg::Source {
+                source,
+                health: SourceHealth::Connected,
+            },
+        );
+    }
+    let alert = FiringAlert {
+        namespace: Some("shop".into()),
+        service: "checkout".into(),
+        name: "HighErrors".into(),
+        severity: Some("critical".into()),
+        summary: None,
+        since: Some(t(0)),
+    };
+    update(
+        &mut state,
+        Msg::Alerts {
+            at: t(0),
+            alerts: vec![alert],
+        },
+    );
+    update(&mut state, Msg::Tick(t(1)));
+    let alerts = &state.services[&key("checkout")].triggers["alerts"];
+    assert_eq!(alerts.value, Some(1.0));
+    assert!(alerts.alert.is_firing(), "{:?}", alerts.alert);
+    assert!(decision(&state, "checkout")
+        .firing
+        .iter()
+        .any(|f| f.trigger == "alerts"));
+    assert_ne!(
+        decision(&state, "checkout").action,
+        Action::AutoRollback,
+        "an alert alone never rolls back"
+    );
+    // No answer for longer than three polls and a timeout: unknown, not "no alerts"
+    // and not still firing on old news.
+    update(&mut state, Msg::Tick(t(60)));
+    let alerts = &state.services[&key("checkout")].triggers["alerts"];
+    assert!(!alerts.data.is_clean(), "{:?}", alerts.data);
+}

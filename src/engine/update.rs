@@ -88,6 +88,22 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             rollbacks::previewed(state, &service, to_revision, result);
             Vec::new()
         }
+        Msg::Alerts { at, alerts } => {
+            state.alerts_answered_at = Some(at.max(state.alerts_answered_at.unwrap_or(at)));
+            let mut changed = Vec::new();
+            for (key, svc) in state.services.iter_mut() {
+                let mine: Vec<_> = alerts
+                    .iter()
+                    .filter(|a| a.names(&key.namespace, &key.name))
+                    .cloned()
+                    .collect();
+                if mine != svc.alerts {
+                    svc.alerts = mine;
+                    changed.push(key.clone());
+                }
+            }
+            changed
+        }
         Msg::PodOpened(opened) => {
             state.pod_view = opened.map(|(service, pod, opened)| {
                 super::model::pod_view::PodView::new(service, pod, opened)

@@ -1,7 +1,8 @@
-//! Where messages come from: Kubernetes watchers, the Prometheus poller, and the
-//! reader of the pod the console opened. Each sends typed messages by value into the
+//! Where messages come from: Kubernetes watchers, the Prometheus poller, the
+//! Alertmanager poller, and the reader of the pod the console opened. Each sends typed messages by value into the
 //! core's one channel.
 
+pub mod alertmanager;
 pub mod kube;
 pub mod lean;
 pub mod pod_view;

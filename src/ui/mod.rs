@@ -182,6 +182,16 @@ fn header(state: &State, ui: &UiState, p: Palette) -> Paragraph<'static> {
         health(state.sources.get(&SourceId::Kubernetes), p),
         Span::raw("  prom "),
         health(state.sources.get(&SourceId::Prometheus), p),
+        Span::raw(if state.config.alertmanager.is_some() {
+            "  am "
+        } else {
+            ""
+        }),
+        if state.config.alertmanager.is_some() {
+            health(state.sources.get(&SourceId::Alertmanager), p)
+        } else {
+            Span::raw("")
+        },
         Span::raw(format!("  {}/{}", ui.context, ui.namespace)),
         Span::styled(format!("  {}", ui.user), p.fg(Color::Cyan)),
     ]))

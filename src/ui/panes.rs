@@ -245,6 +245,20 @@ pub fn timeline(state: &State, p: Palette, frame: &mut Frame, area: Rect) {
         );
         (Some(r.at), Line::styled(text, style))
     }));
+    // Alertmanager's alerts on the services they name, as they fire now.
+    for (key, svc) in &state.services {
+        for a in &svc.alerts {
+            let text = format!(
+                "{} {key} alert {} firing{}",
+                when(a.since),
+                a.name,
+                a.summary
+                    .as_ref()
+                    .map_or(String::new(), |s| format!(": {s}"))
+            );
+            dated.push((a.since, Line::styled(text, p.fg(Color::Red))));
+        }
+    }
     dated.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
     let mut lines: Vec<Line> = dated.into_iter().take(rows).map(|(_, l)| l).collect();
     for (ns, name) in state.leases.keys() {

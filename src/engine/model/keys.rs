@@ -29,6 +29,7 @@ impl std::fmt::Display for ServiceKey {
 pub enum SourceId {
     Kubernetes,
     Prometheus,
+    Alertmanager,
 }
 
 impl SourceId {
@@ -36,6 +37,7 @@ impl SourceId {
         match self {
             SourceId::Kubernetes => "kubernetes",
             SourceId::Prometheus => "prometheus",
+            SourceId::Alertmanager => "alertmanager",
         }
     }
 }

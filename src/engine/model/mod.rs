@@ -3,6 +3,7 @@
 //! (`signals`, `rollout`). Keeping the types here is what keeps the engine's module
 //! graph free of cycles.
 
+pub mod alerts;
 pub mod decision;
 pub mod evidence;
 pub mod journal;

@@ -79,6 +79,12 @@ pub enum Msg {
         to_revision: Option<u64>,
         result: Result<Preview, String>,
     },
+    /// Alertmanager's firing alerts that name a service, as of `at`: all of them,
+    /// so an alert missing from it has stopped.
+    Alerts {
+        at: Timestamp,
+        alerts: Vec<super::alerts::FiringAlert>,
+    },
     /// The console opened a pod (`opened` numbers the opening), or closed it (`None`).
     PodOpened(Option<(ServiceKey, String, u64)>),
     /// The pod reader of opening `opened` learnt something.
