@@ -160,3 +160,49 @@ async fn a_context_without_rights_is_summarised_once_not_a_stream_of_warnings() 
     assert_eq!(said.matches("is forbidden").count(), 1, "{said}");
     assert!(said.contains("ask for get, list and watch"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_capital_a_watches_every_namespace_as_kubectl_does() {
+    if !have("kubectl") {
+        return;
+    }
+    let c = start(small_scenario("")).await;
+    let manifest = c.dir().join("api.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: other}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: api}}\n  template:\n    metadata: {labels: {app: api}}\n    spec: {containers: [{name: api, image: \"api:1\"}]}\n",
+    )
+    .unwrap();
+    c.kubectl_ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        manifest.to_str().unwrap(),
+    ])
+    .await;
+    let config = c.dir().join("backout.toml");
+    let services = async |extra: &[&str]| -> Vec<String> {
+        let args = [
+            &["status", "-o", "json", "--config", config.to_str().unwrap()][..],
+            extra,
+        ]
+        .concat();
+        let out = c.backout(&args, &[]).await;
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        doc["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}/{}",
+                    s["service"]["namespace"].as_str().unwrap(),
+                    s["service"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(services(&[]).await, ["shop/web"]);
+    assert_eq!(services(&["-A"]).await, ["other/api", "shop/web"]);
+}

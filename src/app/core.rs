@@ -29,6 +29,8 @@ pub struct Options {
     /// The one Deployment a command acts on (`rollback`): only its own objects are
     /// watched (`sources::kube::Scope`).
     pub only: Option<String>,
+    /// `-A`: every namespace, one cluster-wide watch per kind, whatever [[watch]] says.
+    pub all_namespaces: bool,
 }
 
 pub struct Core {
@@ -80,6 +82,11 @@ impl Core {
         namespaces.dedup();
         if namespaces.is_empty() {
             namespaces.push(target.namespace.clone());
+        }
+        let mut config = config;
+        if opts.all_namespaces {
+            namespaces = vec![String::new()];
+            config.watch.clear();
         }
         let scope = sources::kube::Scope {
             deployment: opts.only.clone(),

@@ -47,6 +47,15 @@ impl Pending {
     }
 }
 
+/// The header's namespace: `-A` watches them all, and the list then names each
+/// service's namespace.
+fn namespace_shown(core: &Core) -> String {
+    match core.options.all_namespaces {
+        true => crate::ui::state::ALL_NAMESPACES.to_string(),
+        false => core.target.namespace.clone(),
+    }
+}
+
 /// Whether the session goes on after a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -57,7 +66,7 @@ pub enum Flow {
 impl Session {
     pub fn new(core: Core, mut ui: UiState) -> Session {
         ui.user.clone_from(&core.actor);
-        ui.namespace.clone_from(&core.target.namespace);
+        ui.namespace = namespace_shown(&core);
         Session {
             core,
             ui,
@@ -229,7 +238,7 @@ impl Session {
         }
         self.ui.context.clone_from(&core.target.context);
         self.ui.cluster.clone_from(&core.target.cluster_url);
-        self.ui.namespace.clone_from(&core.target.namespace);
+        self.ui.namespace = namespace_shown(&core);
         self.ui.user.clone_from(&core.actor);
         self.ui.selected = 0;
         self.ui.notice = Some(format!(

@@ -12,6 +12,9 @@ use crate::ui::state::{Mode, UiState};
 pub struct ConsoleArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    /// Watch every namespace (as kubectl's -A), whatever backout.toml's [[watch]] says.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
 }
 
 pub async fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
@@ -19,6 +22,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
     let journal = crate::actions::journal::default_path();
     let mut opts = args.cluster.core_options(Some(journal));
     opts.read_only = args.cluster.read_only;
+    opts.all_namespaces = args.all_namespaces;
     let core = match Core::start(config, opts).await {
         Ok(core) => core,
         Err(e) => {

@@ -59,6 +59,7 @@ impl ClusterArgs {
             read_only: self.read_only,
             observe_only: false,
             only: None,
+            all_namespaces: false,
         }
     }
 }

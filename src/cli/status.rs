@@ -18,6 +18,9 @@ pub struct StatusArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub output: super::output::OutputArgs,
+    /// Every namespace (as kubectl's -A), whatever backout.toml's [[watch]] says.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
     /// How long to wait for the cluster to be listed and every trigger answered.
     #[arg(long, default_value = "20s", value_parser = super::bounded_duration)]
     pub wait: Duration,
@@ -203,6 +206,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let config = args.cluster.config()?;
     let opts = crate::app::core::Options {
         observe_only: true,
+        all_namespaces: args.all_namespaces,
         ..args.cluster.core_options(None)
     };
     let started = tokio::time::Instant::now();

@@ -40,10 +40,11 @@ pub fn unseen_config(state: &State, key: &ServiceKey, svc: &Service) -> Vec<Stri
                 "Secret" => super::model::keys::KubeKind::Secret,
                 _ => super::model::keys::KubeKind::ConfigMap,
             };
-            state
-                .unseen
-                .contains_key(&(kube_kind, key.namespace.clone()))
-                .then(|| format!("{kind} {name}"))
+            // Unseen in the namespace, or everywhere (an `-A` watch's relist is `""`).
+            let hidden = [key.namespace.clone(), String::new()]
+                .into_iter()
+                .any(|ns| state.unseen.contains_key(&(kube_kind, ns)));
+            hidden.then(|| format!("{kind} {name}"))
         })
         .collect()
 }

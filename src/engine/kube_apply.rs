@@ -28,7 +28,7 @@ pub(super) fn kube(state: &mut State, change: KubeChange) -> Vec<ServiceKey> {
             state
                 .services
                 .keys()
-                .filter(|k| k.namespace == namespace)
+                .filter(|k| within(&k.namespace, &namespace))
                 .cloned()
                 .collect()
         }
@@ -57,12 +57,17 @@ pub(super) fn kube(state: &mut State, change: KubeChange) -> Vec<ServiceKey> {
                 state
                     .services
                     .keys()
-                    .filter(|k| k.namespace == namespace)
+                    .filter(|k| within(&k.namespace, &namespace))
                     .cloned(),
             );
             touched.into_iter().collect()
         }
     }
+}
+
+/// Whether `ns` is in a relist's namespace; a relist of `""` (`-A`) covers them all.
+fn within(ns: &str, relisted: &str) -> bool {
+    relisted.is_empty() || ns == relisted
 }
 
 /// Deployments, ConfigMaps and Secrets deleted while the watch was away: a relist
@@ -81,7 +86,7 @@ fn forget_missing(state: &mut State, kind: KubeKind, namespace: &str, objects: &
             let gone: Vec<ServiceKey> = state
                 .services
                 .keys()
-                .filter(|k| k.namespace == namespace && !listed.contains(&k.name))
+                .filter(|k| within(&k.namespace, namespace) && !listed.contains(&k.name))
                 .cloned()
                 .collect();
             for key in gone {
@@ -90,9 +95,9 @@ fn forget_missing(state: &mut State, kind: KubeKind, namespace: &str, objects: &
         }
         KubeKind::ConfigMap | KubeKind::Secret => {
             let label = config_label(kind);
-            state
-                .config_objects
-                .retain(|(ns, l, name), _| ns != namespace || *l != label || listed.contains(name));
+            state.config_objects.retain(|(ns, l, name), _| {
+                !within(ns, namespace) || *l != label || listed.contains(name)
+            });
         }
         _ => {}
     }
@@ -114,23 +119,25 @@ fn forget_kind(state: &mut State, kind: KubeKind, namespace: &str) {
             state
                 .services
                 .iter_mut()
-                .filter(|(k, _)| k.namespace == namespace)
+                .filter(|(k, _)| within(&k.namespace, namespace))
                 .for_each(|(_, s)| s.replicasets.clear());
             state
                 .parked_replicasets
-                .retain(|(ns, _), _| ns != namespace);
+                .retain(|(ns, _), _| !within(ns, namespace));
         }
         KubeKind::Pod => {
             state
                 .services
                 .iter_mut()
-                .filter(|(k, _)| k.namespace == namespace)
+                .filter(|(k, _)| within(&k.namespace, namespace))
                 .for_each(|(_, s)| s.pods.clear());
-            state.parked_pods.retain(|(ns, _), _| ns != namespace);
+            state
+                .parked_pods
+                .retain(|(ns, _), _| !within(ns, namespace));
         }
-        KubeKind::Job => state.jobs.retain(|(ns, _), _| ns != namespace),
-        KubeKind::Hpa => state.hpas.retain(|(ns, _), _| ns != namespace),
-        KubeKind::Lease => state.leases.retain(|(ns, _), _| ns != namespace),
+        KubeKind::Job => state.jobs.retain(|(ns, _), _| !within(ns, namespace)),
+        KubeKind::Hpa => state.hpas.retain(|(ns, _), _| !within(ns, namespace)),
+        KubeKind::Lease => state.leases.retain(|(ns, _), _| !within(ns, namespace)),
         _ => {}
     }
 }

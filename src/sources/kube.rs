@@ -431,7 +431,12 @@ fn watch_namespace(
         macro_rules! watch {
             ($ty:ty, $config:expr, $kind:expr, $wrap:expr) => {
                 tokio::spawn(run(
-                    Api::<$ty>::namespaced(client.clone(), &ns),
+                    // `""` is every namespace (`-A`): one cluster-wide watch per kind.
+                    if ns.is_empty() {
+                        Api::<$ty>::all(client.clone())
+                    } else {
+                        Api::<$ty>::namespaced(client.clone(), &ns)
+                    },
                     $config,
                     $kind,
                     ns.clone(),

@@ -54,7 +54,14 @@ pub fn services(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area
                     Some(_) => Span::styled(format!("{:<8}", "rollbk"), p.fg(Color::Magenta)),
                     None => Span::styled(format!("{:<8}", short(d.action)), p.action(d.action)),
                 },
-                Span::styled(key.name.clone(), p.bold()),
+                Span::styled(
+                    if ui.namespace == crate::ui::state::ALL_NAMESPACES {
+                        key.to_string()
+                    } else {
+                        key.name.clone()
+                    },
+                    p.bold(),
+                ),
                 Span::raw(format!(
                     " r{} {ready}/{want} {since}{rollout}",
                     d.current_revision.unwrap_or(0),

@@ -9,6 +9,9 @@ use tui_input::Input;
 use crate::engine::rollout::{history, Revision};
 use crate::engine::{ServiceKey, State};
 
+/// The header's namespace under `-A`.
+pub const ALL_NAMESPACES: &str = "all namespaces";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Live,
