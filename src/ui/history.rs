@@ -85,11 +85,22 @@ pub fn pane(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area: Re
             }
         }
     }
-    let title = format!(" {key} — history ");
+    // PgDn scrolls to the diff; the chosen revision stays in view as j/k move it.
+    let rows = usize::from(area.height.saturating_sub(2));
+    let follow = u16::try_from(chosen.saturating_sub(rows.saturating_sub(1))).unwrap_or(u16::MAX);
+    let (offset, below) = super::panes::scrolled(
+        &lines,
+        area,
+        ui.scroll.max(follow),
+        Some(Wrap { trim: false }),
+    );
+    let more = if below { "· PgDn more " } else { "" };
+    let title = format!(" {key} — history {more}");
     frame.render_widget(
         Paragraph::new(lines)
             .block(Block::default().borders(Borders::ALL).title(title))
-            .wrap(Wrap { trim: false }),
+            .wrap(Wrap { trim: false })
+            .scroll((offset, 0)),
         area,
     );
 }

@@ -111,6 +111,7 @@ fn draw(state: &State, ui: &UiState, frame: &mut Frame) {
         Pane::Decision => panes::decision(state, selected, ui.scroll, p, frame, right[1]),
         Pane::History => history::pane(state, ui, p, frame, right[1]),
         Pane::Pods => pods::pane(state, ui, p, frame, right[1]),
+        Pane::Timeline => panes::timeline_pane(state, ui.scroll, p, frame, right[1]),
     }
     panes::timeline(state, p, frame, rows[2]);
     frame.render_widget(footer(state, ui, p), rows[3]);
@@ -118,7 +119,7 @@ fn draw(state: &State, ui: &UiState, frame: &mut Frame) {
         rollback::dialog(state, dialog, p, frame, centered(area, 76, 18));
     }
     if ui.help {
-        help(p, frame, centered(area, 66, 24));
+        help(p, frame, centered(area, 66, 26));
     }
 }
 
@@ -246,7 +247,8 @@ fn footer(state: &State, ui: &UiState, p: Palette) -> Paragraph<'static> {
                     ("r", "roll back to it"),
                     ("Tab", "pods"),
                 ],
-                (Pane::Pods, _) => vec![("↑↓", "pod"), ("Enter", "logs"), ("Tab", "decision")],
+                (Pane::Pods, _) => vec![("↑↓", "pod"), ("Enter", "logs"), ("Tab", "timeline")],
+                (Pane::Timeline, _) => vec![("↑↓ PgUp/PgDn", "scroll"), ("Tab", "decision")],
             };
             if state.pod_view.is_some() {
                 keys.push(("Ctrl-C", "quit"));
@@ -280,7 +282,9 @@ fn help(p: Palette, frame: &mut Frame, area: Rect) {
         Line::styled("keys", p.bold()),
         Line::raw(""),
         Line::raw("↑ ↓ j k   select a service (worst first); g G first, last"),
-        Line::raw("PgUp PgDn Ctrl-u Ctrl-d   scroll the decision"),
+        Line::raw("PgUp PgDn Ctrl-u Ctrl-d   scroll the pane under the graphs"),
+        Line::raw("t         the whole timeline, scrollable (Tab cycles the panes:"),
+        Line::raw("          decision, history, pods, timeline)"),
         Line::raw("r         open the rollback, filled in from the decision;"),
         Line::raw("          the API server dry-runs it before you confirm"),
         Line::raw("y         confirm (the default is No; any other key cancels)"),

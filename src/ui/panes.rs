@@ -183,7 +183,7 @@ pub fn decision(
             style,
         ));
     }
-    let (offset, below) = scrolled(&lines, area, scroll, true);
+    let (offset, below) = scrolled(&lines, area, scroll, Some(Wrap { trim: true }));
     let more = match (offset > 0, below) {
         (false, false) => String::new(),
         (false, true) => "· PgDn more ".into(),
@@ -202,11 +202,11 @@ pub fn decision(
 
 /// How far a bordered paragraph in `area` (wrapped, or not) can scroll toward
 /// `asked`, and whether lines remain below the view.
-pub fn scrolled(lines: &[Line], area: Rect, asked: u16, wrap: bool) -> (u16, bool) {
+pub fn scrolled(lines: &[Line], area: Rect, asked: u16, wrap: Option<Wrap>) -> (u16, bool) {
     let height = usize::from(area.height.saturating_sub(2));
     let mut text = Paragraph::new(lines.to_vec());
-    if wrap {
-        text = text.wrap(Wrap { trim: true });
+    if let Some(wrap) = wrap {
+        text = text.wrap(wrap);
     }
     let wrapped = text.line_count(area.width.saturating_sub(2));
     let most = wrapped.saturating_sub(height);
@@ -215,10 +215,41 @@ pub fn scrolled(lines: &[Line], area: Rect, asked: u16, wrap: bool) -> (u16, boo
 }
 
 /// The incident journal as it is written and the cluster's Events (other consoles'
-/// rollbacks among them), merged newest first.
+/// rollbacks among them), merged newest first: the strip under the panes.
 pub fn timeline(state: &State, p: Palette, frame: &mut Frame, area: Rect) {
-    use crate::engine::journal::Entry;
     let rows = area.height.saturating_sub(2) as usize;
+    frame.render_widget(
+        Paragraph::new(timeline_lines(state, p, Some(rows)))
+            .block(Block::default().borders(Borders::ALL).title(" timeline "))
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+/// The whole timeline in the pane under the graphs (Tab), scrolled by PgUp/PgDn, j/k.
+pub fn timeline_pane(state: &State, scroll: u16, p: Palette, frame: &mut Frame, area: Rect) {
+    let lines = timeline_lines(state, p, None);
+    let wrap = Wrap { trim: false };
+    let (offset, below) = scrolled(&lines, area, scroll, Some(wrap));
+    let more = if below { "· PgDn/j older " } else { "" };
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(format!(" timeline, newest first {more}")),
+            )
+            .wrap(wrap)
+            .scroll((offset, 0)),
+        area,
+    );
+}
+
+/// Leases held and the last runner failure first, then the dated lines newest first;
+/// at most `rows` of each source when the caller shows only that many.
+fn timeline_lines(state: &State, p: Palette, rows: Option<usize>) -> Vec<Line<'static>> {
+    use crate::engine::journal::Entry;
+    let rows = rows.unwrap_or(usize::MAX);
     let when = |at: Option<jiff::Timestamp>| {
         at.map_or("      ".into(), |t| format!("{:>6}", ago(state.now, t)))
     };
@@ -268,25 +299,18 @@ pub fn timeline(state: &State, p: Palette, frame: &mut Frame, area: Rect) {
     }
     dated.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
     let mut lines: Vec<Line> = dated.into_iter().take(rows).map(|(_, l)| l).collect();
-    for (ns, name) in state.leases.keys() {
-        if let Some((holder, since)) = state.leases.get(&(ns.clone(), name.clone())) {
-            let since = since.map_or(String::new(), |t| format!(" for {}", ago(state.now, t)));
-            lines.insert(
-                0,
-                Line::styled(
-                    format!("lease {ns}/{name} held by {holder}{since}"),
-                    p.fg(Color::Magenta),
-                ),
-            );
-        }
+    for ((ns, name), (holder, since)) in &state.leases {
+        let since = since.map_or(String::new(), |t| format!(" for {}", ago(state.now, t)));
+        lines.insert(
+            0,
+            Line::styled(
+                format!("lease {ns}/{name} held by {holder}{since}"),
+                p.fg(Color::Magenta),
+            ),
+        );
     }
     for e in state.effect_errors.iter().rev().take(1) {
         lines.insert(0, Line::styled(e.clone(), p.fg(Color::Red)));
     }
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(Block::default().borders(Borders::ALL).title(" timeline "))
-            .wrap(Wrap { trim: false }),
-        area,
-    );
+    lines
 }

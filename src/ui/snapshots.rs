@@ -411,3 +411,23 @@ fn every_key_that_dismisses_the_dialog_says_cancelled() {
         assert!(!state.services[&key("checkout")].rollback_in_flight());
     }
 }
+
+#[test]
+fn the_whole_timeline_scrolls_in_its_pane() {
+    let mut state = connected(world(""));
+    answered(&mut state, 200, Some(("error-rate", 0.25)));
+    verified_rollback(&mut state, 205);
+    let mut ui = ui();
+    press(&mut ui, &mut state, 't');
+    let top = one_screen(&state, &ui, 80, 24);
+    assert!(top.contains("timeline, newest first"), "{top}");
+    screens("timeline_pane", &state, &ui);
+    for _ in 0..3 {
+        key_in(&mut ui, &mut state, KeyCode::Char('j'));
+    }
+    assert_eq!(ui.scroll, 3, "j scrolls the timeline, selecting nothing");
+    assert_eq!(ui.selected, 0);
+    assert_ne!(one_screen(&state, &ui, 80, 24), top, "the pane moved");
+    key_in(&mut ui, &mut state, KeyCode::Tab);
+    assert_eq!(ui.pane, crate::ui::state::Pane::Decision, "Tab cycles back");
+}

@@ -26,6 +26,8 @@ pub enum Pane {
     History,
     /// The selected service's pods; the arrows move through pods, Enter opens one.
     Pods,
+    /// The whole timeline, scrolled by the arrows as well as PgUp/PgDn.
+    Timeline,
 }
 
 /// The rollback confirmation, filled in from the decision (or the revision chosen in
@@ -234,8 +236,20 @@ impl UiState {
             KeyCode::Tab => self.show(match self.pane {
                 Pane::Decision => Pane::History,
                 Pane::History => Pane::Pods,
-                Pane::Pods => Pane::Decision,
+                Pane::Pods => Pane::Timeline,
+                Pane::Timeline => Pane::Decision,
             }),
+            KeyCode::Char('t') => self.show(match self.pane {
+                Pane::Timeline => Pane::Decision,
+                _ => Pane::Timeline,
+            }),
+            // In the timeline the arrows scroll; there is nothing in it to select.
+            KeyCode::Down | KeyCode::Char('j') if self.pane == Pane::Timeline => self.scroll_by(1),
+            KeyCode::Up | KeyCode::Char('k') if self.pane == Pane::Timeline => self.scroll_by(-1),
+            KeyCode::Home | KeyCode::Char('g') if self.pane == Pane::Timeline => {
+                self.scroll = 0;
+                vec![]
+            }
             KeyCode::Char('h') => self.show(match self.pane {
                 Pane::History => Pane::Decision,
                 _ => Pane::History,
@@ -295,13 +309,13 @@ impl UiState {
     /// to `to(current, last)`.
     fn move_to(&mut self, state: &State, to: impl Fn(usize, usize) -> usize) -> Vec<Command> {
         let len = match self.pane {
-            Pane::Decision => self.ordered(state).len(),
+            Pane::Decision | Pane::Timeline => self.ordered(state).len(),
             Pane::History => self.revisions(state).len(),
             Pane::Pods => self.pods(state).len(),
         };
         let last = len.saturating_sub(1);
         let at = match self.pane {
-            Pane::Decision => &mut self.selected,
+            Pane::Decision | Pane::Timeline => &mut self.selected,
             Pane::History => &mut self.revision,
             Pane::Pods => &mut self.pod,
         };
@@ -390,7 +404,7 @@ impl UiState {
                 }
                 Some(chosen.number)
             }
-            Pane::Decision | Pane::Pods => match &svc.decision.target {
+            Pane::Decision | Pane::Pods | Pane::Timeline => match &svc.decision.target {
                 Some(t) => Some(t.revision),
                 None => {
                     self.notice = Some(
