@@ -1,12 +1,15 @@
 //! One frame of the console at 200x60 with 2,000 services in the list and 4 trigger
 //! graphs of an hour each (240 points), against the same frame with 20 services, so
-//! the list's cost shows as a ratio within one run. Run with `cargo bench --bench render`.
+//! the list's cost shows as a ratio within one run; then the open pod with a full log
+//! (every line kept) and ASCII mode, each against the plain frame of the same run.
+//! Run with `cargo bench --bench render`.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use backout::config::Config;
+use backout::engine::model::pod_view::{PodFeed, LOG_LINES_KEPT};
 use backout::engine::{update, Msg, State};
 use backout::ui::state::{Mode, UiState};
 use ratatui::backend::TestBackend;
@@ -88,5 +91,39 @@ fn main() {
         "render 80x24, {SERVICES} services: median {:.2} ms; a 16 ms frame budget leaves {:.0}x headroom at 200x60",
         ms(tiny_median),
         16.0 / ms(big_median)
+    );
+    // The open pod at its fullest: more lines than are kept, following the end.
+    let mut with_pod = state(SERVICES);
+    let key = ui.selected_service(&with_pod).cloned().expect("a service");
+    update(
+        &mut with_pod,
+        Msg::PodOpened(Some((key, "pod-1".into(), 1))),
+    );
+    let lines: Vec<String> = (0..3 * LOG_LINES_KEPT)
+        .map(|i| {
+            format!("level=info msg=\"request served\" path=/api/orders status=200 latency_ms={i}")
+        })
+        .collect();
+    update(
+        &mut with_pod,
+        Msg::Pod {
+            opened: 1,
+            feed: PodFeed::Lines(lines),
+        },
+    );
+    let (pod_median, pod_p99) = frame_times(&with_pod, &ui, 200, 60, frames);
+    println!(
+        "render 200x60, the open pod with {LOG_LINES_KEPT} log lines kept: median {:.2} ms, p99 {:.2} ms ({:.1}x the plain frame)",
+        ms(pod_median),
+        ms(pod_p99),
+        pod_median.as_secs_f64() / big_median.as_secs_f64()
+    );
+    let mut ascii = ui.clone();
+    ascii.ascii = true;
+    let (ascii_median, _) = frame_times(&full, &ascii, 200, 60, frames);
+    println!(
+        "render 200x60 under BACKOUT_ASCII: median {:.2} ms ({:.2}x the plain frame)",
+        ms(ascii_median),
+        ascii_median.as_secs_f64() / big_median.as_secs_f64()
     );
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, free_port, have, small_scenario, start};
+use common::{eventually, free_port, get_json, have, small_scenario, start};
 
 struct Killed(Child);
 
@@ -89,14 +89,7 @@ async fn an_alert_from_prometheus_through_alertmanager_fires_the_services_alerts
         Duration::from_secs(60),
         "Alertmanager to hold the alert",
         async || {
-            let alerts: serde_json::Value = http
-                .get(format!("http://{am}/api/v2/alerts"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let alerts = get_json(&http, &format!("http://{am}/api/v2/alerts")).await?;
             alerts
                 .as_array()?
                 .iter()

@@ -338,14 +338,7 @@ impl RealPrometheus {
             Duration::from_secs(30),
             "Prometheus to attempt its first scrape",
             async || {
-                let targets: serde_json::Value = http
-                    .get(format!("{}/api/v1/targets", prom.url))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let targets = get_json(&http, &format!("{}/api/v1/targets", prom.url)).await?;
                 let last = targets["data"]["activeTargets"][0]["lastScrape"]
                     .as_str()?
                     .to_string();
@@ -355,6 +348,11 @@ impl RealPrometheus {
         .await;
         prom
     }
+}
+
+/// A JSON answer from `url`, or None while it cannot be had.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
 }
 
 /// The value of an instant query's single series, or None.
