@@ -92,8 +92,7 @@ async fn setup() -> Option<Cluster> {
     let list = json!({"apiVersion": "v1", "kind": "List", "items": [colour("blue", "shopfront:1"), colour("green", "shopfront:2"), service]});
     let file = c.dir().join("bluegreen.json");
     std::fs::write(&file, list.to_string()).unwrap();
-    c.kubectl_ok(&["apply", "--validate=false", "-f", file.to_str().unwrap()])
-        .await;
+    c.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]).await;
     for d in ["deploy/shopfront-blue", "deploy/shopfront-green"] {
         c.kubectl_ok(&["rollout", "status", d, "--timeout=30s"])
             .await;

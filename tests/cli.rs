@@ -173,13 +173,8 @@ async fn dash_capital_a_watches_every_namespace_as_kubectl_does() {
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: other}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: api}}\n  template:\n    metadata: {labels: {app: api}}\n    spec: {containers: [{name: api, image: \"api:1\"}]}\n",
     )
     .unwrap();
-    c.kubectl_ok(&[
-        "apply",
-        "--validate=false",
-        "-f",
-        manifest.to_str().unwrap(),
-    ])
-    .await;
+    c.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()])
+        .await;
     let config = c.dir().join("backout.toml");
     let services = async |extra: &[&str]| -> Vec<String> {
         let args = [

@@ -105,8 +105,7 @@ async fn a_failing_deploy_with_nothing_to_roll_back_to_is_undecided_not_accepted
             "spec": {"containers": [{"name": "solo", "image": "web:crash"}]}}}});
     let file = c.dir().join("solo.json");
     std::fs::write(&file, solo.to_string()).unwrap();
-    c.kubectl_ok(&["apply", "--validate=false", "-f", file.to_str().unwrap()])
-        .await;
+    c.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]).await;
     let (code, report) = gate(
         &c,
         "solo",

@@ -191,14 +191,8 @@ async fn switching_namespace_starts_over_there_and_a_bad_command_is_explained() 
         ]
     });
     std::fs::write(&manifest, search.to_string()).unwrap();
-    // The simulator serves no OpenAPI schema for kubectl to validate against.
-    c.kubectl_ok(&[
-        "create",
-        "--validate=false",
-        "-f",
-        manifest.to_str().unwrap(),
-    ])
-    .await;
+    c.kubectl_ok(&["create", "-f", manifest.to_str().unwrap()])
+        .await;
     let mut s = session(&c, None).await;
     until(&mut s, "shop's services", |s| {
         s.core.state.services.contains_key(&checkout())

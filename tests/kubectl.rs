@@ -371,3 +371,30 @@ async fn kubectl_get_prints_the_usual_columns_from_the_servers_table() {
         .await;
     assert_eq!(paged.lines().count(), 3, "{paged}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_validates_against_the_simulator_and_an_unknown_field_is_refused() {
+    let Some(c) = web().await else { return };
+    let manifest = |replicas_key: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: typo, namespace: shop}}\nspec:\n  {replicas_key}: 1\n  selector: {{matchLabels: {{app: typo}}}}\n  template:\n    metadata: {{labels: {{app: typo}}}}\n    spec: {{containers: [{{name: t, image: \"t:1\"}}]}}\n"
+        )
+    };
+    let file = c.dir().join("typo.yaml");
+    std::fs::write(&file, manifest("replicass")).unwrap();
+    let refused = c.kubectl(&["create", "-f", file.to_str().unwrap()]).await;
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.replicass\""),
+        "{err}"
+    );
+    std::fs::write(&file, manifest("replicas")).unwrap();
+    let created = c
+        .kubectl_ok(&["create", "-f", file.to_str().unwrap()])
+        .await;
+    assert!(
+        created.contains("deployment.apps/typo created"),
+        "{created}"
+    );
+}

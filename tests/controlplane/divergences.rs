@@ -40,18 +40,11 @@ fn misspelt(dir: &std::path::Path) -> String {
 
 /// What the simulator is known to do differently, as (command, why). The test fails
 /// when one of these starts to agree (strike it) or a new difference appears.
-const KNOWN: &[(&str, &str)] = &[
-    (
-        "create -f",
-        "no /openapi/v3 and no server-side field validation: kubectl cannot validate \
-         against the simulator and says so, where the real server refuses the unknown field",
-    ),
-    (
-        "auth can-i",
-        "kubectl sends the SelfSubjectAccessReview as protobuf; the simulator reads JSON \
+const KNOWN: &[(&str, &str)] = &[(
+    "auth can-i",
+    "kubectl sends the SelfSubjectAccessReview as protobuf; the simulator reads JSON \
          bodies only and answers 415 (backout's own review is JSON)",
-    ),
-];
+)];
 
 /// kubectl against one of the two servers.
 trait Kubectl {
@@ -75,10 +68,7 @@ impl Kubectl for super::common::Cluster {
 async fn web_at_revision_3(server: &impl Kubectl, dir: &std::path::Path) {
     let file = deployment_file(dir, "web", |_| {});
     let ok = |out: Output| assert!(out.status.success(), "{}", text(&out));
-    // Validation is KNOWN to differ (see `create -f`); it is judged below, not here.
-    ok(server
-        .run(&["apply", "--validate=false", "-f", &file])
-        .await);
+    ok(server.run(&["apply", "-f", &file]).await);
     for revision in 1..=3 {
         if revision > 1 {
             let image = format!("web=web:{revision}");

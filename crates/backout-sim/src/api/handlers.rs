@@ -140,6 +140,11 @@ pub fn is_true(v: Option<&String>) -> bool {
     matches!(v.map(String::as_str), Some("true" | "1"))
 }
 
+/// `fieldValidation=Strict`, which kubectl sends once `/openapi/v3` says it may.
+fn strict(params: &HashMap<String, String>) -> bool {
+    params.get("fieldValidation").is_some_and(|v| v == "Strict")
+}
+
 fn dry_run(params: &HashMap<String, String>) -> bool {
     params.get("dryRun").is_some_and(|v| v == "All")
 }
@@ -417,6 +422,9 @@ fn create(
         ));
     }
     let mut obj = decode(body)?;
+    if strict(params) {
+        super::openapi::strict(target.res, &obj)?;
+    }
     if let Some(ns) = &target.namespace {
         let given = meta_str(&obj, "namespace");
         if !given.is_empty() && given != ns {
@@ -483,6 +491,9 @@ fn write(
     }
     if target.res.namespaced {
         next["metadata"]["namespace"] = json!(ns_of(target));
+    }
+    if strict(params) && target.sub.is_none() {
+        super::openapi::strict(target.res, &next)?;
     }
     admit(target.res, &mut next, Some(&current))?;
     let stored = if dry_run(params) {

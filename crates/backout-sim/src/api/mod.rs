@@ -6,6 +6,7 @@ pub mod auth;
 pub mod discovery;
 pub mod handlers;
 pub mod logs;
+pub mod openapi;
 pub mod patch;
 pub mod reviews;
 pub mod status;
@@ -35,6 +36,14 @@ pub fn router(state: Arc<SimState>) -> Router {
             get(|| async { json_or_404(discovery::resource_list("", "v1"), "/api/v1") }),
         )
         .route("/apis", get(|| async { Json(discovery::group_list()) }))
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(|| async { Json(openapi::index()) }))
+        .route(
+            "/openapi/v3/{*gv}",
+            get(|Path(gv): Path<String>| async move {
+                json_or_404(openapi::group_version(&gv), &format!("openapi/v3/{gv}"))
+            }),
+        )
         .route(
             "/apis/{group}",
             get(|Path(g): Path<String>| async move { json_or_404(discovery::group(&g), &g) }),
