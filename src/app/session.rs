@@ -198,6 +198,8 @@ impl Session {
         let mut config = self.core.state.config.clone();
         if let Some(ns) = &namespace {
             options.namespace = Some(ns.clone());
+            // `:ns NAME` narrows an `-A` console to that namespace.
+            options.all_namespaces = false;
             // Watch what the config lists there, or every Deployment if it lists nothing.
             config.watch.retain(|w| &w.namespace == ns);
         }
