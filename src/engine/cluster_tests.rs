@@ -12,10 +12,6 @@ use super::signals::QueryOutcome;
 use super::state::State;
 use super::update::update;
 
-fn decision<'a>(state: &'a State, name: &str) -> &'a super::Decision {
-    &state.services[&key(name)].decision
-}
-
 #[test]
 fn a_deployment_outside_the_watch_list_leaves_no_entry_even_when_its_replicaset_came_first() {
     let mut state = State::new(
@@ -311,4 +307,53 @@ fn a_cluster_series_keeps_its_points_a_step_apart_and_its_newest_current() {
         (t(600).as_millisecond(), 4.0),
         "the newest is now"
     );
+}
+
+#[test]
+fn an_alert_naming_a_service_fires_its_alerts_trigger_and_a_stale_answer_is_not_evidence() {
+    use super::model::alerts::FiringAlert;
+    use super::model::keys::{SourceHealth, SourceId};
+    let mut state = world("[alertmanager]\nurl = \"http://am\"\npoll_interval = \"10s\"\n");
+    for source in [SourceId::Kubernetes, SourceId::Alertmanager] {
+        update(
+            &mut state,
+            Msg::Source {
+                source,
+                health: SourceHealth::Connected,
+            },
+        );
+    }
+    let alert = FiringAlert {
+        namespace: Some("shop".into()),
+        service: "checkout".into(),
+        name: "HighErrors".into(),
+        severity: Some("critical".into()),
+        summary: None,
+        since: Some(t(0)),
+    };
+    update(
+        &mut state,
+        Msg::Alerts {
+            at: t(0),
+            alerts: vec![alert],
+        },
+    );
+    update(&mut state, Msg::Tick(t(1)));
+    let alerts = &state.services[&key("checkout")].triggers["alerts"];
+    assert_eq!(alerts.value, Some(1.0));
+    assert!(alerts.alert.is_firing(), "{:?}", alerts.alert);
+    assert!(decision(&state, "checkout")
+        .firing
+        .iter()
+        .any(|f| f.trigger == "alerts"));
+    assert_ne!(
+        decision(&state, "checkout").action,
+        Action::AutoRollback,
+        "an alert alone never rolls back"
+    );
+    // No answer for longer than three polls and a timeout: unknown, not "no alerts"
+    // and not still firing on old news.
+    update(&mut state, Msg::Tick(t(60)));
+    let alerts = &state.services[&key("checkout")].triggers["alerts"];
+    assert!(!alerts.data.is_clean(), "{:?}", alerts.data);
 }

@@ -418,3 +418,18 @@ pub fn pod(state: &mut State, name: &str, replicaset: &str, created_secs: i64, r
     .expect("a pod");
     update(state, Msg::Kube(KubeChange::Applied(KubeObject::pod(&pod))));
 }
+
+/// The decision on shop/`name`.
+pub fn decision<'a>(state: &'a State, name: &str) -> &'a super::Decision {
+    &state.services[&key(name)].decision
+}
+
+/// The numbers of the gates that fail for shop/`name`.
+pub fn failed_gates(state: &State, name: &str) -> Vec<u8> {
+    decision(state, name)
+        .gates
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| g.number)
+        .collect()
+}

@@ -36,6 +36,8 @@ pub use update::update;
 
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod dependency_tests;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 #[cfg(test)]

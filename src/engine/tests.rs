@@ -13,19 +13,6 @@ use super::signals::QueryOutcome;
 use super::state::State;
 use super::update::update;
 
-fn decision<'a>(state: &'a State, name: &str) -> &'a super::Decision {
-    &state.services[&key(name)].decision
-}
-
-fn failed_gates(state: &State, name: &str) -> Vec<u8> {
-    decision(state, name)
-        .gates
-        .iter()
-        .filter(|g| !g.passed)
-        .map(|g| g.number)
-        .collect()
-}
-
 #[test]
 fn a_clean_error_rate_regression_after_a_deploy_is_automatic_with_every_gate_passing() {
     let mut state = world("");
@@ -531,53 +518,6 @@ fn a_regression_that_began_before_the_deploy_scores_low_and_is_not_automatic() {
 }
 
 #[test]
-fn a_dependency_failing_before_the_deploy_blocks_its_caller_from_automatic_rollback() {
-    // frontend depends on checkout; checkout has failed since before frontend deployed.
-    let mut state = world("");
-    deploy(
-        &mut state,
-        "frontend",
-        &["frontend:1", "frontend:2"],
-        100,
-        false,
-    );
-    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 400);
-    run(&mut state, "frontend", "error-rate", 0.001, 0.25, 130, 400);
-    let d = decision(&state, "frontend");
-    assert_ne!(d.action, Action::AutoRollback);
-    assert!(failed_gates(&state, "frontend").contains(&2));
-    assert!(
-        d.gates[1]
-            .evidence
-            .contains("checkout, which frontend depends on, was already failing"),
-        "{}",
-        d.gates[1].evidence
-    );
-}
-
-#[test]
-fn isolation_counts_the_services_firing_now() {
-    let mut state = world("");
-    deploy(
-        &mut state,
-        "payments",
-        &["payments:1", "payments:2"],
-        0,
-        false,
-    );
-    run(&mut state, "payments", "p99-latency", 0.1, 9.0, 30, 400);
-    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 400);
-    let isolation = |state: &State| {
-        let c = decision(state, "checkout").confidence.clone().unwrap();
-        let part = c.parts.into_iter().find(|p| p.name == "isolation").unwrap();
-        (part.value, part.note)
-    };
-    let (value, note) = isolation(&state);
-    assert_eq!(value, 0.5, "{note}");
-    assert!(note.starts_with("1 other"), "{note}");
-}
-
-#[test]
 fn a_pods_lines_reach_only_the_opening_they_were_read_for() {
     use super::model::pod_view::PodFeed;
     let mut state = world("");
@@ -619,107 +559,4 @@ fn a_pods_lines_reach_only_the_opening_they_were_read_for() {
         },
     );
     assert!(state.pod_view.is_none());
-}
-
-#[test]
-fn a_cascade_order_is_advised_only_to_a_service_that_is_itself_firing() {
-    let mut state = world("");
-    deploy(
-        &mut state,
-        "frontend",
-        &["frontend:1", "frontend:2"],
-        0,
-        false,
-    );
-    run(&mut state, "frontend", "error-rate", 0.001, 0.25, 30, 200);
-    let notes = |state: &State| -> Vec<String> {
-        decision(state, "checkout")
-            .blast_radius
-            .iter()
-            .filter(|n| n.text.starts_with("depended on by"))
-            .map(|n| n.text.clone())
-            .collect()
-    };
-    assert_eq!(
-        notes(&state),
-        ["depended on by frontend"],
-        "checkout is healthy"
-    );
-    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 215, 400);
-    let firing = notes(&state);
-    assert!(
-        firing[0].contains("in a cascade roll back in reverse dependency order, checkout first"),
-        "{firing:?}"
-    );
-}
-
-#[test]
-fn a_deploy_after_the_onset_reads_as_after_never_as_in_so_many_seconds() {
-    let mut state = world("");
-    // The regression began at 0 s; checkout deployed at 0 s in the world, so
-    // redeploy it at 100 s, after the onset.
-    deploy(
-        &mut state,
-        "checkout",
-        &["checkout:1", "checkout:2", "checkout:3"],
-        100,
-        false,
-    );
-    run(&mut state, "checkout", "error-rate", 0.25, 0.25, 0, 200);
-    let gate_2 = &decision(&state, "checkout").gates[1];
-    assert!(
-        gate_2.evidence.contains("after the regression began"),
-        "{}",
-        gate_2.evidence
-    );
-    assert!(!gate_2.evidence.contains(" in "), "{}", gate_2.evidence);
-}
-
-#[test]
-fn an_alert_naming_a_service_fires_its_alerts_trigger_and_a_stale_answer_is_not_evidence() {
-    use super::model::alerts::FiringAlert;
-    use super::model::keys::{SourceHealth, SourceId};
-    let mut state = world("[alertmanager]\nurl = \"http://am\"\npoll_interval = \"10s\"\n");
-    for source in [SourceId::Kubernetes, SourceId::Alertmanager] {
-        update(
-            &mut state,
-            Msg::Source {
-                source,
-                health: SourceHealth::Connected,
-            },
-        );
-    }
-    let alert = FiringAlert {
-        namespace: Some("shop".into()),
-        service: "checkout".into(),
-        name: "HighErrors".into(),
-        severity: Some("critical".into()),
-        summary: None,
-        since: Some(t(0)),
-    };
-    update(
-        &mut state,
-        Msg::Alerts {
-            at: t(0),
-            alerts: vec![alert],
-        },
-    );
-    update(&mut state, Msg::Tick(t(1)));
-    let alerts = &state.services[&key("checkout")].triggers["alerts"];
-    assert_eq!(alerts.value, Some(1.0));
-    assert!(alerts.alert.is_firing(), "{:?}", alerts.alert);
-    assert!(decision(&state, "checkout")
-        .firing
-        .iter()
-        .any(|f| f.trigger == "alerts"));
-    assert_ne!(
-        decision(&state, "checkout").action,
-        Action::AutoRollback,
-        "an alert alone never rolls back"
-    );
-    // No answer for longer than three polls and a timeout: unknown, not "no alerts"
-    // and not still firing on old news.
-    update(&mut state, Msg::Tick(t(60)));
-    let alerts = &state.services[&key("checkout")].triggers["alerts"];
-    assert!(!alerts.data.is_clean(), "{:?}", alerts.data);
 }

@@ -14,12 +14,10 @@ use ratatui::Frame;
 use super::Palette;
 use crate::engine::signals::{firing_spans, time_left, AlertState, DataState};
 use crate::engine::{ServiceKey, State};
-use crate::ui::state::UiState;
 
 pub fn triggers(
     state: &State,
     selected: Option<&ServiceKey>,
-    ui: &UiState,
     p: Palette,
     frame: &mut Frame,
     area: Rect,
@@ -81,7 +79,7 @@ pub fn triggers(
             .direction(Direction::Horizontal)
             .constraints(vec![Constraint::Ratio(1, cols as u32); cols])
             .split(rows[i / cols]);
-        chart(state, svc, t, ui, p, &marks, frame, cells[i % cols]);
+        chart(state, svc, t, p, &marks, frame, cells[i % cols]);
     }
 }
 
@@ -150,12 +148,10 @@ fn status(
 
 /// One trigger's chart: the series against its threshold, the firing span shaded, the
 /// deploy and the rollback marked.
-#[allow(clippy::too_many_arguments)]
 fn chart(
     state: &State,
     svc: &crate::engine::state::Service,
     t: &crate::config::Trigger,
-    ui: &UiState,
     p: Palette,
     marks: &Marks,
     frame: &mut Frame,
@@ -240,7 +236,6 @@ fn chart(
         area: plot_area(cell, label_width),
         x0,
         x1,
-        ascii: ui.ascii,
     };
     let buf = frame.buffer_mut();
     if let Some(ts) = ts {
@@ -287,7 +282,6 @@ struct Plot {
     area: Rect,
     x0: f64,
     x1: f64,
-    ascii: bool,
 }
 
 impl Plot {
@@ -305,7 +299,8 @@ impl Plot {
         else {
             return;
         };
-        let glyph = if self.ascii { ":" } else { "░" };
+        // Under BACKOUT_ASCII, ui::ascii rewrites ░ as `:` with the rest of the frame.
+        let glyph = "░";
         for x in a..=b {
             for y in self.area.top()..self.area.bottom() {
                 let cell = &mut buf[(x, y)];
@@ -319,12 +314,12 @@ impl Plot {
     /// A vertical line at a moment, tagged with a letter at the top.
     fn mark(&self, buf: &mut Buffer, at: f64, tag: char, style: ratatui::style::Style) {
         let Some(x) = self.column(at) else { return };
-        let line = if self.ascii { "|" } else { "│" };
+        let line = "│";
         for y in self.area.top()..self.area.bottom() {
             let cell = &mut buf[(x, y)];
             if y == self.area.top() {
                 cell.set_char(tag).set_style(style);
-            } else if matches!(cell.symbol(), " " | "░" | ":" | "•") {
+            } else if matches!(cell.symbol(), " " | "░" | "•") {
                 cell.set_symbol(line).set_style(style);
             }
         }

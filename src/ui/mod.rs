@@ -106,7 +106,7 @@ fn draw(state: &State, ui: &UiState, frame: &mut Frame) {
         .direction(Direction::Vertical)
         .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
         .split(body[1]);
-    charts::triggers(state, selected, ui, p, frame, right[0]);
+    charts::triggers(state, selected, p, frame, right[0]);
     match ui.pane {
         Pane::Decision => panes::decision(state, selected, ui.scroll, p, frame, right[1]),
         Pane::History => history::pane(state, ui, p, frame, right[1]),

@@ -198,18 +198,18 @@ pub async fn serve(
             "{path} is read only: GET it"
         ))),
         "get" | "list" if target.sub.is_none() && super::table::wanted(headers) => {
-            let doc = match verb {
+            let mut doc = match verb {
                 "get" => get(&sim, &target)?,
                 _ => list(&sim, &target, &params)?,
             };
-            let items = match doc["items"].as_array() {
-                Some(items) => items.clone(),
-                None => vec![doc.clone()],
-            };
-            // A list's resourceVersion and continue token page the table as they page the list.
-            let meta = match doc["items"].is_array() {
-                true => doc["metadata"].clone(),
-                false => json!({"resourceVersion": doc["metadata"]["resourceVersion"]}),
+            // A list's resourceVersion and continue token page the table as they page
+            // the list; its items move into the rows, uncopied.
+            let (items, meta) = match doc.get_mut("items").map(Value::take) {
+                Some(Value::Array(items)) => (items, doc["metadata"].take()),
+                _ => {
+                    let meta = json!({"resourceVersion": doc["metadata"]["resourceVersion"]});
+                    (vec![doc], meta)
+                }
             };
             let table = super::table::of(target.res, &items, meta, crate::controller::unix_ms());
             Ok(ok_json(table))
