@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod redact;
 pub mod sources;
+pub mod targets;
 pub mod ui;
 
 /// Kubernetes semantics shared with the simulator, in a crate of their own.

@@ -242,3 +242,58 @@ fn enter_on_a_crash_looping_pod_shows_the_panic_its_previous_run_died_of() {
     tmux.keys(&["Escape"]);
     tmux.wait_for("pods (", Duration::from_secs(5));
 }
+
+#[test]
+fn the_dialog_on_an_argo_canary_aborts_it_as_kubectl_argo_rollouts_would() {
+    if !have("tmux") || !have("kubectl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = demo_of("canary-abort", "backout-canary", dir.path());
+    let bin = env!("CARGO_BIN_EXE_backout");
+    let screen = tmux.wait_for("error-rate firing", Duration::from_secs(60));
+    assert!(screen.contains("checkout [rollout]"), "{screen}");
+    assert!(screen.contains("the canary at 20%"), "{screen}");
+    tmux.keys(&["r"]);
+    let dialog = tmux.wait_for("Abort the canary of shop/checkout?", Duration::from_secs(5));
+    assert!(
+        dialog.contains("canary revision 2 (20% of the replicas)"),
+        "{dialog}"
+    );
+    assert!(
+        dialog.contains("kubectl argo rollouts abort checkout -n shop"),
+        "{dialog}"
+    );
+    tmux.wait_for(
+        "dry run: accepted, abort r2 → stable r1",
+        Duration::from_secs(10),
+    );
+    tmux.keys(&["y"]);
+    let aborted = || {
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", dir.path().join("kubeconfig"))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .args(["get", "rollouts.argoproj.io/checkout", "-n", "shop"])
+            .args(["-o", "jsonpath={.status.abort}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout) == "true"
+    };
+    let start = Instant::now();
+    while !aborted() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the abort did not reach the cluster"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    tmux.wait_for("ROLLING BACK", Duration::from_secs(10));
+    tmux.keys(&["q"]);
+    tmux.wait_for("q again quits", Duration::from_secs(5));
+    tmux.keys(&["q"]);
+    gone(&format!(
+        "{bin} demo --write-config {}",
+        dir.path().display()
+    ));
+}

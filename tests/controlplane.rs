@@ -7,8 +7,11 @@
 //! rollbacks pass `--no-verify`. The last cases add the simulator's workload half
 //! (`backout_sim::workload`) as the node, so rollouts complete and are verified;
 //! `controlplane/decisions.rs` adds its traffic and a real Prometheus, and judges
-//! backout's decisions end to end.
+//! backout's decisions end to end; `controlplane/argo.rs` adds Argo Rollouts' real
+//! controller and judges the canary abort.
 
+#[path = "controlplane/argo.rs"]
+mod argo;
 mod common;
 #[path = "controlplane/decisions.rs"]
 mod decisions;

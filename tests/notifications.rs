@@ -29,8 +29,10 @@ async fn receive(
         std::future::pending::<()>().await;
     }
     let mut r = r.lock().unwrap();
+    // Flaky for the rollback's notice; the resolution that follows is let through.
+    let rolled_back = body["event"] == "rolled_back";
     r.bodies.push((channel.clone(), body));
-    if channel == "flaky" && r.flaky_failures < 3 {
+    if channel == "flaky" && rolled_back && r.flaky_failures < 3 {
         r.flaky_failures += 1;
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
@@ -99,10 +101,10 @@ async fn slack_pagerduty_and_a_flaky_webhook_all_receive_the_rollback() {
     );
     assert!(stdout.contains("notified webhook (4 attempts)"), "{stdout}");
     let r = received.lock().unwrap();
+    // The first body each channel got is the rollback's; the resolution follows.
     let body = |channel: &str| {
         r.bodies
             .iter()
-            .rev()
             .find(|(c, _)| c == channel)
             .map(|(_, b)| b.clone())
             .unwrap()
@@ -127,12 +129,32 @@ async fn slack_pagerduty_and_a_flaky_webhook_all_receive_the_rollback() {
         ),
         (Some("routing-key-123"), Some("trigger"), Some("inc-42"))
     );
+    let resolved = r
+        .bodies
+        .iter()
+        .rev()
+        .find(|(c, _)| c == "pagerduty")
+        .unwrap();
     assert_eq!(
-        r.bodies.iter().filter(|(c, _)| c == "flaky").count(),
-        4,
-        "three failures, then success"
+        (
+            resolved.1["event_action"].as_str(),
+            resolved.1["dedup_key"].as_str()
+        ),
+        (Some("resolve"), Some("inc-42")),
+        "PagerDuty's incident is resolved once verified"
     );
-    assert_eq!(body("flaky")["event"], "rolled_back");
+    let flaky: Vec<&Value> = r
+        .bodies
+        .iter()
+        .filter(|(c, _)| c == "flaky")
+        .map(|(_, b)| b)
+        .collect();
+    let rolled_back = flaky.iter().filter(|b| b["event"] == "rolled_back").count();
+    assert_eq!(rolled_back, 4, "three failures, then success");
+    assert!(
+        flaky.iter().any(|b| b["event"] == "resolved"),
+        "verified, the webhook hears it is resolved: {flaky:?}"
+    );
     assert!(
         !stdout.contains(&base) && !stdout.contains("routing-key-123"),
         "no URL or key is printed"
@@ -221,4 +243,101 @@ async fn status_exits_2_with_a_dead_prometheus_names_what_is_blind_and_hides_its
     // The credentials in the URL are never shown.
     let all = format!("{stderr}{}", String::from_utf8_lossy(&out.stdout));
     assert!(!all.contains("hunter2") && !all.contains("s3cret"), "{all}");
+}
+
+/// What an Atlassian-shaped receiver was sent: the path, the Authorization header
+/// and the body of each POST.
+type Posts = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+async fn atlassian_receiver() -> (String, Posts) {
+    let posts: Posts = Arc::default();
+    let record = |State(posts): State<Posts>,
+                  uri: axum::http::Uri,
+                  headers: axum::http::HeaderMap,
+                  Json(body): Json<Value>| async move {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        posts
+            .lock()
+            .unwrap()
+            .push((uri.path().to_string(), auth, body));
+        StatusCode::CREATED
+    };
+    let app = axum::Router::new()
+        .route("/{*path}", axum::routing::post(record))
+        .with_state(posts.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, posts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_opens_a_statuspage_incident_and_files_one_jira_ticket() {
+    let Some(c) = cluster().await else { return };
+    let (base, posts) = atlassian_receiver().await;
+    let config = format!(
+        "attempts = 2\ntimeout = \"2s\"\n[notifications.statuspage]\nurl = \"{base}/v1/pages/pg1/incidents\"\napi_key_env = \"TEST_SP_KEY\"\ncomponent_id = \"cmp-web\"\n[notifications.jira]\nurl = \"{base}/jira/\"\nproject = \"OPS\"\ntoken_env = \"TEST_JIRA_TOKEN\"\n"
+    );
+    let out = rollback_with(
+        &c,
+        &config,
+        vec![
+            ("TEST_SP_KEY", "sp-key-123".into()),
+            ("TEST_JIRA_TOKEN", "jira-token-456".into()),
+        ],
+    )
+    .await;
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    let posts = posts.lock().unwrap();
+    let to = |path: &str| -> Vec<&(String, String, Value)> {
+        posts.iter().filter(|(p, _, _)| p == path).collect()
+    };
+    let incidents = to("/v1/pages/pg1/incidents");
+    let opened = incidents.first().expect("a Statuspage incident");
+    assert_eq!(opened.1, "OAuth sp-key-123");
+    let incident = &opened.2["incident"];
+    assert_eq!(incident["status"], "monitoring", "{incident}");
+    assert_eq!(incident["components"]["cmp-web"], "degraded_performance");
+    assert!(incident["body"]
+        .as_str()
+        .unwrap()
+        .contains("Incident: inc-42"));
+    let resolved = incidents.last().unwrap();
+    assert_eq!(
+        (
+            &resolved.2["incident"]["status"],
+            &resolved.2["incident"]["components"]["cmp-web"]
+        ),
+        (
+            &serde_json::json!("resolved"),
+            &serde_json::json!("operational")
+        ),
+        "verified, the incident is resolved: {incidents:?}"
+    );
+    let tickets = to("/jira/rest/api/2/issue");
+    assert_eq!(tickets.len(), 1, "one ticket per rollback: {tickets:?}");
+    assert_eq!(tickets[0].1, "Bearer jira-token-456");
+    let fields = &tickets[0].2["fields"];
+    assert_eq!(fields["project"]["key"], "OPS");
+    assert_eq!(fields["labels"], serde_json::json!(["backout", "inc-42"]));
+    assert!(
+        fields["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Rolled back shop/web"),
+        "{fields}"
+    );
+    assert!(
+        !printed.contains("sp-key-123") && !printed.contains("jira-token-456"),
+        "no key is printed"
+    );
 }

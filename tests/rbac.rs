@@ -83,13 +83,51 @@ fn granted(rules: &[Rule]) -> BTreeSet<(String, String, String)> {
     out
 }
 
+/// Both kinds backout rolls back go bad at once: checkout as a Deployment (undone)
+/// and cart as an Argo Rollouts canary (aborted), so every grant has its use.
+fn two_kinds_go_bad() -> backout_sim::scenario::Scenario {
+    let text = r#"name = "two-kinds"
+description = "a Deployment and an Argo Rollouts canary, both bad"
+namespace = "shop"
+pod_start_delay = "150ms"
+
+[[service]]
+name = "checkout"
+image = "checkout:1"
+replicas = 3
+rps = 60
+
+[[service]]
+name = "cart"
+image = "cart:1"
+replicas = 5
+rps = 100
+canary_steps = [{ setWeight = 20 }, { pause = {} }]
+
+[images."checkout:2"]
+error_ratio = 0.25
+
+[images."cart:2"]
+error_ratio = 0.6
+
+[[event]]
+at = "1s"
+deploy = { service = "checkout", image = "checkout:2" }
+
+[[event]]
+at = "1s"
+deploy = { service = "cart", image = "cart:2" }
+"#;
+    backout_sim::scenario::Scenario::parse("two-kinds.toml", text).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_manifest_grants_exactly_what_backout_watch_uses() {
     if !have("kubectl") {
         return;
     }
     let rules = manifest_rules();
-    let scenario = common::bad_deploy_at(1);
+    let scenario = two_kinds_go_bad();
     let c = start_in(
         tempfile::tempdir().unwrap(),
         scenario,
@@ -130,9 +168,21 @@ async fn the_manifest_grants_exactly_what_backout_watch_uses() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // Through verification, so its calls are counted too, then a clean stop.
+    while c
+        .jsonpath("rollouts.argoproj.io/cart", "{.status.abort}")
+        .await
+        != "true"
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the canary was not aborted under the manifest's rules; the journal:\n{}",
+            c.journal()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Through both verifications, so their calls are counted too, then a clean stop.
     let verified = Instant::now();
-    while !c.journal().contains(r#""kind":"verification""#) {
+    while c.journal().matches(r#""kind":"verification""#).count() < 2 {
         assert!(
             verified.elapsed() < Duration::from_secs(120),
             "no verification"

@@ -165,6 +165,39 @@ async fn check(name: &'static str) -> Vec<String> {
                 format!("reviews error ratio {errors:?} should be noisy but under 5%"),
             );
         }
+        "canary-abort" => {
+            let ro = get(
+                &c,
+                "/apis/argoproj.io/v1alpha1/namespaces/shop/rollouts/checkout",
+            )
+            .await;
+            let status = &ro["status"];
+            expect(
+                status["phase"] == "Paused" && status["currentStepIndex"] == 1,
+                format!("the canary pauses at its first step: {status}"),
+            );
+            expect(
+                status["stableRS"] != status["currentPodHash"],
+                "stable and canary are different ReplicaSets".into(),
+            );
+            let canary = get(
+                &c,
+                &format!(
+                    "/apis/apps/v1/namespaces/shop/replicasets/checkout-{}",
+                    status["currentPodHash"].as_str().unwrap_or_default()
+                ),
+            )
+            .await;
+            expect(
+                canary["spec"]["replicas"] == 1,
+                format!("20% of 5 replicas is 1 canary pod: {}", canary["spec"]),
+            );
+            let errors = ratio("checkout").await;
+            expect(
+                errors > Some(0.05) && errors < Some(0.3),
+                format!("checkout error ratio {errors:?} should breach 5%, diluted by stable"),
+            );
+        }
         other => expect(false, format!("no check written for scenario {other}")),
     }
     c.sim.stop().await;
@@ -177,7 +210,7 @@ async fn every_shipped_scenario_does_what_it_describes() {
         .iter()
         .map(|(n, _)| *n)
         .collect();
-    assert_eq!(names.len(), 8);
+    assert_eq!(names.len(), 9);
     let results = futures::future::join_all(names.into_iter().map(check)).await;
     let problems: Vec<String> = results.into_iter().flatten().collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));

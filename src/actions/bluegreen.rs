@@ -68,6 +68,7 @@ impl SwitchPlan {
             to_replicaset: String::new(),
             from_replicaset: String::new(),
             switch: Some(Box::new(self.switch.clone())),
+            abort: false,
         }
     }
 

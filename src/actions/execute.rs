@@ -2,7 +2,8 @@
 //! plan from a fresh read, the server's dry run, the one guarded patch and the Event.
 //! A Deployment that is the live colour of a configured blue-green Service is rolled
 //! back by switching the Service; any other by undoing its template. Which one is
-//! read from the cluster each time, never remembered.
+//! read from the cluster each time, never remembered. Other kinds revert their own
+//! way (`crate::targets`): an Argo Rollout aborts its canary, or undoes.
 
 use tokio::sync::mpsc;
 
@@ -13,6 +14,7 @@ use crate::engine::journal::{Entry, Record};
 use crate::engine::msg::RollbackOrder;
 use crate::engine::rollbacks::{Expected, Preview, RollbackError, Step};
 use crate::engine::{Msg, ServiceKey};
+use crate::targets::{argo_rollout, TargetKind};
 
 pub(super) fn request(
     ctx: &Context,
@@ -45,6 +47,7 @@ fn preview_of(plan: &rollback::Plan) -> Preview {
         to_replicaset: plan.to_replicaset.clone(),
         from_replicaset: plan.from_replicaset.clone(),
         switch: None,
+        abort: false,
     }
 }
 
@@ -70,15 +73,18 @@ async fn switch_plan(
 /// The dialog's dry run: the same plan and server-side dry run a rollback makes first.
 pub(super) async fn preview(
     ctx: Context,
-    service: ServiceKey,
+    (service, kind): (ServiceKey, TargetKind),
     req: rollback::Request,
     switch_to: Option<String>,
     tx: mpsc::Sender<Msg>,
 ) {
     let to_revision = req.to_revision;
-    let result = match &ctx.read_only {
-        Some(why) => Err(format!("this console cannot roll back: {why}")),
-        None => dry_run(&ctx, &service, &req, switch_to.as_deref())
+    let result = match (&ctx.read_only, kind) {
+        (Some(why), _) => Err(format!("this console cannot roll back: {why}")),
+        (None, TargetKind::ArgoRollout) => {
+            rollout_dry_run(&ctx, &req).await.map_err(|e| e.to_string())
+        }
+        (None, TargetKind::Deployment) => dry_run(&ctx, &service, &req, switch_to.as_deref())
             .await
             .map_err(|e| e.to_string()),
     };
@@ -104,6 +110,14 @@ async fn dry_run(
     rollback::prepare(&ctx.client, req)
         .await
         .map(|plan| preview_of(&plan))
+}
+
+async fn rollout_dry_run(ctx: &Context, req: &rollback::Request) -> Result<Preview, RollbackError> {
+    let plan = argo_rollout::revert::plan(&ctx.client, req).await?;
+    if !plan.preview.already_there {
+        argo_rollout::revert::apply(&ctx.client, &plan, true).await?;
+    }
+    Ok(plan.preview)
 }
 
 /// Takes the Lease, then plans from a fresh read, dry-runs and patches, reporting each
@@ -199,6 +213,72 @@ async fn run(
     })
 }
 
+/// The request an order makes, pinned to what was previewed.
+fn ordered(ctx: &Context, order: &RollbackOrder, to_revision: Option<u64>) -> rollback::Request {
+    let mut req = request(ctx, &order.service, to_revision, &order.reason);
+    req.incident = order.incident.clone();
+    req.automatic = order.automatic;
+    req.to_replicaset = order.expected.as_ref().map(|e| e.to_replicaset.clone());
+    req.expected = order.expected.clone();
+    req
+}
+
+/// An Argo Rollout's revert: the same steps as a Deployment's undo (plan from a
+/// fresh read, dry run, journal the intent, one guarded patch), by its own plan.
+async fn land_rollout(
+    ctx: &Context,
+    order: &RollbackOrder,
+    tx: &mpsc::Sender<Msg>,
+    journal: &SharedJournal,
+) -> Result<Landed, RollbackError> {
+    let key = &order.service;
+    let req = ordered(ctx, order, order.to_revision);
+    let plan = argo_rollout::revert::plan(&ctx.client, &req).await?;
+    let preview = plan.preview.clone();
+    if preview.already_there {
+        return Ok(Landed::AlreadyThere);
+    }
+    argo_rollout::revert::apply(&ctx.client, &plan, true).await?;
+    let _ = tx
+        .send(Msg::RollbackStep {
+            service: key.clone(),
+            step: Step::Prepared(preview.clone()),
+        })
+        .await;
+    journal_intent(ctx, order, &preview, tx, journal).await;
+    argo_rollout::revert::apply(&ctx.client, &plan, false).await?;
+    let verb = if plan.abort {
+        "aborted the canary of"
+    } else {
+        "rolled back"
+    };
+    let message = format!(
+        "{} {verb} rollout {} from revision {} ({}) to revision {} ({}): {}",
+        ctx.actor,
+        key.name,
+        preview.from_revision,
+        preview.from_images.join(", "),
+        preview.to_revision,
+        preview.to_images.join(", "),
+        order.reason
+    );
+    let announced = rollback::post_event(
+        &ctx.client,
+        &key.namespace,
+        "Rollout",
+        "argoproj.io/v1alpha1",
+        &key.name,
+        None,
+        message,
+        &ctx.actor,
+    )
+    .await;
+    if let Err(e) = announced {
+        tracing::warn!("reverted, but the BackoutRollback Event was not posted: {e}");
+    }
+    Ok(Landed::Done(rolled_back(ctx, order, preview)))
+}
+
 /// Plans, reports the plan, and sends the patch: a switch for a live blue-green
 /// colour, otherwise the Deployment's own rollback.
 async fn land(
@@ -208,6 +288,9 @@ async fn land(
     journal: &SharedJournal,
 ) -> Result<Landed, RollbackError> {
     let key = &order.service;
+    if order.kind == TargetKind::ArgoRollout {
+        return land_rollout(ctx, order, tx, journal).await;
+    }
     let previewed = order.expected.as_ref().and_then(|e| e.switch.as_ref());
     let prepared = |preview| Msg::RollbackStep {
         service: key.clone(),
@@ -239,11 +322,7 @@ async fn land(
     let Some(to_revision) = order.to_revision else {
         return Err(RollbackError::NoHistory(key.name.clone()));
     };
-    let mut req = request(ctx, key, Some(to_revision), &order.reason);
-    req.incident = order.incident.clone();
-    req.automatic = order.automatic;
-    req.to_replicaset = order.expected.as_ref().map(|e| e.to_replicaset.clone());
-    req.expected = order.expected.clone();
+    let mut req = ordered(ctx, order, Some(to_revision));
     // The dry run pins what the rollback replaces and where it goes, so the patch
     // guards the same templates.
     let plan = rollback::prepare(&ctx.client, &req).await?;
@@ -253,33 +332,50 @@ async fn land(
     }
     let _ = tx.send(prepared(preview_of(&plan))).await;
     if !plan.already_there {
-        let intent = Record {
-            at: jiff::Timestamp::now(),
-            incident: order.incident.clone(),
-            service: key.to_string(),
-            entry: Entry::RollbackIntent {
-                from_revision: plan.from_revision,
-                to_revision: plan.to_revision,
-                by: ctx.actor.clone(),
-                reason: order.reason.clone(),
-                automatic: order.automatic,
-            },
-        };
-        append(journal, intent, tx).await;
+        journal_intent(ctx, order, &preview_of(&plan), tx, journal).await;
     }
     let (plan, done) = rollback::commit(&ctx.client, &req, &ctx.actor).await?;
     if done == rollback::Done::AlreadyThere {
         return Ok(Landed::AlreadyThere);
     }
-    Ok(Landed::Done(Notice::RolledBack {
-        service: key.to_string(),
-        from_revision: plan.from_revision,
-        from_images: plan.from_images.clone(),
-        to_revision: plan.to_revision,
-        to_images: plan.to_images.clone(),
+    Ok(Landed::Done(rolled_back(ctx, order, preview_of(&plan))))
+}
+
+/// The intent, journaled before the patch: a process that dies after sending it
+/// leaves a record of what it was doing.
+async fn journal_intent(
+    ctx: &Context,
+    order: &RollbackOrder,
+    preview: &Preview,
+    tx: &mpsc::Sender<Msg>,
+    journal: &SharedJournal,
+) {
+    let intent = Record {
+        at: jiff::Timestamp::now(),
+        incident: order.incident.clone(),
+        service: order.service.to_string(),
+        entry: Entry::RollbackIntent {
+            from_revision: preview.from_revision,
+            to_revision: preview.to_revision,
+            by: ctx.actor.clone(),
+            reason: order.reason.clone(),
+            automatic: order.automatic,
+        },
+    };
+    append(journal, intent, tx).await;
+}
+
+/// What the team is told once the patch landed.
+fn rolled_back(ctx: &Context, order: &RollbackOrder, preview: Preview) -> Notice {
+    Notice::RolledBack {
+        service: order.service.to_string(),
+        from_revision: preview.from_revision,
+        from_images: preview.from_images,
+        to_revision: preview.to_revision,
+        to_images: preview.to_images,
         trigger: Some(order.reason.clone()),
         by: ctx.actor.clone(),
         reason: order.reason.clone(),
         incident: order.incident.clone(),
-    }))
+    }
 }

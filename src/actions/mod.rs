@@ -2,6 +2,7 @@
 //! rollback itself: the one place backout writes to a cluster.
 
 pub mod access;
+mod atlassian;
 pub mod bluegreen;
 mod execute;
 pub mod journal;

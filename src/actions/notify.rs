@@ -1,5 +1,6 @@
 //! Telling the team: a Slack incoming webhook (Block Kit), PagerDuty Events API v2
-//! (trigger and resolve, deduplicated by incident id) and a generic JSON webhook.
+//! (trigger and resolve, deduplicated by incident id), a generic JSON webhook, and a
+//! status-page incident and a ticket shaped as Atlassian's APIs (`atlassian.rs`).
 //! Each retries with backoff; channels are sent to at once, so a hanging one delays
 //! no other; and a failure is reported, never allowed to block or undo a rollback.
 //! URLs and keys come from env vars or files and are never printed.
@@ -10,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::atlassian;
 pub use crate::config::notifications::{NotificationsConfig, PagerDutyConfig, SecretRef};
 
 fn read_secret(env: &Option<String>, file: &Option<PathBuf>, what: &str) -> Result<String, String> {
@@ -27,7 +29,7 @@ fn read_secret(env: &Option<String>, file: &Option<PathBuf>, what: &str) -> Resu
                 )
             });
     }
-    Err(format!("[notifications] {what}: give url_env or url_file (routing_key_env or routing_key_file for PagerDuty)"))
+    Err(format!("[notifications] {what}: give url_env or url_file (routing_key_env or routing_key_file for PagerDuty, api_key_env or api_key_file for Statuspage, token_env or token_file for Jira)"))
 }
 
 /// What the team is told.
@@ -59,7 +61,7 @@ pub enum Notice {
 }
 
 impl Notice {
-    fn headline(&self) -> String {
+    pub(super) fn headline(&self) -> String {
         match self {
             Notice::RolledBack {
                 service,
@@ -80,7 +82,7 @@ impl Notice {
         }
     }
 
-    fn incident(&self) -> Option<&str> {
+    pub(super) fn incident(&self) -> Option<&str> {
         match self {
             Notice::RolledBack { incident, .. }
             | Notice::Page { incident, .. }
@@ -140,8 +142,29 @@ pub fn pagerduty_body(n: &Notice, routing_key: &str) -> Value {
 #[derive(Clone)]
 enum Channel {
     Slack(String),
-    PagerDuty { url: String, key: String },
+    PagerDuty {
+        url: String,
+        key: String,
+    },
     Webhook(String),
+    Statuspage {
+        url: String,
+        key: String,
+        component: Option<String>,
+    },
+    Jira {
+        url: String,
+        token: String,
+        project: String,
+        issue_type: String,
+    },
+}
+
+/// One POST: where, what, and the Authorization header if the channel takes one.
+struct Request<'a> {
+    url: String,
+    body: Value,
+    auth: Option<&'a str>,
 }
 
 impl Channel {
@@ -150,14 +173,49 @@ impl Channel {
             Channel::Slack(_) => "slack",
             Channel::PagerDuty { .. } => "pagerduty",
             Channel::Webhook(_) => "webhook",
+            Channel::Statuspage { .. } => "statuspage",
+            Channel::Jira { .. } => "jira",
         }
     }
 
-    fn request(&self, n: &Notice) -> (&str, Value) {
+    /// The request for `n`, or `None` when this channel has nothing to say about it.
+    fn request(&self, n: &Notice) -> Option<Request<'_>> {
+        let plain = |url: &str, body| Request {
+            url: url.to_string(),
+            body,
+            auth: None,
+        };
+        Some(match self {
+            Channel::Slack(url) => plain(url, slack_body(n)),
+            Channel::PagerDuty { url, key } => plain(url, pagerduty_body(n, key)),
+            Channel::Webhook(url) => plain(url, serde_json::to_value(n).unwrap_or_default()),
+            Channel::Statuspage {
+                url,
+                key,
+                component,
+            } => Request {
+                url: url.clone(),
+                body: atlassian::statuspage_body(n, component.as_deref()),
+                auth: Some(key),
+            },
+            Channel::Jira {
+                url,
+                token,
+                project,
+                issue_type,
+            } => Request {
+                url: format!("{}/rest/api/2/issue", url.trim_end_matches('/')),
+                body: atlassian::jira_body(n, project, issue_type)?,
+                auth: Some(token),
+            },
+        })
+    }
+
+    /// The Authorization header's value: Statuspage's `OAuth KEY`, Jira's bearer.
+    fn authorization(&self, secret: &str) -> String {
         match self {
-            Channel::Slack(url) => (url, slack_body(n)),
-            Channel::PagerDuty { url, key } => (url, pagerduty_body(n, key)),
-            Channel::Webhook(url) => (url, serde_json::to_value(n).unwrap_or_default()),
+            Channel::Statuspage { .. } => format!("OAuth {secret}"),
+            _ => format!("Bearer {secret}"),
         }
     }
 }
@@ -205,6 +263,21 @@ impl Notifiers {
                 "webhook",
             )?));
         }
+        if let Some(sp) = &cfg.statuspage {
+            channels.push(Channel::Statuspage {
+                url: sp.url.clone(),
+                key: read_secret(&sp.api_key_env, &sp.api_key_file, "statuspage")?,
+                component: sp.component_id.clone(),
+            });
+        }
+        if let Some(j) = &cfg.jira {
+            channels.push(Channel::Jira {
+                url: j.url.clone(),
+                token: read_secret(&j.token_env, &j.token_file, "jira")?,
+                project: j.project.clone(),
+                issue_type: j.issue_type.clone(),
+            });
+        }
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .build()
@@ -216,22 +289,40 @@ impl Notifiers {
         })
     }
 
+    /// How many channels announce a resolution (a ticket tracker files none).
+    pub fn resolving_channels(&self) -> usize {
+        self.channels
+            .iter()
+            .filter(|c| !matches!(c, Channel::Jira { .. }))
+            .count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.channels.is_empty()
     }
 
     /// Sends to every channel at once, each with retries and backoff.
     pub async fn send(&self, notice: &Notice) -> Vec<Delivery> {
-        let sends = self.channels.iter().map(|c| self.deliver(c, notice));
+        let sends = self
+            .channels
+            .iter()
+            .filter_map(|c| Some((c, c.request(notice)?)))
+            .map(|(c, request)| self.deliver(c, request));
         futures::future::join_all(sends).await
     }
 
-    async fn deliver(&self, channel: &Channel, notice: &Notice) -> Delivery {
-        let (url, body) = channel.request(notice);
+    async fn deliver(&self, channel: &Channel, request: Request<'_>) -> Delivery {
         let mut backoff = Duration::from_millis(200);
         let mut last = String::new();
         for attempt in 1..=self.attempts {
-            match self.http.post(url).json(&body).send().await {
+            let mut post = self.http.post(&request.url).json(&request.body);
+            if let Some(secret) = request.auth {
+                post = post.header(
+                    reqwest::header::AUTHORIZATION,
+                    channel.authorization(secret),
+                );
+            }
+            match post.send().await {
                 Ok(r) if r.status().is_success() => {
                     return Delivery {
                         channel: channel.name(),
@@ -259,11 +350,17 @@ impl Notifiers {
     }
 }
 
+/// A rollback notice as the tests of every notifier's body use it.
+#[cfg(test)]
+pub(super) fn sample() -> Notice {
+    tests::rolled_back()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rolled_back() -> Notice {
+    pub(super) fn rolled_back() -> Notice {
         Notice::RolledBack {
             service: "shop/checkout".into(),
             from_revision: 2,

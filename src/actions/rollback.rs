@@ -85,7 +85,8 @@ fn api_error(e: kube::Error, deployment: &str) -> RollbackError {
     }
 }
 
-fn images(template: &Value) -> Vec<String> {
+/// The images of a pod template's containers, in order (as JSON).
+pub(crate) fn images(template: &Value) -> Vec<String> {
     template["spec"]["containers"]
         .as_array()
         .into_iter()

@@ -83,6 +83,23 @@ pub fn spawn(
                         return;
                     }
                 }
+                Effect::Resolve {
+                    service,
+                    summary,
+                    incident,
+                } => {
+                    let notice = Notice::Resolved {
+                        service: service.to_string(),
+                        summary,
+                        incident,
+                    };
+                    tokio::spawn(send_notice(
+                        ctx.notifiers.clone(),
+                        Some(service),
+                        notice,
+                        tx.clone(),
+                    ));
+                }
                 Effect::Page { service, summary } => {
                     tracing::warn!(%service, "page: {summary}");
                     let notice = Notice::Page {
@@ -114,6 +131,7 @@ pub fn spawn(
                 }
                 Effect::Preview {
                     service,
+                    kind,
                     to_revision,
                     to_replicaset,
                     switch_to,
@@ -123,7 +141,7 @@ pub fn spawn(
                         ..execute::request(&ctx, &service, to_revision, "preview")
                     };
                     let (ctx, tx) = (ctx.clone(), tx.clone());
-                    tokio::spawn(execute::preview(ctx, service, req, switch_to, tx));
+                    tokio::spawn(execute::preview(ctx, (service, kind), req, switch_to, tx));
                 }
             }
         }

@@ -52,8 +52,9 @@ pub struct Core {
 const STEP_BUDGET: Duration = Duration::from_millis(8);
 
 /// Kinds whose first list must arrive before decisions mean anything.
-const NEEDED: [KubeKind; 6] = [
+const NEEDED: [KubeKind; 7] = [
     KubeKind::Deployment,
+    KubeKind::Rollout,
     KubeKind::ReplicaSet,
     KubeKind::Pod,
     KubeKind::Job,

@@ -373,9 +373,19 @@ impl Printed {
                     "service/{} switched {} back to {} by {}",
                     s.service, s.label, s.to, p.by
                 );
-            } else if p.ours {
+            } else if p.plan.as_ref().is_some_and(|pl| pl.abort) {
                 println!(
-                    "deployment.apps/{} rolled back to revision {to} by {}",
+                    "rollout.argoproj.io/{} aborted by {}: stable revision {to} takes every replica back",
+                    key.name, p.by
+                );
+            } else if p.ours {
+                let kind = state.services.get(key).and_then(|s| s.deployment.as_ref());
+                let resource = match kind.map(|d| d.kind).unwrap_or_default() {
+                    crate::targets::TargetKind::Deployment => "deployment.apps",
+                    crate::targets::TargetKind::ArgoRollout => "rollout.argoproj.io",
+                };
+                println!(
+                    "{resource}/{} rolled back to revision {to} by {}",
                     key.name, p.by
                 );
             } else {
@@ -426,8 +436,10 @@ impl Printed {
 /// `--no-verify`, until the patch lands), and the team has been told. Exit 0 only
 /// when verified.
 async fn follow(core: &mut Core, key: &ServiceKey, no_verify: bool) -> anyhow::Result<ExitCode> {
-    let channels =
-        Notifiers::from_config(&core.state.config.notifications).map_or(0, |n| n.channels());
+    let notifiers = Notifiers::from_config(&core.state.config.notifications).ok();
+    let channels = notifiers.as_ref().map_or(0, |n| n.channels());
+    // A verified rollback is announced twice: rolled back, then resolved.
+    let resolving = notifiers.as_ref().map_or(0, |n| n.resolving_channels());
     let mut printed = Printed {
         checks: 0,
         phase: None,
@@ -452,11 +464,10 @@ async fn follow(core: &mut Core, key: &ServiceKey, no_verify: bool) -> anyhow::R
             })
             .await;
         }
-        if let Some((_, result)) = p
-            .ended
-            .clone()
-            .filter(|_| !p.committed || printed.notified >= channels)
-        {
+        let told = |verified: bool| channels + if verified { resolving } else { 0 };
+        if let Some((_, result)) = p.ended.clone().filter(|(_, r)| {
+            !p.committed || printed.notified >= told(matches!(r, Ok(Outcome::Verified)))
+        }) {
             break result;
         }
         // The team is told in the background; that is worth half a minute at most.

@@ -11,6 +11,7 @@ use crate::app::core::Core;
 use crate::engine::decision::{Decision, Gate};
 use crate::engine::signals::time_left;
 use crate::engine::{ServiceKey, SourceHealth, SourceId, State};
+use crate::targets::TargetKind;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -40,6 +41,8 @@ pub struct Report<'a> {
 #[derive(Serialize)]
 pub struct ServiceReport<'a> {
     pub service: &'a ServiceKey,
+    /// What it runs as (`deployment`, `argo_rollout`): how it is rolled back.
+    pub kind: TargetKind,
     pub ready_pods: i32,
     /// Desired replicas: READY reads ready_pods/pods, as in `kubectl get deploy`.
     pub pods: i32,
@@ -69,6 +72,7 @@ pub fn report<'a>(
         .iter()
         .map(|(key, svc)| ServiceReport {
             service: key,
+            kind: svc.deployment.as_ref().map(|d| d.kind).unwrap_or_default(),
             ready_pods: svc.ready_replicas().0,
             pods: svc.ready_replicas().1,
             triggers: state
@@ -148,8 +152,9 @@ pub fn text(r: &Report) -> String {
         let d = s.decision;
         let rollout = d.rollout.as_ref().map_or("unknown", |r| r.message());
         out.push_str(&format!(
-            "\n{}  revision {}  {}/{} pods ready  {rollout}\n",
+            "\n{}  {}  revision {}  {}/{} pods ready  {rollout}\n",
             s.service,
+            s.kind.short(),
             d.current_revision.map_or("?".into(), |r| r.to_string()),
             s.ready_pods,
             s.pods
@@ -190,6 +195,12 @@ pub fn text(r: &Report) -> String {
         }
         for why in &d.why_not_automatic {
             out.push_str(&format!("  why not automatic: {why}\n"));
+        }
+        for advice in &d.advice {
+            out.push_str(&format!("  instead: {advice}\n"));
+        }
+        if let Some(f) = &d.forward {
+            out.push_str(&format!("  {}\n", f.summary()));
         }
         for note in &d.blast_radius {
             out.push_str(&format!(

@@ -166,6 +166,26 @@ fn created_for_deploy(
     }
 }
 
+/// What an abort leaves behind: Argo keeps the canary's template in the spec, and
+/// leaving the abort (a retry, a resync) would start that canary again.
+fn canary_note(c: &super::kept::Canary) -> Option<Note> {
+    if c.in_progress() {
+        return Some(note(
+            false,
+            "an abort keeps the canary's template in the Rollout's spec: it stays off only while aborted; undo (or a fix in the source it syncs from) replaces it".into(),
+        ));
+    }
+    c.aborted.then(|| {
+        note(
+            true,
+            format!(
+                "the canary is aborted ({}): the spec still holds its template; undo puts the stable one back and ends the abort",
+                c.message
+            ),
+        )
+    })
+}
+
 pub fn notes(
     state: &State,
     key: &ServiceKey,
@@ -185,15 +205,22 @@ pub fn notes(
                 .iter()
                 .map(|c| format!("{} {}: {} → {}", c.container, c.field, c.from, c.to))
                 .collect();
-            let text = if summary.is_empty() {
-                "the target revision's pod template equals the current one; a rollback changes nothing".to_string()
-            } else {
-                format!(
+            let canary = svc.deployment.as_ref().and_then(|d| d.canary.as_ref());
+            let text = match canary.filter(|c| c.in_progress()) {
+                _ if summary.is_empty() => "the target revision's pod template equals the current one; a rollback changes nothing".to_string(),
+                Some(c) => format!(
+                    "an abort moves the canary's {}% of the replicas back to the stable template ({}): {}",
+                    c.weight,
+                    c.stable_replicaset,
+                    summary.join("; ")
+                ),
+                None => format!(
                     "a rollback reverts the pod template: {}",
                     summary.join("; ")
-                )
+                ),
             };
             out.push(note(false, text));
+            out.extend(canary.and_then(canary_note));
             for (kind, gone, back) in rollout::reference_changes(&current, &old) {
                 out.push(note(
                     false,

@@ -73,6 +73,14 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
         deployed,
         &decision.blast_radius,
     ));
+    decision.advice = super::forward::advice(&firing);
+    decision.forward = Some(super::forward::estimate(
+        state,
+        svc,
+        &firing,
+        &gates,
+        &decision.blast_radius,
+    ));
     decision.firing = firing;
     decision.gates = gates;
     decision.why_not_automatic = why;

@@ -219,6 +219,41 @@ pub fn recovers(state: &mut State, value: f64, from: i64, until: i64) -> Vec<Eff
     effects
 }
 
+/// checkout as a Rollout: 5 replicas, stable ReplicaSet `checkout-0` (revision 1),
+/// canary `checkout-1` (revision 2, created at T0) paused at step 1 with 20%;
+/// `status` overrides the Rollout's status fields.
+pub fn canary(state: &mut State, status: serde_json::Value) {
+    let mut ro = json!({"metadata": {"name": "checkout", "namespace": "shop", "uid": "uid-checkout", "generation": 2,
+            "annotations": {"rollout.argoproj.io/revision": "2"}},
+        "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "checkout"}},
+            "template": template("checkout", "checkout:2"),
+            "strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}},
+        "status": {"observedGeneration": "2", "currentPodHash": "1", "stableRS": "0", "currentStepIndex": 1,
+            "phase": "Paused", "message": "CanaryPauseStep", "replicas": 5, "updatedReplicas": 1,
+            "readyReplicas": 5, "availableReplicas": 5}});
+    for (k, v) in status.as_object().into_iter().flatten() {
+        ro["status"][k] = v.clone();
+    }
+    update(
+        state,
+        Msg::Kube(KubeChange::Applied(KubeObject::Rollout(obj(ro)))),
+    );
+    for (index, image, created) in [(0, "checkout:1", t(-86_400)), (1, "checkout:2", t(0))] {
+        let rs = json!({"metadata": {"name": format!("checkout-{index}"), "namespace": "shop",
+                "creationTimestamp": created.to_string(),
+                "annotations": {"rollout.argoproj.io/revision": (index + 1).to_string()},
+                "labels": {"rollouts-pod-template-hash": index.to_string()},
+                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "checkout",
+                    "uid": "uid-checkout", "controller": true}]},
+            "spec": {"replicas": if index == 0 { 4 } else { 1 }, "selector": {"matchLabels": {"app": "checkout"}},
+                "template": template("checkout", image)}});
+        update(
+            state,
+            Msg::Kube(KubeChange::Applied(KubeObject::ReplicaSet(obj(rs)))),
+        );
+    }
+}
+
 pub fn world(extra: &str) -> State {
     let mut state = State::new(config(extra), t(0));
     deploy(
@@ -330,6 +365,7 @@ pub fn preview(from: u64, to: u64) -> Preview {
         to_replicaset: format!("checkout-{}", to.saturating_sub(1)),
         from_replicaset: format!("checkout-{}", from.saturating_sub(1)),
         switch: None,
+        abort: false,
     }
 }
 

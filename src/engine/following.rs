@@ -27,6 +27,7 @@ fn preview_of(svc: &Service, r: &SeenRollback) -> Preview {
         to_replicaset: r.to_replicaset.clone(),
         from_replicaset: r.from_replicaset.clone().unwrap_or_default(),
         switch: None,
+        abort: false,
     }
 }
 

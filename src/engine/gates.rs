@@ -95,10 +95,15 @@ fn onset_after_deploy(c: &Context) -> Gate {
         );
         return gate(false, why);
     }
+    // A canary's revision starts when its ReplicaSet does, at the first step.
+    let began = match c.svc.deployment.as_ref().and_then(|d| d.canary.as_ref()) {
+        Some(_) => format!("revision {revision}'s canary began"),
+        None => format!("revision {revision} rolled out"),
+    };
     gate(
         after <= secs(policy.onset_window),
         format!(
-            "the regression began {}s after revision {revision} rolled out (window {})",
+            "the regression began {}s after {began} (window {})",
             after.max(0),
             humantime::format_duration(policy.onset_window)
         ),

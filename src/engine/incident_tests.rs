@@ -566,3 +566,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn only_the_process_that_rolled_back_tells_the_team_it_is_resolved() {
+    let mut state = firing("");
+    let effects = verified_rollback(&mut state, 205);
+    let resolved: Vec<&Effect> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Resolve { .. }))
+        .collect();
+    assert_eq!(resolved.len(), 1, "{effects:#?}");
+    assert!(
+        matches!(resolved[0], Effect::Resolve { summary, .. } if summary.contains("verified")),
+        "{resolved:?}"
+    );
+
+    // A rollback someone else made is followed and verified, but not announced.
+    let mut state = world(AUTO.replace("true", "false").as_str());
+    run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    reverted_in_cluster(&mut state, None);
+    let effects = recovers(&mut state, 0.001, 245, 400);
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Resolve { .. })));
+}

@@ -13,8 +13,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::k8s::template::{
-    CHANGE_CAUSE, DEPLOYED_BY, REVISION, REVISION_HISTORY, ROLLBACK_RECORD,
+    CHANGE_CAUSE, DEPLOYED_BY, REVISION, REVISION_HISTORY, ROLLBACK_RECORD, ROLLOUT_REVISION,
+    ROLLOUT_REVISION_HISTORY,
 };
+pub use crate::targets::TargetKind;
 
 /// What the engine reads of a pod.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -145,9 +147,11 @@ fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
     meta.annotations.as_ref()?.get(key).map(String::as_str)
 }
 
-/// The revision an object is annotated with (0 before the controller has set it).
+/// The revision an object is annotated with (0 before the controller has set it):
+/// the Deployment controller's annotation, or Argo Rollouts'.
 pub fn revision(meta: &ObjectMeta) -> u64 {
     annotation(meta, REVISION)
+        .or_else(|| annotation(meta, ROLLOUT_REVISION))
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
 }
@@ -211,6 +215,7 @@ impl Revision {
     pub fn of(rs: &ReplicaSet) -> Revision {
         let template = rs.spec.as_ref().and_then(|s| s.template.as_ref());
         let held_before: Vec<u64> = annotation(&rs.metadata, REVISION_HISTORY)
+            .or_else(|| annotation(&rs.metadata, ROLLOUT_REVISION_HISTORY))
             .unwrap_or("")
             .split(',')
             .filter_map(|n| n.trim().parse().ok())
@@ -291,9 +296,11 @@ pub enum Manager {
     Flux,
 }
 
-/// What the engine keeps of a Deployment.
+/// What the engine keeps of the workload a service runs as: a Deployment, or a kind
+/// that works like one over ReplicaSets (an Argo Rollout; see `crate::targets`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct DeploymentSummary {
+pub struct WorkloadSummary {
+    pub kind: TargetKind,
     pub name: String,
     /// The revision the Deployment controller has made current (0 before it has).
     pub revision: u64,
@@ -313,16 +320,46 @@ pub struct DeploymentSummary {
     pub references: Vec<(&'static str, String)>,
     pub manager: Option<Manager>,
     pub template: Option<Template>,
+    /// A canary under way or aborted (Argo Rollouts); `None` for a Deployment.
+    pub canary: Option<Canary>,
 }
 
-impl DeploymentSummary {
-    pub fn of(d: &Deployment) -> DeploymentSummary {
+/// Where an Argo Rollouts canary stands, as its status says.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Canary {
+    /// The ReplicaSet of the template the Rollout is moving to.
+    pub canary_replicaset: String,
+    /// The ReplicaSet that takes the traffic when the canary is aborted.
+    pub stable_replicaset: String,
+    /// The share of the replicas the canary runs now, in percent.
+    pub weight: u32,
+    /// (current step, number of steps).
+    pub step: (usize, usize),
+    pub aborted: bool,
+    pub aborted_at: Option<Timestamp>,
+    /// Argo's phase (Healthy, Progressing, Paused, Degraded) and message.
+    pub phase: String,
+    pub message: String,
+    /// backout's record of the abort, annotated on the Rollout before it.
+    pub record: Option<String>,
+}
+
+impl Canary {
+    /// A canary that is neither promoted nor back on stable: the moment to abort.
+    pub fn in_progress(&self) -> bool {
+        !self.aborted && self.canary_replicaset != self.stable_replicaset
+    }
+}
+
+impl WorkloadSummary {
+    pub fn of(d: &Deployment) -> WorkloadSummary {
         let spec = d.spec.as_ref();
         let status = d.status.as_ref();
         let count = |f: fn(&k8s_openapi::api::apps::v1::DeploymentStatus) -> Option<i32>| {
             status.and_then(f).unwrap_or(0)
         };
-        DeploymentSummary {
+        WorkloadSummary {
+            kind: TargetKind::Deployment,
             name: d.metadata.name.clone().unwrap_or_default(),
             revision: revision(&d.metadata),
             generation: d.metadata.generation.unwrap_or(0),
@@ -344,11 +381,12 @@ impl DeploymentSummary {
             references: spec.map_or_else(Vec::new, |s| referenced(&s.template)),
             manager: manager(&d.metadata),
             template: spec.and_then(|s| Template::of(&s.template)),
+            canary: None,
         }
     }
 }
 
-fn manager(meta: &ObjectMeta) -> Option<Manager> {
+pub(crate) fn manager(meta: &ObjectMeta) -> Option<Manager> {
     let empty = BTreeMap::new();
     let labels = meta.labels.as_ref().unwrap_or(&empty);
     let annotations = meta.annotations.as_ref().unwrap_or(&empty);
@@ -373,14 +411,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn summary(metadata: serde_json::Value) -> DeploymentSummary {
+    fn summary(metadata: serde_json::Value) -> WorkloadSummary {
         let d = json!({"metadata": metadata, "spec": {"selector": {}, "template": {
             "metadata": {"labels": {"app": "web"}},
             "spec": {"containers": [{"name": "web", "image": "web:2",
                 "envFrom": [{"configMapRef": {"name": "web-config"}}],
                 "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "web-key", "key": "k"}}}]}]}}},
             "status": {"observedGeneration": 3, "readyReplicas": 2}});
-        DeploymentSummary::of(&serde_json::from_value(d).unwrap())
+        WorkloadSummary::of(&serde_json::from_value(d).unwrap())
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::kept::PodSeen;
+use super::kept::{PodSeen, TargetKind, WorkloadSummary};
 use super::msg::{KubeChange, KubeKind, KubeObject};
 use super::state::{ConfigObject, EventInfo, ServiceKey, State, EVENTS_KEPT};
 
@@ -77,17 +77,24 @@ fn forget_missing(state: &mut State, kind: KubeKind, namespace: &str, objects: &
         .iter()
         .filter_map(|o| match o {
             KubeObject::Deployment(d) => d.metadata.name.clone(),
+            KubeObject::Rollout(r) => r.metadata.name.clone(),
             KubeObject::ConfigMap(m) | KubeObject::Secret(m) => m.name.clone(),
             _ => None,
         })
         .collect();
     match kind {
-        KubeKind::Deployment => {
+        KubeKind::Deployment | KubeKind::Rollout => {
+            // Only the services this kind runs: a Rollout's is not a missing Deployment.
             let gone: Vec<ServiceKey> = state
                 .services
-                .keys()
-                .filter(|k| within(&k.namespace, namespace) && !listed.contains(&k.name))
-                .cloned()
+                .iter()
+                .filter(|(k, _)| within(&k.namespace, namespace) && !listed.contains(&k.name))
+                .filter(|(_, s)| {
+                    s.deployment
+                        .as_ref()
+                        .is_none_or(|d| runs_as(d.kind) == kind)
+                })
+                .map(|(k, _)| k.clone())
                 .collect();
             for key in gone {
                 state.forget(&key);
@@ -100,6 +107,14 @@ fn forget_missing(state: &mut State, kind: KubeKind, namespace: &str, objects: &
             });
         }
         _ => {}
+    }
+}
+
+/// The watched kind a target kind arrives as.
+fn runs_as(kind: TargetKind) -> KubeKind {
+    match kind {
+        TargetKind::Deployment => KubeKind::Deployment,
+        TargetKind::ArgoRollout => KubeKind::Rollout,
     }
 }
 
@@ -185,7 +200,14 @@ fn apply(state: &mut State, obj: KubeObject, deleted: bool) -> Vec<ServiceKey> {
         gone: deleted,
     };
     match obj {
-        KubeObject::Deployment(d) => deployment(state, at, d),
+        KubeObject::Deployment(d) => {
+            let labels = d.metadata.labels.clone();
+            workload(state, at, WorkloadSummary::of(&d), labels.as_ref())
+        }
+        KubeObject::Rollout(r) => {
+            let summary = crate::targets::argo_rollout::summary(&r);
+            workload(state, at, summary, r.metadata.labels.as_ref())
+        }
         KubeObject::ReplicaSet(rs) => replicaset(state, at, rs),
         KubeObject::Pod(pod) => self::pod(state, at, *pod),
         KubeObject::Job(job) => {
@@ -250,23 +272,31 @@ fn in_ns(state: &State, ns: &str) -> Vec<ServiceKey> {
         .collect()
 }
 
-fn deployment(
+/// A Deployment or a Rollout arrived: the service it runs. A name that has both
+/// (a Rollout with a `workloadRef` to its scaled-down Deployment) is the Rollout's.
+fn workload(
     state: &mut State,
     at: Place,
-    d: Box<k8s_openapi::api::apps::v1::Deployment>,
+    summary: WorkloadSummary,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
 ) -> Vec<ServiceKey> {
     let key = ServiceKey::new(&at.ns, &at.name);
-    if at.gone {
-        state.forget(&key);
+    let held_by_rollout = |state: &State| {
+        state
+            .services
+            .get(&key)
+            .and_then(|s| s.deployment.as_ref())
+            .is_some_and(|d| d.kind == TargetKind::ArgoRollout)
+    };
+    if summary.kind == TargetKind::Deployment && held_by_rollout(state) {
         return Vec::new();
     }
-    if !state.watches(&at.ns, &at.name, d.metadata.labels.as_ref()) {
+    if at.gone || !state.watches(&at.ns, &at.name, labels) {
         state.forget(&key);
         return Vec::new();
     }
     let now = state.now;
     let svc = state.services.entry(key.clone()).or_default();
-    let summary = super::kept::DeploymentSummary::of(&d);
     if summary.revision > 0 {
         svc.revision_seen.entry(summary.revision).or_insert(now);
     }
@@ -281,8 +311,9 @@ fn replicaset(
     at: Place,
     rs: Box<k8s_openapi::api::apps::v1::ReplicaSet>,
 ) -> Vec<ServiceKey> {
-    let Some(deployment) = super::kept::controller(&rs.metadata, "Deployment").map(str::to_string)
-    else {
+    let owner = super::kept::controller(&rs.metadata, "Deployment")
+        .or_else(|| super::kept::controller(&rs.metadata, "Rollout"));
+    let Some(deployment) = owner.map(str::to_string) else {
         return Vec::new();
     };
     let key = ServiceKey::new(&at.ns, &deployment);

@@ -120,7 +120,48 @@ pub fn of(svc: &Service) -> Lineage {
         lineage.current_is_rollback = Some(n) == current;
         lineage.rollbacks.push(seen);
     }
+    if let Some(aborted) = aborted_canary(svc, current) {
+        lineage.known_bad.insert(
+            aborted.from_replicaset.clone().unwrap_or_default(),
+            KnownBad {
+                replicaset: aborted.from_replicaset.clone().unwrap_or_default(),
+                rollback: aborted.clone(),
+            },
+        );
+        lineage.rollbacks.push(aborted);
+    }
     lineage
+}
+
+/// An Argo Rollouts canary aborted, by anyone: a rollback from the canary's template
+/// to the stable one that makes no revision. It lasts while the abort holds (a new
+/// template ends it); backout's record on the Rollout says who, if it was backout.
+fn aborted_canary(svc: &Service, current: Option<u64>) -> Option<SeenRollback> {
+    let canary = svc.deployment.as_ref()?.canary.as_ref()?;
+    if !canary.aborted || canary.canary_replicaset == canary.stable_replicaset {
+        return None;
+    }
+    let from = &canary.canary_replicaset;
+    let revision = current.unwrap_or(0);
+    let recorded = canary
+        .record
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<RollbackRecord>(r).ok())
+        .filter(|r| r.from_replicaset == *from && r.to_replicaset == canary.stable_replicaset);
+    Some(SeenRollback {
+        revision,
+        from_replicaset: Some(from.clone()),
+        to_replicaset: canary.stable_replicaset.clone(),
+        at: recorded.as_ref().map(|r| r.at).or(canary.aborted_at),
+        by: recorded.as_ref().map_or_else(
+            || "someone outside backout (kubectl argo rollouts abort, or an analysis)".into(),
+            |r| r.by.clone(),
+        ),
+        reason: recorded.as_ref().map(|r| r.reason.clone()),
+        automatic: recorded.as_ref().is_some_and(|r| r.automatic),
+        incident: recorded.as_ref().and_then(|r| r.incident.clone()),
+        by_backout: recorded.is_some(),
+    })
 }
 
 /// When the current revision began rolling out. A new ReplicaSet is created by its
@@ -157,6 +198,14 @@ pub fn deployed_at(svc: &Service, history: &[Revision]) -> Option<Timestamp> {
 /// rollout undo` picks, except a template anyone rolled back from. Right after a
 /// rollback the signal is still draining, and "back" would be the bad build.
 pub fn target<'a>(svc: &Service, history: &'a [Revision]) -> Option<&'a Revision> {
+    // A canary under way goes back to its stable ReplicaSet, whatever its number.
+    let canary = svc.deployment.as_ref().and_then(|d| d.canary.as_ref());
+    if let Some(c) = canary.filter(|c| c.in_progress()) {
+        return history
+            .iter()
+            .find(|r| r.replicaset == c.stable_replicaset)
+            .filter(|r| !svc.lineage.is_known_bad(&r.replicaset));
+    }
     history
         .iter()
         .rev()

@@ -7,6 +7,7 @@ pub mod decision;
 pub mod evidence;
 pub mod fan_out;
 pub mod following;
+pub mod forward;
 pub mod gates;
 pub mod handoff;
 pub mod kept;
@@ -46,5 +47,7 @@ mod incident_tests;
 mod partial_tests;
 #[cfg(test)]
 mod quiet_tests;
+#[cfg(test)]
+mod target_tests;
 #[cfg(test)]
 mod tests;

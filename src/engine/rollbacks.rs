@@ -91,8 +91,10 @@ pub fn order(state: &mut State, key: &ServiceKey, request: Request, effects: &mu
         return;
     }
     svc.rollback = Some(progress);
+    let kind = svc.deployment.as_ref().map(|d| d.kind).unwrap_or_default();
     effects.push(Effect::Rollback(RollbackOrder {
         service: key.clone(),
+        kind,
         to_revision,
         automatic: request.automatic,
         reason: request.reason,
@@ -152,7 +154,9 @@ pub fn step(state: &mut State, key: &ServiceKey, step: Step, effects: &mut Vec<E
                     reason: progress.reason.clone(),
                 },
                 None => {
-                    progress.revision = Some(plan.from_revision + 1);
+                    // An abort makes no revision: the canary's stays current.
+                    let made = if plan.abort { 0 } else { 1 };
+                    progress.revision = Some(plan.from_revision + made);
                     Entry::Rollback {
                         from_revision: plan.from_revision,
                         from_images: plan.from_images,
@@ -185,6 +189,7 @@ pub fn preview(
     });
     Some(Effect::Preview {
         service: key.clone(),
+        kind: svc.deployment.as_ref().map(|d| d.kind).unwrap_or_default(),
         to_revision,
         to_replicaset,
         switch_to,

@@ -6,7 +6,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::Serialize;
 
-pub use super::kept::{images, DeploymentSummary, Revision, Template};
+pub use super::kept::{images, Revision, Template, WorkloadSummary};
 pub use crate::k8s::template::{CHANGE_CAUSE, DEPLOYED_BY, HASH_LABEL, REVISION};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,8 +29,12 @@ impl Rollout {
     }
 }
 
-/// kubectl's rollout-status logic, message for message.
-pub fn status(d: &DeploymentSummary) -> Rollout {
+/// kubectl's rollout-status logic, message for message; for an Argo Rollout, its
+/// phase with the canary's step and weight.
+pub fn status(d: &WorkloadSummary) -> Rollout {
+    if let Some(canary) = &d.canary {
+        return canary_status(d, canary);
+    }
     let name = &d.name;
     if d.generation > d.observed_generation {
         return Rollout::Progressing("Waiting for deployment spec update to be observed...".into());
@@ -68,6 +72,41 @@ pub fn status(d: &DeploymentSummary) -> Rollout {
     Rollout::Complete(format!("deployment {name:?} successfully rolled out"))
 }
 
+/// An Argo Rollout's progress. An abort is complete once the stable ReplicaSet runs
+/// every replica, available, and the canary none: that is the rollback rolled out.
+fn canary_status(d: &WorkloadSummary, c: &super::kept::Canary) -> Rollout {
+    let name = &d.name;
+    if d.generation > d.observed_generation {
+        return Rollout::Progressing("Waiting for rollout spec update to be observed...".into());
+    }
+    let (step, steps) = c.step;
+    if c.aborted {
+        let canary_left = d.updated_replicas;
+        return match canary_left == 0 && d.available_replicas >= d.replicas {
+            true => Rollout::Complete(format!(
+                "rollout {name:?} aborted: stable ReplicaSet {} runs all {} replicas",
+                c.stable_replicaset, d.replicas
+            )),
+            false => Rollout::Progressing(format!(
+                "Waiting for rollout {name:?} to abort: {canary_left} canary replicas left, {} of {} available...",
+                d.available_replicas, d.replicas
+            )),
+        };
+    }
+    match c.phase.as_str() {
+        "Healthy" => Rollout::Complete(format!("rollout {name:?} is Healthy")),
+        "Paused" => Rollout::Paused(format!(
+            "rollout {name:?} is paused at step {step} of {steps}, the canary at {}%",
+            c.weight
+        )),
+        "Degraded" => Rollout::Failed(format!("rollout {name:?} is Degraded: {}", c.message)),
+        _ => Rollout::Progressing(format!(
+            "Waiting for rollout {name:?}: step {step} of {steps}, the canary at {}%...",
+            c.weight
+        )),
+    }
+}
+
 /// The revision the Deployment controller has made current (0 before it has).
 pub fn revision_of_deployment(d: &Deployment) -> u64 {
     super::kept::revision(&d.metadata)
@@ -98,6 +137,7 @@ fn without_hash(t: &PodTemplateSpec) -> serde_json::Value {
     let mut v = serde_json::to_value(t).unwrap_or_default();
     if let Some(labels) = v["metadata"]["labels"].as_object_mut() {
         labels.remove(HASH_LABEL);
+        labels.remove(crate::k8s::template::ROLLOUT_HASH_LABEL);
     }
     v
 }
@@ -268,8 +308,8 @@ mod tests {
     }
 
     /// A Deployment as it arrives, summarised as the engine keeps it.
-    fn deployment(v: serde_json::Value) -> DeploymentSummary {
-        DeploymentSummary::of(&serde_json::from_value(v).unwrap())
+    fn deployment(v: serde_json::Value) -> WorkloadSummary {
+        WorkloadSummary::of(&serde_json::from_value(v).unwrap())
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl TriggerState {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Service {
     #[serde(skip)]
-    pub deployment: Option<super::kept::DeploymentSummary>,
+    pub deployment: Option<super::kept::WorkloadSummary>,
     #[serde(skip)]
     pub replicasets: BTreeMap<String, super::rollout::Revision>,
     pub pods: BTreeMap<String, PodInfo>,

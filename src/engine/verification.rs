@@ -560,7 +560,15 @@ fn conclude(
         },
         checks,
     };
-    effects.push(state.journal(incident, &key.to_string(), entry));
+    effects.push(state.journal(incident.clone(), &key.to_string(), entry));
+    // The process that rolled back told the team; it tells them it is over too.
+    if ours && committed && matches!(result, Ok(Outcome::Verified)) {
+        effects.push(Effect::Resolve {
+            service: key.clone(),
+            summary: format!("the rollback of {key} is verified"),
+            incident,
+        });
+    }
     if let Some(summary) = page {
         effects.push(Effect::Page {
             service: key.clone(),

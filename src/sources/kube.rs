@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::lean::lean;
 use crate::engine::{KubeChange, KubeKind, KubeObject, Msg, SourceHealth, SourceId};
+use crate::targets::argo_rollout::{self, Rollout};
 
 /// Where backout is pointed, as the header shows it.
 #[derive(Clone)]
@@ -353,36 +354,44 @@ impl Selectors {
         }
     }
 
-    /// Deployment `name`'s own objects, found through its selector. A Deployment
-    /// that is not there gets selectors that match nothing, so the command says "not
-    /// found" without listing the namespace; one that cannot be read gets everything.
+    /// Deployment (or Rollout) `name`'s own objects, found through its selector. A
+    /// workload that is not there gets selectors that match nothing, so the command
+    /// says "not found" without listing the namespace; one that cannot be read gets
+    /// everything.
     async fn of(client: &Client, namespace: &str, name: &str) -> Selectors {
         let by_name = format!("metadata.name={name}");
-        let found = Api::<Deployment>::namespaced(client.clone(), namespace)
+        let selector = match Api::<Deployment>::namespaced(client.clone(), namespace)
             .get_opt(name)
-            .await;
-        let labels = match found {
-            Ok(Some(d)) => d.spec.and_then(|s| {
-                let selector = s.selector;
-                if selector.match_expressions.is_some_and(|e| !e.is_empty()) {
-                    return None;
+            .await
+        {
+            Ok(Some(d)) => d.spec.map(|s| s.selector),
+            Ok(None) => match Api::<Rollout>::namespaced(client.clone(), namespace)
+                .get_opt(name)
+                .await
+            {
+                Ok(Some(r)) => r.spec.and_then(|s| s.selector),
+                // Not there, or no Rollouts served: nothing to watch.
+                Ok(None) | Err(_) => {
+                    return Selectors {
+                        deployment: watcher::Config::default().fields(&by_name),
+                        owned: watcher::Config::default().fields(&by_name),
+                        events: false,
+                    }
                 }
-                let pairs: Vec<String> = selector
-                    .match_labels?
-                    .into_iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                (!pairs.is_empty()).then(|| pairs.join(","))
-            }),
-            Ok(None) => {
-                return Selectors {
-                    deployment: watcher::Config::default().fields(&by_name),
-                    owned: watcher::Config::default().fields(&by_name),
-                    events: false,
-                }
-            }
+            },
             Err(_) => return Selectors::everything(),
         };
+        let labels = selector.and_then(|selector| {
+            if selector.match_expressions.is_some_and(|e| !e.is_empty()) {
+                return None;
+            }
+            let pairs: Vec<String> = selector
+                .match_labels?
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            (!pairs.is_empty()).then(|| pairs.join(","))
+        });
         Selectors {
             deployment: watcher::Config::default().fields(&by_name),
             owned: labels.map_or_else(watcher::Config::default, |l| {
@@ -428,6 +437,21 @@ fn watch_namespace(
             Some(name) => Selectors::of(&client, &ns, name).await,
             None => Selectors::everything(),
         };
+        // Argo Rollouts' CRD, where installed: announced before any watcher here runs,
+        // so the source is not Connected until the Rollouts have listed too.
+        let rollouts = argo_rollout::served(&client).await;
+        if rollouts {
+            let label = format!("{ns}/{:?}", KubeKind::Rollout);
+            let _ = health.0.send((label, SourceHealth::Connecting));
+        } else {
+            // None served is a complete list of none, so nobody waits for one.
+            let none = KubeChange::Relisted {
+                kind: KubeKind::Rollout,
+                namespace: ns.clone(),
+                objects: Vec::new(),
+            };
+            let _ = tx.send(Msg::Kube(none)).await;
+        }
         macro_rules! watch {
             ($ty:ty, $config:expr, $kind:expr, $wrap:expr) => {
                 tokio::spawn(run(
@@ -449,10 +473,18 @@ fn watch_namespace(
         let all = watcher::Config::default;
         watch!(
             Deployment,
-            selectors.deployment,
+            selectors.deployment.clone(),
             KubeKind::Deployment,
             |o| { KubeObject::Deployment(Box::new(lean(o))) }
         );
+        if rollouts {
+            watch!(
+                Rollout,
+                selectors.deployment.clone(),
+                KubeKind::Rollout,
+                |o| { KubeObject::Rollout(Box::new(lean(o))) }
+            );
+        }
         watch!(
             ReplicaSet,
             selectors.owned.clone(),

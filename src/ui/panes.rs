@@ -42,12 +42,22 @@ pub fn services(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area
             // READY as `kubectl get deploy` counts it.
             let (ready, want) = svc.ready_replicas();
             let since = d.deployed_at.map_or("?".into(), |t| ago(state.now, t));
-            let rollout = match &d.rollout {
-                Some(Rollout::Complete(_)) => "",
-                Some(Rollout::Failed(_)) => " stalled",
-                Some(Rollout::Paused(_)) => " paused",
-                _ => " rolling",
+            let canary = svc.deployment.as_ref().and_then(|w| w.canary.as_ref());
+            let rollout = match (&d.rollout, canary) {
+                (_, Some(c)) if c.aborted => " aborted".to_string(),
+                (_, Some(c)) if c.in_progress() => format!(" canary {}%", c.weight),
+                (Some(Rollout::Complete(_)), _) => String::new(),
+                (Some(Rollout::Failed(_)), _) => " stalled".into(),
+                (Some(Rollout::Paused(_)), _) => " paused".into(),
+                _ => " rolling".into(),
             };
+            // A Deployment is the default; any other kind says what it is.
+            let kind = svc
+                .deployment
+                .as_ref()
+                .map(|w| w.kind)
+                .filter(|k| *k != crate::targets::TargetKind::Deployment)
+                .map_or(String::new(), |k| format!(" [{}]", k.short()));
             let spans = vec![
                 match svc.rollback.as_ref().filter(|r| r.running()) {
                     // One story: a service being rolled back is not "suggest" too.
@@ -62,6 +72,7 @@ pub fn services(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area
                     },
                     p.bold(),
                 ),
+                Span::styled(kind, p.fg(Color::Cyan)),
                 Span::raw(format!(
                     " r{} {ready}/{want} {since}{rollout}",
                     d.current_revision.unwrap_or(0),
@@ -172,6 +183,12 @@ pub fn decision(
             p.fg(Color::Yellow),
         ));
     }
+    for advice in &d.advice {
+        lines.push(Line::styled(
+            format!("instead: {advice}"),
+            p.fg(Color::Cyan),
+        ));
+    }
     for note in &d.blast_radius {
         let style = if note.risk {
             p.fg(Color::Yellow)
@@ -182,6 +199,13 @@ pub fn decision(
             format!("{} {}", if note.risk { "!" } else { "·" }, note.text),
             style,
         ));
+    }
+    // Last: whether to roll back at all weighs what the lines above say.
+    if let Some(f) = &d.forward {
+        lines.push(Line::raw(f.summary()));
+        for factor in &f.factors {
+            lines.push(Line::styled(format!("  · {factor}"), p.fg(Color::DarkGray)));
+        }
     }
     let (offset, below) = scrolled(&lines, area, scroll, Some(Wrap { trim: true }));
     let more = match (offset > 0, below) {

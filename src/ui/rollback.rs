@@ -14,6 +14,7 @@ use crate::engine::rollbacks::{Phase, Preview};
 use crate::engine::state::Service;
 use crate::engine::verification;
 use crate::engine::{Action, State};
+use crate::targets::TargetKind;
 use crate::ui::state::Dialog;
 
 fn images_of(svc: Option<&Service>, revision: Option<u64>) -> String {
@@ -40,6 +41,9 @@ fn heading(
         .to_revision
         .map_or("previous".into(), |r| r.to_string());
     let switch = planned.and_then(|pl| pl.switch.as_ref().map(|s| (pl, s)));
+    let workload = svc.and_then(|s| s.deployment.as_ref());
+    let kind = workload.map(|w| w.kind).unwrap_or_default();
+    let canary = workload.and_then(|w| w.canary.as_ref());
     let mut lines = match switch {
         // The live colour of a blue-green Service: traffic goes back, no template.
         Some((pl, s)) => vec![
@@ -65,25 +69,49 @@ fn heading(
                 pl.to_images.join(", ")
             )),
         ],
-        None => vec![
-            Line::styled(format!("Roll back {}?", dialog.service), p.bold()),
-            Line::raw(format!("from revision {from}  {}", images_of(svc, current))),
-            Line::raw(format!(
-                "to   revision {to}  {}",
-                images_of(svc, dialog.to_revision)
-            )),
-        ],
+        None => match canary.filter(|c| c.in_progress()) {
+            // Argo's own revert during a canary: traffic back to stable, no new revision.
+            Some(c) => vec![
+                Line::styled(format!("Abort the canary of {}?", dialog.service), p.bold()),
+                Line::raw(format!(
+                    "canary revision {from} ({}% of the replicas)  {}",
+                    c.weight,
+                    images_of(svc, current)
+                )),
+                Line::raw(format!(
+                    "back to stable revision {to}  {}",
+                    images_of(svc, dialog.to_revision)
+                )),
+            ],
+            None => vec![
+                Line::styled(format!("Roll back {}?", dialog.service), p.bold()),
+                Line::raw(format!("from revision {from}  {}", images_of(svc, current))),
+                Line::raw(format!(
+                    "to   revision {to}  {}",
+                    images_of(svc, dialog.to_revision)
+                )),
+            ],
+        },
+    };
+    let key = &dialog.service;
+    let before_the_dry_run = match (kind, canary.filter(|c| c.in_progress())) {
+        (TargetKind::ArgoRollout, Some(_)) => {
+            format!(
+                "kubectl argo rollouts abort {} -n {}",
+                key.name, key.namespace
+            )
+        }
+        (TargetKind::ArgoRollout, None) => format!(
+            "kubectl argo rollouts undo {} --to-revision={to} -n {}",
+            key.name, key.namespace
+        ),
+        (TargetKind::Deployment, _) => format!(
+            "kubectl rollout undo deployment/{} --to-revision={to} -n {}",
+            key.name, key.namespace
+        ),
     };
     lines.push(Line::styled(
-        planned.map_or_else(
-            || {
-                format!(
-                    "kubectl rollout undo deployment/{} --to-revision={to} -n {}",
-                    dialog.service.name, dialog.service.namespace
-                )
-            },
-            |pl| pl.kubectl.clone(),
-        ),
+        planned.map_or(before_the_dry_run, |pl| pl.kubectl.clone()),
         p.fg(Color::DarkGray),
     ));
     lines
@@ -109,6 +137,9 @@ fn dry_run_line(answer: Option<&Result<Preview, String>>, p: Palette) -> (Line<'
         Some(Ok(pl)) => {
             let change = match &pl.switch {
                 Some(s) => format!("{} {} → {}", s.label, s.from, s.to),
+                None if pl.abort => {
+                    format!("abort r{} → stable r{}", pl.from_revision, pl.to_revision)
+                }
                 None => format!("r{} → r{}", pl.from_revision, pl.to_revision),
             };
             (

@@ -168,6 +168,7 @@ fn the_dialog_for_a_live_blue_green_colour_shows_the_switch() {
     let result = Ok(crate::engine::rollbacks::Preview {
         kubectl: "kubectl patch service/shopfront -n shop --type=merge -p '{\"spec\":{\"selector\":{\"color\":\"blue\"}}}'".into(),
         switch: Some(Box::new(switch)),
+        abort: false,
         ..preview(2, 1)
     });
     update(
@@ -179,6 +180,30 @@ fn the_dialog_for_a_live_blue_green_colour_shows_the_switch() {
         },
     );
     screens("dialog_switch", &state, &ui);
+}
+
+#[test]
+fn the_dialog_on_an_argo_canary_offers_the_abort() {
+    let mut state = State::new(config(""), t(0));
+    canary(&mut state, serde_json::json!({}));
+    let mut state = connected(state);
+    answered(&mut state, 200, Some(("error-rate", 0.25)));
+    let mut ui = ui();
+    press(&mut ui, &mut state, 'r');
+    let result = Ok(crate::engine::rollbacks::Preview {
+        kubectl: "kubectl argo rollouts abort checkout -n shop".into(),
+        abort: true,
+        ..preview(2, 1)
+    });
+    update(
+        &mut state,
+        Msg::Previewed {
+            service: key("checkout"),
+            to_revision: Some(1),
+            result,
+        },
+    );
+    screens("dialog_canary", &state, &ui);
 }
 
 #[test]
@@ -349,11 +374,15 @@ fn the_decision_pane_scrolls_to_its_last_gate_at_80x24() {
         !screen(&ui, &state).contains(gate_7),
         "80x24 cannot show all seven gates"
     );
-    for _ in 0..4 {
+    // A page at a time until gate 7 is in view: it must come into view.
+    for _ in 0..8 {
+        if screen(&ui, &state).contains(gate_7) {
+            break;
+        }
         key_in(&mut ui, &mut state, KeyCode::PageDown);
     }
-    screens("decision_scrolled", &state, &ui);
     assert!(screen(&ui, &state).contains(gate_7));
+    screens("decision_scrolled", &state, &ui);
     deploy(&mut state, "frontend", &["frontend:1"], -3_600, false);
     key_in(&mut ui, &mut state, KeyCode::Down);
     assert_eq!(ui.selected_service(&state), Some(&key("frontend")));

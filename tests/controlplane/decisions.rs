@@ -17,7 +17,7 @@ use super::{revision_of, shipped_rbac, text};
 
 /// The workload half and a Prometheus scraping it on one control plane, with a
 /// backout.toml that points at that Prometheus. Everything stops when dropped.
-struct Incident {
+pub(super) struct Incident {
     config: PathBuf,
     traffic: SharedTraffic,
     scenario: Scenario,
@@ -37,7 +37,7 @@ impl Incident {
     /// Seeds `scenario` (its timeline not yet played), runs its pods until every
     /// Deployment has rolled out, and waits until Prometheus has recorded each
     /// Service's request rate: the baseline a deploy is judged against.
-    async fn start(cp: &ControlPlane, scenario: Scenario) -> Incident {
+    pub(super) async fn start(cp: &ControlPlane, scenario: Scenario) -> Incident {
         let as_kubelet = cp.sim_kubelet().await;
         let kubelet_client = cp.client_as(&as_kubelet).await;
         let admin = cp.client_as(&cp.kubeconfig()).await;
@@ -53,6 +53,21 @@ impl Incident {
         );
         let prometheus = RealPrometheus::start_http(cp.dir.path(), metrics).await;
         for svc in &scenario.services {
+            if svc.canary_steps.is_some() {
+                // An Argo Rollout: its own controller says when it is Healthy.
+                let rollout = format!("rollouts.argoproj.io/{}", svc.name);
+                let started = std::time::Instant::now();
+                while cp.jsonpath(&rollout, "{.status.phase}").await != "Healthy" {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(90),
+                        "{rollout} not Healthy in 90 s: {}\nthe controller said:\n{}",
+                        cp.kubectl_ok(&["get", &rollout, "-o", "yaml"]).await,
+                        cp.log("rollouts-controller")
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                continue;
+            }
             let deployment = format!("deploy/{}", svc.name);
             let done = cp
                 .kubectl(&["rollout", "status", &deployment, "--timeout=90s"])
@@ -91,18 +106,21 @@ impl Incident {
     }
 
     /// Plays the scenario's timeline from now, as its admin would deploy.
-    async fn play(&self, cp: &ControlPlane) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    pub(super) async fn play(
+        &self,
+        cp: &ControlPlane,
+    ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
         let admin = cp.client_as(&cp.kubeconfig()).await;
         let (scenario, traffic) = (self.scenario.clone(), self.traffic.clone());
         tokio::spawn(async move { workload::scenario::play(&admin, &scenario, &traffic).await })
     }
 
-    fn config(&self) -> &str {
+    pub(super) fn config(&self) -> &str {
         self.config.to_str().unwrap()
     }
 
     /// The workload half is still up: a failure of its own explains a failed wait.
-    fn assert_running(&self) {
+    pub(super) fn assert_running(&self) {
         assert!(
             !self.kubelet.is_finished() && !self.exporter.is_finished(),
             "the workload half stopped: kubelet {:?}, exporter {:?}; Prometheus at {}",
@@ -113,7 +131,7 @@ impl Incident {
     }
 }
 
-fn journal(cp: &ControlPlane) -> Vec<Value> {
+pub(super) fn journal(cp: &ControlPlane) -> Vec<Value> {
     let text = std::fs::read_to_string(cp.journal_path()).unwrap_or_default();
     text.lines()
         .map(|l| serde_json::from_str(l).expect("a journal record"))

@@ -30,6 +30,25 @@ pub fn binaries() -> Option<PathBuf> {
     None
 }
 
+/// The directory holding Argo Rollouts' controller and its CRDs, built or
+/// reused by build-argo.sh; `None` (locally) when it cannot be built here.
+pub fn argo_rollouts() -> Option<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/controlplane/build-argo.sh");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("build-argo.sh runs");
+    if out.status.success() {
+        return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "Argo Rollouts is required under CI=true, and tests/controlplane/build-argo.sh failed"
+    );
+    eprintln!("skipping: Argo Rollouts could not be built here");
+    None
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -190,6 +209,56 @@ impl ControlPlane {
             String::from_utf8_lossy(&created.stderr)
         );
         Some(cp)
+    }
+
+    /// Installs Argo Rollouts' CRDs and runs its real controller against this control
+    /// plane; `false` when the tier is skipped.
+    pub async fn start_argo_rollouts(&mut self) -> bool {
+        let Some(dir) = tokio::task::spawn_blocking(argo_rollouts).await.unwrap() else {
+            return false;
+        };
+        let crds = dir.join("crds");
+        self.kubectl_ok(&["apply", "--server-side", "-f", crds.to_str().unwrap()])
+            .await;
+        // `kubectl wait` (and a jsonpath filter) fail outright on a CRD with no
+        // conditions yet: read it whole and look.
+        let started = Instant::now();
+        let established = async || {
+            let crd = self
+                .kubectl_ok(&["get", "crd/rollouts.argoproj.io", "-o", "json"])
+                .await;
+            let crd: serde_json::Value = serde_json::from_str(&crd).unwrap_or_default();
+            crd["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        };
+        while !established().await {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the Rollout CRD was not established in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let args = [
+            format!("--kubeconfig={}", self.kubeconfig().display()),
+            "--leader-elect=false".into(),
+            "--namespaced".into(),
+            "--namespace=shop".into(),
+            format!("--metricsport={}", free_port()),
+            format!("--healthzPort={}", free_port()),
+            "--loglevel=info".into(),
+        ];
+        let log = std::fs::File::create(self.dir.path().join("rollouts-controller.log")).unwrap();
+        let controller = Command::new(dir.join("rollouts-controller"))
+            .args(&args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("rollouts-controller starts");
+        self.others.push(Process(controller));
+        true
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> Process {

@@ -22,6 +22,12 @@ pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 
+/// Argo Rollouts' own names for the same things: its ReplicaSets carry this hash
+/// label and these revision annotations instead of the Deployment controller's.
+pub const ROLLOUT_HASH_LABEL: &str = "rollouts-pod-template-hash";
+pub const ROLLOUT_REVISION: &str = "rollout.argoproj.io/revision";
+pub const ROLLOUT_REVISION_HISTORY: &str = "rollout.argoproj.io/revision-history";
+
 /// Annotations the controller never copies from a Deployment onto its ReplicaSets.
 pub const NOT_COPIED: &[&str] = &[
     "kubectl.kubernetes.io/last-applied-configuration",
@@ -54,6 +60,7 @@ pub fn canonical(template: &Value) -> Value {
     let mut t = template.clone();
     if let Some(labels) = t["metadata"]["labels"].as_object_mut() {
         labels.remove(HASH_LABEL);
+        labels.remove(ROLLOUT_HASH_LABEL);
     }
     pruned(&t).unwrap_or(Value::Null)
 }
@@ -76,9 +83,13 @@ pub fn hash(template: &Value) -> String {
         .collect()
 }
 
+/// A Deployment's or ReplicaSet's revision, or an Argo Rollout's (or its
+/// ReplicaSet's): 0 before a controller has set one.
 pub fn revision(obj: &Value) -> u64 {
-    obj["metadata"]["annotations"][REVISION]
+    let annotations = &obj["metadata"]["annotations"];
+    annotations[REVISION]
         .as_str()
+        .or(annotations[ROLLOUT_REVISION].as_str())
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
 }

@@ -68,7 +68,7 @@ impl ResourceDef {
 
     /// Whether spec or annotation changes bump `metadata.generation`.
     pub fn tracks_generation(&self) -> bool {
-        matches!(self.kind, "Deployment" | "ReplicaSet" | "Job")
+        matches!(self.kind, "Deployment" | "ReplicaSet" | "Job" | "Rollout")
     }
 
     pub fn has_subresource(&self, sub: Subresource) -> bool {
@@ -156,6 +156,17 @@ pub static REPLICASETS: ResourceDef = resource!(
     &["rs"],
     &[Subresource::Status, Subresource::Scale]
 );
+/// Argo Rollouts' Rollout, as its CRD serves it: a canary with status and scale.
+pub static ROLLOUTS: ResourceDef = resource!(
+    "argoproj.io",
+    "v1alpha1",
+    "rollouts",
+    "rollout",
+    "Rollout",
+    true,
+    &["ro"],
+    &[Subresource::Status, Subresource::Scale]
+);
 pub static JOBS: ResourceDef = resource!(
     "batch",
     "v1",
@@ -225,6 +236,7 @@ pub static ALL: &[&ResourceDef] = &[
     &JOBS,
     &LEASES,
     &HPAS,
+    &ROLLOUTS,
     &SELF_SUBJECT_REVIEWS,
     &SELF_SUBJECT_ACCESS_REVIEWS,
 ];

@@ -49,6 +49,10 @@ pub struct ServiceSpec {
     pub hpa: bool,
     #[serde(default)]
     pub change_cause: Option<String>,
+    /// Argo Rollouts canary steps, as the Rollout spells them (`setWeight`, `pause`):
+    /// with them the service runs as an Argo Rollout instead of a Deployment.
+    #[serde(default)]
+    pub canary_steps: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -224,6 +228,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
     (
         "noisy-baseline",
         include_str!("../../../assets/scenarios/noisy-baseline.toml"),
+    ),
+    (
+        "canary-abort",
+        include_str!("../../../assets/scenarios/canary-abort.toml"),
     ),
 ];
 

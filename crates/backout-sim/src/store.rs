@@ -463,19 +463,25 @@ impl Store {
         }
     }
 
-    /// Deployments touched since the last call.
+    /// Deployments and Rollouts touched since the last call.
     pub fn take_dirty(&mut self) -> Vec<ObjKey> {
         self.dirty.drain().collect()
     }
 
     fn mark_dirty(&mut self, res: &ResourceDef, obj: &Value) {
         let ns = meta_str(obj, "namespace").to_string();
+        // A Deployment or a Rollout: the control plane syncs whichever the name holds.
+        let workload = |o: &Value| {
+            controller_owner(o, "Deployment")
+                .or(controller_owner(o, "Rollout"))
+                .map(str::to_string)
+        };
         let deployment = match res.kind {
-            "Deployment" => Some(meta_str(obj, "name").to_string()),
-            "ReplicaSet" => controller_owner(obj, "Deployment").map(str::to_string),
+            "Deployment" | "Rollout" => Some(meta_str(obj, "name").to_string()),
+            "ReplicaSet" => workload(obj),
             "Pod" => controller_owner(obj, "ReplicaSet")
                 .and_then(|rs| self.get(&resources::REPLICASETS, &ns, rs))
-                .and_then(|rs| controller_owner(&rs, "Deployment").map(str::to_string)),
+                .and_then(|rs| workload(&rs)),
             _ => None,
         };
         if let Some(name) = deployment {

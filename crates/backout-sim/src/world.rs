@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::api::admission::admit;
-use super::resources::{CONFIGMAPS, DEPLOYMENTS, HPAS, JOBS, SECRETS, SERVICES};
+use super::resources::{CONFIGMAPS, DEPLOYMENTS, HPAS, JOBS, ROLLOUTS, SECRETS, SERVICES};
 use super::scenario::{Action, GitOps, Scenario, ServiceSpec};
 use super::store::{now_rfc3339, Store};
 use super::telemetry::Telemetry;
@@ -33,8 +33,15 @@ pub fn seed(
             )?;
         }
         let mut deployment = deployment(ns, svc);
-        admit(&DEPLOYMENTS, &mut deployment, None).map_err(|e| e.message)?;
-        create(store, &DEPLOYMENTS, deployment)?;
+        let kind = match &svc.canary_steps {
+            Some(steps) => {
+                deployment["spec"]["strategy"] = json!({"canary": {"steps": steps}});
+                &ROLLOUTS
+            }
+            None => &DEPLOYMENTS,
+        };
+        admit(kind, &mut deployment, None).map_err(|e| e.message)?;
+        create(store, kind, deployment)?;
         create(
             store,
             &SERVICES,
@@ -132,8 +139,9 @@ pub fn apply(
 ) -> Result<(), String> {
     match action {
         Action::Deploy(d) => {
-            let current = store
-                .get(&DEPLOYMENTS, ns, &d.service)
+            let (kind, current) = [&DEPLOYMENTS, &ROLLOUTS]
+                .into_iter()
+                .find_map(|kind| Some((kind, store.get(kind, ns, &d.service)?)))
                 .ok_or_else(|| format!("deployment {ns}/{} is gone", d.service))?;
             let mut next = (*current).clone();
             next["spec"]["template"]["spec"]["containers"][0]["image"] = json!(d.image);
@@ -144,7 +152,7 @@ pub fn apply(
             next["metadata"]["annotations"][CHANGE_CAUSE] = json!(cause);
             next["metadata"]["annotations"][DEPLOYED_BY] = json!(d.by);
             store
-                .update(&DEPLOYMENTS, next)
+                .update(kind, next)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         }

@@ -79,6 +79,58 @@ pub struct Decision {
     pub deployed_at: Option<Timestamp>,
     pub rollout: Option<Rollout>,
     pub blast_radius: Vec<Note>,
+    /// For signals a rollback does not fix (saturation, memory, latency alone): what
+    /// to do instead.
+    pub advice: Vec<String>,
+    /// Roll back or roll forward, with its inputs; `None` while nothing fires.
+    pub forward: Option<Forward>,
+}
+
+/// Seed 001's choice between rolling back and rolling forward (shipping a fix).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Forward {
+    pub verdict: ForwardVerdict,
+    /// About how long the rollback would take to run here, and what says so.
+    pub rollback_secs: u64,
+    pub rollback_from: String,
+    /// A fix written, tested and deployed in less than this beats the rollback.
+    pub fix_under_secs: u64,
+    /// The table's factors that apply, each with the way it leans.
+    pub factors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardVerdict {
+    RollBack,
+    /// A schema migration is involved: in order, with traffic stopped.
+    RollBackCarefully,
+    /// The rollback has known risks and nothing fails for users.
+    RollForward,
+}
+
+impl Forward {
+    /// One line: the verdict, what the rollback costs here, and the fix time that
+    /// would beat it.
+    pub fn summary(&self) -> String {
+        format!(
+            "roll back or forward: {} — a rollback takes about {}s here ({}); a fix beats it only if written, tested and deployed in under {}m",
+            self.verdict.label(),
+            self.rollback_secs,
+            self.rollback_from,
+            self.fix_under_secs / 60
+        )
+    }
+}
+
+impl ForwardVerdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            ForwardVerdict::RollBack => "roll back",
+            ForwardVerdict::RollBackCarefully => "roll back carefully",
+            ForwardVerdict::RollForward => "roll forward",
+        }
+    }
 }
 
 pub fn ago(now: Timestamp, then: Timestamp) -> String {

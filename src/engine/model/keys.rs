@@ -62,6 +62,8 @@ pub enum SourceHealth {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum KubeKind {
     Deployment,
+    /// Argo Rollouts' Rollout, watched only where its CRD is served.
+    Rollout,
     ReplicaSet,
     Pod,
     Job,

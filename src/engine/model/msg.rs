@@ -116,6 +116,7 @@ pub enum KubeChange {
 #[derive(Debug, Clone)]
 pub enum KubeObject {
     Deployment(Box<Deployment>),
+    Rollout(Box<crate::targets::argo_rollout::Rollout>),
     ReplicaSet(Box<ReplicaSet>),
     /// Read as it arrives: a typed pod is never held.
     Pod(Box<PodSeen>),
@@ -132,6 +133,7 @@ impl KubeObject {
     pub fn kind(&self) -> KubeKind {
         match self {
             KubeObject::Deployment(_) => KubeKind::Deployment,
+            KubeObject::Rollout(_) => KubeKind::Rollout,
             KubeObject::ReplicaSet(_) => KubeKind::ReplicaSet,
             KubeObject::Pod(_) => KubeKind::Pod,
             KubeObject::Job(_) => KubeKind::Job,
@@ -151,6 +153,7 @@ impl KubeObject {
     pub fn meta(&self) -> &ObjectMeta {
         match self {
             KubeObject::Deployment(o) => &o.metadata,
+            KubeObject::Rollout(o) => &o.metadata,
             KubeObject::ReplicaSet(o) => &o.metadata,
             KubeObject::Pod(o) => &o.metadata,
             KubeObject::Job(o) => &o.metadata,
@@ -206,11 +209,18 @@ pub enum Effect {
         service: ServiceKey,
         summary: String,
     },
+    /// Tell the team the incident is over: this process's rollback was verified.
+    Resolve {
+        service: ServiceKey,
+        summary: String,
+        incident: Option<String>,
+    },
     /// Roll a Deployment back; the runner refuses it in read-only mode.
     Rollback(RollbackOrder),
     /// Plan a rollback and have the API server dry-run it; nothing is written.
     Preview {
         service: ServiceKey,
+        kind: crate::targets::TargetKind,
         to_revision: Option<u64>,
         /// The target's ReplicaSet, which a concurrent rollback does not renumber.
         to_replicaset: Option<String>,

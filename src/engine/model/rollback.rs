@@ -44,6 +44,10 @@ pub struct Preview {
     /// switches the Service's selector instead of undoing the template.
     #[serde(default)]
     pub switch: Option<Box<Switch>>,
+    /// An Argo Rollouts canary is aborted: the stable ReplicaSet takes every replica
+    /// back and no revision is made (the template stays until someone changes it).
+    #[serde(default)]
+    pub abort: bool,
 }
 
 /// A blue-green rollback: the Service's selector goes from one colour (or version)
@@ -335,6 +339,8 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RollbackOrder {
     pub service: ServiceKey,
+    /// What the service runs as, which says how it is reverted.
+    pub kind: crate::targets::TargetKind,
     pub to_revision: Option<u64>,
     pub automatic: bool,
     pub reason: String,

@@ -24,6 +24,11 @@ pub fn admit(res: &ResourceDef, obj: &mut Value, current: Option<&Value>) -> Res
             default_pod_spec(&mut obj["spec"]);
             Ok(())
         }
+        "Rollout" => {
+            default_field(&mut obj["spec"], "replicas", json!(1));
+            default_pod_spec(&mut obj["spec"]["template"]["spec"]);
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

@@ -1,9 +1,11 @@
-//! The simulated control plane: the Deployment and ReplicaSet controllers and the
-//! kubelet. Each tick syncs the Deployments that changed or asked to be woken.
+//! The simulated control plane: the Deployment, Argo Rollout and ReplicaSet
+//! controllers and the kubelet. Each tick syncs the workloads that changed or asked
+//! to be woken.
 
 pub mod deployment;
 pub mod kubelet;
 pub mod replicaset;
+pub mod rollout;
 
 use std::collections::HashMap;
 
@@ -16,7 +18,7 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Syncs every Deployment touched since the last tick or due for a timed check.
+    /// Syncs every workload touched since the last tick or due for a timed check.
     pub fn tick(&mut self, store: &mut Store, now_ms: u64, behaviours: &Behaviours) {
         let mut due = store.take_dirty();
         due.extend(
@@ -28,7 +30,14 @@ impl ControlPlane {
         due.sort();
         due.dedup();
         for key in due {
-            match deployment::sync(store, &key.0, &key.1, now_ms, behaviours) {
+            // The name is a Deployment's or a Rollout's; the other sync finds nothing.
+            let deployment = deployment::sync(store, &key.0, &key.1, now_ms, behaviours);
+            let rollout = rollout::sync(store, &key.0, &key.1, now_ms, behaviours);
+            let next = match (deployment, rollout) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match next {
                 Some(at) => self.wake_at.insert(key, at),
                 None => self.wake_at.remove(&key),
             };

@@ -1,5 +1,6 @@
 //! A scenario played against any API server: its namespace, ConfigMaps, Secrets,
-//! Deployments and Services created as the simulator seeds its own store, then its
+//! Deployments (or Argo Rollouts, where the CRD is installed) and Services created as
+//! the simulator seeds its own store, then its
 //! deploys, ConfigMap changes and migration Jobs at their times, and its traffic
 //! changes and faults in the workload's own traffic. The fault switchboard belongs
 //! to the simulator's own API server and is skipped, and said so.
@@ -8,7 +9,7 @@ use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
@@ -29,13 +30,27 @@ pub async fn seed(client: &Client, scenario: &Scenario) -> anyhow::Result<()> {
             let obj = json!({"metadata": {"name": secret, "namespace": ns, "labels": {"app": svc.name}}, "type": "Opaque", "data": {"API_KEY": "c2ltdWxhdGVk"}});
             create::<Secret>(Api::namespaced(client.clone(), ns), obj).await?;
         }
-        let deployment = crate::world::deployment(ns, svc);
-        create::<Deployment>(Api::namespaced(client.clone(), ns), deployment).await?;
+        let mut deployment = crate::world::deployment(ns, svc);
+        match &svc.canary_steps {
+            Some(steps) => {
+                deployment["apiVersion"] = json!("argoproj.io/v1alpha1");
+                deployment["kind"] = json!("Rollout");
+                deployment["spec"]["strategy"] = json!({"canary": {"steps": steps}});
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &rollouts());
+                create(api, deployment).await?;
+            }
+            None => create::<Deployment>(Api::namespaced(client.clone(), ns), deployment).await?,
+        }
         let service = json!({"metadata": {"name": svc.name, "namespace": ns, "labels": {"app": svc.name}},
             "spec": {"selector": {"app": svc.name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}});
         create::<Service>(Api::namespaced(client.clone(), ns), service).await?;
     }
     Ok(())
+}
+
+/// Argo Rollouts' Rollout, served only where its CRD is installed.
+fn rollouts() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"))
 }
 
 async fn create<K>(api: Api<K>, obj: Value) -> anyhow::Result<()>
@@ -48,6 +63,25 @@ where
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(e).context("creating a scenario object"),
     }
+}
+
+/// A Rollout takes no strategic merge (it is a custom resource): its annotations by
+/// merge, then its image by path.
+async fn deploy_rollout(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    metadata: &Value,
+    image: &str,
+) -> kube::Result<()> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &rollouts());
+    let params = PatchParams::default();
+    api.patch(name, &params, &Patch::Merge(&json!({"metadata": metadata})))
+        .await?;
+    let path = json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image}]);
+    let ops: json_patch::Patch = serde_json::from_value(path).expect("a well-formed JSON patch");
+    api.patch(name, &params, &Patch::Json::<()>(ops)).await?;
+    Ok(())
 }
 
 /// Plays the timeline from now, each action at its time; traffic changes and faults
@@ -72,13 +106,24 @@ pub async fn play(
                     "spec": {"template": {"spec": {"containers": [{"name": d.service, "image": d.image}]}}},
                 });
                 let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-                api.patch(
-                    &d.service,
-                    &PatchParams::default(),
-                    &Patch::Strategic(&patch),
-                )
-                .await
-                .with_context(|| format!("deploying {} to {ns}/{}", d.image, d.service))?;
+                let canary = scenario
+                    .services
+                    .iter()
+                    .any(|s| s.name == d.service && s.canary_steps.is_some());
+                let sent = match canary {
+                    true => {
+                        deploy_rollout(client, ns, &d.service, &patch["metadata"], &d.image).await
+                    }
+                    false => api
+                        .patch(
+                            &d.service,
+                            &PatchParams::default(),
+                            &Patch::Strategic(&patch),
+                        )
+                        .await
+                        .map(|_| ()),
+                };
+                sent.with_context(|| format!("deploying {} to {ns}/{}", d.image, d.service))?;
                 format!("deployed {} to {ns}/{}", d.image, d.service)
             }
             Action::ConfigMap(c) => {

@@ -1,0 +1,101 @@
+//! The engine over a target that is not a Deployment: an Argo Rollouts canary is
+//! decided on like any service, goes back to its stable ReplicaSet (an abort), and an
+//! abort anyone made is a rollback every process reads from the cluster.
+
+use serde_json::json;
+
+use super::decision::Action;
+use super::fixtures::*;
+use super::msg::{Effect, KubeChange, KubeObject, Msg};
+use super::state::State;
+use super::update::update;
+use crate::targets::TargetKind;
+
+fn canary_world(status: serde_json::Value) -> State {
+    let mut state = State::new(config("[policy]\nauto_rollback = true\n"), t(0));
+    canary(&mut state, status);
+    state
+}
+
+#[test]
+fn a_failing_canary_is_aborted_back_to_its_stable_replicaset() {
+    let mut state = canary_world(json!({}));
+    let effects = run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+    let d = decision(&state, "checkout");
+    assert_eq!(d.action, Action::AutoRollback, "{:?}", d.why_not_automatic);
+    let target = d.target.as_ref().expect("a target");
+    assert_eq!(
+        (target.revision, target.replicaset.as_str()),
+        (1, "checkout-0")
+    );
+    assert!(
+        d.gates[0].evidence.contains("revision 2's canary began"),
+        "{}",
+        d.gates[0].evidence
+    );
+    assert!(
+        d.blast_radius.iter().any(|n| n
+            .text
+            .contains("an abort moves the canary's 20% of the replicas back")),
+        "{:?}",
+        d.blast_radius
+    );
+    let kinds: Vec<TargetKind> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Rollback(order) => Some(order.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, [TargetKind::ArgoRollout], "one order, as a Rollout");
+}
+
+#[test]
+fn an_abort_anyone_made_marks_the_canary_known_bad_and_starts_the_blackout() {
+    let state = canary_world(json!({"abort": true, "abortedAt": t(100).to_string(),
+        "phase": "Degraded", "message": "RolloutAborted: Rollout aborted update to revision 2",
+        "currentStepIndex": 0, "updatedReplicas": 0}));
+    let svc = &state.services[&key("checkout")];
+    assert!(svc.lineage.is_known_bad("checkout-1"));
+    assert!(!svc.lineage.is_known_bad("checkout-0"));
+    let abort = svc.lineage.latest().expect("the abort, read as a rollback");
+    assert_eq!(abort.at, Some(t(100)));
+    assert!(abort.by.contains("outside backout"), "{}", abort.by);
+    let d = decision(&state, "checkout");
+    assert_eq!(
+        d.target.as_ref().map(|t| t.revision),
+        Some(1),
+        "after an abort the next step is the undo to stable, never the canary"
+    );
+    assert!(
+        d.blast_radius
+            .iter()
+            .any(|n| n.risk && n.text.contains("the canary is aborted")),
+        "{:?}",
+        d.blast_radius
+    );
+}
+
+#[test]
+fn a_rollout_owns_its_name_over_the_deployment_it_references() {
+    let mut state = canary_world(json!({}));
+    // workloadRef: the Deployment of the same name, scaled to zero by Argo.
+    deployment(&mut state, "checkout", "checkout:2", 1, true, false);
+    let kind = |state: &State| {
+        state.services[&key("checkout")]
+            .deployment
+            .as_ref()
+            .map(|d| d.kind)
+    };
+    assert_eq!(kind(&state), Some(TargetKind::ArgoRollout));
+    let gone = json!({"metadata": {"name": "checkout", "namespace": "shop"}});
+    update(
+        &mut state,
+        Msg::Kube(KubeChange::Deleted(KubeObject::Deployment(obj(gone)))),
+    );
+    assert_eq!(
+        kind(&state),
+        Some(TargetKind::ArgoRollout),
+        "the Deployment's deletion is not the Rollout's"
+    );
+}
