@@ -175,7 +175,11 @@ fn the_demo_rolls_back_from_the_keyboard_and_restores_the_terminal() {
     tmux.keys(&["q"]);
     tmux.wait_for("q again quits", Duration::from_secs(5));
     tmux.keys(&["q"]);
-    gone(&format!("{bin} demo --write-config"));
+    // Its own console: other tests' demos run beside it.
+    gone(&format!(
+        "{bin} demo --write-config {}",
+        dir.path().display()
+    ));
     let journaled = std::fs::read_to_string(&journal).unwrap_or_default();
     assert!(
         journaled.contains("verification abandoned") && journaled.contains("quit the console"),
@@ -291,6 +295,33 @@ fn the_dialog_on_an_argo_canary_aborts_it_as_kubectl_argo_rollouts_would() {
     tmux.wait_for("ROLLING BACK", Duration::from_secs(10));
     tmux.keys(&["q"]);
     tmux.wait_for("q again quits", Duration::from_secs(5));
+    tmux.keys(&["q"]);
+    gone(&format!(
+        "{bin} demo --write-config {}",
+        dir.path().display()
+    ));
+}
+
+#[test]
+fn the_dialog_on_a_gitops_deployment_offers_the_revert_of_its_commit() {
+    if !have("tmux") || !have("git") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = demo_of("gitops-revert", "backout-gitops", dir.path());
+    let bin = env!("CARGO_BIN_EXE_backout");
+    tmux.wait_for("error-rate firing", Duration::from_secs(60));
+    tmux.keys(&["r"]);
+    let dialog = tmux.wait_for("Revert commit", Duration::from_secs(15));
+    for want in [
+        "\"checkout 1.4.1: new coupon engine\" by dana@ci",
+        "&& git revert ",
+        "auto-sync applies the revert",
+    ] {
+        assert!(dialog.contains(want), "{want:?} in:\n{dialog}");
+    }
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("cancelled", Duration::from_secs(5));
     tmux.keys(&["q"]);
     gone(&format!(
         "{bin} demo --write-config {}",

@@ -198,6 +198,22 @@ async fn check(name: &'static str) -> Vec<String> {
                 format!("checkout error ratio {errors:?} should breach 5%, diluted by stable"),
             );
         }
+        "gitops-revert" => {
+            let d = get(&c, "/apis/apps/v1/namespaces/shop/deployments/checkout").await;
+            let annotations = &d["metadata"]["annotations"];
+            expect(
+                annotations["kubernetes.io/change-cause"] == "checkout 1.4.1: new coupon engine"
+                    && annotations["backout.dev/deployed-by"] == "dana@ci",
+                format!(
+                    "the sync applied the commit, named by its subject and author: {annotations}"
+                ),
+            );
+            let errors = ratio("checkout").await;
+            expect(
+                errors > Some(0.05),
+                format!("checkout error ratio {errors:?} should breach 5%"),
+            );
+        }
         other => expect(false, format!("no check written for scenario {other}")),
     }
     c.sim.stop().await;
@@ -210,7 +226,7 @@ async fn every_shipped_scenario_does_what_it_describes() {
         .iter()
         .map(|(n, _)| *n)
         .collect();
-    assert_eq!(names.len(), 9);
+    assert_eq!(names.len(), 10);
     let results = futures::future::join_all(names.into_iter().map(check)).await;
     let problems: Vec<String> = results.into_iter().flatten().collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -69,6 +69,7 @@ impl SwitchPlan {
             from_replicaset: String::new(),
             switch: Some(Box::new(self.switch.clone())),
             abort: false,
+            revert: None,
         }
     }
 

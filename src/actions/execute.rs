@@ -10,11 +10,12 @@ use tokio::sync::mpsc;
 use super::notify::Notice;
 use super::runner::{append, send_notice, Context, Leases, SharedJournal};
 use super::{access, bluegreen, lease, rollback};
+use crate::config::gitops::GitOpsConfig;
 use crate::engine::journal::{Entry, Record};
 use crate::engine::msg::RollbackOrder;
 use crate::engine::rollbacks::{Expected, Preview, RollbackError, Step};
 use crate::engine::{Msg, ServiceKey};
-use crate::targets::{argo_rollout, TargetKind};
+use crate::targets::{argo_rollout, gitops, TargetKind};
 
 pub(super) fn request(
     ctx: &Context,
@@ -48,6 +49,7 @@ fn preview_of(plan: &rollback::Plan) -> Preview {
         from_replicaset: plan.from_replicaset.clone(),
         switch: None,
         abort: false,
+        revert: None,
     }
 }
 
@@ -97,12 +99,23 @@ pub(super) async fn preview(
         .await;
 }
 
+/// The `[[gitops]]` entry of a Deployment a GitOps controller syncs from Git.
+fn gitops_for<'a>(ctx: &'a Context, key: &ServiceKey) -> Option<&'a GitOpsConfig> {
+    ctx.config
+        .gitops
+        .iter()
+        .find(|g| g.covers(&key.namespace, &key.name))
+}
+
 async fn dry_run(
     ctx: &Context,
     key: &ServiceKey,
     req: &rollback::Request,
     switch_to: Option<&str>,
 ) -> Result<Preview, RollbackError> {
+    if let Some(cfg) = gitops_for(ctx, key) {
+        return Ok(gitops::plan(&ctx.client, cfg, req).await?.preview);
+    }
     if let Some(plan) = switch_plan(ctx, key, switch_to).await? {
         bluegreen::apply(&ctx.client, &plan, true).await?;
         return Ok(plan.preview());
@@ -223,6 +236,56 @@ fn ordered(ctx: &Context, order: &RollbackOrder, to_revision: Option<u64>) -> ro
     req
 }
 
+/// A GitOps Deployment's revert: the same steps as an undo (plan from a fresh read
+/// and a fresh clone, the revert tried, the intent journaled), then the push.
+async fn land_gitops(
+    ctx: &Context,
+    cfg: &GitOpsConfig,
+    order: &RollbackOrder,
+    tx: &mpsc::Sender<Msg>,
+    journal: &SharedJournal,
+) -> Result<Landed, RollbackError> {
+    let key = &order.service;
+    let req = ordered(ctx, order, order.to_revision);
+    let plan = gitops::plan(&ctx.client, cfg, &req).await?;
+    let preview = plan.preview.clone();
+    let _ = tx
+        .send(Msg::RollbackStep {
+            service: key.clone(),
+            step: Step::Prepared(preview.clone()),
+        })
+        .await;
+    journal_intent(ctx, order, &preview, tx, journal).await;
+    gitops::apply(cfg, &plan, &req).await?;
+    let revert = preview.revert.as_deref().expect("a GitOps plan");
+    let message = format!(
+        "{} reverted commit {:.12} (\"{}\") in {} ({}) to roll deployment {} back to {}: {}",
+        ctx.actor,
+        revert.commit,
+        revert.subject,
+        revert.repo,
+        revert.branch,
+        key.name,
+        preview.to_images.join(", "),
+        order.reason
+    );
+    let announced = rollback::post_event(
+        &ctx.client,
+        &key.namespace,
+        "Deployment",
+        "apps/v1",
+        &key.name,
+        None,
+        message,
+        &ctx.actor,
+    )
+    .await;
+    if let Err(e) = announced {
+        tracing::warn!("reverted, but the BackoutRollback Event was not posted: {e}");
+    }
+    Ok(Landed::Done(rolled_back(ctx, order, preview)))
+}
+
 /// An Argo Rollout's revert: the same steps as a Deployment's undo (plan from a
 /// fresh read, dry run, journal the intent, one guarded patch), by its own plan.
 async fn land_rollout(
@@ -290,6 +353,9 @@ async fn land(
     let key = &order.service;
     if order.kind == TargetKind::ArgoRollout {
         return land_rollout(ctx, order, tx, journal).await;
+    }
+    if let Some(cfg) = gitops_for(ctx, key) {
+        return land_gitops(ctx, cfg, order, tx, journal).await;
     }
     let previewed = order.expected.as_ref().and_then(|e| e.switch.as_ref());
     let prepared = |preview| Msg::RollbackStep {

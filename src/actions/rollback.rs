@@ -372,6 +372,7 @@ async fn send(
                 from_replicaset: plan.from_replicaset.clone(),
                 to_replicaset: plan.to_replicaset.clone(),
                 switch: None,
+                revert_commit: None,
             });
         }
         match apply(client, &plan, dry_run).await {

@@ -25,17 +25,18 @@ pub struct DemoArgs {
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::load(&args.scenario)?;
-    let sim = Sim::start(SimOptions {
-        scenario: Some(scenario.clone()),
-        seed: args.seed,
-        ..SimOptions::default()
-    })
-    .await?;
     let keep = args.write_config.is_some();
     let dir = match &args.write_config {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("backout-demo-{}", std::process::id())),
     };
+    let sim = Sim::start(SimOptions {
+        scenario: Some(scenario.clone()),
+        seed: args.seed,
+        gitops_repo: Some(super::sim::gitops_repo_in(&dir)),
+        ..SimOptions::default()
+    })
+    .await?;
     super::sim::write_config(&dir, &sim.url(), &sim.ca_pem, &scenario)?;
     let config_path = dir.join("backout.toml");
     let config = Config::parse(&config_path, &std::fs::read_to_string(&config_path)?)?;

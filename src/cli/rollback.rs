@@ -191,7 +191,22 @@ async fn roll_back(
     }
     print_plan(&core.state, &key, &plan);
     println!("  as   {}", plan.kubectl);
-    println!("  server dry run: accepted");
+    match &plan.revert {
+        // Git, not the API server, takes this one: the revert applied in a fresh clone.
+        Some(r) => println!(
+            "  dry run: commit {:.12} (\"{}\" by {}) reverts cleanly on {}{}",
+            r.commit,
+            r.subject,
+            r.author,
+            r.branch,
+            if r.auto_sync {
+                ""
+            } else {
+                "; auto-sync is off: someone must sync it"
+            }
+        ),
+        None => println!("  server dry run: accepted"),
+    }
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
@@ -372,6 +387,18 @@ impl Printed {
                 println!(
                     "service/{} switched {} back to {} by {}",
                     s.service, s.label, s.to, p.by
+                );
+            } else if let Some(r) = p.plan.as_ref().and_then(|pl| pl.revert.as_ref()) {
+                println!(
+                    "reverted commit {:.12} in {} ({}) by {}: {}",
+                    r.commit,
+                    r.repo,
+                    r.branch,
+                    p.by,
+                    match r.auto_sync {
+                        true => "the controller's next sync rolls it back",
+                        false => "sync the application for it to reach the cluster",
+                    }
                 );
             } else if p.plan.as_ref().is_some_and(|pl| pl.abort) {
                 println!(

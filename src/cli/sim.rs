@@ -81,10 +81,14 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     if let Some(kubeconfig) = &args.against {
         return against(kubeconfig, &args, &scenario).await;
     }
+    let repo_dir = args.write_config.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("backout-sim-{}", std::process::id()))
+    });
     let sim = Sim::start(SimOptions {
         listen: args.listen,
         scenario: Some(scenario.clone()),
         seed: args.seed,
+        gitops_repo: Some(gitops_repo_in(&repo_dir)),
         ..SimOptions::default()
     })
     .await?;
@@ -207,10 +211,39 @@ pub fn write_config(
     let path = dir.join("kubeconfig");
     std::fs::write(&path, serde_json::to_string_pretty(&kubeconfig)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    let toml = backout_toml(url, Some("ca.crt"), scenario);
+    let mut toml = backout_toml(url, Some("ca.crt"), scenario);
+    toml.push_str(&gitops_toml(dir, scenario));
     let path = dir.join("backout.toml");
     std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// Where the simulator keeps the GitOps repository of a scenario whose config is
+/// written to `dir`.
+pub fn gitops_repo_in(dir: &Path) -> PathBuf {
+    dir.join("gitops.git")
+}
+
+/// A `[[gitops]]` entry for each of the scenario's GitOps services, pointing at the
+/// simulator's repository in `dir`.
+fn gitops_toml(dir: &Path, scenario: &Scenario) -> String {
+    let repo = gitops_repo_in(dir);
+    let repo = std::path::absolute(&repo).unwrap_or(repo);
+    scenario
+        .services
+        .iter()
+        .filter(|s| s.gitops.is_some())
+        .map(|s| {
+            format!(
+                "\n[[gitops]]\nnamespace = {:?}\ndeployment = {:?}\nrepo = {:?}\nbranch = {:?}\npath = {:?}\n",
+                scenario.namespace,
+                s.name,
+                repo.display().to_string(),
+                backout_sim::gitops::BRANCH,
+                backout_sim::gitops::manifest_path(&s.name)
+            )
+        })
+        .collect()
 }
 
 /// backout.toml for `scenario` with Prometheus at `prometheus_url` (trusting

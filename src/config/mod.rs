@@ -3,6 +3,7 @@
 //! Every mistake is reported with the file, the line and what to write instead.
 
 pub mod alertmanager;
+pub mod gitops;
 pub mod grouping;
 pub mod import;
 pub mod notifications;
@@ -37,6 +38,8 @@ pub struct RawConfig {
     pub health_checks: Vec<HealthCheck>,
     #[serde(default)]
     pub blue_green: Vec<BlueGreen>,
+    #[serde(default)]
+    pub gitops: Vec<gitops::GitOpsConfig>,
 }
 
 /// A Service rolled back by switching its selector, not by undoing a Deployment.
@@ -215,6 +218,7 @@ pub struct Config {
     pub notifications: notifications::NotificationsConfig,
     pub health_checks: Vec<HealthCheck>,
     pub blue_green: Vec<BlueGreen>,
+    pub gitops: Vec<gitops::GitOpsConfig>,
 }
 
 impl Default for Config {
@@ -333,6 +337,9 @@ impl Config {
         if let Some(am) = &raw.alertmanager {
             am.check()?;
         }
+        for g in &raw.gitops {
+            g.check()?;
+        }
         let triggers = triggers::merge(&raw.triggers, text, raw.alertmanager.is_some())?;
         Ok(Config {
             source: path.map(Path::to_path_buf),
@@ -346,6 +353,7 @@ impl Config {
             notifications: raw.notifications,
             health_checks: raw.health_checks,
             blue_green: raw.blue_green,
+            gitops: raw.gitops,
         })
     }
 

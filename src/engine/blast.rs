@@ -301,10 +301,23 @@ pub fn notes(
         }
         out.push(note(itself_firing && !firing.is_empty(), text));
     }
-    match svc.deployment.as_ref().and_then(|d| d.manager) {
-        Some(Manager::ArgoCd) => out.push(note(true, "Argo CD manages this Deployment: its next sync puts the bad version back unless auto-sync is paused or Git is reverted".into())),
-        Some(Manager::Flux) => out.push(note(true, "Flux manages this Deployment: its next reconcile puts the bad version back unless it is suspended or Git is reverted".into())),
-        None => {}
+    let gitops = state
+        .config
+        .gitops
+        .iter()
+        .find(|g| g.covers(&key.namespace, &key.name));
+    match (svc.deployment.as_ref().and_then(|d| d.manager), gitops) {
+        // backout reverts in Git, where the controller reads: nothing puts it back.
+        (_, Some(g)) => out.push(note(
+            !g.auto_sync,
+            match g.auto_sync {
+                true => format!("synced from {} ({}, {}): the rollback is a git revert there, which the controller's next sync applies; nothing puts the bad version back", g.repo, g.branch, g.path),
+                false => format!("synced from {} ({}, {}) without auto-sync: the rollback is a git revert there, and reaches the cluster only when someone syncs", g.repo, g.branch, g.path),
+            },
+        )),
+        (Some(Manager::ArgoCd), None) => out.push(note(true, "Argo CD manages this Deployment: its next sync puts the bad version back unless auto-sync is paused or Git is reverted (name its repository in a [[gitops]] entry and backout reverts there)".into())),
+        (Some(Manager::Flux), None) => out.push(note(true, "Flux manages this Deployment: its next reconcile puts the bad version back unless it is suspended or Git is reverted (name its repository in a [[gitops]] entry and backout reverts there)".into())),
+        (None, None) => {}
     }
     for ((ns, hpa), target) in &state.hpas {
         if ns == &key.namespace && target == &key.name {

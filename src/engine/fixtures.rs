@@ -366,6 +366,7 @@ pub fn preview(from: u64, to: u64) -> Preview {
         from_replicaset: format!("checkout-{}", from.saturating_sub(1)),
         switch: None,
         abort: false,
+        revert: None,
     }
 }
 

@@ -28,6 +28,7 @@ fn preview_of(svc: &Service, r: &SeenRollback) -> Preview {
         from_replicaset: r.from_replicaset.clone().unwrap_or_default(),
         switch: None,
         abort: false,
+        revert: None,
     }
 }
 

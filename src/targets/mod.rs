@@ -5,11 +5,13 @@
 //! |---|---|---|---|
 //! | Deployment | `apps/v1` Deployments (`engine::kept`) | `actions::rollback` (undo to a revision), or `actions::bluegreen` for a live colour | `kubectl rollout undo` |
 //! | Argo Rollout | `argoproj.io/v1alpha1` Rollouts (`argo_rollout`) | abort during a canary, undo after promotion (`argo_rollout::revert`) | `kubectl argo rollouts abort` / `undo` |
+//! | Deployment synced from Git (`[[gitops]]`) | as a Deployment | `git revert` of the commit that shipped the image, pushed (`gitops`) | `git revert SHA && git push` |
 //!
 //! Everything downstream of the summary (`engine::kept::WorkloadSummary`) works over
 //! any kind: decisions, the console, `status`, `gate`, `watch` and the report.
 
 pub mod argo_rollout;
+pub mod gitops;
 
 use serde::Serialize;
 

@@ -44,6 +44,35 @@ fn heading(
     let workload = svc.and_then(|s| s.deployment.as_ref());
     let kind = workload.map(|w| w.kind).unwrap_or_default();
     let canary = workload.and_then(|w| w.canary.as_ref());
+    let revert = planned.and_then(|pl| pl.revert.as_deref().map(|r| (pl, r)));
+    if let Some((pl, r)) = revert {
+        let sync = match r.auto_sync {
+            true => "auto-sync applies the revert; backout never patches the Deployment, which a sync would put back",
+            false => "auto-sync is off: the revert reaches the cluster when someone syncs; verification waits for it",
+        };
+        return vec![
+            Line::styled(
+                format!(
+                    "Revert commit {:.12} in {} ({})?",
+                    r.commit, r.repo, r.branch
+                ),
+                p.bold(),
+            ),
+            Line::raw(format!("\"{}\" by {}", r.subject, r.author)),
+            Line::raw(format!(
+                "from revision {}  {}",
+                pl.from_revision,
+                pl.from_images.join(", ")
+            )),
+            Line::raw(format!(
+                "to   revision {}  {}",
+                pl.to_revision,
+                pl.to_images.join(", ")
+            )),
+            Line::styled(pl.kubectl.clone(), p.fg(Color::DarkGray)),
+            Line::styled(sync, p.fg(Color::Yellow)),
+        ];
+    }
     let mut lines = match switch {
         // The live colour of a blue-green Service: traffic goes back, no template.
         Some((pl, s)) => vec![

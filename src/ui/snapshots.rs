@@ -169,6 +169,7 @@ fn the_dialog_for_a_live_blue_green_colour_shows_the_switch() {
         kubectl: "kubectl patch service/shopfront -n shop --type=merge -p '{\"spec\":{\"selector\":{\"color\":\"blue\"}}}'".into(),
         switch: Some(Box::new(switch)),
         abort: false,
+        revert: None,
         ..preview(2, 1)
     });
     update(
@@ -193,6 +194,7 @@ fn the_dialog_on_an_argo_canary_offers_the_abort() {
     let result = Ok(crate::engine::rollbacks::Preview {
         kubectl: "kubectl argo rollouts abort checkout -n shop".into(),
         abort: true,
+        revert: None,
         ..preview(2, 1)
     });
     update(

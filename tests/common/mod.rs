@@ -65,6 +65,7 @@ pub async fn start_in(dir: tempfile::TempDir, scenario: Scenario, opts: SimOptio
     let opts = SimOptions {
         scenario: Some(scenario.clone()),
         tick: Duration::from_millis(50),
+        gitops_repo: Some(backout::cli::sim::gitops_repo_in(dir.path())),
         ..opts
     };
     let sim = Sim::start(opts).await.expect("the simulator starts");

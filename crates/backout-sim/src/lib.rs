@@ -5,6 +5,7 @@
 pub mod api;
 pub mod controller;
 pub mod faults;
+pub mod gitops;
 pub mod resources;
 pub mod scenario;
 pub mod store;
@@ -45,6 +46,11 @@ pub struct SimOptions {
     pub pki: Option<Arc<tls::Pki>>,
     /// Users beyond the three that ship, such as a service account with RBAC rules.
     pub users: Vec<api::auth::User>,
+    /// Where the GitOps repository of the scenario's `gitops` services is created (a
+    /// bare git repository); without it their deploys patch the Deployment directly.
+    pub gitops_repo: Option<std::path::PathBuf>,
+    /// How often the GitOps controller syncs from the repository.
+    pub gitops_sync: Duration,
 }
 
 impl Default for SimOptions {
@@ -59,6 +65,8 @@ impl Default for SimOptions {
             watch_log: 10_000,
             pki: None,
             users: Vec::new(),
+            gitops_repo: None,
+            gitops_sync: Duration::from_secs(1),
         }
     }
 }
@@ -145,14 +153,27 @@ impl Sim {
                 tracing::error!("simulator server stopped: {e}");
             }
         });
-        let control = tokio::spawn(run(state.clone(), opts.clone()));
+        let repo = match (&opts.gitops_repo, &opts.scenario) {
+            (Some(path), Some(scenario)) => gitops_repo(path, scenario)?,
+            _ => None,
+        };
+        let control = tokio::spawn(run(state.clone(), opts.clone(), repo.clone()));
+        let mut tasks = vec![server, control];
+        if let (Some(repo), Some(scenario)) = (repo, &opts.scenario) {
+            tasks.push(tokio::spawn(sync_from_git(
+                state.clone(),
+                repo,
+                scenario.clone(),
+                opts.gitops_sync,
+            )));
+        }
         Ok(Sim {
             addr,
             state,
             scenario: opts.scenario,
             ca_pem: pki.ca_pem.clone(),
             server: handle,
-            tasks: vec![server, control],
+            tasks,
         })
     }
 
@@ -206,9 +227,83 @@ impl Drop for Sim {
     }
 }
 
+/// The scenario's GitOps services' images, committed to a new repository at `path`;
+/// `None` when no service is GitOps-managed.
+fn gitops_repo(
+    path: &std::path::Path,
+    scenario: &Scenario,
+) -> anyhow::Result<Option<gitops::Repo>> {
+    let images: Vec<(String, String)> = scenario
+        .services
+        .iter()
+        .filter(|s| s.gitops.is_some())
+        .map(|s| (s.name.clone(), s.image.clone()))
+        .collect();
+    if images.is_empty() {
+        return Ok(None);
+    }
+    let repo = gitops::Repo::create(path, &images)
+        .with_context(|| format!("creating the GitOps repository {}", path.display()))?;
+    Ok(Some(repo))
+}
+
+/// The GitOps controller, as Argo CD's auto-sync: each interval, what the branch says
+/// of each GitOps service is applied to its Deployment if it differs.
+async fn sync_from_git(
+    state: Arc<SimState>,
+    repo: gitops::Repo,
+    scenario: Scenario,
+    every: Duration,
+) {
+    let services: Vec<String> = scenario
+        .services
+        .iter()
+        .filter(|s| s.gitops.is_some())
+        .map(|s| s.name.clone())
+        .collect();
+    let ns = scenario.namespace.clone();
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let (repo, names) = (repo.clone(), services.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            names
+                .iter()
+                .filter_map(|n| Some((n.clone(), repo.synced(n).ok()??)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut store = state.store.lock().expect("store lock");
+        for (service, synced) in read {
+            let running = store
+                .get(&resources::DEPLOYMENTS, &ns, &service)
+                .and_then(|d| {
+                    d["spec"]["template"]["spec"]["containers"][0]["image"]
+                        .as_str()
+                        .map(String::from)
+                });
+            if running.as_deref() == Some(synced.image.as_str()) {
+                continue;
+            }
+            let deploy = scenario::Action::Deploy(scenario::Deploy {
+                service,
+                image: synced.image,
+                change_cause: Some(synced.subject),
+                by: synced.author,
+            });
+            let mut telemetry = state.telemetry.lock().expect("telemetry lock");
+            if let Err(e) = world::apply(&mut store, &mut telemetry, &ns, &deploy) {
+                tracing::warn!("GitOps sync failed: {e}");
+            }
+        }
+    }
+}
+
 /// The control loop: timeline actions when due, the controllers every tick, and a
-/// traffic sample every sample interval.
-async fn run(state: Arc<SimState>, opts: SimOptions) {
+/// traffic sample every sample interval. A deploy of a GitOps service is a commit to
+/// `repo`, which the sync then applies.
+async fn run(state: Arc<SimState>, opts: SimOptions, repo: Option<gitops::Repo>) {
     let started = Instant::now();
     let ns = opts
         .scenario
@@ -237,6 +332,28 @@ async fn run(state: Arc<SimState>, opts: SimOptions) {
                 tracing::info!("scenario faults: {board:?}");
                 *state.faults.lock().expect("faults lock") = board;
                 continue;
+            }
+            if let (Some(repo), scenario::Action::Deploy(d)) = (&repo, &action) {
+                if opts.scenario.as_ref().is_some_and(|s| {
+                    s.services
+                        .iter()
+                        .any(|x| x.name == d.service && x.gitops.is_some())
+                }) {
+                    let (repo, d) = (repo.clone(), d.clone());
+                    // git runs off the loop: the sync applies the commit when it lands.
+                    tokio::task::spawn_blocking(move || {
+                        let subject = d
+                            .change_cause
+                            .clone()
+                            .unwrap_or_else(|| format!("deploy {}", d.image));
+                        if let Err(e) =
+                            repo.commit(&[(d.service.clone(), d.image.clone())], &subject, &d.by)
+                        {
+                            tracing::warn!("committing the deploy of {} failed: {e}", d.service);
+                        }
+                    });
+                    continue;
+                }
             }
             let mut telemetry = state.telemetry.lock().expect("telemetry lock");
             if let Err(e) = world::apply(&mut store, &mut telemetry, &ns, &action) {

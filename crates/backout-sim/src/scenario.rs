@@ -233,6 +233,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "canary-abort",
         include_str!("../../../assets/scenarios/canary-abort.toml"),
     ),
+    (
+        "gitops-revert",
+        include_str!("../../../assets/scenarios/gitops-revert.toml"),
+    ),
 ];
 
 impl Scenario {

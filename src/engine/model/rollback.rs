@@ -48,6 +48,23 @@ pub struct Preview {
     /// back and no revision is made (the template stays until someone changes it).
     #[serde(default)]
     pub abort: bool,
+    /// Set when a GitOps controller syncs the Deployment from Git: the rollback is a
+    /// `git revert` pushed to the branch it syncs, never a patch it would undo.
+    #[serde(default)]
+    pub revert: Option<Box<GitRevert>>,
+}
+
+/// The commit a GitOps rollback reverts, and where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GitRevert {
+    pub repo: String,
+    pub branch: String,
+    pub commit: String,
+    /// The commit's subject and author, as `git log` shows them.
+    pub subject: String,
+    pub author: String,
+    /// The controller applies the branch by itself; otherwise someone must sync.
+    pub auto_sync: bool,
 }
 
 /// A blue-green rollback: the Service's selector goes from one colour (or version)
@@ -302,6 +319,9 @@ pub struct Expected {
     /// Service's resourceVersion.
     #[serde(default)]
     pub switch: Option<Switch>,
+    /// For a GitOps Deployment: the commit the previewed revert undoes.
+    #[serde(default)]
+    pub revert_commit: Option<String>,
 }
 
 impl Expected {
@@ -311,6 +331,7 @@ impl Expected {
             from_replicaset: preview.from_replicaset.clone(),
             to_replicaset: preview.to_replicaset.clone(),
             switch: preview.switch.as_deref().cloned(),
+            revert_commit: preview.revert.as_ref().map(|r| r.commit.clone()),
         }
     }
 }

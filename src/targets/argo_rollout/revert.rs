@@ -174,6 +174,7 @@ pub async fn plan(client: &Client, req: &Request) -> Result<Plan, RollbackError>
         from_replicaset,
         switch: None,
         abort,
+        revert: None,
     };
     Ok(Plan {
         namespace: namespace.into(),
