@@ -8,5 +8,6 @@ mod execute;
 pub mod journal;
 pub mod lease;
 pub mod notify;
+pub mod registry;
 pub mod rollback;
 pub mod runner;

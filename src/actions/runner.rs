@@ -83,6 +83,13 @@ pub fn spawn(
                         return;
                     }
                 }
+                Effect::CheckImages { images } => {
+                    let (registries, tx) = (ctx.config.registry.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let answers = super::registry::check(&registries, images).await;
+                        let _ = tx.send(Msg::ImagesChecked(answers)).await;
+                    });
+                }
                 Effect::Resolve {
                     service,
                     summary,

@@ -159,8 +159,22 @@ impl Core {
             notifiers,
         };
         let runner = if opts.observe_only {
-            let mut effects_rx = effects_rx;
-            tokio::spawn(async move { while effects_rx.recv().await.is_some() {} })
+            let (mut effects_rx, registries, tx) =
+                (effects_rx, config.registry.clone(), tx.clone());
+            // Observing writes nothing; asking a registry about an image is a read,
+            // as a watch is, so it is the one effect carried out.
+            tokio::spawn(async move {
+                while let Some(effect) = effects_rx.recv().await {
+                    if let Effect::CheckImages { images } = effect {
+                        let (registries, tx) = (registries.clone(), tx.clone());
+                        tokio::spawn(async move {
+                            let answers =
+                                crate::actions::registry::check(&registries, images).await;
+                            let _ = tx.send(Msg::ImagesChecked(answers)).await;
+                        });
+                    }
+                }
+            })
         } else {
             runner::spawn(journal, ctx, effects_rx, tx.clone())
         };
@@ -288,7 +302,13 @@ impl Core {
                         .is_some_and(|ts| ts.last_answer.is_some())
                 })
             });
-        listed && answered && !self.state.services.is_empty()
+        // A registry asked about a target image answers within its timeout.
+        let images = !self
+            .state
+            .images
+            .values()
+            .any(|p| *p == crate::engine::model::images::ImagePresence::Asked);
+        listed && answered && images && !self.state.services.is_empty()
     }
 
     /// Runs until `ready`, or until `deadline` passes.

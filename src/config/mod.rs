@@ -7,6 +7,7 @@ pub mod gitops;
 pub mod grouping;
 pub mod import;
 pub mod notifications;
+pub mod registry;
 pub mod triggers;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,8 @@ pub struct RawConfig {
     pub blue_green: Vec<BlueGreen>,
     #[serde(default)]
     pub gitops: Vec<gitops::GitOpsConfig>,
+    #[serde(default)]
+    pub registry: Vec<registry::RegistryConfig>,
 }
 
 /// A Service rolled back by switching its selector, not by undoing a Deployment.
@@ -219,6 +222,7 @@ pub struct Config {
     pub health_checks: Vec<HealthCheck>,
     pub blue_green: Vec<BlueGreen>,
     pub gitops: Vec<gitops::GitOpsConfig>,
+    pub registry: Vec<registry::RegistryConfig>,
 }
 
 impl Default for Config {
@@ -340,6 +344,9 @@ impl Config {
         for g in &raw.gitops {
             g.check()?;
         }
+        for r in &raw.registry {
+            r.check()?;
+        }
         let triggers = triggers::merge(&raw.triggers, text, raw.alertmanager.is_some())?;
         Ok(Config {
             source: path.map(Path::to_path_buf),
@@ -354,6 +361,7 @@ impl Config {
             health_checks: raw.health_checks,
             blue_green: raw.blue_green,
             gitops: raw.gitops,
+            registry: raw.registry,
         })
     }
 

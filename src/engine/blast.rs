@@ -243,6 +243,20 @@ pub fn notes(
             "no earlier revision is left in history: there is nothing to roll back to".into(),
         )),
     }
+    for image in target.iter().flat_map(|t| &t.images) {
+        use super::model::images::ImagePresence;
+        match state.images.get(image) {
+            Some(ImagePresence::Missing(why)) => out.push(note(
+                true,
+                format!("target image missing: {image} ({why}); push it back or choose another revision"),
+            )),
+            Some(ImagePresence::Unknown(why)) => out.push(note(
+                false,
+                format!("whether target image {image} still exists is unknown: {why}"),
+            )),
+            _ => {}
+        }
+    }
     for changed in changed_config(state, key, svc, deployed) {
         out.push(note(
             true,

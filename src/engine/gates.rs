@@ -141,8 +141,14 @@ fn failure_signal(c: &Context) -> Gate {
 
 /// Gate 7: there is a target (not one rolled back from) and the Deployment is not paused.
 fn target_exists(c: &Context) -> Gate {
+    let missing = missing_images(c);
     let evidence = match (c.target, c.paused) {
         (_, true) => "the Deployment is paused; resume it before any rollback".into(),
+        (Some(r), _) if !missing.is_empty() => format!(
+            "revision {}'s image is missing from its registry: {}; a rollback would end in ImagePullBackOff",
+            r.number,
+            missing.join(", ")
+        ),
         (Some(r), _) => format!(
             "revision {} ({}) is in history",
             r.number,
@@ -162,9 +168,23 @@ fn target_exists(c: &Context) -> Gate {
     Gate {
         number: 7,
         name: "target exists",
-        passed: c.target.is_some() && !c.paused,
+        passed: c.target.is_some() && !c.paused && missing.is_empty(),
         evidence,
     }
+}
+
+/// The target's images a registry said are gone, with what it said. An image not
+/// checked, or not answered, is not missing.
+pub(super) fn missing_images(c: &Context) -> Vec<String> {
+    use super::model::images::ImagePresence;
+    c.target
+        .into_iter()
+        .flat_map(|r| &r.images)
+        .filter_map(|i| match c.state.images.get(i) {
+            Some(ImagePresence::Missing(why)) => Some(format!("{i} ({why})")),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Gate 2: the regression is in the service that was deployed, not one near it.

@@ -190,6 +190,8 @@ pub struct State {
     pub synced: std::collections::BTreeSet<super::model::keys::KubeKind>,
     /// When Alertmanager last answered (its alerts are stale after that).
     pub alerts_answered_at: Option<Timestamp>,
+    /// What the configured registries said of rollback targets' images.
+    pub images: BTreeMap<String, super::model::images::ImagePresence>,
     /// The pod the console has open, if any.
     pub pod_view: Option<super::model::pod_view::PodView>,
 }
@@ -213,6 +215,7 @@ impl State {
             events: VecDeque::new(),
             pod_view: None,
             alerts_answered_at: None,
+            images: BTreeMap::new(),
             sources: BTreeMap::new(),
             last_auto_rollback: None,
             synced: Default::default(),

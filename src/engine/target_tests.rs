@@ -99,3 +99,55 @@ fn a_rollout_owns_its_name_over_the_deployment_it_references() {
         "the Deployment's deletion is not the Rollout's"
     );
 }
+
+#[test]
+fn a_target_image_the_registry_lost_fails_gate_7_and_an_unanswered_check_does_not() {
+    use super::model::images::ImagePresence;
+    let mut state = world(
+        "[policy]\nauto_rollback = true\n[[registry]]\nhost = \"registry.local\"\nurl = \"http://r\"\n",
+    );
+    // The world's images have no registry host: name them on the configured one.
+    deploy(
+        &mut state,
+        "web",
+        &["registry.local/web:1", "registry.local/web:2"],
+        0,
+        false,
+    );
+    assert_eq!(
+        state.images.get("registry.local/web:1"),
+        Some(&ImagePresence::Asked),
+        "the target's image is asked about as soon as it is the target"
+    );
+    assert!(
+        !state.images.contains_key("registry.local/web:2"),
+        "not the running one"
+    );
+    let effects = run(&mut state, "web", "error-rate", 0.001, 0.25, 30, 200);
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::CheckImages { .. })),
+        "asked once"
+    );
+    let answer = |presence| Msg::ImagesChecked(vec![("registry.local/web:1".into(), presence)]);
+    update(
+        &mut state,
+        answer(ImagePresence::Unknown(
+            "registry.local could not be reached".into(),
+        )),
+    );
+    assert!(
+        failed_gates(&state, "web").is_empty(),
+        "an unanswered check is never missing"
+    );
+    update(
+        &mut state,
+        answer(ImagePresence::Missing("registry.local answered 404".into())),
+    );
+    assert_eq!(failed_gates(&state, "web"), [7]);
+    assert_ne!(decision(&state, "web").action, Action::AutoRollback);
+    assert!(decision(&state, "web").blast_radius.iter().any(|n| n.risk
+        && n.text
+            .contains("target image missing: registry.local/web:1")));
+}

@@ -104,6 +104,21 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             }
             changed
         }
+        Msg::ImagesChecked(answers) => {
+            let images: Vec<String> = answers.iter().map(|(i, _)| i.clone()).collect();
+            state.images.extend(answers);
+            state
+                .services
+                .iter()
+                .filter(|(_, svc)| {
+                    svc.decision
+                        .target
+                        .as_ref()
+                        .is_some_and(|t| t.images.iter().any(|i| images.contains(i)))
+                })
+                .map(|(key, _)| key.clone())
+                .collect()
+        }
         Msg::PodOpened(opened) => {
             state.pod_view = opened.map(|(service, pod, opened)| {
                 super::model::pod_view::PodView::new(service, pod, opened)
@@ -406,11 +421,36 @@ fn in_play(state: &State, key: &ServiceKey, svc: &Service) -> bool {
         || svc.lineage.current_is_rollback
 }
 
+/// A target image on a configured registry that nobody has asked about yet: ask, once.
+fn ask_about_images(state: &mut State, next: &decision::Decision, effects: &mut Vec<Effect>) {
+    use super::model::images::{parse, ImagePresence};
+    let Some(target) = &next.target else {
+        return;
+    };
+    let new: Vec<String> = target
+        .images
+        .iter()
+        .filter(|i| !state.images.contains_key(*i))
+        .filter(|i| {
+            parse(i).is_some_and(|(host, ..)| state.config.registry.iter().any(|r| r.host == host))
+        })
+        .cloned()
+        .collect();
+    if new.is_empty() {
+        return;
+    }
+    for image in &new {
+        state.images.insert(image.clone(), ImagePresence::Asked);
+    }
+    effects.push(Effect::CheckImages { images: new });
+}
+
 fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
     if !state.services.contains_key(key) {
         return;
     }
     let next = decision::decide(state, key);
+    ask_about_images(state, &next, effects);
     let now = state.now;
     let svc = state.services.get_mut(key).expect("checked above");
     let prev = std::mem::replace(&mut svc.decision, next.clone());

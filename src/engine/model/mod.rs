@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod decision;
 pub mod evidence;
+pub mod images;
 pub mod journal;
 pub mod keys;
 pub mod lineage;

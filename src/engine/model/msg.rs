@@ -85,6 +85,8 @@ pub enum Msg {
         at: Timestamp,
         alerts: Vec<super::alerts::FiringAlert>,
     },
+    /// The registries' answers about rollback targets' images.
+    ImagesChecked(Vec<(String, super::images::ImagePresence)>),
     /// The console opened a pod (`opened` numbers the opening), or closed it (`None`).
     PodOpened(Option<(ServiceKey, String, u64)>),
     /// The pod reader of opening `opened` learnt something.
@@ -209,6 +211,9 @@ pub enum Effect {
         service: ServiceKey,
         summary: String,
     },
+    /// Ask the configured registries whether these images still exist (a read, like
+    /// a probe): the answers come back as `Msg::ImagesChecked`.
+    CheckImages { images: Vec<String> },
     /// Tell the team the incident is over: this process's rollback was verified.
     Resolve {
         service: ServiceKey,
