@@ -264,10 +264,14 @@ async fn atlassian_receiver() -> (String, Posts) {
             .lock()
             .unwrap()
             .push((uri.path().to_string(), auth, body));
-        StatusCode::CREATED
+        // Statuspage answers a new incident with its id.
+        (
+            StatusCode::CREATED,
+            Json(serde_json::json!({"id": "sp-inc-1"})),
+        )
     };
     let app = axum::Router::new()
-        .route("/{*path}", axum::routing::post(record))
+        .route("/{*path}", axum::routing::post(record).patch(record))
         .with_state(posts.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -311,7 +315,11 @@ async fn a_rollback_opens_a_statuspage_incident_and_files_one_jira_ticket() {
         .as_str()
         .unwrap()
         .contains("Incident: inc-42"));
-    let resolved = incidents.last().unwrap();
+    assert_eq!(incidents.len(), 1, "one incident opened: {incidents:?}");
+    let updates = to("/v1/pages/pg1/incidents/sp-inc-1");
+    let resolved = updates
+        .last()
+        .expect("the incident the rollback opened is updated");
     assert_eq!(
         (
             &resolved.2["incident"]["status"],

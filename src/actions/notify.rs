@@ -5,7 +5,9 @@
 //! no other; and a failure is reported, never allowed to block or undo a rollback.
 //! URLs and keys come from env vars or files and are never printed.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -160,11 +162,31 @@ enum Channel {
     },
 }
 
-/// One POST: where, what, and the Authorization header if the channel takes one.
+/// One request: where, what, and the Authorization header if the channel takes one.
 struct Request<'a> {
     url: String,
     body: Value,
     auth: Option<&'a str>,
+    /// PATCH updates what an earlier POST opened (a Statuspage incident).
+    update: bool,
+    /// Keep the answer's `id` under this key, for the updates that follow.
+    remember: Option<String>,
+}
+
+/// Which incident on a status page a notice belongs to: its incident id, else its
+/// service.
+fn thread(n: &Notice) -> String {
+    match n {
+        Notice::RolledBack {
+            service, incident, ..
+        }
+        | Notice::Page {
+            service, incident, ..
+        }
+        | Notice::Resolved {
+            service, incident, ..
+        } => incident.clone().unwrap_or_else(|| service.clone()),
+    }
 }
 
 impl Channel {
@@ -179,11 +201,14 @@ impl Channel {
     }
 
     /// The request for `n`, or `None` when this channel has nothing to say about it.
-    fn request(&self, n: &Notice) -> Option<Request<'_>> {
+    /// `opened` holds the status-page incidents this process opened, by thread.
+    fn request(&self, n: &Notice, opened: &HashMap<String, String>) -> Option<Request<'_>> {
         let plain = |url: &str, body| Request {
             url: url.to_string(),
             body,
             auth: None,
+            update: false,
+            remember: None,
         };
         Some(match self {
             Channel::Slack(url) => plain(url, slack_body(n)),
@@ -193,11 +218,17 @@ impl Channel {
                 url,
                 key,
                 component,
-            } => Request {
-                url: url.clone(),
-                body: atlassian::statuspage_body(n, component.as_deref()),
-                auth: Some(key),
-            },
+            } => {
+                // The first notice opens the incident; the later ones update it.
+                let open = opened.get(&thread(n));
+                Request {
+                    url: open.map_or_else(|| url.clone(), |id| format!("{url}/{id}")),
+                    body: atlassian::statuspage_body(n, component.as_deref()),
+                    auth: Some(key),
+                    update: open.is_some(),
+                    remember: open.is_none().then(|| thread(n)),
+                }
+            }
             Channel::Jira {
                 url,
                 token,
@@ -207,6 +238,8 @@ impl Channel {
                 url: format!("{}/rest/api/2/issue", url.trim_end_matches('/')),
                 body: atlassian::jira_body(n, project, issue_type)?,
                 auth: Some(token),
+                update: false,
+                remember: None,
             },
         })
     }
@@ -225,6 +258,9 @@ pub struct Notifiers {
     channels: Vec<Channel>,
     http: reqwest::Client,
     attempts: u32,
+    /// Status-page incidents opened by this process, by thread: a resolution updates
+    /// the incident the rollback opened instead of opening a second.
+    opened: Arc<Mutex<HashMap<String, String>>>,
 }
 
 /// How one channel fared with one notice.
@@ -286,6 +322,7 @@ impl Notifiers {
             channels,
             http,
             attempts: cfg.attempts.max(1),
+            opened: Arc::default(),
         })
     }
 
@@ -303,10 +340,11 @@ impl Notifiers {
 
     /// Sends to every channel at once, each with retries and backoff.
     pub async fn send(&self, notice: &Notice) -> Vec<Delivery> {
+        let opened = self.opened.lock().expect("opened incidents").clone();
         let sends = self
             .channels
             .iter()
-            .filter_map(|c| Some((c, c.request(notice)?)))
+            .filter_map(|c| Some((c, c.request(notice, &opened)?)))
             .map(|(c, request)| self.deliver(c, request));
         futures::future::join_all(sends).await
     }
@@ -315,7 +353,11 @@ impl Notifiers {
         let mut backoff = Duration::from_millis(200);
         let mut last = String::new();
         for attempt in 1..=self.attempts {
-            let mut post = self.http.post(&request.url).json(&request.body);
+            let mut post = match request.update {
+                true => self.http.patch(&request.url),
+                false => self.http.post(&request.url),
+            }
+            .json(&request.body);
             if let Some(secret) = request.auth {
                 post = post.header(
                     reqwest::header::AUTHORIZATION,
@@ -324,11 +366,18 @@ impl Notifiers {
             }
             match post.send().await {
                 Ok(r) if r.status().is_success() => {
+                    if let Some(thread) = &request.remember {
+                        let answer: Value = r.json().await.unwrap_or_default();
+                        if let Some(id) = answer["id"].as_str() {
+                            let mut opened = self.opened.lock().expect("opened incidents");
+                            opened.insert(thread.clone(), id.to_string());
+                        }
+                    }
                     return Delivery {
                         channel: channel.name(),
                         attempts: attempt,
                         error: None,
-                    }
+                    };
                 }
                 // The error names the channel and status, never the URL or key.
                 Ok(r) => last = format!("{} answered {}", channel.name(), r.status()),
@@ -404,6 +453,28 @@ mod tests {
             "key",
         );
         assert_eq!(r["event_action"], "resolve");
+    }
+
+    #[test]
+    fn a_status_page_incident_is_opened_once_and_then_updated() {
+        let page = Channel::Statuspage {
+            url: "https://sp/v1/pages/p/incidents".into(),
+            key: "k".into(),
+            component: None,
+        };
+        let mut opened = HashMap::new();
+        let first = page.request(&rolled_back(), &opened).unwrap();
+        assert!(!first.update && first.url.ends_with("/incidents"));
+        assert_eq!(first.remember.as_deref(), Some("inc-1"), "kept by incident");
+        opened.insert("inc-1".to_string(), "abc".to_string());
+        let resolved = Notice::Resolved {
+            service: "shop/checkout".into(),
+            summary: "verified".into(),
+            incident: Some("inc-1".into()),
+        };
+        let next = page.request(&resolved, &opened).unwrap();
+        assert!(next.update && next.url.ends_with("/incidents/abc"));
+        assert_eq!(next.body["incident"]["status"], "resolved");
     }
 
     #[test]
