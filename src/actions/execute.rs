@@ -249,12 +249,7 @@ async fn land_gitops(
     let req = ordered(ctx, order, order.to_revision);
     let plan = gitops::plan(&ctx.client, cfg, &req).await?;
     let preview = plan.preview.clone();
-    let _ = tx
-        .send(Msg::RollbackStep {
-            service: key.clone(),
-            step: Step::Prepared(preview.clone()),
-        })
-        .await;
+    prepared(tx, key, &preview).await;
     journal_intent(ctx, order, &preview, tx, journal).await;
     gitops::apply(cfg, &plan, &req).await?;
     let revert = preview.revert.as_deref().expect("a GitOps plan");
@@ -269,20 +264,7 @@ async fn land_gitops(
         preview.to_images.join(", "),
         order.reason
     );
-    let announced = rollback::post_event(
-        &ctx.client,
-        &key.namespace,
-        "Deployment",
-        "apps/v1",
-        &key.name,
-        None,
-        message,
-        &ctx.actor,
-    )
-    .await;
-    if let Err(e) = announced {
-        tracing::warn!("reverted, but the BackoutRollback Event was not posted: {e}");
-    }
+    announce(ctx, key, ("Deployment", "apps/v1"), message).await;
     Ok(Landed::Done(rolled_back(ctx, order, preview)))
 }
 
@@ -302,12 +284,7 @@ async fn land_rollout(
         return Ok(Landed::AlreadyThere);
     }
     argo_rollout::revert::apply(&ctx.client, &plan, true).await?;
-    let _ = tx
-        .send(Msg::RollbackStep {
-            service: key.clone(),
-            step: Step::Prepared(preview.clone()),
-        })
-        .await;
+    prepared(tx, key, &preview).await;
     journal_intent(ctx, order, &preview, tx, journal).await;
     argo_rollout::revert::apply(&ctx.client, &plan, false).await?;
     let verb = if plan.abort {
@@ -325,20 +302,7 @@ async fn land_rollout(
         preview.to_images.join(", "),
         order.reason
     );
-    let announced = rollback::post_event(
-        &ctx.client,
-        &key.namespace,
-        "Rollout",
-        "argoproj.io/v1alpha1",
-        &key.name,
-        None,
-        message,
-        &ctx.actor,
-    )
-    .await;
-    if let Err(e) = announced {
-        tracing::warn!("reverted, but the BackoutRollback Event was not posted: {e}");
-    }
+    announce(ctx, key, ("Rollout", "argoproj.io/v1alpha1"), message).await;
     Ok(Landed::Done(rolled_back(ctx, order, preview)))
 }
 
@@ -405,6 +369,37 @@ async fn land(
         return Ok(Landed::AlreadyThere);
     }
     Ok(Landed::Done(rolled_back(ctx, order, preview_of(&plan))))
+}
+
+/// The plan, dry-run, reported to the engine (and the dialog).
+async fn prepared(tx: &mpsc::Sender<Msg>, key: &ServiceKey, preview: &Preview) {
+    let step = Step::Prepared(preview.clone());
+    let _ = tx
+        .send(Msg::RollbackStep {
+            service: key.clone(),
+            step,
+        })
+        .await;
+}
+
+/// The `BackoutRollback` Event every console's timeline shows, on the object of
+/// `kind` (kind, apiVersion). A lost Event is reported, never undoes the rollback.
+async fn announce(ctx: &Context, key: &ServiceKey, kind: (&str, &str), message: String) {
+    let (kind, api_version) = kind;
+    let posted = rollback::post_event(
+        &ctx.client,
+        &key.namespace,
+        kind,
+        api_version,
+        &key.name,
+        None,
+        message,
+        &ctx.actor,
+    )
+    .await;
+    if let Err(e) = posted {
+        tracing::warn!("reverted, but the BackoutRollback Event was not posted: {e}");
+    }
 }
 
 /// The intent, journaled before the patch: a process that dies after sending it
