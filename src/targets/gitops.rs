@@ -49,6 +49,19 @@ fn images_in(manifest: &str) -> Vec<String> {
         .collect()
 }
 
+/// `text` as a literal in the POSIX basic regular expression `git log -G` takes: only
+/// its special characters escaped (a Rust-style `\-` means nothing there).
+fn basic_regex_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '.' | '[' | ']' | '*' | '^' | '$' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A fresh clone of the branch, in a directory removed when dropped.
 fn clone(cfg: &GitOpsConfig) -> Result<tempfile::TempDir, RollbackError> {
     let work = tempfile::tempdir().map_err(|e| RollbackError::Api(e.to_string()))?;
@@ -82,7 +95,7 @@ fn shipping_commit(
             cfg.deployment, cfg.branch, cfg.repo, cfg.path
         )));
     }
-    let pattern = format!("image:.*{}", regex::escape(image));
+    let pattern = format!("image:.*{}", basic_regex_literal(image));
     let log = git(
         dir,
         &[
@@ -222,6 +235,14 @@ pub async fn apply(cfg: &GitOpsConfig, plan: &Plan, req: &Request) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_is_a_literal_in_gits_basic_regex() {
+        assert_eq!(
+            basic_regex_literal("reg.io/shop/web:1.4.1-rc[2]"),
+            "reg\\.io/shop/web:1\\.4\\.1-rc\\[2\\]"
+        );
+    }
 
     #[test]
     fn images_are_read_from_manifests_as_written() {
