@@ -113,6 +113,10 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     println!("press Ctrl-C to stop");
     wait_for_stop().await;
     sim.stop().await;
+    if args.write_config.is_none() {
+        // Only a GitOps scenario made it: its repository, in a directory of its own.
+        let _ = std::fs::remove_dir_all(&repo_dir);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

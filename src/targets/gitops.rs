@@ -73,6 +73,8 @@ fn clone(cfg: &GitOpsConfig) -> Result<tempfile::TempDir, RollbackError> {
             "--branch",
             &cfg.branch,
             "--single-branch",
+            // A repository named like an option is still a repository.
+            "--",
             &cfg.repo,
             ".",
         ],
