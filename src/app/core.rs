@@ -114,6 +114,7 @@ impl Core {
         if let Some(am) = &config.alertmanager {
             sources::alertmanager::spawn(am.clone(), tx.clone());
         }
+        sources::terraform::spawn(config.terraform.clone(), tx.clone());
         let ticks = tx.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -308,7 +309,14 @@ impl Core {
             .images
             .values()
             .any(|p| *p == crate::engine::model::images::ImagePresence::Asked);
-        listed && answered && images && !self.state.services.is_empty()
+        // Every watched Terraform state read once (a local file: at once).
+        let infra = self
+            .state
+            .config
+            .terraform
+            .iter()
+            .all(|t| self.state.infra.contains_key(&t.name));
+        listed && answered && images && infra && !self.state.services.is_empty()
     }
 
     /// Runs until `ready`, or until `deadline` passes.

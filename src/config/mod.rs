@@ -8,6 +8,7 @@ pub mod grouping;
 pub mod import;
 pub mod notifications;
 pub mod registry;
+pub mod terraform;
 pub mod triggers;
 
 use std::collections::BTreeMap;
@@ -43,6 +44,8 @@ pub struct RawConfig {
     pub gitops: Vec<gitops::GitOpsConfig>,
     #[serde(default)]
     pub registry: Vec<registry::RegistryConfig>,
+    #[serde(default)]
+    pub terraform: Vec<terraform::TerraformConfig>,
 }
 
 /// A Service rolled back by switching its selector, not by undoing a Deployment.
@@ -223,6 +226,7 @@ pub struct Config {
     pub blue_green: Vec<BlueGreen>,
     pub gitops: Vec<gitops::GitOpsConfig>,
     pub registry: Vec<registry::RegistryConfig>,
+    pub terraform: Vec<terraform::TerraformConfig>,
 }
 
 impl Default for Config {
@@ -362,6 +366,16 @@ impl Config {
             blue_green: raw.blue_green,
             gitops: raw.gitops,
             registry: raw.registry,
+            terraform: raw
+                .terraform
+                .into_iter()
+                .map(|mut t| {
+                    if t.state.is_relative() {
+                        t.state = base.join(&t.state);
+                    }
+                    t
+                })
+                .collect(),
         })
     }
 

@@ -186,6 +186,34 @@ fn canary_note(c: &super::kept::Canary) -> Option<Note> {
     })
 }
 
+/// Terraform states that changed within the migration window of the deploy: a
+/// rollback does not revert them, and backout only advises.
+fn infrastructure(state: &State, deployed: Option<Timestamp>) -> Vec<Note> {
+    let window = state.config.policy.migration_window;
+    state
+        .infra
+        .values()
+        .filter_map(|i| {
+            if let Some(e) = &i.error {
+                return Some(note(false, format!("whether Terraform state {} changed near the deploy is unknown: {e}", i.name)));
+            }
+            let (changed, deployed) = (i.changed_at?, deployed?);
+            let apart = changed.duration_since(deployed).as_secs().unsigned_abs();
+            (apart <= window.as_secs()).then(|| {
+                let serial = i.serial.map_or(String::new(), |s| format!(" (serial {s})"));
+                let when = match changed >= deployed {
+                    true => format!("{} after", super::model::decision::ago(changed, deployed)),
+                    false => format!("{} before", super::model::decision::ago(deployed, changed)),
+                };
+                note(
+                    true,
+                    format!("infrastructure changed near the deploy: Terraform state {}{serial} changed {when} it; a rollback does not revert it, and backout never runs Terraform: check `terraform plan` before rolling back", i.name),
+                )
+            })
+        })
+        .collect()
+}
+
 pub fn notes(
     state: &State,
     key: &ServiceKey,
@@ -257,6 +285,7 @@ pub fn notes(
             _ => {}
         }
     }
+    out.extend(infrastructure(state, deployed));
     for changed in changed_config(state, key, svc, deployed) {
         out.push(note(
             true,

@@ -190,6 +190,8 @@ pub struct State {
     pub synced: std::collections::BTreeSet<super::model::keys::KubeKind>,
     /// When Alertmanager last answered (its alerts are stale after that).
     pub alerts_answered_at: Option<Timestamp>,
+    /// The Terraform states watched, by name, as last read.
+    pub infra: BTreeMap<String, super::model::infra::InfraState>,
     /// What the configured registries said of rollback targets' images.
     pub images: BTreeMap<String, super::model::images::ImagePresence>,
     /// The pod the console has open, if any.
@@ -216,6 +218,7 @@ impl State {
             pod_view: None,
             alerts_answered_at: None,
             images: BTreeMap::new(),
+            infra: BTreeMap::new(),
             sources: BTreeMap::new(),
             last_auto_rollback: None,
             synced: Default::default(),

@@ -151,3 +151,38 @@ fn a_target_image_the_registry_lost_fails_gate_7_and_an_unanswered_check_does_no
         && n.text
             .contains("target image missing: registry.local/web:1")));
 }
+
+#[test]
+fn a_terraform_change_near_the_deploy_is_named_and_an_unreadable_state_is_unknown() {
+    use super::model::infra::InfraState;
+    let mut state = world("");
+    let infra = |changed: Option<i64>, error: Option<&str>| {
+        Msg::Infra(InfraState {
+            name: "network".into(),
+            changed_at: changed.map(t),
+            serial: Some(42),
+            error: error.map(String::from),
+        })
+    };
+    let notes = |state: &State| decision(state, "checkout").blast_radius.clone();
+    update(&mut state, infra(Some(-86_400), None));
+    assert!(
+        !notes(&state).iter().any(|n| n.text.contains("Terraform")),
+        "a day before is not near"
+    );
+    update(&mut state, infra(Some(-120), None));
+    assert!(
+        notes(&state).iter().any(|n| n.risk
+            && n.text
+                .contains("Terraform state network (serial 42) changed 2m before")),
+        "{:?}",
+        notes(&state)
+    );
+    update(
+        &mut state,
+        infra(None, Some("state.tfstate: permission denied")),
+    );
+    assert!(notes(&state).iter().any(|n| !n.risk
+        && n.text
+            .contains("is unknown: state.tfstate: permission denied")));
+}

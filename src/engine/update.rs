@@ -104,6 +104,10 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             }
             changed
         }
+        Msg::Infra(seen) => {
+            state.infra.insert(seen.name.clone(), seen);
+            state.services.keys().cloned().collect()
+        }
         Msg::ImagesChecked(answers) => {
             let images: Vec<String> = answers.iter().map(|(i, _)| i.clone()).collect();
             state.images.extend(answers);

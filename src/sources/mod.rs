@@ -1,5 +1,6 @@
 //! Where messages come from: Kubernetes watchers, the Prometheus poller, the
-//! Alertmanager poller, and the reader of the pod the console opened. Each sends typed messages by value into the
+//! Alertmanager poller, the Terraform state reader, and the reader of the pod the
+//! console opened. Each sends typed messages by value into the
 //! core's one channel.
 
 pub mod alertmanager;
@@ -8,3 +9,4 @@ pub mod lean;
 pub mod pod_view;
 pub mod poller;
 pub mod prometheus;
+pub mod terraform;

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod decision;
 pub mod evidence;
 pub mod images;
+pub mod infra;
 pub mod journal;
 pub mod keys;
 pub mod lineage;

@@ -85,6 +85,8 @@ pub enum Msg {
         at: Timestamp,
         alerts: Vec<super::alerts::FiringAlert>,
     },
+    /// A watched Terraform state, as last read.
+    Infra(super::infra::InfraState),
     /// The registries' answers about rollback targets' images.
     ImagesChecked(Vec<(String, super::images::ImagePresence)>),
     /// The console opened a pod (`opened` numbers the opening), or closed it (`None`).
