@@ -95,22 +95,20 @@ pub(crate) fn images(template: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Looks at the Deployment and its history and prepares the rollback, refusing as
-/// kubectl refuses.
-pub async fn plan(client: &Client, req: &Request) -> Result<Plan, RollbackError> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &req.namespace);
-    let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), &req.namespace);
-    let d = deployments
-        .get(&req.deployment)
-        .await
-        .map_err(|e| api_error(e, &req.deployment))?;
-    let d = serde_json::to_value(&d).map_err(|e| RollbackError::Api(e.to_string()))?;
-    let selector = crate::k8s::selectors::from_labels(&d["spec"]["selector"]["matchLabels"]);
-    let uid = d["metadata"]["uid"].as_str().unwrap_or("");
-    let owned: Vec<Value> = replicasets
+/// The ReplicaSets a workload (a Deployment, or a Rollout: as JSON) controls, listed
+/// by its selector and kept by their controller reference to its uid.
+pub(crate) async fn owned_replicasets(
+    client: &Client,
+    namespace: &str,
+    workload: &Value,
+) -> Result<Vec<Value>, kube::Error> {
+    let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+    let selector = crate::k8s::selectors::from_labels(&workload["spec"]["selector"]["matchLabels"]);
+    let uid = &workload["metadata"]["uid"];
+    let listed = replicasets
         .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| api_error(e, &req.deployment))?
+        .await?;
+    Ok(listed
         .items
         .into_iter()
         .filter_map(|rs| serde_json::to_value(rs).ok())
@@ -119,9 +117,23 @@ pub async fn plan(client: &Client, req: &Request) -> Result<Plan, RollbackError>
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|o| o["uid"] == uid && o["controller"] == true)
+                .any(|o| o["uid"] == *uid && o["controller"] == true)
         })
-        .collect();
+        .collect())
+}
+
+/// Looks at the Deployment and its history and prepares the rollback, refusing as
+/// kubectl refuses.
+pub async fn plan(client: &Client, req: &Request) -> Result<Plan, RollbackError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &req.namespace);
+    let d = deployments
+        .get(&req.deployment)
+        .await
+        .map_err(|e| api_error(e, &req.deployment))?;
+    let d = serde_json::to_value(&d).map_err(|e| RollbackError::Api(e.to_string()))?;
+    let owned = owned_replicasets(client, &req.namespace, &d)
+        .await
+        .map_err(|e| api_error(e, &req.deployment))?;
     let mut by_revision: BTreeMap<u64, &Value> = owned
         .iter()
         .map(|rs| (template::revision(rs), rs))

@@ -77,6 +77,7 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
     decision.forward = Some(super::forward::estimate(
         state,
         svc,
+        &history,
         &firing,
         &gates,
         &decision.blast_radius,

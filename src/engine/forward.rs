@@ -6,6 +6,7 @@
 pub use super::model::decision::{Forward, ForwardVerdict};
 
 use super::model::decision::{Firing, Gate, Note};
+use super::rollout::Revision;
 use super::state::{Service, State};
 use crate::config::Signal;
 
@@ -18,11 +19,12 @@ const POD_START_SECS: u64 = 10;
 pub fn estimate(
     state: &State,
     svc: &Service,
+    history: &[Revision],
     firing: &[Firing],
     gates: &[Gate],
     blast: &[Note],
 ) -> Forward {
-    let (rollback_secs, rollback_from) = rollback_time(svc);
+    let (rollback_secs, rollback_from) = rollback_time(svc, history.last());
     let impact: Vec<&str> = firing
         .iter()
         .filter(|f| f.signal.is_failure())
@@ -68,7 +70,7 @@ pub fn estimate(
 
 /// How long the rollback would take to run here: an abort or a switch moves traffic
 /// at once; an undo rolls pods, as long as the current revision's took to start.
-fn rollback_time(svc: &Service) -> (u64, String) {
+fn rollback_time(svc: &Service, current: Option<&Revision>) -> (u64, String) {
     let Some(workload) = svc.deployment.as_ref() else {
         return (POD_START_SECS, "nothing measured".into());
     };
@@ -78,7 +80,6 @@ fn rollback_time(svc: &Service) -> (u64, String) {
             "an abort: the stable pods are already running".into(),
         );
     }
-    let current = super::rollout::history(svc.replicasets.values()).pop();
     let started: Vec<_> = current
         .iter()
         .flat_map(|rs| {

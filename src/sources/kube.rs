@@ -280,8 +280,11 @@ async fn run<K>(
 /// a Forbidden in one namespace is never masked by another's success.
 pub fn spawn(client: &Client, namespaces: &[String], scope: &Scope, tx: mpsc::Sender<Msg>) {
     let (health_tx, mut health_rx) = mpsc::unbounded_channel::<(String, SourceHealth)>();
+    // Whether Rollouts are served is the cluster's answer, asked once for every namespace.
+    let rollouts = RolloutsServed::default();
     for ns in namespaces {
-        watch_namespace(client, ns, scope, &tx, &Health(health_tx.clone()));
+        let health = Health(health_tx.clone());
+        watch_namespace(client, ns, scope, &tx, &health, &rollouts);
     }
     drop(health_tx);
     // One health for the whole source: the worst of its watchers.
@@ -403,12 +406,16 @@ impl Selectors {
 }
 
 /// The watchers of one namespace, each reporting its health as `namespace/Kind`.
+/// The discovery answer for Argo Rollouts' CRD, shared by the namespaces' watchers.
+type RolloutsServed = std::sync::Arc<tokio::sync::OnceCell<bool>>;
+
 fn watch_namespace(
     client: &Client,
     namespace: &str,
     scope: &Scope,
     tx: &mpsc::Sender<Msg>,
     health: &Health,
+    rollouts_served: &RolloutsServed,
 ) {
     let ns = namespace.to_string();
     let mut kinds = vec![
@@ -432,6 +439,7 @@ fn watch_namespace(
             .send((format!("{ns}/{kind:?}"), SourceHealth::Connecting));
     }
     let (client, tx, health, scope) = (client.clone(), tx.clone(), health.clone(), scope.clone());
+    let rollouts_served = rollouts_served.clone();
     tokio::spawn(async move {
         let selectors = match &scope.deployment {
             Some(name) => Selectors::of(&client, &ns, name).await,
@@ -439,7 +447,9 @@ fn watch_namespace(
         };
         // Argo Rollouts' CRD, where installed: announced before any watcher here runs,
         // so the source is not Connected until the Rollouts have listed too.
-        let rollouts = argo_rollout::served(&client).await;
+        let rollouts = *rollouts_served
+            .get_or_init(|| argo_rollout::served(&client))
+            .await;
         if rollouts {
             let label = format!("{ns}/{:?}", KubeKind::Rollout);
             let _ = health.0.send((label, SourceHealth::Connecting));

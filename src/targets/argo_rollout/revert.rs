@@ -9,13 +9,12 @@
 //! only while `status.abort` holds; backout's record (who, why, when) goes on the
 //! Rollout first, so every process reads the abort as a rollback from the cluster.
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
 use super::Rollout;
-use crate::actions::rollback::{images, Request};
+use crate::actions::rollback::{images, owned_replicasets, Request};
 use crate::engine::lineage::RollbackRecord;
 use crate::engine::rollbacks::{Expected, Preview, RollbackError};
 use crate::k8s::template::{self, ROLLBACK_RECORD, ROLLOUT_HASH_LABEL};
@@ -57,25 +56,12 @@ pub async fn plan(client: &Client, req: &Request) -> Result<Plan, RollbackError>
     let (namespace, name) = (req.namespace.as_str(), req.deployment.as_str());
     let (to_revision, expected) = (req.to_revision, req.expected.as_ref());
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
-    let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
     let ro = rollouts.get(name).await.map_err(|e| api_error(e, name))?;
-    let uid = ro.metadata.uid.clone().unwrap_or_default();
     let ro = serde_json::to_value(&ro).map_err(|e| RollbackError::Api(e.to_string()))?;
-    let owned: Vec<Value> = replicasets
-        .list(&ListParams::default())
+    // By the Rollout's selector, as for a Deployment: never the namespace's every set.
+    let owned = owned_replicasets(client, namespace, &ro)
         .await
-        .map_err(|e| api_error(e, name))?
-        .items
-        .into_iter()
-        .filter_map(|rs| serde_json::to_value(rs).ok())
-        .filter(|rs| {
-            rs["metadata"]["ownerReferences"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|o| o["uid"] == uid.as_str() && o["controller"] == true)
-        })
-        .collect();
+        .map_err(|e| api_error(e, name))?;
     let by_hash = |hash: &Value| {
         owned
             .iter()

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::kubelet::Behaviours;
 use super::replicaset;
+use super::Wake;
 use crate::resources::{DEPLOYMENTS, REPLICASETS};
 use crate::store::{controller_owner, meta_str, now_rfc3339, Store};
 use backout_k8s::template::{
@@ -83,16 +84,6 @@ pub fn sync(
         now_ms,
     ));
     wake.0
-}
-
-struct Wake(Option<u64>);
-
-impl Wake {
-    fn add(&mut self, w: Option<u64>) {
-        if let Some(w) = w {
-            self.0 = Some(self.0.map_or(w, |x| x.min(w)));
-        }
-    }
 }
 
 /// ReplicaSets this Deployment controls, oldest first.

@@ -31,16 +31,23 @@ impl ControlPlane {
         due.dedup();
         for key in due {
             // The name is a Deployment's or a Rollout's; the other sync finds nothing.
-            let deployment = deployment::sync(store, &key.0, &key.1, now_ms, behaviours);
-            let rollout = rollout::sync(store, &key.0, &key.1, now_ms, behaviours);
-            let next = match (deployment, rollout) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            match next {
+            let mut next = Wake(deployment::sync(store, &key.0, &key.1, now_ms, behaviours));
+            next.add(rollout::sync(store, &key.0, &key.1, now_ms, behaviours));
+            match next.0 {
                 Some(at) => self.wake_at.insert(key, at),
                 None => self.wake_at.remove(&key),
             };
+        }
+    }
+}
+
+/// The earliest of the times a controller asked to be woken at (unix ms).
+pub(crate) struct Wake(pub Option<u64>);
+
+impl Wake {
+    pub fn add(&mut self, w: Option<u64>) {
+        if let Some(w) = w {
+            self.0 = Some(self.0.map_or(w, |x| x.min(w)));
         }
     }
 }

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::kubelet::Behaviours;
 use super::replicaset;
+use super::Wake;
 use crate::resources::{REPLICASETS, ROLLOUTS};
 use crate::store::{controller_owner, meta_str, now_rfc3339, Store};
 use backout_k8s::template::{
@@ -39,9 +40,9 @@ pub fn sync(
     behaviours: &Behaviours,
 ) -> Option<u64> {
     let ro = store.get(&ROLLOUTS, ns, name)?;
-    let mut wake = None;
+    let mut wake = Wake(None);
     for rs in owned(store, &ro) {
-        wake = earliest(wake, replicaset::sync(store, &rs, now_ms, behaviours));
+        wake.add(replicaset::sync(store, &rs, now_ms, behaviours));
     }
     let mut ro = (*ro).clone();
     let current = ensure_current_rs(store, &mut ro);
@@ -94,7 +95,7 @@ pub fn sync(
                     index += 1;
                 }
                 Pause::Until(at) => {
-                    wake = earliest(wake, at);
+                    wake.add(at);
                     break;
                 }
             }
@@ -120,14 +121,7 @@ pub fn sync(
         status.insert("abortedAt".into(), json!(now_rfc3339()));
     }
     write_status(store, ro, status, &current, aborted, promoted);
-    wake
-}
-
-fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    wake.0
 }
 
 /// The weight in force at step `index`: the last `setWeight` before it.
