@@ -3,7 +3,9 @@
 //! A Deployment that is the live colour of a configured blue-green Service is rolled
 //! back by switching the Service; any other by undoing its template. Which one is
 //! read from the cluster each time, never remembered. Other kinds revert their own
-//! way (`crate::targets`): an Argo Rollout aborts its canary, or undoes.
+//! way (`crate::targets`): an Argo Rollout aborts its canary, or undoes; a Lambda
+//! alias shifts back, guarded by its RevisionId instead of a Lease (the alias lives
+//! in no namespace of the cluster).
 
 use tokio::sync::mpsc;
 
@@ -11,11 +13,13 @@ use super::notify::Notice;
 use super::runner::{append, send_notice, Context, Leases, SharedJournal};
 use super::{access, bluegreen, lease, rollback};
 use crate::config::gitops::GitOpsConfig;
+use crate::config::lambda::LambdaConfig;
 use crate::engine::journal::{Entry, Record};
+use crate::engine::lineage::RollbackRecord;
 use crate::engine::msg::RollbackOrder;
 use crate::engine::rollbacks::{Expected, Preview, RollbackError, Step};
 use crate::engine::{Msg, ServiceKey};
-use crate::targets::{argo_rollout, gitops, TargetKind};
+use crate::targets::{argo_rollout, gitops, lambda, TargetKind};
 
 pub(super) fn request(
     ctx: &Context,
@@ -86,6 +90,10 @@ pub(super) async fn preview(
         (None, TargetKind::ArgoRollout) => {
             rollout_dry_run(&ctx, &req).await.map_err(|e| e.to_string())
         }
+        (None, TargetKind::LambdaAlias) => lambda_plan(&ctx, &service, &req)
+            .await
+            .map(|(_, _, plan)| plan.preview)
+            .map_err(|e| e.to_string()),
         (None, TargetKind::Deployment) => dry_run(&ctx, &service, &req, switch_to.as_deref())
             .await
             .map_err(|e| e.to_string()),
@@ -97,6 +105,31 @@ pub(super) async fn preview(
             result,
         })
         .await;
+}
+
+/// The `[[lambda]]` entry of a service, a client for it, and the shift planned from a
+/// fresh read of the alias (Lambda has no dry run: this read is the check).
+async fn lambda_plan<'a>(
+    ctx: &'a Context,
+    key: &ServiceKey,
+    req: &rollback::Request,
+) -> Result<
+    (
+        &'a LambdaConfig,
+        aws_sdk_lambda::Client,
+        lambda::revert::Plan,
+    ),
+    RollbackError,
+> {
+    let cfg = ctx
+        .config
+        .lambda
+        .iter()
+        .find(|l| l.namespace == key.namespace && l.service() == key.name)
+        .ok_or_else(|| RollbackError::NotFound(format!("[[lambda]] entry for {key}")))?;
+    let client = lambda::aws::client(cfg).await.map_err(RollbackError::Api)?;
+    let plan = lambda::revert::plan(&client, cfg, req).await?;
+    Ok((cfg, client, plan))
 }
 
 /// The `[[gitops]]` entry of a Deployment a GitOps controller syncs from Git.
@@ -173,6 +206,22 @@ async fn run(
     journal: &SharedJournal,
 ) -> Result<Step, RollbackError> {
     let key = &order.service;
+    if order.kind == TargetKind::LambdaAlias {
+        return match land_lambda(ctx, order, tx, journal).await? {
+            Landed::AlreadyThere => Ok(Step::AlreadyThere),
+            Landed::Done(notice) => {
+                tokio::spawn(send_notice(
+                    ctx.notifiers.clone(),
+                    Some(key.clone()),
+                    notice,
+                    tx.clone(),
+                ));
+                Ok(Step::Committed {
+                    by: ctx.actor.clone(),
+                })
+            }
+        };
+    }
     let release = || lease::release(&ctx.client, &key.namespace, &key.name, &ctx.holder);
     let claim = lease::claim(
         &ctx.client,
@@ -303,6 +352,37 @@ async fn land_rollout(
         order.reason
     );
     announce(ctx, key, ("Rollout", "argoproj.io/v1alpha1"), message).await;
+    Ok(Landed::Done(rolled_back(ctx, order, preview)))
+}
+
+/// A Lambda alias's shift: planned from a fresh read, the intent journaled, then the
+/// known-bad mark and the one guarded `UpdateAlias`.
+async fn land_lambda(
+    ctx: &Context,
+    order: &RollbackOrder,
+    tx: &mpsc::Sender<Msg>,
+    journal: &SharedJournal,
+) -> Result<Landed, RollbackError> {
+    let key = &order.service;
+    let req = ordered(ctx, order, order.to_revision);
+    let (cfg, client, plan) = lambda_plan(ctx, key, &req).await?;
+    let preview = plan.preview.clone();
+    if preview.already_there {
+        return Ok(Landed::AlreadyThere);
+    }
+    prepared(tx, key, &preview).await;
+    journal_intent(ctx, order, &preview, tx, journal).await;
+    let record = RollbackRecord {
+        revision: preview.to_revision,
+        from_replicaset: plan.from.clone(),
+        to_replicaset: plan.to.clone(),
+        at: jiff::Timestamp::now(),
+        by: ctx.actor.clone(),
+        reason: order.reason.clone(),
+        automatic: order.automatic,
+        incident: order.incident.clone(),
+    };
+    lambda::revert::apply(&client, cfg, &plan, &record).await?;
     Ok(Landed::Done(rolled_back(ctx, order, preview)))
 }
 

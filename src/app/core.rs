@@ -115,6 +115,7 @@ impl Core {
             sources::alertmanager::spawn(am.clone(), tx.clone());
         }
         sources::terraform::spawn(config.terraform.clone(), tx.clone());
+        sources::lambda::spawn(config.lambda.clone(), tx.clone());
         let ticks = tx.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -316,7 +317,17 @@ impl Core {
             .terraform
             .iter()
             .all(|t| self.state.infra.contains_key(&t.name));
-        listed && answered && images && infra && !self.state.services.is_empty()
+        // Every Lambda alias read once, or its reader failing (and saying why).
+        let lambda_failing = matches!(
+            self.state.sources.get(&SourceId::Lambda),
+            Some(SourceHealth::Retrying { .. } | SourceHealth::Unavailable(_))
+        );
+        let aliases = lambda_failing
+            || self.state.config.lambda.iter().all(|l| {
+                let key = sources::lambda::key_of(l);
+                self.state.services.contains_key(&key)
+            });
+        listed && answered && images && infra && aliases && !self.state.services.is_empty()
     }
 
     /// Runs until `ready`, or until `deadline` passes.

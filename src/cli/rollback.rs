@@ -407,10 +407,7 @@ impl Printed {
                 );
             } else if p.ours {
                 let kind = state.services.get(key).and_then(|s| s.deployment.as_ref());
-                let resource = match kind.map(|d| d.kind).unwrap_or_default() {
-                    crate::targets::TargetKind::Deployment => "deployment.apps",
-                    crate::targets::TargetKind::ArgoRollout => "rollout.argoproj.io",
-                };
+                let resource = kind.map(|d| d.kind).unwrap_or_default().qualified();
                 println!(
                     "{resource}/{} rolled back to revision {to} by {}",
                     key.name, p.by

@@ -6,6 +6,7 @@ pub mod alertmanager;
 pub mod gitops;
 pub mod grouping;
 pub mod import;
+pub mod lambda;
 pub mod notifications;
 pub mod registry;
 pub mod terraform;
@@ -46,6 +47,8 @@ pub struct RawConfig {
     pub registry: Vec<registry::RegistryConfig>,
     #[serde(default)]
     pub terraform: Vec<terraform::TerraformConfig>,
+    #[serde(default)]
+    pub lambda: Vec<lambda::LambdaConfig>,
 }
 
 /// A Service rolled back by switching its selector, not by undoing a Deployment.
@@ -227,6 +230,7 @@ pub struct Config {
     pub gitops: Vec<gitops::GitOpsConfig>,
     pub registry: Vec<registry::RegistryConfig>,
     pub terraform: Vec<terraform::TerraformConfig>,
+    pub lambda: Vec<lambda::LambdaConfig>,
 }
 
 impl Default for Config {
@@ -351,6 +355,9 @@ impl Config {
         for r in &raw.registry {
             r.check()?;
         }
+        for l in &raw.lambda {
+            l.check()?;
+        }
         let triggers = triggers::merge(&raw.triggers, text, raw.alertmanager.is_some())?;
         Ok(Config {
             source: path.map(Path::to_path_buf),
@@ -366,6 +373,16 @@ impl Config {
             blue_green: raw.blue_green,
             gitops: raw.gitops,
             registry: raw.registry,
+            lambda: raw
+                .lambda
+                .into_iter()
+                .map(|mut l| {
+                    if let Some(ca) = l.ca_file.as_mut().filter(|c| c.is_relative()) {
+                        *ca = base.join(&*ca);
+                    }
+                    l
+                })
+                .collect(),
             terraform: raw
                 .terraform
                 .into_iter()

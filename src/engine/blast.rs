@@ -186,6 +186,40 @@ fn canary_note(c: &super::kept::Canary) -> Option<Note> {
     })
 }
 
+/// What shifting a Lambda alias back reverts: a version holds the function's code
+/// and configuration, so both go back; what lives beside the versions does not.
+fn alias_notes(
+    d: &super::kept::WorkloadSummary,
+    target: Option<&Revision>,
+    history: &[Revision],
+) -> Vec<Note> {
+    let mut out = Vec::new();
+    let share = d
+        .canary
+        .as_ref()
+        .filter(|c| c.in_progress())
+        .map_or(String::new(), |c| {
+            format!(" (the canary's {}% and the rest)", c.weight)
+        });
+    match target {
+        Some(t) => out.push(note(
+            false,
+            format!(
+                "a rollback sends every request{share} to version {} ({}): a version holds the function's code and configuration (environment, memory, layers), so both go back",
+                t.number,
+                t.images.join(", ")
+            ),
+        )),
+        None if history.len() <= 1 => out.push(note(false, "the first version: there is no earlier one to roll back to".into())),
+        None => out.push(note(true, "no earlier version is left that was not rolled back from: there is nothing to roll back to".into())),
+    }
+    out.push(note(
+        false,
+        "a rollback does not revert what lives beside the versions: event source mappings, other aliases, provisioned concurrency, and whatever the new version wrote (tables, queues)".into(),
+    ));
+    out
+}
+
 /// Terraform states that changed within the migration window of the deploy: a
 /// rollback does not revert them, and backout only advises.
 fn infrastructure(state: &State, deployed: Option<Timestamp>) -> Vec<Note> {
@@ -223,18 +257,25 @@ pub fn notes(
 ) -> Vec<Note> {
     let mut out = Vec::new();
     let target = super::lineage::target(svc, history);
-    match (
-        current_template(svc),
-        target.and_then(|t| t.template.as_ref()?.spec()),
-    ) {
-        (Some(current), Some(old)) => {
-            let changes = rollout::diff(&current, &old);
-            let summary: Vec<String> = changes
-                .iter()
-                .map(|c| format!("{} {}: {} → {}", c.container, c.field, c.from, c.to))
-                .collect();
-            let canary = svc.deployment.as_ref().and_then(|d| d.canary.as_ref());
-            let text = match canary.filter(|c| c.in_progress()) {
+    let alias = svc
+        .deployment
+        .as_ref()
+        .filter(|d| d.kind == super::kept::TargetKind::LambdaAlias);
+    if let Some(d) = alias {
+        out.extend(alias_notes(d, target, history));
+    } else {
+        match (
+            current_template(svc),
+            target.and_then(|t| t.template.as_ref()?.spec()),
+        ) {
+            (Some(current), Some(old)) => {
+                let changes = rollout::diff(&current, &old);
+                let summary: Vec<String> = changes
+                    .iter()
+                    .map(|c| format!("{} {}: {} → {}", c.container, c.field, c.from, c.to))
+                    .collect();
+                let canary = svc.deployment.as_ref().and_then(|d| d.canary.as_ref());
+                let text = match canary.filter(|c| c.in_progress()) {
                 _ if summary.is_empty() => "the target revision's pod template equals the current one; a rollback changes nothing".to_string(),
                 Some(c) => format!(
                     "an abort moves the canary's {}% of the replicas back to the stable template ({}): {}",
@@ -247,29 +288,30 @@ pub fn notes(
                     summary.join("; ")
                 ),
             };
-            out.push(note(false, text));
-            out.extend(canary.and_then(canary_note));
-            for (kind, gone, back) in rollout::reference_changes(&current, &old) {
-                out.push(note(
-                    false,
-                    format!(
-                        "a rollback switches the {kind} reference back: {} → {}{}",
-                        listed(&gone),
-                        listed(&back),
-                        created_for_deploy(state, key, kind, &gone, deployed)
-                    ),
-                ));
+                out.push(note(false, text));
+                out.extend(canary.and_then(canary_note));
+                for (kind, gone, back) in rollout::reference_changes(&current, &old) {
+                    out.push(note(
+                        false,
+                        format!(
+                            "a rollback switches the {kind} reference back: {} → {}{}",
+                            listed(&gone),
+                            listed(&back),
+                            created_for_deploy(state, key, kind, &gone, deployed)
+                        ),
+                    ));
+                }
             }
+            // The first revision of a service: nothing went wrong by deploying it.
+            _ if history.len() <= 1 => out.push(note(
+                false,
+                "the first revision: there is no earlier one to roll back to".into(),
+            )),
+            _ => out.push(note(
+                true,
+                "no earlier revision is left in history: there is nothing to roll back to".into(),
+            )),
         }
-        // The first revision of a service: nothing went wrong by deploying it.
-        _ if history.len() <= 1 => out.push(note(
-            false,
-            "the first revision: there is no earlier one to roll back to".into(),
-        )),
-        _ => out.push(note(
-            true,
-            "no earlier revision is left in history: there is nothing to roll back to".into(),
-        )),
     }
     for image in target.iter().flat_map(|t| &t.images) {
         use super::model::images::ImagePresence;

@@ -320,8 +320,14 @@ pub struct WorkloadSummary {
     pub references: Vec<(&'static str, String)>,
     pub manager: Option<Manager>,
     pub template: Option<Template>,
-    /// A canary under way or aborted (Argo Rollouts); `None` for a Deployment.
+    /// A canary under way or aborted (Argo Rollouts, a weighted Lambda alias);
+    /// `None` for a Deployment.
     pub canary: Option<Canary>,
+    /// The name its own tools use when it is not `name`: a Lambda's `FUNCTION:ALIAS`.
+    pub handle: Option<String>,
+    /// Revisions marked bad on the object itself, with when: a Lambda function's
+    /// known-bad tag, which outlives the alias's record of the rollback.
+    pub marked_bad: Vec<(String, Timestamp)>,
 }
 
 /// Where an Argo Rollouts canary stands, as its status says.
@@ -382,6 +388,8 @@ impl WorkloadSummary {
             manager: manager(&d.metadata),
             template: spec.and_then(|s| Template::of(&s.template)),
             canary: None,
+            handle: None,
+            marked_bad: Vec::new(),
         }
     }
 }

@@ -92,7 +92,7 @@ fn forget_missing(state: &mut State, kind: KubeKind, namespace: &str, objects: &
                 .filter(|(_, s)| {
                     s.deployment
                         .as_ref()
-                        .is_none_or(|d| runs_as(d.kind) == kind)
+                        .is_none_or(|d| runs_as(d.kind) == Some(kind))
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
@@ -110,12 +110,20 @@ fn forget_missing(state: &mut State, kind: KubeKind, namespace: &str, objects: &
     }
 }
 
-/// The watched kind a target kind arrives as.
-fn runs_as(kind: TargetKind) -> KubeKind {
+/// The watched kind a target kind arrives as; `None` for one outside the cluster.
+fn runs_as(kind: TargetKind) -> Option<KubeKind> {
     match kind {
-        TargetKind::Deployment => KubeKind::Deployment,
-        TargetKind::ArgoRollout => KubeKind::Rollout,
+        TargetKind::Deployment => Some(KubeKind::Deployment),
+        TargetKind::ArgoRollout => Some(KubeKind::Rollout),
+        TargetKind::LambdaAlias => None,
     }
+}
+
+/// A service whose revisions and pods come from the cluster: a relist replaces them.
+fn in_cluster(svc: &super::state::Service) -> bool {
+    svc.deployment
+        .as_ref()
+        .is_none_or(|d| runs_as(d.kind).is_some())
 }
 
 /// The journal's and `config_objects`' name for a ConfigMap or Secret kind.
@@ -134,7 +142,7 @@ fn forget_kind(state: &mut State, kind: KubeKind, namespace: &str) {
             state
                 .services
                 .iter_mut()
-                .filter(|(k, _)| within(&k.namespace, namespace))
+                .filter(|(k, s)| within(&k.namespace, namespace) && in_cluster(s))
                 .for_each(|(_, s)| s.replicasets.clear());
             state
                 .parked_replicasets
@@ -144,7 +152,7 @@ fn forget_kind(state: &mut State, kind: KubeKind, namespace: &str) {
             state
                 .services
                 .iter_mut()
-                .filter(|(k, _)| within(&k.namespace, namespace))
+                .filter(|(k, s)| within(&k.namespace, namespace) && in_cluster(s))
                 .for_each(|(_, s)| s.pods.clear());
             state
                 .parked_pods
@@ -437,7 +445,7 @@ fn event(state: &mut State, namespace: String, ev: &k8s_openapi::api::core::v1::
 
 /// Re-reads a service's past from its ReplicaSets, and keeps the cluster-wide
 /// cooldown aware of automatic rollbacks any backout made.
-fn relineage(state: &mut State, key: &ServiceKey) {
+pub(super) fn relineage(state: &mut State, key: &ServiceKey) {
     let Some(svc) = state.services.get_mut(key) else {
         return;
     };

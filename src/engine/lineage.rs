@@ -130,6 +130,28 @@ pub fn of(svc: &Service) -> Lineage {
         );
         lineage.rollbacks.push(aborted);
     }
+    // Marked bad on the object itself (a Lambda function's tag): it outlives the
+    // record of the rollback, which the next deploy overwrites.
+    let marked = svc.deployment.iter().flat_map(|d| &d.marked_bad);
+    for (replicaset, at) in marked {
+        lineage
+            .known_bad
+            .entry(replicaset.clone())
+            .or_insert_with(|| KnownBad {
+                replicaset: replicaset.clone(),
+                rollback: SeenRollback {
+                    revision: 0,
+                    from_replicaset: Some(replicaset.clone()),
+                    to_replicaset: String::new(),
+                    at: Some(*at),
+                    by: "backout (marked on the function)".into(),
+                    reason: None,
+                    automatic: false,
+                    incident: None,
+                    by_backout: true,
+                },
+            });
+    }
     lineage
 }
 

@@ -20,6 +20,7 @@ pub mod rollout;
 pub mod series;
 pub mod signals;
 pub mod state;
+mod target_apply;
 pub mod update;
 pub mod verification;
 

@@ -75,6 +75,9 @@ pub fn status(d: &WorkloadSummary) -> Rollout {
 /// An Argo Rollout's progress. An abort is complete once the stable ReplicaSet runs
 /// every replica, available, and the canary none: that is the rollback rolled out.
 fn canary_status(d: &WorkloadSummary, c: &super::kept::Canary) -> Rollout {
+    if d.kind == super::kept::TargetKind::LambdaAlias {
+        return alias_status(d, c);
+    }
     let name = &d.name;
     if d.generation > d.observed_generation {
         return Rollout::Progressing("Waiting for rollout spec update to be observed...".into());
@@ -105,6 +108,22 @@ fn canary_status(d: &WorkloadSummary, c: &super::kept::Canary) -> Rollout {
             c.weight
         )),
     }
+}
+
+/// A Lambda alias moves its traffic in one call: it is complete as soon as it sends
+/// none to the version rolled back from, and a weighted alias is a canary that holds.
+fn alias_status(d: &WorkloadSummary, c: &super::kept::Canary) -> Rollout {
+    let alias = d.handle.as_deref().unwrap_or(&d.name);
+    if c.in_progress() {
+        return Rollout::Paused(format!(
+            "alias {alias} sends {}% of its requests to version {} and the rest to version {}",
+            c.weight, c.canary_replicaset, c.stable_replicaset
+        ));
+    }
+    Rollout::Complete(format!(
+        "alias {alias} sends every request to version {}",
+        c.stable_replicaset
+    ))
 }
 
 /// The revision the Deployment controller has made current (0 before it has).

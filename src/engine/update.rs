@@ -104,6 +104,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             }
             changed
         }
+        Msg::Target(read) => super::target_apply::apply(state, read),
         Msg::Infra(seen) => {
             state.infra.insert(seen.name.clone(), seen);
             state.services.keys().cloned().collect()

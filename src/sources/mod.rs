@@ -1,10 +1,11 @@
 //! Where messages come from: Kubernetes watchers, the Prometheus poller, the
-//! Alertmanager poller, the Terraform state reader, and the reader of the pod the
-//! console opened. Each sends typed messages by value into the
+//! Alertmanager poller, the Terraform state reader, the Lambda alias reader, and
+//! the reader of the pod the console opened. Each sends typed messages by value into the
 //! core's one channel.
 
 pub mod alertmanager;
 pub mod kube;
+pub mod lambda;
 pub mod lean;
 pub mod pod_view;
 pub mod poller;

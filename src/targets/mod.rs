@@ -6,12 +6,14 @@
 //! | Deployment | `apps/v1` Deployments (`engine::kept`) | `actions::rollback` (undo to a revision), or `actions::bluegreen` for a live colour | `kubectl rollout undo` |
 //! | Argo Rollout | `argoproj.io/v1alpha1` Rollouts (`argo_rollout`) | abort during a canary, undo after promotion (`argo_rollout::revert`) | `kubectl argo rollouts abort` / `undo` |
 //! | Deployment synced from Git (`[[gitops]]`) | as a Deployment | `git revert` of the commit that shipped the image, pushed (`gitops`) | `git revert SHA && git push` |
+//! | AWS Lambda alias (`[[lambda]]`) | the Lambda API, polled (`sources::lambda`) | one `UpdateAlias` back to the stable or previous version (`lambda::revert`) | `aws lambda update-alias` |
 //!
 //! Everything downstream of the summary (`engine::kept::WorkloadSummary`) works over
 //! any kind: decisions, the console, `status`, `gate`, `watch` and the report.
 
 pub mod argo_rollout;
 pub mod gitops;
+pub mod lambda;
 
 use serde::Serialize;
 
@@ -22,25 +24,42 @@ pub enum TargetKind {
     #[default]
     Deployment,
     ArgoRollout,
+    LambdaAlias,
 }
 
 /// Every kind, in the order the console lists them: the one registration.
-pub const KINDS: &[TargetKind] = &[TargetKind::Deployment, TargetKind::ArgoRollout];
+pub const KINDS: &[TargetKind] = &[
+    TargetKind::Deployment,
+    TargetKind::ArgoRollout,
+    TargetKind::LambdaAlias,
+];
 
 impl TargetKind {
-    /// The Kubernetes kind its objects carry (and its ReplicaSets' owner).
-    pub fn kube_kind(self) -> &'static str {
+    /// The Kubernetes kind its objects carry (and its ReplicaSets' owner); `None`
+    /// for a kind that lives outside the cluster.
+    pub fn kube_kind(self) -> Option<&'static str> {
         match self {
-            TargetKind::Deployment => "Deployment",
-            TargetKind::ArgoRollout => "Rollout",
+            TargetKind::Deployment => Some("Deployment"),
+            TargetKind::ArgoRollout => Some("Rollout"),
+            TargetKind::LambdaAlias => None,
         }
     }
 
-    /// How kubectl names one: `deployment/NAME`, `rollout/NAME`.
+    /// How its own tools name one: `deployment/NAME`, `rollout/NAME`, `alias FN:ALIAS`.
     pub fn resource(self, name: &str) -> String {
         match self {
             TargetKind::Deployment => format!("deployment/{name}"),
             TargetKind::ArgoRollout => format!("rollout/{name}"),
+            TargetKind::LambdaAlias => format!("alias {name}"),
+        }
+    }
+
+    /// The qualified name a rollback's result line uses, as kubectl prints it.
+    pub fn qualified(self) -> &'static str {
+        match self {
+            TargetKind::Deployment => "deployment.apps",
+            TargetKind::ArgoRollout => "rollout.argoproj.io",
+            TargetKind::LambdaAlias => "lambda alias",
         }
     }
 
@@ -49,11 +68,37 @@ impl TargetKind {
         match self {
             TargetKind::Deployment => "deploy",
             TargetKind::ArgoRollout => "rollout",
+            TargetKind::LambdaAlias => "lambda",
         }
     }
 
     /// The kind whose object controls a ReplicaSet, by its owner reference's kind.
     pub fn owning(kind: &str) -> Option<TargetKind> {
-        KINDS.iter().copied().find(|k| k.kube_kind() == kind)
+        KINDS.iter().copied().find(|k| k.kube_kind() == Some(kind))
+    }
+
+    /// The command a rollback to revision `to` equals, before a dry run has said the
+    /// exact one: `handle` is the name its tools use (a Lambda's `FUNCTION:ALIAS`),
+    /// `canary` whether a canary is under way.
+    pub fn command(self, handle: &str, namespace: &str, to: &str, canary: bool) -> String {
+        match (self, canary) {
+            (TargetKind::ArgoRollout, true) => {
+                format!("kubectl argo rollouts abort {handle} -n {namespace}")
+            }
+            (TargetKind::ArgoRollout, false) => {
+                format!("kubectl argo rollouts undo {handle} --to-revision={to} -n {namespace}")
+            }
+            (TargetKind::Deployment, _) => {
+                format!(
+                    "kubectl rollout undo deployment/{handle} --to-revision={to} -n {namespace}"
+                )
+            }
+            (TargetKind::LambdaAlias, _) => {
+                let (function, alias) = handle.split_once(':').unwrap_or((handle, "live"));
+                format!(
+                    "aws lambda update-alias --function-name {function} --name {alias} --function-version {to} --routing-config AdditionalVersionWeights={{}}"
+                )
+            }
+        }
     }
 }

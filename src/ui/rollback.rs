@@ -98,6 +98,27 @@ fn heading(
                 pl.to_images.join(", ")
             )),
         ],
+        None if kind == TargetKind::LambdaAlias => {
+            let share = canary
+                .filter(|c| c.in_progress())
+                .map_or(String::new(), |c| {
+                    format!(" ({}% of the requests)", c.weight)
+                });
+            vec![
+                Line::styled(
+                    format!("Shift {} back to version {to}?", dialog.service),
+                    p.bold(),
+                ),
+                Line::raw(format!(
+                    "from version {from}{share}  {}",
+                    images_of(svc, current)
+                )),
+                Line::raw(format!(
+                    "to   version {to} (every request)  {}",
+                    images_of(svc, dialog.to_revision)
+                )),
+            ]
+        }
         None => match canary.filter(|c| c.in_progress()) {
             // Argo's own revert during a canary: traffic back to stable, no new revision.
             Some(c) => vec![
@@ -123,22 +144,12 @@ fn heading(
         },
     };
     let key = &dialog.service;
-    let before_the_dry_run = match (kind, canary.filter(|c| c.in_progress())) {
-        (TargetKind::ArgoRollout, Some(_)) => {
-            format!(
-                "kubectl argo rollouts abort {} -n {}",
-                key.name, key.namespace
-            )
-        }
-        (TargetKind::ArgoRollout, None) => format!(
-            "kubectl argo rollouts undo {} --to-revision={to} -n {}",
-            key.name, key.namespace
-        ),
-        (TargetKind::Deployment, _) => format!(
-            "kubectl rollout undo deployment/{} --to-revision={to} -n {}",
-            key.name, key.namespace
-        ),
-    };
+    let handle = svc
+        .and_then(|s| s.deployment.as_ref())
+        .and_then(|d| d.handle.clone())
+        .unwrap_or_else(|| key.name.clone());
+    let in_canary = canary.is_some_and(|c| c.in_progress());
+    let before_the_dry_run = kind.command(&handle, &key.namespace, &to, in_canary);
     lines.push(Line::styled(
         planned.map_or(before_the_dry_run, |pl| pl.kubectl.clone()),
         p.fg(Color::DarkGray),

@@ -30,6 +30,8 @@ pub enum SourceId {
     Kubernetes,
     Prometheus,
     Alertmanager,
+    /// The Lambda API, for the `[[lambda]]` aliases.
+    Lambda,
 }
 
 impl SourceId {
@@ -38,6 +40,7 @@ impl SourceId {
             SourceId::Kubernetes => "kubernetes",
             SourceId::Prometheus => "prometheus",
             SourceId::Alertmanager => "alertmanager",
+            SourceId::Lambda => "lambda",
         }
     }
 }

@@ -87,6 +87,8 @@ pub enum Msg {
     },
     /// A watched Terraform state, as last read.
     Infra(super::infra::InfraState),
+    /// A target outside the cluster (a Lambda alias), as last read.
+    Target(TargetRead),
     /// The registries' answers about rollback targets' images.
     ImagesChecked(Vec<(String, super::images::ImagePresence)>),
     /// The console opened a pod (`opened` numbers the opening), or closed it (`None`).
@@ -96,6 +98,20 @@ pub enum Msg {
         opened: u64,
         feed: super::pod_view::PodFeed,
     },
+}
+
+/// One read of a target that lives outside the cluster: the same summary and
+/// revisions a Deployment gives, or why it could not be read.
+#[derive(Debug, Clone)]
+pub struct TargetRead {
+    pub service: ServiceKey,
+    pub read: Result<
+        (
+            crate::engine::kept::WorkloadSummary,
+            Vec<crate::engine::kept::Revision>,
+        ),
+        String,
+    >,
 }
 
 #[derive(Debug, Clone)]

@@ -185,6 +185,8 @@ pub fn summary(ro: &Rollout) -> WorkloadSummary {
                 .and_then(|a| a.get(crate::k8s::template::ROLLBACK_RECORD))
                 .cloned(),
         }),
+        handle: None,
+        marked_bad: Vec::new(),
         name,
     }
 }
