@@ -250,6 +250,21 @@ impl Core {
         NEEDED
             .iter()
             .all(|k| state.synced.contains(k) || state.unseen.keys().any(|(kind, _)| kind == k))
+            && Core::aliases_read(state)
+    }
+
+    /// Every `[[lambda]]` alias read once, or its reader failing (and saying why).
+    pub fn aliases_read(state: &State) -> bool {
+        let failing = matches!(
+            state.sources.get(&SourceId::Lambda),
+            Some(SourceHealth::Retrying { .. } | SourceHealth::Unavailable(_))
+        );
+        failing
+            || state
+                .config
+                .lambda
+                .iter()
+                .all(|l| state.services.contains_key(&sources::lambda::key_of(l)))
     }
 
     /// Lets the runner finish what it was handed (journal lines, a Lease to give back)
@@ -298,7 +313,18 @@ impl Core {
             && self.state.sources.get(&SourceId::Kubernetes) == Some(&SourceHealth::Connected);
         let answered = self.state.config.prometheus.is_none()
             || self.state.services.values().all(|s| {
-                self.state.config.triggers.iter().all(|t| {
+                let pods = s
+                    .deployment
+                    .as_ref()
+                    .is_none_or(|d| d.kind.kube_kind().is_some());
+                // Pod signals are not asked of a kind without pods.
+                let asked = self
+                    .state
+                    .config
+                    .triggers
+                    .iter()
+                    .filter(|t| pods || t.cluster.is_none());
+                asked.into_iter().all(|t| {
                     s.triggers
                         .get(&t.name)
                         .is_some_and(|ts| ts.last_answer.is_some())
@@ -317,17 +343,7 @@ impl Core {
             .terraform
             .iter()
             .all(|t| self.state.infra.contains_key(&t.name));
-        // Every Lambda alias read once, or its reader failing (and saying why).
-        let lambda_failing = matches!(
-            self.state.sources.get(&SourceId::Lambda),
-            Some(SourceHealth::Retrying { .. } | SourceHealth::Unavailable(_))
-        );
-        let aliases = lambda_failing
-            || self.state.config.lambda.iter().all(|l| {
-                let key = sources::lambda::key_of(l);
-                self.state.services.contains_key(&key)
-            });
-        listed && answered && images && infra && aliases && !self.state.services.is_empty()
+        listed && answered && images && infra && !self.state.services.is_empty()
     }
 
     /// Runs until `ready`, or until `deadline` passes.

@@ -1,5 +1,5 @@
 //! `backout history DEPLOYMENT [--revision N]`: the revision table, or one revision's
-//! pod template against the current one.
+//! pod template against the current one. For a `[[lambda]]` alias, its versions.
 
 use std::process::ExitCode;
 
@@ -44,8 +44,58 @@ pub fn table(history: &[Revision], current: u64, now: jiff::Timestamp) -> String
     out
 }
 
+/// A Lambda alias's versions, the one it routes to starred, and what was rolled
+/// back from, as the alias and the function's tag say.
+async fn lambda_history(cfg: &crate::config::lambda::LambdaConfig) -> anyhow::Result<ExitCode> {
+    use crate::targets::lambda;
+    let client = lambda::aws::client(cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let alias = match lambda::aws::read(&client, cfg).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let now = jiff::Timestamp::now();
+    let current = alias.version.parse().unwrap_or(0);
+    print!("{}", table(&lambda::revisions(&alias), current, now));
+    if let Some((v, w)) = alias.canary() {
+        println!(
+            "alias {}:{} sends {w}% of its requests to version {v}",
+            cfg.function, cfg.alias
+        );
+    }
+    if let Some(r) = alias.record() {
+        println!(
+            "version {} rolled back to {} {} ago by {}: {}",
+            r.from_replicaset,
+            r.to_replicaset,
+            ago(now, r.at),
+            r.by,
+            r.reason
+        );
+    }
+    for (v, at) in &alias.known_bad {
+        println!(
+            "version {v} was rolled back from {} ago (the function's {} tag): never a target",
+            ago(now, *at),
+            lambda::KNOWN_BAD_TAG
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let c = &args.cluster;
+    let config = c.config()?;
+    let lambda = config.lambda.iter().find(|l| {
+        l.service() == args.deployment && c.namespace.as_deref().is_none_or(|n| n == l.namespace)
+    });
+    if let Some(cfg) = lambda {
+        return lambda_history(cfg).await;
+    }
     let target = sources::kube::connect(
         c.kubeconfig.as_deref(),
         c.context.as_deref(),

@@ -185,8 +185,13 @@ async fn roll_back(
             return Ok(code);
         }
     };
+    let kind = core.state.services[&key]
+        .deployment
+        .as_ref()
+        .map(|d| d.kind)
+        .unwrap_or_default();
     if plan.already_there {
-        println!("deployment.apps/{} skipped rollback (current template already matches revision {}); nothing changed", key.name, plan.to_revision);
+        println!("{}/{} skipped rollback (current template already matches revision {}); nothing changed", kind.qualified(), key.name, plan.to_revision);
         return Ok(ExitCode::SUCCESS);
     }
     print_plan(&core.state, &key, &plan);
@@ -205,16 +210,25 @@ async fn roll_back(
                 "; auto-sync is off: someone must sync it"
             }
         ),
+        // Lambda has no dry run: the alias read afresh is the check, and the shift is
+        // pinned to the RevisionId it read.
+        None if kind == crate::targets::TargetKind::LambdaAlias => println!(
+            "  check: alias read afresh (RevisionId {}); the shift is refused if it moves",
+            plan.resource_version
+        ),
         None => println!("  server dry run: accepted"),
     }
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    let (kind, name) = match &plan.switch {
+    let (what, name) = match &plan.switch {
         Some(s) => ("service", s.service.as_str()),
+        None if kind == crate::targets::TargetKind::LambdaAlias => {
+            ("lambda alias", key.name.as_str())
+        }
         None => ("deployment", key.name.as_str()),
     };
-    if !args.yes && !confirmed(kind, name)? {
+    if !args.yes && !confirmed(what, name)? {
         return Ok(ExitCode::FAILURE);
     }
     let request = Request {

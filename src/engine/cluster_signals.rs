@@ -137,7 +137,13 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
     let oldest = now.as_millisecond() - kept(state).as_millis() as i64;
     let spacing_ms = spacing(state).as_millis() as i64;
     let mut answers = Vec::new();
-    for (key, svc) in &state.services {
+    // A kind outside the cluster (a Lambda alias) has no pods to read these from.
+    let in_cluster = |svc: &&crate::engine::state::Service| {
+        svc.deployment
+            .as_ref()
+            .is_none_or(|d| d.kind.kube_kind().is_some())
+    };
+    for (key, svc) in state.services.iter().filter(|(_, s)| in_cluster(s)) {
         for (name, signal) in &triggers {
             let down = match signal {
                 ClusterSignal::Alerts => &alerts_down,
