@@ -303,6 +303,56 @@ fn the_dialog_on_an_argo_canary_aborts_it_as_kubectl_argo_rollouts_would() {
 }
 
 #[test]
+fn the_dialog_on_a_lambda_alias_shifts_it_back_as_aws_lambda_update_alias_would() {
+    if !have("tmux") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = demo_of("lambda-alias", "backout-lambda", dir.path());
+    let bin = env!("CARGO_BIN_EXE_backout");
+    let screen = tmux.wait_for("error-rate firing", Duration::from_secs(60));
+    assert!(screen.contains("payments-api [lambda]"), "{screen}");
+    tmux.keys(&["r"]);
+    let dialog = tmux.wait_for(
+        "Shift lambda/payments-api back to version 1?",
+        Duration::from_secs(5),
+    );
+    assert!(
+        dialog.contains("from version 2 (20% of the requests)"),
+        "{dialog}"
+    );
+    assert!(
+        dialog.contains("aws lambda update-alias --function-name payments-api --name live"),
+        "{dialog}"
+    );
+    tmux.wait_for(
+        "check: alias read afresh, shift v2 → v1",
+        Duration::from_secs(10),
+    );
+    tmux.keys(&["y"]);
+    tmux.wait_for(
+        "✓ plan from a fresh read  ✓ alias updated",
+        Duration::from_secs(20),
+    );
+    tmux.wait_for(
+        "rollout completes: alias payments-api:live",
+        Duration::from_secs(20),
+    );
+    tmux.keys(&["q"]);
+    tmux.wait_for("q again quits", Duration::from_secs(5));
+    tmux.keys(&["q"]);
+    gone(&format!(
+        "{bin} demo --write-config {}",
+        dir.path().display()
+    ));
+    let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains("\"kind\":\"rollback\"") && journal.contains("lambda/payments-api"),
+        "the shift is journaled: {journal}"
+    );
+}
+
+#[test]
 fn the_dialog_on_a_gitops_deployment_offers_the_revert_of_its_commit() {
     if !have("tmux") || !have("git") {
         return;

@@ -214,6 +214,24 @@ async fn check(name: &'static str) -> Vec<String> {
                 format!("checkout error ratio {errors:?} should breach 5%"),
             );
         }
+        "lambda-alias" => {
+            let alias = {
+                let functions = c.sim.state.lambda.lock().unwrap();
+                let f = &functions.by_name["payments-api"];
+                (f.versions.len(), f.aliases["live"].clone())
+            };
+            expect(
+                alias.0 == 2 && alias.1.version == "1" && alias.1.weights.get("2") == Some(&0.2),
+                format!("the deploy published version 2 with 20% of the alias: {alias:?}"),
+            );
+            let errors = ratio("payments-api").await;
+            expect(
+                errors > Some(0.05) && errors < Some(0.3),
+                format!(
+                    "payments-api error ratio {errors:?} should breach 5%, diluted by version 1"
+                ),
+            );
+        }
         other => expect(false, format!("no check written for scenario {other}")),
     }
     c.sim.stop().await;
@@ -226,7 +244,7 @@ async fn every_shipped_scenario_does_what_it_describes() {
         .iter()
         .map(|(n, _)| *n)
         .collect();
-    assert_eq!(names.len(), 10);
+    assert_eq!(names.len(), 11);
     let results = futures::future::join_all(names.into_iter().map(check)).await;
     let problems: Vec<String> = results.into_iter().flatten().collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));

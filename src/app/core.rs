@@ -313,18 +313,8 @@ impl Core {
             && self.state.sources.get(&SourceId::Kubernetes) == Some(&SourceHealth::Connected);
         let answered = self.state.config.prometheus.is_none()
             || self.state.services.values().all(|s| {
-                let pods = s
-                    .deployment
-                    .as_ref()
-                    .is_none_or(|d| d.kind.kube_kind().is_some());
-                // Pod signals are not asked of a kind without pods.
-                let asked = self
-                    .state
-                    .config
-                    .triggers
-                    .iter()
-                    .filter(|t| pods || t.cluster.is_none());
-                asked.into_iter().all(|t| {
+                let mut asked = self.state.config.triggers.iter().filter(|t| s.asks(t));
+                asked.all(|t| {
                     s.triggers
                         .get(&t.name)
                         .is_some_and(|ts| ts.last_answer.is_some())

@@ -414,6 +414,16 @@ impl Printed {
                         false => "sync the application for it to reach the cluster",
                     }
                 );
+            } else if state.services.get(key).is_some_and(|s| !s.has_pods()) {
+                let alias = state.services[key]
+                    .deployment
+                    .as_ref()
+                    .and_then(|d| d.handle.clone())
+                    .unwrap_or_else(|| key.name.clone());
+                println!(
+                    "lambda alias {alias} shifted back by {}: version {to} takes every request",
+                    p.by
+                );
             } else if p.plan.as_ref().is_some_and(|pl| pl.abort) {
                 println!(
                     "rollout.argoproj.io/{} aborted by {}: stable revision {to} takes every replica back",

@@ -217,9 +217,29 @@ pub fn write_config(
         .with_context(|| format!("cannot write {}", path.display()))?;
     let mut toml = backout_toml(url, Some("ca.crt"), scenario);
     toml.push_str(&gitops_toml(dir, scenario));
+    toml.push_str(&lambda_toml(url, scenario));
     let path = dir.join("backout.toml");
     std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// A `[[lambda]]` entry for each of the scenario's functions: the simulator serves
+/// the Lambda API on its own port, trusting its CA, and checks no signature.
+fn lambda_toml(url: &str, scenario: &Scenario) -> String {
+    scenario
+        .functions
+        .iter()
+        .map(|f| {
+            format!(
+                "\n[[lambda]]\nfunction = {:?}\nalias = {:?}\nnamespace = {:?}\nregion = {:?}\nendpoint = {:?}\nca_file = \"ca.crt\"\nunsigned = true\n",
+                f.name,
+                f.alias,
+                f.namespace,
+                backout_sim::lambda::REGION,
+                url.trim_end_matches('/')
+            )
+        })
+        .collect()
 }
 
 /// Where the simulator keeps the GitOps repository of a scenario whose config is

@@ -151,13 +151,16 @@ pub fn text(r: &Report) -> String {
     for s in &r.services {
         let d = s.decision;
         let rollout = d.rollout.as_ref().map_or("unknown", |r| r.message());
+        // A kind without pods says where its traffic goes instead (the rollout line).
+        let pods = match s.kind.kube_kind() {
+            Some(_) => format!("{}/{} pods ready  ", s.ready_pods, s.pods),
+            None => String::new(),
+        };
         out.push_str(&format!(
-            "\n{}  {}  revision {}  {}/{} pods ready  {rollout}\n",
+            "\n{}  {}  revision {}  {pods}{rollout}\n",
             s.service,
             s.kind.short(),
             d.current_revision.map_or("?".into(), |r| r.to_string()),
-            s.ready_pods,
-            s.pods
         ));
         let triggers: Vec<String> = s
             .triggers

@@ -24,7 +24,8 @@ pub struct LambdaConfig {
     pub endpoint: Option<String>,
     /// A CA to trust for that endpoint, beside the system's. Relative to backout.toml.
     pub ca_file: Option<std::path::PathBuf>,
-    /// Send requests unsigned: only for a simulator, which checks no signature.
+    /// Use no AWS credentials (a placeholder signature): only for a simulator, which
+    /// checks none.
     #[serde(default)]
     pub unsigned: bool,
 }

@@ -138,12 +138,7 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
     let spacing_ms = spacing(state).as_millis() as i64;
     let mut answers = Vec::new();
     // A kind outside the cluster (a Lambda alias) has no pods to read these from.
-    let in_cluster = |svc: &&crate::engine::state::Service| {
-        svc.deployment
-            .as_ref()
-            .is_none_or(|d| d.kind.kube_kind().is_some())
-    };
-    for (key, svc) in state.services.iter().filter(|(_, s)| in_cluster(s)) {
+    for (key, svc) in state.services.iter().filter(|(_, s)| s.has_pods()) {
         for (name, signal) in &triggers {
             let down = match signal {
                 ClusterSignal::Alerts => &alerts_down,

@@ -74,6 +74,9 @@ fn rollback_time(svc: &Service, current: Option<&Revision>) -> (u64, String) {
     let Some(workload) = svc.deployment.as_ref() else {
         return (POD_START_SECS, "nothing measured".into());
     };
+    if !svc.has_pods() {
+        return (1, "an alias shift: traffic moves in one call".into());
+    }
     if workload.canary.as_ref().is_some_and(|c| c.in_progress()) {
         return (
             POD_START_SECS,

@@ -276,6 +276,8 @@ fn pod_spec_only(c: &Context) -> Gate {
                 "{} not visible to you (RBAC), so a change to it cannot be ruled out",
                 unseen.join(", ")
             )
+        } else if changed.is_empty() && !c.svc.has_pods() {
+            "the deploy is a new version, which holds the function's code and configuration: the shift back reverts both".into()
         } else if changed.is_empty() {
             "no ConfigMap or Secret the pod template references changed in the window".into()
         } else {

@@ -93,6 +93,19 @@ pub struct Service {
 }
 
 impl Service {
+    /// Whether it runs as pods in the cluster, so that pod signals (restarts,
+    /// readiness, progress) are asked of it: a Lambda alias has none.
+    pub fn has_pods(&self) -> bool {
+        self.deployment
+            .as_ref()
+            .is_none_or(|d| d.kind.kube_kind().is_some())
+    }
+
+    /// Whether `trigger` is asked of this service.
+    pub fn asks(&self, trigger: &crate::config::Trigger) -> bool {
+        trigger.cluster.is_none() || self.has_pods()
+    }
+
     /// The ReplicaSet that holds revision `revision` now (numbers move on a rollback).
     pub fn replicaset_at(&self, revision: u64) -> Option<&str> {
         self.replicasets
@@ -248,7 +261,7 @@ impl State {
         }
         let (mut blind, mut total, mut named) = (0, 0, Vec::new());
         for (key, svc) in &self.services {
-            for t in &self.config.triggers {
+            for t in self.config.triggers.iter().filter(|t| svc.asks(t)) {
                 total += 1;
                 let state = svc.triggers.get(&t.name).map(|ts| &ts.data);
                 if state.is_none_or(|d| !d.is_clean()) {

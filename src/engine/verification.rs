@@ -290,6 +290,7 @@ fn recovering(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) ->
             .config
             .triggers
             .iter()
+            .filter(|t| svc.asks(t))
             .filter(|t| {
                 svc.triggers
                     .get(&t.name)
@@ -479,14 +480,19 @@ pub fn finish(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
     let (want, ready) = deployment
         .as_ref()
         .map_or((1, 0), |d| (d.replicas, d.ready_replicas));
+    // A kind without pods (a Lambda alias) has its traffic checked by the rollout
+    // step: there is no pod to count.
+    let pods = state.services.get(&watched).is_some_and(|s| s.has_pods());
     let Some(p) = running_mut(state, key) else {
         return;
     };
-    p.checks.push(check(
-        "every pod ready",
-        ready >= want,
-        format!("{ready} of {want} ready"),
-    ));
+    if pods {
+        p.checks.push(check(
+            "every pod ready",
+            ready >= want,
+            format!("{ready} of {want} ready"),
+        ));
+    }
     let outcome = if p.checks.iter().all(|c| c.passed) {
         Outcome::Verified
     } else {

@@ -31,7 +31,12 @@ pub fn triggers(
     };
     // Most urgent first; a short terminal shows as many as stay readable (three plot
     // rows each) and names the rest on one line.
-    let mut triggers: Vec<&crate::config::Trigger> = state.config.triggers.iter().collect();
+    let mut triggers: Vec<&crate::config::Trigger> = state
+        .config
+        .triggers
+        .iter()
+        .filter(|t| svc.asks(t))
+        .collect();
     triggers.sort_by_key(|t| {
         let ts = svc.triggers.get(&t.name);
         (

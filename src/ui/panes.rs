@@ -74,8 +74,13 @@ pub fn services(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area
                 ),
                 Span::styled(kind, p.fg(Color::Cyan)),
                 Span::raw(format!(
-                    " r{} {ready}/{want} {since}{rollout}",
+                    " r{}{} {since}{rollout}",
                     d.current_revision.unwrap_or(0),
+                    // A kind without pods has no READY to count.
+                    match svc.has_pods() {
+                        true => format!(" {ready}/{want}"),
+                        false => String::new(),
+                    },
                 )),
             ];
             let firing: Vec<&str> = d.firing.iter().map(|f| f.trigger.as_str()).collect();

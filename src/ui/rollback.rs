@@ -158,10 +158,32 @@ fn heading(
 }
 
 /// The API server's answer to the dry run, and whether it refused.
-fn dry_run_line(answer: Option<&Result<Preview, String>>, p: Palette) -> (Line<'static>, bool) {
+fn dry_run_line(
+    answer: Option<&Result<Preview, String>>,
+    kind: TargetKind,
+    p: Palette,
+) -> (Line<'static>, bool) {
+    // Lambda has no dry run: the fresh read of the alias is the check.
+    let lambda = kind == TargetKind::LambdaAlias;
     match answer {
+        None if lambda => (
+            Line::styled("check: reading the alias afresh…", p.fg(Color::Yellow)),
+            false,
+        ),
         None => (
             Line::styled("dry run: asking the API server…", p.fg(Color::Yellow)),
+            false,
+        ),
+        Some(Ok(pl)) if lambda && !pl.already_there => (
+            Line::styled(
+                format!(
+                    "check: alias read afresh, shift v{} → v{} ({}), refused if it moves",
+                    pl.from_revision,
+                    pl.to_revision,
+                    pl.to_images.join(", ")
+                ),
+                p.fg(Color::Green),
+            ),
             false,
         ),
         Some(Ok(pl)) if pl.already_there => (
@@ -205,7 +227,11 @@ pub fn dialog(state: &State, dialog: &Dialog, p: Palette, frame: &mut Frame, are
         .filter(|pv| pv.to_revision == dialog.to_revision);
     let answer = preview.and_then(|pv| pv.result.as_ref());
     let mut lines = heading(svc, dialog, answer.and_then(|r| r.as_ref().ok()), p);
-    let (dry_run, refused) = dry_run_line(answer, p);
+    let kind = svc
+        .and_then(|s| s.deployment.as_ref())
+        .map(|d| d.kind)
+        .unwrap_or_default();
+    let (dry_run, refused) = dry_run_line(answer, kind, p);
     lines.push(dry_run);
     for note in d
         .into_iter()
@@ -311,8 +337,13 @@ pub fn progress(state: &State, svc: &Service, p: Palette) -> Vec<Line<'static>> 
     ));
     let mark = |done: bool| if done { "✓" } else { "…" };
     if rb.ours && (rb.ended.is_none() || rb.committed) {
+        // A Lambda alias takes no Lease and has no dry run: its fresh read is the plan.
+        let (prepared, sent) = match svc.has_pods() {
+            true => ("lease, plan and dry run", "patched"),
+            false => ("plan from a fresh read", "alias updated"),
+        };
         lines.push(Line::raw(format!(
-            "{} lease, plan and dry run  {} patched",
+            "{} {prepared}  {} {sent}",
             mark(rb.plan.is_some()),
             mark(rb.committed)
         )));

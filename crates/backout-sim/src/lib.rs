@@ -6,6 +6,7 @@ pub mod api;
 pub mod controller;
 pub mod faults;
 pub mod gitops;
+pub mod lambda;
 pub mod resources;
 pub mod scenario;
 pub mod store;
@@ -72,7 +73,8 @@ impl Default for SimOptions {
 }
 
 /// What the HTTP handlers and the control loop share. Locks are held only for
-/// short synchronous sections, never across an await; store before telemetry.
+/// short synchronous sections, never across an await; store before telemetry before
+/// lambda.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Access {
     pub user: String,
@@ -94,6 +96,8 @@ pub struct SimState {
     pub bookmark_interval: Duration,
     /// The fault switchboard, set by scenario events and `PUT /sim/faults`.
     pub faults: Mutex<faults::Faults>,
+    /// The scenario's Lambda functions, served on the Lambda API's paths.
+    pub lambda: Mutex<lambda::Functions>,
 }
 
 pub struct Sim {
@@ -115,9 +119,14 @@ impl Sim {
             .unwrap_or_default();
         let mut store = Store::new(opts.watch_log);
         let mut telemetry = Telemetry::new(opts.seed);
+        let mut functions = lambda::Functions::default();
         if let Some(s) = &opts.scenario {
             world::seed(&mut store, &mut telemetry, s)
                 .map_err(|e| anyhow::anyhow!("scenario {}: {e}", s.name))?;
+            functions = lambda::Functions::seed(&s.functions);
+            for f in &s.functions {
+                telemetry.traffic.set_rps(&f.namespace, &f.name, f.rps);
+            }
         }
         let state = Arc::new(SimState {
             store: Mutex::new(store),
@@ -128,6 +137,7 @@ impl Sim {
             watch_resets: broadcast::channel(4).0,
             bookmark_interval: opts.bookmark_interval,
             faults: Mutex::new(faults::Faults::default()),
+            lambda: Mutex::new(functions),
         });
         let listener = std::net::TcpListener::bind(opts.listen).with_context(|| {
             format!(
@@ -355,6 +365,17 @@ async fn run(state: Arc<SimState>, opts: SimOptions, repo: Option<gitops::Repo>)
                     continue;
                 }
             }
+            if let scenario::Action::Deploy(d) = &action {
+                let mut functions = state.lambda.lock().expect("lambda lock");
+                if let Some(f) = functions.by_name.get_mut(&d.service) {
+                    let cause = d
+                        .change_cause
+                        .clone()
+                        .unwrap_or_else(|| format!("deploy {}", d.image));
+                    f.deploy(&d.image, &cause);
+                    continue;
+                }
+            }
             let mut telemetry = state.telemetry.lock().expect("telemetry lock");
             if let Err(e) = world::apply(&mut store, &mut telemetry, &ns, &action) {
                 tracing::warn!("scenario action {action:?} failed: {e}");
@@ -365,12 +386,13 @@ async fn run(state: Arc<SimState>, opts: SimOptions, repo: Option<gitops::Repo>)
         streams.tick(&state);
         let store = state.store.lock().expect("store lock");
         if now >= last_sample + sample_ms {
-            state.telemetry.lock().expect("telemetry lock").sample(
-                &store,
-                &state.behaviours,
-                now,
-                now - last_sample,
-            );
+            let mut telemetry = state.telemetry.lock().expect("telemetry lock");
+            let functions = state.lambda.lock().expect("lambda lock");
+            let endpoints = lambda::WithFunctions {
+                store: &store,
+                functions: &functions,
+            };
+            telemetry.sample(&endpoints, &state.behaviours, now, now - last_sample);
             last_sample = now;
         }
     }

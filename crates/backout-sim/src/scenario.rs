@@ -19,6 +19,9 @@ pub struct Scenario {
     pub pod_start_delay: Duration,
     #[serde(rename = "service")]
     pub services: Vec<ServiceSpec>,
+    /// AWS Lambda functions behind an alias, served on the Lambda API's paths.
+    #[serde(default, rename = "function")]
+    pub functions: Vec<FunctionSpec>,
     #[serde(default)]
     pub images: BTreeMap<String, ImageBehaviour>,
     #[serde(default, rename = "event")]
@@ -53,6 +56,32 @@ pub struct ServiceSpec {
     /// with them the service runs as an Argo Rollout instead of a Deployment.
     #[serde(default)]
     pub canary_steps: Option<Vec<serde_json::Value>>,
+}
+
+/// A Lambda function: version 1 runs `image` behind `alias`; a deploy publishes a
+/// version and shifts the alias to it, by `canary_weight` first when one is given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    pub name: String,
+    pub image: String,
+    #[serde(default = "default_alias")]
+    pub alias: String,
+    /// The namespace its recorded series carry (and backout lists it under).
+    #[serde(default = "default_function_namespace")]
+    pub namespace: String,
+    #[serde(default = "default_rps")]
+    pub rps: f64,
+    pub change_cause: Option<String>,
+    pub canary_weight: Option<f64>,
+}
+
+fn default_alias() -> String {
+    "live".into()
+}
+
+fn default_function_namespace() -> String {
+    "lambda".into()
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -237,6 +266,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "gitops-revert",
         include_str!("../../../assets/scenarios/gitops-revert.toml"),
     ),
+    (
+        "lambda-alias",
+        include_str!("../../../assets/scenarios/lambda-alias.toml"),
+    ),
 ];
 
 impl Scenario {
@@ -278,12 +311,22 @@ impl Scenario {
             message,
         };
         let known = |svc: &str| self.services.iter().any(|s| s.name == svc);
+        let function = |svc: &str| self.functions.iter().any(|f| f.name == svc);
         let names = self
             .services
             .iter()
             .map(|s| s.name.as_str())
+            .chain(self.functions.iter().map(|f| f.name.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
+        for f in &self.functions {
+            if known(&f.name) || f.canary_weight.is_some_and(|w| !(w > 0.0 && w < 1.0)) {
+                return Err(ScenarioError::Parse {
+                    file: file.into(),
+                    message: format!("function {:?}: its name must differ from every service's, and canary_weight must lie between 0 and 1", f.name),
+                });
+            }
+        }
         if self.services.is_empty() {
             return Err(ScenarioError::Parse {
                 file: file.into(),
@@ -312,7 +355,9 @@ impl Scenario {
                 Action::Fault(f) => Some(&f.service),
                 Action::ConfigMap(_) | Action::Faults(_) => None,
             };
-            if let Some(svc) = service.filter(|s| !known(s)) {
+            // A function is deployed, never given faults or traffic changes.
+            let deploy = matches!(action, Action::Deploy(_));
+            if let Some(svc) = service.filter(|s| !(known(s) || deploy && function(s))) {
                 return Err(invalid(
                     event.span(),
                     format!("unknown service {svc:?}; services are: {names}"),

@@ -58,7 +58,16 @@ pub async fn client(cfg: &LambdaConfig) -> Result<Client, String> {
         loader = loader.endpoint_url(endpoint);
     }
     if cfg.unsigned {
-        loader = loader.no_credentials();
+        // The SDK signs every request; a placeholder identity makes a signature that
+        // only a server checking none (the simulator) accepts.
+        let placeholder = aws_sdk_lambda::config::Credentials::new(
+            "unsigned",
+            "unsigned",
+            None,
+            None,
+            "backout.toml unsigned = true",
+        );
+        loader = loader.credentials_provider(placeholder);
     }
     Ok(Client::new(&loader.load().await))
 }

@@ -148,7 +148,6 @@ pub fn revisions(a: &Alias) -> Vec<Revision> {
 /// the updated ones. A rollback recorded on the alias is an aborted canary: the
 /// version rolled back from, and the stable version that took the traffic back.
 pub fn summary(a: &Alias, service: &str) -> WorkloadSummary {
-    let number = |v: &str| v.parse::<u64>().unwrap_or(0);
     let canary = a.canary();
     let record = a.record();
     let (canary_version, weight) = match (canary, &record) {
@@ -160,10 +159,8 @@ pub fn summary(a: &Alias, service: &str) -> WorkloadSummary {
     WorkloadSummary {
         kind: TargetKind::LambdaAlias,
         name: service.to_string(),
-        revision: match canary {
-            Some((v, _)) => number(v),
-            None => number(&a.version),
-        },
+        // The newest version routed, as a rollback leaves an Argo canary's revision.
+        revision: newest_routed(a),
         generation: 1,
         observed_generation: 1,
         paused: false,

@@ -113,7 +113,8 @@ pub fn plan_from(alias: Alias, req: &Request) -> Result<Plan, RollbackError> {
         to_replicaset: to.clone(),
         from_replicaset: from.clone(),
         switch: None,
-        abort: alias.canary().is_some(),
+        // A shift makes no version: the one rolled back from stays the newest.
+        abort: true,
         revert: None,
     };
     Ok(Plan {

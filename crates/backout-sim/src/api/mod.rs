@@ -1,5 +1,6 @@
 //! The simulator's HTTP surface: the Kubernetes API (discovery plus the REST verbs
-//! in `handlers`) and, on the same port, the Prometheus endpoints.
+//! in `handlers`) and, on the same port, the Prometheus endpoints and the Lambda
+//! API's (`crate::lambda::api`).
 
 pub mod admission;
 pub mod auth;
@@ -64,6 +65,7 @@ pub fn router(state: Arc<SimState>) -> Router {
             "/sim/faults",
             get(crate::faults::show).put(crate::faults::set),
         )
+        .merge(crate::lambda::api::routes())
         .fallback(kube)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -8,7 +8,6 @@ pub mod traffic;
 pub mod tsdb;
 
 use crate::controller::Behaviours;
-use crate::store::Store;
 use traffic::Traffic;
 use tsdb::{Labels, Tsdb};
 
@@ -27,8 +26,14 @@ impl Telemetry {
 
     /// Advances traffic by `dt_ms` and records every series at `now_ms`, as one
     /// scrape plus one rule evaluation would in Prometheus.
-    pub fn sample(&mut self, store: &Store, behaviours: &Behaviours, now_ms: u64, dt_ms: u64) {
-        self.traffic.advance(store, behaviours, now_ms, dt_ms);
+    pub fn sample(
+        &mut self,
+        cluster: &impl traffic::Endpoints,
+        behaviours: &Behaviours,
+        now_ms: u64,
+        dt_ms: u64,
+    ) {
+        self.traffic.advance(cluster, behaviours, now_ms, dt_ms);
         for ((namespace, service), values) in recorded::evaluate(&self.traffic, now_ms) {
             for (name, value) in recorded::ALL.iter().zip(values) {
                 let labels: Labels = [
