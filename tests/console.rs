@@ -353,6 +353,61 @@ fn the_dialog_on_a_lambda_alias_shifts_it_back_as_aws_lambda_update_alias_would(
 }
 
 #[test]
+fn the_dialog_on_a_flag_turned_on_lately_is_its_kill_switch() {
+    if !have("tmux") || !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = demo_of("flag-kill", "backout-flag", dir.path());
+    let bin = env!("CARGO_BIN_EXE_backout");
+    tmux.wait_for("error-rate firing", Duration::from_secs(60));
+    tmux.keys(&["r"]);
+    let dialog = tmux.wait_for(
+        "Turn off flag new-coupon-engine for shop/checkout?",
+        Duration::from_secs(10),
+    );
+    assert!(
+        dialog.contains("turned on") && dialog.contains("by dana@unleash"),
+        "{dialog}"
+    );
+    assert!(
+        dialog.contains("the kill switch leaves the template at"),
+        "{dialog}"
+    );
+    assert!(dialog.contains("curl -X POST"), "{dialog}");
+    tmux.wait_for("check: the flag read afresh is on", Duration::from_secs(10));
+    tmux.keys(&["y"]);
+    tmux.wait_for("✓ patched", Duration::from_secs(20));
+    let config = std::fs::read_to_string(dir.path().join("backout.toml")).unwrap();
+    let url = config
+        .lines()
+        .find_map(|l| l.strip_prefix("url = \"https://"))
+        .map(|u| format!("https://{}", u.trim_end_matches('"')))
+        .expect("the [[flag]] url");
+    let flag = Command::new("curl")
+        .arg("-s")
+        .arg("--cacert")
+        .arg(dir.path().join("ca.crt"))
+        .arg(format!(
+            "{url}/api/admin/projects/default/features/new-coupon-engine"
+        ))
+        .output()
+        .unwrap();
+    let flag = String::from_utf8_lossy(&flag.stdout);
+    assert!(
+        flag.contains("\"enabled\":false"),
+        "the flag is off: {flag}"
+    );
+    tmux.keys(&["q"]);
+    tmux.wait_for("q again quits", Duration::from_secs(5));
+    tmux.keys(&["q"]);
+    gone(&format!(
+        "{bin} demo --write-config {}",
+        dir.path().display()
+    ));
+}
+
+#[test]
 fn the_dialog_on_a_gitops_deployment_offers_the_revert_of_its_commit() {
     if !have("tmux") || !have("git") {
         return;

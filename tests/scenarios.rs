@@ -232,6 +232,21 @@ async fn check(name: &'static str) -> Vec<String> {
                 ),
             );
         }
+        "flag-kill" => {
+            let on = c.sim.state.flags.lock().unwrap().by_name["new-coupon-engine"].on;
+            expect(on, "the flag was turned on".into());
+            let d = get(&c, "/apis/apps/v1/namespaces/shop/deployments/checkout").await;
+            expect(
+                d["spec"]["template"]["spec"]["containers"][0]["image"]
+                    == "registry.local/shop/checkout:1.5.0",
+                "1.5.0 shipped before the flag".into(),
+            );
+            let errors = ratio("checkout").await;
+            expect(
+                errors > Some(0.05),
+                format!("checkout error ratio {errors:?} should breach 5% with the flag on"),
+            );
+        }
         other => expect(false, format!("no check written for scenario {other}")),
     }
     c.sim.stop().await;
@@ -244,7 +259,7 @@ async fn every_shipped_scenario_does_what_it_describes() {
         .iter()
         .map(|(n, _)| *n)
         .collect();
-    assert_eq!(names.len(), 11);
+    assert_eq!(names.len(), 12);
     let results = futures::future::join_all(names.into_iter().map(check)).await;
     let problems: Vec<String> = results.into_iter().flatten().collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -70,6 +70,7 @@ impl SwitchPlan {
             switch: Some(Box::new(self.switch.clone())),
             abort: false,
             revert: None,
+            flag: None,
         }
     }
 

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::notify::Notice;
 use super::runner::{append, send_notice, Context, Leases, SharedJournal};
 use super::{access, bluegreen, lease, rollback};
+use crate::config::flags::FlagConfig;
 use crate::config::gitops::GitOpsConfig;
 use crate::config::lambda::LambdaConfig;
 use crate::engine::journal::{Entry, Record};
@@ -19,7 +20,7 @@ use crate::engine::lineage::RollbackRecord;
 use crate::engine::msg::RollbackOrder;
 use crate::engine::rollbacks::{Expected, Preview, RollbackError, Step};
 use crate::engine::{Msg, ServiceKey};
-use crate::targets::{argo_rollout, gitops, lambda, TargetKind};
+use crate::targets::{argo_rollout, flag, gitops, lambda, TargetKind};
 
 pub(super) fn request(
     ctx: &Context,
@@ -54,6 +55,7 @@ fn preview_of(plan: &rollback::Plan) -> Preview {
         switch: None,
         abort: false,
         revert: None,
+        flag: None,
     }
 }
 
@@ -140,12 +142,62 @@ fn gitops_for<'a>(ctx: &'a Context, key: &ServiceKey) -> Option<&'a GitOpsConfig
         .find(|g| g.covers(&key.namespace, &key.name))
 }
 
+/// The `[[flag]]` whose kill switch this rollback is, read afresh: the one the
+/// engineer confirmed, or with nothing confirmed, one of the Deployment's flags turned
+/// on within the onset window. `None`: the rollback is the template's.
+async fn kill_switch<'a>(
+    ctx: &'a Context,
+    key: &ServiceKey,
+    expected: Option<&Expected>,
+) -> Option<(&'a FlagConfig, crate::engine::model::flags::FlagState)> {
+    let pinned = match expected {
+        Some(e) => Some(e.from_replicaset.strip_prefix("flag:")?),
+        None => None,
+    };
+    let (now, window) = (jiff::Timestamp::now(), ctx.config.policy.onset_window);
+    let mut found = None;
+    for cfg in ctx
+        .config
+        .flags
+        .iter()
+        .filter(|f| f.covers(&key.namespace, &key.name))
+    {
+        if pinned.is_some_and(|name| name != cfg.name) {
+            continue;
+        }
+        let read = flag::read_afresh(cfg, key.clone()).await;
+        let on_at = read.turned_on_within(now, window);
+        let newer = |f: &Option<(_, _, jiff::Timestamp)>| {
+            f.as_ref().is_none_or(|(_, _, t)| on_at > Some(*t))
+        };
+        match (pinned, on_at) {
+            (Some(_), _) => return Some((cfg, read)),
+            (None, Some(at)) if newer(&found) => found = Some((cfg, read, at)),
+            _ => {}
+        }
+    }
+    found.map(|(cfg, read, _)| (cfg, read))
+}
+
+/// The revision the Deployment is at, as its annotation says (0 when unread).
+async fn current_revision(ctx: &Context, key: &ServiceKey) -> u64 {
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(ctx.client.clone(), &key.namespace);
+    api.get(&key.name)
+        .await
+        .map(|d| crate::engine::kept::revision(&d.metadata))
+        .unwrap_or(0)
+}
+
 async fn dry_run(
     ctx: &Context,
     key: &ServiceKey,
     req: &rollback::Request,
     switch_to: Option<&str>,
 ) -> Result<Preview, RollbackError> {
+    if let Some((cfg, read)) = kill_switch(ctx, key, None).await {
+        return flag::preview(cfg, &read, current_revision(ctx, key).await);
+    }
     if let Some(cfg) = gitops_for(ctx, key) {
         return Ok(gitops::plan(&ctx.client, cfg, req).await?.preview);
     }
@@ -355,6 +407,33 @@ async fn land_rollout(
     Ok(Landed::Done(rolled_back(ctx, order, preview)))
 }
 
+/// A kill switch: the flag read afresh must still be on; the intent journaled, then
+/// the one call that turns it off. The template stays.
+async fn land_flag(
+    ctx: &Context,
+    order: &RollbackOrder,
+    cfg: &FlagConfig,
+    read: &crate::engine::model::flags::FlagState,
+    tx: &mpsc::Sender<Msg>,
+    journal: &SharedJournal,
+) -> Result<Landed, RollbackError> {
+    let key = &order.service;
+    let preview = flag::preview(cfg, read, current_revision(ctx, key).await)?;
+    if preview.already_there {
+        return Ok(Landed::AlreadyThere);
+    }
+    prepared(tx, key, &preview).await;
+    journal_intent(ctx, order, &preview, tx, journal).await;
+    let http = flag::http(cfg).map_err(RollbackError::Api)?;
+    flag::kill(&http, cfg).await?;
+    let message = format!(
+        "{} turned off flag {} ({}, {}) for deployment {}: {}",
+        ctx.actor, cfg.name, cfg.project, cfg.environment, key.name, order.reason
+    );
+    announce(ctx, key, ("Deployment", "apps/v1"), message).await;
+    Ok(Landed::Done(rolled_back(ctx, order, preview)))
+}
+
 /// A Lambda alias's shift: planned from a fresh read, the intent journaled, then the
 /// known-bad mark and the one guarded `UpdateAlias`.
 async fn land_lambda(
@@ -395,6 +474,9 @@ async fn land(
     journal: &SharedJournal,
 ) -> Result<Landed, RollbackError> {
     let key = &order.service;
+    if let Some((cfg, read)) = kill_switch(ctx, key, order.expected.as_ref()).await {
+        return land_flag(ctx, order, cfg, &read, tx, journal).await;
+    }
     if order.kind == TargetKind::ArgoRollout {
         return land_rollout(ctx, order, tx, journal).await;
     }

@@ -116,6 +116,7 @@ impl Core {
         }
         sources::terraform::spawn(config.terraform.clone(), tx.clone());
         sources::lambda::spawn(config.lambda.clone(), tx.clone());
+        sources::flags::spawn(config.flags.clone(), tx.clone());
         let ticks = tx.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -333,7 +334,10 @@ impl Core {
             .terraform
             .iter()
             .all(|t| self.state.infra.contains_key(&t.name));
-        listed && answered && images && infra && !self.state.services.is_empty()
+        // Every flag read once (answered or failed).
+        let flags =
+            (self.state.config.flags.iter()).all(|f| self.state.flags.contains_key(&f.name));
+        listed && answered && images && infra && flags && !self.state.services.is_empty()
     }
 
     /// Runs until `ready`, or until `deadline` passes.

@@ -212,6 +212,9 @@ async fn roll_back(
         ),
         // Lambda has no dry run: the alias read afresh is the check, and the shift is
         // pinned to the RevisionId it read.
+        None if plan.flag.is_some() => println!(
+            "  check: the flag read afresh is on; the kill switch leaves the template as it is"
+        ),
         None if kind == crate::targets::TargetKind::LambdaAlias => println!(
             "  check: alias read afresh (RevisionId {}); the shift is refused if it moves",
             plan.resource_version
@@ -223,6 +226,7 @@ async fn roll_back(
     }
     let (what, name) = match &plan.switch {
         Some(s) => ("service", s.service.as_str()),
+        None if plan.flag.is_some() => ("flag", plan.flag.as_ref().map_or("", |f| f.name.as_str())),
         None if kind == crate::targets::TargetKind::LambdaAlias => {
             ("lambda alias", key.name.as_str())
         }
@@ -355,6 +359,14 @@ fn print_plan(state: &State, key: &ServiceKey, plan: &Preview) {
             let to = s.to_deployment.as_deref().unwrap_or("no Deployment");
             println!("  to   {to} ({})", plan.to_images.join(", "));
         }
+        None if plan.flag.is_some() => {
+            let f = plan.flag.as_ref().expect("checked");
+            println!("turn off flag {} for {key} (the kill switch)", f.name);
+            println!(
+                "  in {} of project {} at {}; the template stays at revision {}",
+                f.environment, f.project, f.url, plan.from_revision
+            );
+        }
         None => {
             println!("roll back {key}");
             println!(
@@ -413,6 +425,11 @@ impl Printed {
                         true => "the controller's next sync rolls it back",
                         false => "sync the application for it to reach the cluster",
                     }
+                );
+            } else if let Some(f) = p.plan.as_ref().and_then(|pl| pl.flag.as_ref()) {
+                println!(
+                    "flag {} turned off by {} in {}; deployment {} stays at revision {to}",
+                    f.name, p.by, f.environment, key.name
                 );
             } else if state.services.get(key).is_some_and(|s| !s.has_pods()) {
                 let alias = state.services[key]

@@ -218,6 +218,7 @@ pub fn write_config(
     let mut toml = backout_toml(url, Some("ca.crt"), scenario);
     toml.push_str(&gitops_toml(dir, scenario));
     toml.push_str(&lambda_toml(url, scenario));
+    toml.push_str(&flags_toml(url, scenario));
     let path = dir.join("backout.toml");
     std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
@@ -237,6 +238,25 @@ fn lambda_toml(url: &str, scenario: &Scenario) -> String {
                 f.namespace,
                 backout_sim::lambda::REGION,
                 url.trim_end_matches('/')
+            )
+        })
+        .collect()
+}
+
+/// A `[[flag]]` entry for each of the scenario's flags: the simulator serves
+/// Unleash's admin API paths on its own port.
+fn flags_toml(url: &str, scenario: &Scenario) -> String {
+    scenario
+        .flags
+        .iter()
+        .map(|f| {
+            format!(
+                "\n[[flag]]\nname = {:?}\nnamespace = {:?}\ndeployment = {:?}\nurl = {:?}\nenvironment = {:?}\nca_file = \"ca.crt\"\n",
+                f.name,
+                scenario.namespace,
+                f.service,
+                url.trim_end_matches('/'),
+                backout_sim::flags::ENVIRONMENT
             )
         })
         .collect()

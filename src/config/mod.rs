@@ -3,6 +3,7 @@
 //! Every mistake is reported with the file, the line and what to write instead.
 
 pub mod alertmanager;
+pub mod flags;
 pub mod gitops;
 pub mod grouping;
 pub mod import;
@@ -49,6 +50,8 @@ pub struct RawConfig {
     pub terraform: Vec<terraform::TerraformConfig>,
     #[serde(default)]
     pub lambda: Vec<lambda::LambdaConfig>,
+    #[serde(default, rename = "flag")]
+    pub flags: Vec<flags::FlagConfig>,
 }
 
 /// A Service rolled back by switching its selector, not by undoing a Deployment.
@@ -231,6 +234,7 @@ pub struct Config {
     pub registry: Vec<registry::RegistryConfig>,
     pub terraform: Vec<terraform::TerraformConfig>,
     pub lambda: Vec<lambda::LambdaConfig>,
+    pub flags: Vec<flags::FlagConfig>,
 }
 
 impl Default for Config {
@@ -358,6 +362,9 @@ impl Config {
         for l in &raw.lambda {
             l.check()?;
         }
+        for f in &raw.flags {
+            f.check()?;
+        }
         let triggers = triggers::merge(&raw.triggers, text, raw.alertmanager.is_some())?;
         Ok(Config {
             source: path.map(Path::to_path_buf),
@@ -373,6 +380,16 @@ impl Config {
             blue_green: raw.blue_green,
             gitops: raw.gitops,
             registry: raw.registry,
+            flags: raw
+                .flags
+                .into_iter()
+                .map(|mut f| {
+                    if let Some(ca) = f.ca_file.as_mut().filter(|c| c.is_relative()) {
+                        *ca = base.join(&*ca);
+                    }
+                    f
+                })
+                .collect(),
             lambda: raw
                 .lambda
                 .into_iter()

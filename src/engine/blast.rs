@@ -220,6 +220,35 @@ fn alias_notes(
     out
 }
 
+/// The service's feature flags: one turned on lately is what the rollback turns off
+/// (the template stays); one that cannot be read is unknown, never "unchanged".
+fn flag_notes(state: &State, key: &ServiceKey, svc: &Service) -> Vec<Note> {
+    let window = state.config.policy.onset_window;
+    let in_play = super::model::flags::in_play(state.flags.values(), key, state.now, window);
+    let mut out = Vec::new();
+    if let Some((f, on)) = in_play {
+        out.push(note(
+            false,
+            format!(
+                "flag {} was turned on {} ago{}: the rollback turns it off (the kill switch: instant, and the template stays at revision {}); backout never turns a flag on",
+                f.name,
+                super::model::decision::ago(state.now.max(on), on),
+                f.changed_by.as_ref().map_or(String::new(), |b| format!(" by {b}")),
+                svc.deployment.as_ref().map_or(0, |d| d.revision)
+            ),
+        ));
+    }
+    for f in state.flags.values().filter(|f| f.service == *key) {
+        if let Some(e) = &f.error {
+            out.push(note(
+                true,
+                format!("flag {} could not be read ({e}): whether it changed near the deploy is unknown", f.name),
+            ));
+        }
+    }
+    out
+}
+
 /// Terraform states that changed within the migration window of the deploy: a
 /// rollback does not revert them, and backout only advises.
 fn infrastructure(state: &State, deployed: Option<Timestamp>) -> Vec<Note> {
@@ -327,6 +356,7 @@ pub fn notes(
             _ => {}
         }
     }
+    out.extend(flag_notes(state, key, svc));
     out.extend(infrastructure(state, deployed));
     for changed in changed_config(state, key, svc, deployed) {
         out.push(note(

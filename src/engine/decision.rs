@@ -18,7 +18,13 @@ pub fn decide(state: &State, key: &ServiceKey) -> Decision {
         return Decision::default();
     };
     let history = rollout::history(svc.replicasets.values());
-    let deployed = lineage::deployed_at(svc, &history);
+    // A flag turned on since the deploy is the latest change: the gates time from it.
+    let window = state.config.policy.onset_window;
+    let flag = super::model::flags::in_play(state.flags.values(), key, state.now, window);
+    let deployed = match (lineage::deployed_at(svc, &history), flag) {
+        (Some(d), Some((_, on))) => Some(d.max(on)),
+        (d, f) => d.or(f.map(|(_, on)| on)),
+    };
     let rollout_state = svc.deployment.as_ref().map(rollout::status);
     let paused = svc.deployment.as_ref().is_some_and(|d| d.paused);
     let target = lineage::target(svc, &history);

@@ -367,6 +367,7 @@ pub fn preview(from: u64, to: u64) -> Preview {
         switch: None,
         abort: false,
         revert: None,
+        flag: None,
     }
 }
 

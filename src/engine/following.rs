@@ -29,6 +29,7 @@ fn preview_of(svc: &Service, r: &SeenRollback) -> Preview {
         switch: None,
         abort: false,
         revert: None,
+        flag: None,
     }
 }
 

@@ -95,10 +95,19 @@ fn onset_after_deploy(c: &Context) -> Gate {
         );
         return gate(false, why);
     }
-    // A canary's revision starts when its ReplicaSet does, at the first step.
-    let began = match c.svc.deployment.as_ref().and_then(|d| d.canary.as_ref()) {
-        Some(_) => format!("revision {revision}'s canary began"),
-        None => format!("revision {revision} rolled out"),
+    // A canary's revision starts when its ReplicaSet does, at the first step; a flag
+    // turned on since is the latest change.
+    let policy_window = policy.onset_window;
+    let flags = c.state.flags.values();
+    let flag = super::model::flags::in_play(flags, c.key, c.state.now, policy_window)
+        .filter(|(_, on)| Some(*on) == c.deployed);
+    let began = match (
+        flag,
+        c.svc.deployment.as_ref().and_then(|d| d.canary.as_ref()),
+    ) {
+        (Some((f, _)), _) => format!("flag {} was turned on", f.name),
+        (None, Some(_)) => format!("revision {revision}'s canary began"),
+        (None, None) => format!("revision {revision} rolled out"),
     };
     gate(
         after <= secs(policy.onset_window),
@@ -141,6 +150,16 @@ fn failure_signal(c: &Context) -> Gate {
 
 /// Gate 7: there is a target (not one rolled back from) and the Deployment is not paused.
 fn target_exists(c: &Context) -> Gate {
+    let window = c.state.config.policy.onset_window;
+    let flags = c.state.flags.values();
+    if let Some((f, _)) = super::model::flags::in_play(flags, c.key, c.state.now, window) {
+        return Gate {
+            number: 7,
+            name: "target exists",
+            passed: true,
+            evidence: format!("the kill switch: flag {} can be turned off", f.name),
+        };
+    }
     let missing = missing_images(c);
     let evidence = match (c.target, c.paused) {
         (_, true) => "the Deployment is paused; resume it before any rollback".into(),
@@ -316,11 +335,11 @@ fn no_migration(c: &Context) -> Gate {
 /// Gate 6: outside the cooldown after any automatic rollback, and this service's
 /// blackout after a rollback by anyone.
 fn quiet(c: &Context) -> Gate {
-    let (state, svc) = (c.state, c.svc);
+    let state = c.state;
     let policy = &state.config.policy;
     let within = |t: Timestamp, d: Duration| state.now.duration_since(t).as_secs() < secs(d);
     let evidence = if let Some((t, by)) =
-        last_rollback(state, svc).filter(|(t, _)| within(*t, policy.blackout))
+        last_rollback(state, c.key).filter(|(t, _)| within(*t, policy.blackout))
     {
         Some(format!(
             "rolled back {} ago by {by}; the blackout lasts {}",

@@ -104,8 +104,7 @@ fn a_restarted_watcher_knows_the_rollback_and_never_undoes_it() {
         state.last_auto_rollback.is_some(),
         "the cooldown counts another process's automatic rollback"
     );
-    let (at, by) =
-        super::lineage::last_rollback(&state, &state.services[&key("checkout")]).unwrap();
+    let (at, by) = super::lineage::last_rollback(&state, &key("checkout")).unwrap();
     assert_eq!((at, by.as_str()), (t(150), "backout-watch@pod-1"));
     // The bad build's errors drain through the blackout, then linger past it.
     let mut effects = run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 
 use super::rollout::Revision;
-use super::state::{Service, State};
+use super::state::{Service, ServiceKey, State};
 
 /// Every revision number a ReplicaSet has held: the ones it left, then its current one.
 fn numbers(rs: &Revision) -> Vec<u64> {
@@ -238,7 +238,19 @@ pub fn target<'a>(svc: &Service, history: &'a [Revision]) -> Option<&'a Revision
 /// When this service was last rolled back, by anyone: this process's memory, or the
 /// cluster's. A rollback whose time nothing tells is taken as now: unknown is never
 /// "long ago".
-pub fn last_rollback(state: &State, svc: &Service) -> Option<(Timestamp, String)> {
+pub fn last_rollback(state: &State, key: &ServiceKey) -> Option<(Timestamp, String)> {
+    let svc = state.services.get(key)?;
+    // A kill switch thrown by anyone: the flag's provider says when, for every process.
+    let killed = state
+        .flags
+        .values()
+        .filter(|f| f.service == *key)
+        .filter_map(|f| {
+            let at = f.turned_off_at()?;
+            let by = f.changed_by.clone().unwrap_or_else(|| "someone".into());
+            Some((at, format!("{by} (flag {} turned off)", f.name)))
+        })
+        .max_by_key(|(t, _)| *t);
     let from_cluster = svc.lineage.latest().map(|r| {
         let at = r.at.unwrap_or(state.now);
         let dated = if r.at.is_some() {
@@ -259,6 +271,7 @@ pub fn last_rollback(state: &State, svc: &Service) -> Option<(Timestamp, String)
         .map(|t| (t, "backout".to_string()))
         .into_iter()
         .chain(patched)
+        .chain(killed)
         .max_by_key(|(t, _)| *t);
     match (from_cluster, own) {
         (Some(c), Some(o)) => Some(if c.0 >= o.0 { c } else { o }),

@@ -205,6 +205,8 @@ pub struct State {
     pub alerts_answered_at: Option<Timestamp>,
     /// The Terraform states watched, by name, as last read.
     pub infra: BTreeMap<String, super::model::infra::InfraState>,
+    /// The `[[flag]]` feature flags, by name, as last read.
+    pub flags: BTreeMap<String, super::model::flags::FlagState>,
     /// What the configured registries said of rollback targets' images.
     pub images: BTreeMap<String, super::model::images::ImagePresence>,
     /// The pod the console has open, if any.
@@ -232,6 +234,7 @@ impl State {
             alerts_answered_at: None,
             images: BTreeMap::new(),
             infra: BTreeMap::new(),
+            flags: BTreeMap::new(),
             sources: BTreeMap::new(),
             last_auto_rollback: None,
             synced: Default::default(),

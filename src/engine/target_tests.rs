@@ -186,3 +186,79 @@ fn a_terraform_change_near_the_deploy_is_named_and_an_unreadable_state_is_unknow
         && n.text
             .contains("is unknown: state.tfstate: permission denied")));
 }
+
+mod flags {
+    use crate::engine::decision::Action;
+    use crate::engine::fixtures::*;
+    use crate::engine::model::flags::FlagState;
+    use crate::engine::msg::Msg;
+    use crate::engine::update::update;
+
+    fn flag(on: bool, at: i64) -> Msg {
+        Msg::Flag(FlagState {
+            name: "new-coupons".into(),
+            service: key("checkout"),
+            on: Some(on),
+            changed_at: Some(t(at)),
+            changed_by: Some("dana@unleash".into()),
+            error: None,
+        })
+    }
+
+    #[test]
+    fn a_flag_turned_on_after_the_deploy_is_the_change_and_its_kill_a_rollback_for_all() {
+        let mut state = world("[policy]\nauto_rollback = true\n");
+        update(&mut state, flag(true, 20));
+        run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+        let d = &state.services[&key("checkout")].decision;
+        assert_eq!(d.action, Action::AutoRollback, "{d:?}");
+        assert!(
+            d.gates[0]
+                .evidence
+                .contains("after flag new-coupons was turned on"),
+            "gate 1 times from the flag: {}",
+            d.gates[0].evidence
+        );
+        assert!(
+            d.gates[6].evidence.contains("the kill switch"),
+            "{:?}",
+            d.gates[6]
+        );
+        assert!(d
+            .blast_radius
+            .iter()
+            .any(|n| n.text.contains("flag new-coupons was turned on") && !n.risk));
+        // Turned off by anyone: every process reads it as a rollback, and the
+        // blackout holds the next decision back.
+        update(&mut state, flag(false, 210));
+        let (at, by) = crate::engine::lineage::last_rollback(&state, &key("checkout")).unwrap();
+        assert_eq!(at, t(210));
+        assert!(by.contains("flag new-coupons turned off"), "{by}");
+        run(&mut state, "checkout", "error-rate", 0.001, 0.25, 215, 300);
+        let d = &state.services[&key("checkout")].decision;
+        assert_ne!(d.action, Action::AutoRollback, "inside the blackout: {d:?}");
+    }
+
+    #[test]
+    fn an_unread_flag_is_unknown_never_the_change() {
+        let mut state = world("");
+        update(
+            &mut state,
+            Msg::Flag(FlagState {
+                name: "new-coupons".into(),
+                service: key("checkout"),
+                on: None,
+                changed_at: None,
+                changed_by: None,
+                error: Some("Unleash refused (401)".into()),
+            }),
+        );
+        run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+        let d = &state.services[&key("checkout")].decision;
+        assert!(d
+            .blast_radius
+            .iter()
+            .any(|n| n.risk && n.text.contains("could not be read (Unleash refused (401))")));
+        assert!(!d.gates[6].evidence.contains("kill switch"));
+    }
+}

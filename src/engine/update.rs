@@ -105,6 +105,11 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             changed
         }
         Msg::Target(read) => super::target_apply::apply(state, read),
+        Msg::Flag(flag) => {
+            let service = flag.service.clone();
+            state.flags.insert(flag.name.clone(), flag);
+            vec![service]
+        }
         Msg::Infra(seen) => {
             state.infra.insert(seen.name.clone(), seen);
             state.services.keys().cloned().collect()
@@ -338,10 +343,12 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
     // shipped since: that is a new story, judged on its own (gate 6 still holds it
     // back from being automatic).
     let svc = state.services.get(&answer.service)?;
-    let in_blackout = super::lineage::last_rollback(state, svc).is_some_and(|(r, _)| {
-        now.duration_since(r).as_secs() < policy.blackout.as_secs() as i64
-            && (svc.lineage.current_is_rollback || svc.decision.deployed_at.is_none_or(|d| d <= r))
-    });
+    let in_blackout =
+        super::lineage::last_rollback(state, &answer.service).is_some_and(|(r, _)| {
+            now.duration_since(r).as_secs() < policy.blackout.as_secs() as i64
+                && (svc.lineage.current_is_rollback
+                    || svc.decision.deployed_at.is_none_or(|d| d <= r))
+        });
     let svc = state.services.get_mut(&answer.service)?;
     let t = svc.triggers.entry(trigger.name.clone()).or_default();
     let judged = signals::judge(

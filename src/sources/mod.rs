@@ -1,9 +1,10 @@
 //! Where messages come from: Kubernetes watchers, the Prometheus poller, the
-//! Alertmanager poller, the Terraform state reader, the Lambda alias reader, and
+//! Alertmanager poller, the Terraform state reader, the Lambda alias and feature flag readers, and
 //! the reader of the pod the console opened. Each sends typed messages by value into the
 //! core's one channel.
 
 pub mod alertmanager;
+pub mod flags;
 pub mod kube;
 pub mod lambda;
 pub mod lean;

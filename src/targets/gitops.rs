@@ -192,6 +192,7 @@ pub async fn plan(
                 author,
                 auto_sync: cfg.auto_sync,
             })),
+            flag: None,
         };
         Ok(Plan { preview, images })
     })

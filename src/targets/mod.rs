@@ -6,12 +6,14 @@
 //! | Deployment | `apps/v1` Deployments (`engine::kept`) | `actions::rollback` (undo to a revision), or `actions::bluegreen` for a live colour | `kubectl rollout undo` |
 //! | Argo Rollout | `argoproj.io/v1alpha1` Rollouts (`argo_rollout`) | abort during a canary, undo after promotion (`argo_rollout::revert`) | `kubectl argo rollouts abort` / `undo` |
 //! | Deployment synced from Git (`[[gitops]]`) | as a Deployment | `git revert` of the commit that shipped the image, pushed (`gitops`) | `git revert SHA && git push` |
+//! | Deployment whose code reads a feature flag (`[[flag]]`), the flag turned on lately | as a Deployment, and the flag from Unleash (`sources::flags`) | turn the flag off: the kill switch (`flag`) | `curl -X POST …/environments/ENV/off` |
 //! | AWS Lambda alias (`[[lambda]]`) | the Lambda API, polled (`sources::lambda`) | one `UpdateAlias` back to the stable or previous version (`lambda::revert`) | `aws lambda update-alias` |
 //!
 //! Everything downstream of the summary (`engine::kept::WorkloadSummary`) works over
 //! any kind: decisions, the console, `status`, `gate`, `watch` and the report.
 
 pub mod argo_rollout;
+pub mod flag;
 pub mod gitops;
 pub mod lambda;
 

@@ -44,6 +44,31 @@ fn heading(
     let workload = svc.and_then(|s| s.deployment.as_ref());
     let kind = workload.map(|w| w.kind).unwrap_or_default();
     let canary = workload.and_then(|w| w.canary.as_ref());
+    if let Some((pl, f)) = planned.and_then(|pl| pl.flag.as_deref().map(|f| (pl, f))) {
+        let when = match (&f.turned_on_at, &f.turned_on_by) {
+            (Some(at), by) => format!(
+                "turned on {} ago{}",
+                ago(jiff::Timestamp::now(), *at),
+                by.as_ref().map_or(String::new(), |b| format!(" by {b}"))
+            ),
+            (None, _) => "on".into(),
+        };
+        return vec![
+            Line::styled(
+                format!("Turn off flag {} for {}?", f.name, dialog.service),
+                p.bold(),
+            ),
+            Line::raw(format!(
+                "{when}; the kill switch leaves the template at revision {}",
+                pl.from_revision
+            )),
+            Line::raw(format!(
+                "environment {} of project {} at {}",
+                f.environment, f.project, f.url
+            )),
+            Line::styled(pl.kubectl.clone(), p.fg(Color::DarkGray)),
+        ];
+    }
     let revert = planned.and_then(|pl| pl.revert.as_deref().map(|r| (pl, r)));
     if let Some((pl, r)) = revert {
         let sync = match r.auto_sync {
@@ -172,6 +197,13 @@ fn dry_run_line(
         ),
         None => (
             Line::styled("dry run: asking the API server…", p.fg(Color::Yellow)),
+            false,
+        ),
+        Some(Ok(pl)) if pl.flag.is_some() && !pl.already_there => (
+            Line::styled(
+                "check: the flag read afresh is on; turning it off is one call",
+                p.fg(Color::Green),
+            ),
             false,
         ),
         Some(Ok(pl)) if lambda && !pl.already_there => (

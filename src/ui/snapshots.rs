@@ -170,6 +170,7 @@ fn the_dialog_for_a_live_blue_green_colour_shows_the_switch() {
         switch: Some(Box::new(switch)),
         abort: false,
         revert: None,
+        flag: None,
         ..preview(2, 1)
     });
     update(
@@ -195,6 +196,7 @@ fn the_dialog_on_an_argo_canary_offers_the_abort() {
         kubectl: "kubectl argo rollouts abort checkout -n shop".into(),
         abort: true,
         revert: None,
+        flag: None,
         ..preview(2, 1)
     });
     update(

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod controller;
 pub mod faults;
+pub mod flags;
 pub mod gitops;
 pub mod lambda;
 pub mod resources;
@@ -74,7 +75,7 @@ impl Default for SimOptions {
 
 /// What the HTTP handlers and the control loop share. Locks are held only for
 /// short synchronous sections, never across an await; store before telemetry before
-/// lambda.
+/// lambda; flags before telemetry.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Access {
     pub user: String,
@@ -98,6 +99,8 @@ pub struct SimState {
     pub faults: Mutex<faults::Faults>,
     /// The scenario's Lambda functions, served on the Lambda API's paths.
     pub lambda: Mutex<lambda::Functions>,
+    /// The scenario's feature flags, served on Unleash's admin API paths.
+    pub flags: Mutex<flags::Flags>,
 }
 
 pub struct Sim {
@@ -120,10 +123,12 @@ impl Sim {
         let mut store = Store::new(opts.watch_log);
         let mut telemetry = Telemetry::new(opts.seed);
         let mut functions = lambda::Functions::default();
+        let mut flag_set = flags::Flags::default();
         if let Some(s) = &opts.scenario {
             world::seed(&mut store, &mut telemetry, s)
                 .map_err(|e| anyhow::anyhow!("scenario {}: {e}", s.name))?;
             functions = lambda::Functions::seed(&s.functions);
+            flag_set = flags::Flags::seed(&s.flags, &s.namespace);
             for f in &s.functions {
                 telemetry.traffic.set_rps(&f.namespace, &f.name, f.rps);
             }
@@ -138,6 +143,7 @@ impl Sim {
             bookmark_interval: opts.bookmark_interval,
             faults: Mutex::new(faults::Faults::default()),
             lambda: Mutex::new(functions),
+            flags: Mutex::new(flag_set),
         });
         let listener = std::net::TcpListener::bind(opts.listen).with_context(|| {
             format!(
@@ -364,6 +370,12 @@ async fn run(state: Arc<SimState>, opts: SimOptions, repo: Option<gitops::Repo>)
                     });
                     continue;
                 }
+            }
+            if let scenario::Action::Flag(f) = &action {
+                drop(store);
+                flags::toggle(&state, &f.name, f.on, &f.by);
+                store = state.store.lock().expect("store lock");
+                continue;
             }
             if let scenario::Action::Deploy(d) = &action {
                 let mut functions = state.lambda.lock().expect("lambda lock");

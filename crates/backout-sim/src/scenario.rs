@@ -22,6 +22,9 @@ pub struct Scenario {
     /// AWS Lambda functions behind an alias, served on the Lambda API's paths.
     #[serde(default, rename = "function")]
     pub functions: Vec<FunctionSpec>,
+    /// Feature flags, served on Unleash's admin API paths; each starts off.
+    #[serde(default, rename = "flag")]
+    pub flags: Vec<FlagSpec>,
     #[serde(default)]
     pub images: BTreeMap<String, ImageBehaviour>,
     #[serde(default, rename = "event")]
@@ -74,6 +77,25 @@ pub struct FunctionSpec {
     pub rps: f64,
     pub change_cause: Option<String>,
     pub canary_weight: Option<f64>,
+}
+
+/// A feature flag `service` reads: on, the service fails `error_ratio` of requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagSpec {
+    pub name: String,
+    pub service: String,
+    pub error_ratio: f64,
+}
+
+/// A flag turned on or off by someone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagChange {
+    pub name: String,
+    pub on: bool,
+    #[serde(default = "default_deployer")]
+    pub by: String,
 }
 
 fn default_alias() -> String {
@@ -133,6 +155,7 @@ pub struct Event {
     pub fault: Option<Fault>,
     /// Replaces the simulator's fault switchboard (see `crate::faults`).
     pub faults: Option<crate::faults::Faults>,
+    pub flag: Option<FlagChange>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +207,7 @@ pub enum Action {
     Traffic(TrafficChange),
     Fault(Fault),
     Faults(crate::faults::Faults),
+    Flag(FlagChange),
 }
 
 fn default_namespace() -> String {
@@ -270,6 +294,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "lambda-alias",
         include_str!("../../../assets/scenarios/lambda-alias.toml"),
     ),
+    (
+        "flag-kill",
+        include_str!("../../../assets/scenarios/flag-kill.toml"),
+    ),
 ];
 
 impl Scenario {
@@ -319,6 +347,15 @@ impl Scenario {
             .chain(self.functions.iter().map(|f| f.name.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
+        if let Some(f) = self.flags.iter().find(|f| !known(&f.service)) {
+            return Err(ScenarioError::Parse {
+                file: file.into(),
+                message: format!(
+                    "flag {:?} is read by unknown service {:?}; services are: {names}",
+                    f.name, f.service
+                ),
+            });
+        }
         for f in &self.functions {
             if known(&f.name) || f.canary_weight.is_some_and(|w| !(w > 0.0 && w < 1.0)) {
                 return Err(ScenarioError::Parse {
@@ -354,6 +391,10 @@ impl Scenario {
                 Action::Traffic(t) => Some(&t.service),
                 Action::Fault(f) => Some(&f.service),
                 Action::ConfigMap(_) | Action::Faults(_) => None,
+                Action::Flag(f) if !self.flags.iter().any(|x| x.name == f.name) => {
+                    return Err(invalid(event.span(), format!("unknown flag {:?}", f.name)));
+                }
+                Action::Flag(_) => None,
             };
             // A function is deployed, never given faults or traffic changes.
             let deploy = matches!(action, Action::Deploy(_));
@@ -401,6 +442,9 @@ impl Event {
         }
         if let Some(f) = &self.fault {
             found.push(Action::Fault(f.clone()));
+        }
+        if let Some(f) = &self.flag {
+            found.push(Action::Flag(f.clone()));
         }
         if let Some(board) = &self.faults {
             board.validate()?;

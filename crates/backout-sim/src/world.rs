@@ -187,7 +187,8 @@ pub fn apply(
             telemetry.traffic.set_fault(ns, f.clone());
             Ok(())
         }
-        // The switchboard lives beside the store, and the control loop sets it.
-        Action::Faults(_) => Ok(()),
+        // The switchboard lives beside the store, and the control loop sets it; so
+        // do the flags.
+        Action::Faults(_) | Action::Flag(_) => Ok(()),
     }
 }

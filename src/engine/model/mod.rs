@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod decision;
 pub mod evidence;
+pub mod flags;
 pub mod images;
 pub mod infra;
 pub mod journal;

@@ -89,6 +89,8 @@ pub enum Msg {
     Infra(super::infra::InfraState),
     /// A target outside the cluster (a Lambda alias), as last read.
     Target(TargetRead),
+    /// A `[[flag]]` feature flag, as last read.
+    Flag(super::flags::FlagState),
     /// The registries' answers about rollback targets' images.
     ImagesChecked(Vec<(String, super::images::ImagePresence)>),
     /// The console opened a pod (`opened` numbers the opening), or closed it (`None`).

@@ -52,6 +52,23 @@ pub struct Preview {
     /// `git revert` pushed to the branch it syncs, never a patch it would undo.
     #[serde(default)]
     pub revert: Option<Box<GitRevert>>,
+    /// Set when a feature flag turned on lately is the change: the rollback turns it
+    /// off (the kill switch) and the template stays.
+    #[serde(default)]
+    pub flag: Option<Box<FlagKill>>,
+}
+
+/// The flag a kill switch turns off, and where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagKill {
+    pub name: String,
+    pub project: String,
+    pub environment: String,
+    /// Unleash's base URL.
+    pub url: String,
+    /// When it was turned on, and by whom, as Unleash's events say.
+    pub turned_on_at: Option<Timestamp>,
+    pub turned_on_by: Option<String>,
 }
 
 /// The commit a GitOps rollback reverts, and where.

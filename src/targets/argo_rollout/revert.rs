@@ -161,6 +161,7 @@ pub async fn plan(client: &Client, req: &Request) -> Result<Plan, RollbackError>
         switch: None,
         abort,
         revert: None,
+        flag: None,
     };
     Ok(Plan {
         namespace: namespace.into(),

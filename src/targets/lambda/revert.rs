@@ -116,6 +116,7 @@ pub fn plan_from(alias: Alias, req: &Request) -> Result<Plan, RollbackError> {
         // A shift makes no version: the one rolled back from stays the newest.
         abort: true,
         revert: None,
+        flag: None,
     };
     Ok(Plan {
         preview,

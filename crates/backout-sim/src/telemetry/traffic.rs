@@ -171,6 +171,16 @@ impl Traffic {
         self.services.entry(key).or_default().fault = Some(fault);
     }
 
+    /// Ends the fault on `namespace/service`: its images behave as they do again.
+    pub fn clear_fault(&mut self, namespace: &str, service: &str) {
+        if let Some(load) = self
+            .services
+            .get_mut(&(namespace.to_string(), service.to_string()))
+        {
+            load.fault = None;
+        }
+    }
+
     /// The services receiving traffic, as (namespace, name).
     pub fn services(&self) -> impl Iterator<Item = &(String, String)> {
         self.services.keys()

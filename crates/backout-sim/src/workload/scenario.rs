@@ -155,6 +155,11 @@ pub async fn play(
                 "skipped a fault switchboard change: it belongs to the simulator's own API server"
                     .to_string()
             }
+            Action::Flag(f) => format!(
+                "skipped turning flag {} {}: flags are served by the simulator's own API server",
+                f.name,
+                if f.on { "on" } else { "off" }
+            ),
         };
         println!("{}: {done}", humantime::format_duration(at));
     }
