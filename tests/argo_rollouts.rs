@@ -13,29 +13,15 @@ use serde_json::Value;
 
 /// The shipped canary-abort scenario, its bad canary shipped 2 s in.
 fn canary_abort() -> Scenario {
-    let mut scenario = Scenario::load("canary-abort").expect("a shipped scenario");
-    for e in &mut scenario.timeline {
-        e.get_mut().at = Duration::from_secs(2);
-    }
-    scenario
+    common::shipped_at("canary-abort", Duration::from_secs(2))
 }
 
 fn config(c: &Cluster) -> String {
-    c.dir().join("backout.toml").display().to_string()
+    common::config_of(c)
 }
 
 async fn checkout(c: &Cluster) -> Value {
-    let out = c
-        .backout(&["status", "--config", &config(c), "-o", "json"], &[])
-        .await;
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    report["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["service"]["name"] == "checkout")
-        .cloned()
-        .unwrap_or_default()
+    common::status_of(c, "checkout", &[]).await
 }
 
 async fn rollout(c: &Cluster) -> Value {

@@ -21,21 +21,11 @@ fn flag_kill() -> Scenario {
 }
 
 fn config(c: &Cluster) -> String {
-    c.dir().join("backout.toml").display().to_string()
+    common::config_of(c)
 }
 
 async fn checkout(c: &Cluster) -> Value {
-    let out = c
-        .backout(&["status", "--config", &config(c), "-o", "json"], &[])
-        .await;
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    report["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["service"]["name"] == "checkout")
-        .cloned()
-        .unwrap_or_default()
+    common::status_of(c, "checkout", &[]).await
 }
 
 fn flag_on(c: &Cluster) -> bool {

@@ -14,29 +14,15 @@ use serde_json::Value;
 
 /// The shipped lambda-alias scenario, its bad version shipped 2 s in.
 fn lambda_alias() -> Scenario {
-    let mut scenario = Scenario::load("lambda-alias").expect("a shipped scenario");
-    for e in &mut scenario.timeline {
-        e.get_mut().at = Duration::from_secs(2);
-    }
-    scenario
+    common::shipped_at("lambda-alias", Duration::from_secs(2))
 }
 
 fn config(c: &Cluster) -> String {
-    c.dir().join("backout.toml").display().to_string()
+    common::config_of(c)
 }
 
 async fn payments(c: &Cluster) -> Value {
-    let out = c
-        .backout(&["status", "--config", &config(c), "-A", "-o", "json"], &[])
-        .await;
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    report["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["service"]["name"] == "payments-api")
-        .cloned()
-        .unwrap_or_default()
+    common::status_of(c, "payments-api", &["-A"]).await
 }
 
 /// (version, weights, description) of the alias, and the function's tags.

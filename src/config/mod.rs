@@ -217,6 +217,13 @@ fn default_concurrency() -> usize {
 
 /// The configuration in force: the file's values, built-in triggers merged with the
 /// file's overrides, and paths resolved against the file's directory.
+/// A path in backout.toml is relative to the file.
+fn beside(base: &Path, path: &mut PathBuf) {
+    if path.is_relative() {
+        *path = base.join(&*path);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: Option<PathBuf>,
@@ -310,11 +317,7 @@ impl Config {
         let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
         let mut prometheus = raw.prometheus;
         if let Some(p) = prometheus.as_mut() {
-            if let Some(ca) = p.ca_file.as_mut() {
-                if ca.is_relative() {
-                    *ca = base.join(&*ca);
-                }
-            }
+            p.ca_file.iter_mut().for_each(|ca| beside(base, ca));
             if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
                 return Err(format!(
                     "[prometheus] url {:?} must start with http:// or https://",
@@ -384,9 +387,7 @@ impl Config {
                 .flags
                 .into_iter()
                 .map(|mut f| {
-                    if let Some(ca) = f.ca_file.as_mut().filter(|c| c.is_relative()) {
-                        *ca = base.join(&*ca);
-                    }
+                    f.ca_file.iter_mut().for_each(|ca| beside(base, ca));
                     f
                 })
                 .collect(),
@@ -394,9 +395,7 @@ impl Config {
                 .lambda
                 .into_iter()
                 .map(|mut l| {
-                    if let Some(ca) = l.ca_file.as_mut().filter(|c| c.is_relative()) {
-                        *ca = base.join(&*ca);
-                    }
+                    l.ca_file.iter_mut().for_each(|ca| beside(base, ca));
                     l
                 })
                 .collect(),
@@ -404,9 +403,7 @@ impl Config {
                 .terraform
                 .into_iter()
                 .map(|mut t| {
-                    if t.state.is_relative() {
-                        t.state = base.join(&t.state);
-                    }
+                    beside(base, &mut t.state);
                     t
                 })
                 .collect(),

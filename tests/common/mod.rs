@@ -74,6 +74,37 @@ pub async fn start_in(dir: tempfile::TempDir, scenario: Scenario, opts: SimOptio
     Cluster { sim, dir }
 }
 
+/// A shipped scenario with every event moved to `at` after the start.
+pub fn shipped_at(name: &str, at: Duration) -> Scenario {
+    let mut scenario = Scenario::load(name).expect("a shipped scenario");
+    for e in &mut scenario.timeline {
+        e.get_mut().at = at;
+    }
+    scenario
+}
+
+/// The config `backout sim` wrote beside the cluster.
+pub fn config_of(c: &Cluster) -> String {
+    c.dir().join("backout.toml").display().to_string()
+}
+
+/// One service's entry in `backout status -o json`, with `extra` arguments (null
+/// when the status does not list it).
+pub async fn status_of(c: &Cluster, service: &str, extra: &[&str]) -> serde_json::Value {
+    let config = config_of(c);
+    let mut args = vec!["status", "--config", &config, "-o", "json"];
+    args.extend(extra);
+    let out = c.backout(&args, &[]).await;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    report["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["service"]["name"] == service)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// True when `tool` is on PATH. Under CI a missing tool fails the test instead.
 pub fn have(tool: &str) -> bool {
     let found = Command::new("sh")
