@@ -353,6 +353,40 @@ fn the_dialog_on_a_lambda_alias_shifts_it_back_as_aws_lambda_update_alias_would(
 }
 
 #[test]
+fn the_dialog_on_an_mlflow_model_alias_moves_champion_back() {
+    if !have("tmux") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = demo_of("model-alias", "backout-model", dir.path());
+    let bin = env!("CARGO_BIN_EXE_backout");
+    let screen = tmux.wait_for("error-rate firing", Duration::from_secs(60));
+    assert!(screen.contains("fraud-model [model]"), "{screen}");
+    tmux.keys(&["r"]);
+    let dialog = tmux.wait_for(
+        "Shift models/fraud-model back to version 1?",
+        Duration::from_secs(5),
+    );
+    assert!(dialog.contains("set_registered_model_alias"), "{dialog}");
+    tmux.wait_for(
+        "check: alias read afresh, shift v2 → v1",
+        Duration::from_secs(10),
+    );
+    tmux.keys(&["y"]);
+    tmux.wait_for(
+        "✓ plan from a fresh read  ✓ alias updated",
+        Duration::from_secs(20),
+    );
+    tmux.keys(&["q"]);
+    tmux.wait_for("q again quits", Duration::from_secs(5));
+    tmux.keys(&["q"]);
+    gone(&format!(
+        "{bin} demo --write-config {}",
+        dir.path().display()
+    ));
+}
+
+#[test]
 fn the_dialog_on_a_flag_turned_on_lately_is_its_kill_switch() {
     if !have("tmux") || !have("curl") {
         return;

@@ -232,6 +232,23 @@ async fn check(name: &'static str) -> Vec<String> {
                 ),
             );
         }
+        "model-alias" => {
+            let champion = {
+                let functions = c.sim.state.lambda.lock().unwrap();
+                functions.by_name["fraud-model"].aliases["champion"]
+                    .version
+                    .clone()
+            };
+            expect(
+                champion == "2",
+                format!("champion moved to version 2: {champion}"),
+            );
+            let errors = ratio("fraud-model").await;
+            expect(
+                errors > Some(0.05),
+                format!("fraud-model error ratio {errors:?} should breach 5%"),
+            );
+        }
         "flag-kill" => {
             let on = c.sim.state.flags.lock().unwrap().by_name["new-coupon-engine"].on;
             expect(on, "the flag was turned on".into());
@@ -259,7 +276,7 @@ async fn every_shipped_scenario_does_what_it_describes() {
         .iter()
         .map(|(n, _)| *n)
         .collect();
-    assert_eq!(names.len(), 12);
+    assert_eq!(names.len(), 13);
     let results = futures::future::join_all(names.into_iter().map(check)).await;
     let problems: Vec<String> = results.into_iter().flatten().collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -3,24 +3,23 @@
 //! A Deployment that is the live colour of a configured blue-green Service is rolled
 //! back by switching the Service; any other by undoing its template. Which one is
 //! read from the cluster each time, never remembered. Other kinds revert their own
-//! way (`crate::targets`): an Argo Rollout aborts its canary, or undoes; a Lambda
-//! alias shifts back, guarded by its RevisionId instead of a Lease (the alias lives
-//! in no namespace of the cluster).
+//! way (`crate::targets`): an Argo Rollout aborts its canary, or undoes; a Lambda or
+//! MLflow alias shifts back (`alias_shift`), without a Lease (the alias lives in no
+//! namespace of the cluster); a flag turned on lately is turned off.
 
 use tokio::sync::mpsc;
 
 use super::notify::Notice;
 use super::runner::{append, send_notice, Context, Leases, SharedJournal};
-use super::{access, bluegreen, lease, rollback};
+use super::{access, alias_shift, bluegreen, lease, rollback};
 use crate::config::flags::FlagConfig;
 use crate::config::gitops::GitOpsConfig;
-use crate::config::lambda::LambdaConfig;
 use crate::engine::journal::{Entry, Record};
 use crate::engine::lineage::RollbackRecord;
 use crate::engine::msg::RollbackOrder;
 use crate::engine::rollbacks::{Expected, Preview, RollbackError, Step};
 use crate::engine::{Msg, ServiceKey};
-use crate::targets::{argo_rollout, flag, gitops, lambda, TargetKind};
+use crate::targets::{argo_rollout, flag, gitops, TargetKind};
 
 pub(super) fn request(
     ctx: &Context,
@@ -92,10 +91,12 @@ pub(super) async fn preview(
         (None, TargetKind::ArgoRollout) => {
             rollout_dry_run(&ctx, &req).await.map_err(|e| e.to_string())
         }
-        (None, TargetKind::LambdaAlias) => lambda_plan(&ctx, &service, &req)
-            .await
-            .map(|(_, _, plan)| plan.preview)
-            .map_err(|e| e.to_string()),
+        (None, TargetKind::LambdaAlias | TargetKind::ModelAlias) => {
+            alias_shift::plan(&ctx, kind, &service, &req)
+                .await
+                .map(|(_, plan)| plan.preview)
+                .map_err(|e| e.to_string())
+        }
         (None, TargetKind::Deployment) => dry_run(&ctx, &service, &req, switch_to.as_deref())
             .await
             .map_err(|e| e.to_string()),
@@ -107,31 +108,6 @@ pub(super) async fn preview(
             result,
         })
         .await;
-}
-
-/// The `[[lambda]]` entry of a service, a client for it, and the shift planned from a
-/// fresh read of the alias (Lambda has no dry run: this read is the check).
-async fn lambda_plan<'a>(
-    ctx: &'a Context,
-    key: &ServiceKey,
-    req: &rollback::Request,
-) -> Result<
-    (
-        &'a LambdaConfig,
-        aws_sdk_lambda::Client,
-        lambda::revert::Plan,
-    ),
-    RollbackError,
-> {
-    let cfg = ctx
-        .config
-        .lambda
-        .iter()
-        .find(|l| l.namespace == key.namespace && l.service() == key.name)
-        .ok_or_else(|| RollbackError::NotFound(format!("[[lambda]] entry for {key}")))?;
-    let client = lambda::aws::client(cfg).await.map_err(RollbackError::Api)?;
-    let plan = lambda::revert::plan(&client, cfg, req).await?;
-    Ok((cfg, client, plan))
 }
 
 /// The `[[gitops]]` entry of a Deployment a GitOps controller syncs from Git.
@@ -258,8 +234,8 @@ async fn run(
     journal: &SharedJournal,
 ) -> Result<Step, RollbackError> {
     let key = &order.service;
-    if order.kind == TargetKind::LambdaAlias {
-        return match land_lambda(ctx, order, tx, journal).await? {
+    if matches!(order.kind, TargetKind::LambdaAlias | TargetKind::ModelAlias) {
+        return match land_alias(ctx, order, tx, journal).await? {
             Landed::AlreadyThere => Ok(Step::AlreadyThere),
             Landed::Done(notice) => {
                 tokio::spawn(send_notice(
@@ -434,9 +410,9 @@ async fn land_flag(
     Ok(Landed::Done(rolled_back(ctx, order, preview)))
 }
 
-/// A Lambda alias's shift: planned from a fresh read, the intent journaled, then the
-/// known-bad mark and the one guarded `UpdateAlias`.
-async fn land_lambda(
+/// An alias's shift: planned from a fresh read, the intent journaled, then the
+/// known-bad mark and the guarded move (`alias_shift`).
+async fn land_alias(
     ctx: &Context,
     order: &RollbackOrder,
     tx: &mpsc::Sender<Msg>,
@@ -444,7 +420,7 @@ async fn land_lambda(
 ) -> Result<Landed, RollbackError> {
     let key = &order.service;
     let req = ordered(ctx, order, order.to_revision);
-    let (cfg, client, plan) = lambda_plan(ctx, key, &req).await?;
+    let (target, plan) = alias_shift::plan(ctx, order.kind, key, &req).await?;
     let preview = plan.preview.clone();
     if preview.already_there {
         return Ok(Landed::AlreadyThere);
@@ -461,7 +437,7 @@ async fn land_lambda(
         automatic: order.automatic,
         incident: order.incident.clone(),
     };
-    lambda::revert::apply(&client, cfg, &plan, &record).await?;
+    alias_shift::apply(&target, &plan, &record).await?;
     Ok(Landed::Done(rolled_back(ctx, order, preview)))
 }
 

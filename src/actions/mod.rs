@@ -2,6 +2,7 @@
 //! rollback itself: the one place backout writes to a cluster.
 
 pub mod access;
+mod alias_shift;
 mod atlassian;
 pub mod bluegreen;
 mod execute;

@@ -115,7 +115,7 @@ impl Core {
             sources::alertmanager::spawn(am.clone(), tx.clone());
         }
         sources::terraform::spawn(config.terraform.clone(), tx.clone());
-        sources::lambda::spawn(config.lambda.clone(), tx.clone());
+        sources::aliases::spawn(&config, tx.clone());
         sources::flags::spawn(config.flags.clone(), tx.clone());
         let ticks = tx.clone();
         tokio::spawn(async move {
@@ -254,18 +254,17 @@ impl Core {
             && Core::aliases_read(state)
     }
 
-    /// Every `[[lambda]]` alias read once, or its reader failing (and saying why).
+    /// Every `[[lambda]]` and `[[model]]` alias read once, or their reader failing
+    /// (and saying why).
     pub fn aliases_read(state: &State) -> bool {
         let failing = matches!(
-            state.sources.get(&SourceId::Lambda),
+            state.sources.get(&SourceId::Aliases),
             Some(SourceHealth::Retrying { .. } | SourceHealth::Unavailable(_))
         );
         failing
-            || state
-                .config
-                .lambda
+            || sources::aliases::keys(&state.config)
                 .iter()
-                .all(|l| state.services.contains_key(&sources::lambda::key_of(l)))
+                .all(|k| state.services.contains_key(k))
     }
 
     /// Lets the runner finish what it was handed (journal lines, a Lease to give back)

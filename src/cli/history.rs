@@ -60,7 +60,10 @@ async fn lambda_history(cfg: &crate::config::lambda::LambdaConfig) -> anyhow::Re
     };
     let now = jiff::Timestamp::now();
     let current = alias.version.parse().unwrap_or(0);
-    print!("{}", table(&lambda::revisions(&alias), current, now));
+    print!(
+        "{}",
+        table(&crate::targets::alias::revisions(&alias), current, now)
+    );
     if let Some((v, w)) = alias.canary() {
         println!(
             "alias {}:{} sends {w}% of its requests to version {v}",

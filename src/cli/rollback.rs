@@ -215,9 +215,12 @@ async fn roll_back(
         None if plan.flag.is_some() => println!(
             "  check: the flag read afresh is on; the kill switch leaves the template as it is"
         ),
-        None if kind == crate::targets::TargetKind::LambdaAlias => println!(
-            "  check: alias read afresh (RevisionId {}); the shift is refused if it moves",
-            plan.resource_version
+        None if kind.kube_kind().is_none() => println!(
+            "  check: alias read afresh{}; the shift is refused if it moves",
+            match plan.resource_version.as_str() {
+                "" => " (and again just before the move)".to_string(),
+                id => format!(" (RevisionId {id})"),
+            }
         ),
         None => println!("  server dry run: accepted"),
     }
@@ -227,9 +230,7 @@ async fn roll_back(
     let (what, name) = match &plan.switch {
         Some(s) => ("service", s.service.as_str()),
         None if plan.flag.is_some() => ("flag", plan.flag.as_ref().map_or("", |f| f.name.as_str())),
-        None if kind == crate::targets::TargetKind::LambdaAlias => {
-            ("lambda alias", key.name.as_str())
-        }
+        None if kind.kube_kind().is_none() => (kind.qualified(), key.name.as_str()),
         None => ("deployment", key.name.as_str()),
     };
     if !args.yes && !confirmed(what, name)? {
@@ -438,7 +439,11 @@ impl Printed {
                     .and_then(|d| d.handle.clone())
                     .unwrap_or_else(|| key.name.clone());
                 println!(
-                    "lambda alias {alias} shifted back by {}: version {to} takes every request",
+                    "{} {alias} shifted back by {}: version {to} takes every request",
+                    state.services[key]
+                        .deployment
+                        .as_ref()
+                        .map_or("alias", |d| d.kind.qualified()),
                     p.by
                 );
             } else if p.plan.as_ref().is_some_and(|pl| pl.abort) {

@@ -219,6 +219,7 @@ pub fn write_config(
     toml.push_str(&gitops_toml(dir, scenario));
     toml.push_str(&lambda_toml(url, scenario));
     toml.push_str(&flags_toml(url, scenario));
+    toml.push_str(&models_toml(url, scenario));
     let path = dir.join("backout.toml");
     std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
@@ -237,6 +238,24 @@ fn lambda_toml(url: &str, scenario: &Scenario) -> String {
                 f.alias,
                 f.namespace,
                 backout_sim::lambda::REGION,
+                url.trim_end_matches('/')
+            )
+        })
+        .collect()
+}
+
+/// A `[[model]]` entry for each of the scenario's registered models: the simulator
+/// serves MLflow's REST paths on its own port.
+fn models_toml(url: &str, scenario: &Scenario) -> String {
+    scenario
+        .models
+        .iter()
+        .map(|m| {
+            format!(
+                "\n[[model]]\nname = {:?}\nalias = {:?}\nnamespace = {:?}\nurl = {:?}\nca_file = \"ca.crt\"\n",
+                m.name,
+                m.alias,
+                m.namespace,
                 url.trim_end_matches('/')
             )
         })

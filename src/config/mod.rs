@@ -8,6 +8,7 @@ pub mod gitops;
 pub mod grouping;
 pub mod import;
 pub mod lambda;
+pub mod model;
 pub mod notifications;
 pub mod registry;
 pub mod terraform;
@@ -52,6 +53,8 @@ pub struct RawConfig {
     pub lambda: Vec<lambda::LambdaConfig>,
     #[serde(default, rename = "flag")]
     pub flags: Vec<flags::FlagConfig>,
+    #[serde(default, rename = "model")]
+    pub models: Vec<model::ModelConfig>,
 }
 
 /// A Service rolled back by switching its selector, not by undoing a Deployment.
@@ -242,6 +245,7 @@ pub struct Config {
     pub terraform: Vec<terraform::TerraformConfig>,
     pub lambda: Vec<lambda::LambdaConfig>,
     pub flags: Vec<flags::FlagConfig>,
+    pub models: Vec<model::ModelConfig>,
 }
 
 impl Default for Config {
@@ -368,6 +372,9 @@ impl Config {
         for f in &raw.flags {
             f.check()?;
         }
+        for m in &raw.models {
+            m.check()?;
+        }
         let triggers = triggers::merge(&raw.triggers, text, raw.alertmanager.is_some())?;
         Ok(Config {
             source: path.map(Path::to_path_buf),
@@ -389,6 +396,14 @@ impl Config {
                 .map(|mut f| {
                     f.ca_file.iter_mut().for_each(|ca| beside(base, ca));
                     f
+                })
+                .collect(),
+            models: raw
+                .models
+                .into_iter()
+                .map(|mut m| {
+                    m.ca_file.iter_mut().for_each(|ca| beside(base, ca));
+                    m
                 })
                 .collect(),
             lambda: raw

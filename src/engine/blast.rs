@@ -193,6 +193,17 @@ fn alias_notes(
     target: Option<&Revision>,
     history: &[Revision],
 ) -> Vec<Note> {
+    use super::kept::TargetKind;
+    let (holds, beside) = match d.kind {
+        TargetKind::ModelAlias => (
+            "a version holds the model (its weights and signature)",
+            "the serving code and its feature pipeline, other aliases, and the predictions the new version already served or stored",
+        ),
+        _ => (
+            "a version holds the function's code and configuration (environment, memory, layers), so both go back",
+            "event source mappings, other aliases, provisioned concurrency, and whatever the new version wrote (tables, queues)",
+        ),
+    };
     let mut out = Vec::new();
     let share = d
         .canary
@@ -205,7 +216,7 @@ fn alias_notes(
         Some(t) => out.push(note(
             false,
             format!(
-                "a rollback sends every request{share} to version {} ({}): a version holds the function's code and configuration (environment, memory, layers), so both go back",
+                "a rollback sends every request{share} to version {} ({}): {holds}",
                 t.number,
                 t.images.join(", ")
             ),
@@ -215,7 +226,7 @@ fn alias_notes(
     }
     out.push(note(
         false,
-        "a rollback does not revert what lives beside the versions: event source mappings, other aliases, provisioned concurrency, and whatever the new version wrote (tables, queues)".into(),
+        format!("a rollback does not revert what lives beside the versions: {beside}"),
     ));
     out
 }
@@ -289,7 +300,7 @@ pub fn notes(
     let alias = svc
         .deployment
         .as_ref()
-        .filter(|d| d.kind == super::kept::TargetKind::LambdaAlias);
+        .filter(|d| d.kind.kube_kind().is_none());
     if let Some(d) = alias {
         out.extend(alias_notes(d, target, history));
     } else {

@@ -296,7 +296,7 @@ fn pod_spec_only(c: &Context) -> Gate {
                 unseen.join(", ")
             )
         } else if changed.is_empty() && !c.svc.has_pods() {
-            "the deploy is a new version, which holds the function's code and configuration: the shift back reverts both".into()
+            "the deploy is a new version of what the alias serves (immutable): the shift back reverts all of it".into()
         } else if changed.is_empty() {
             "no ConfigMap or Secret the pod template references changed in the window".into()
         } else {

@@ -75,7 +75,7 @@ pub fn status(d: &WorkloadSummary) -> Rollout {
 /// An Argo Rollout's progress. An abort is complete once the stable ReplicaSet runs
 /// every replica, available, and the canary none: that is the rollback rolled out.
 fn canary_status(d: &WorkloadSummary, c: &super::kept::Canary) -> Rollout {
-    if d.kind == super::kept::TargetKind::LambdaAlias {
+    if d.kind.kube_kind().is_none() {
         return alias_status(d, c);
     }
     let name = &d.name;

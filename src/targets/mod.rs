@@ -7,15 +7,18 @@
 //! | Argo Rollout | `argoproj.io/v1alpha1` Rollouts (`argo_rollout`) | abort during a canary, undo after promotion (`argo_rollout::revert`) | `kubectl argo rollouts abort` / `undo` |
 //! | Deployment synced from Git (`[[gitops]]`) | as a Deployment | `git revert` of the commit that shipped the image, pushed (`gitops`) | `git revert SHA && git push` |
 //! | Deployment whose code reads a feature flag (`[[flag]]`), the flag turned on lately | as a Deployment, and the flag from Unleash (`sources::flags`) | turn the flag off: the kill switch (`flag`) | `curl -X POST …/environments/ENV/off` |
-//! | AWS Lambda alias (`[[lambda]]`) | the Lambda API, polled (`sources::lambda`) | one `UpdateAlias` back to the stable or previous version (`lambda::revert`) | `aws lambda update-alias` |
+//! | MLflow model alias (`[[model]]`) | the MLflow REST API, polled (`sources::aliases`) | one alias write back to the previous version (`model`) | `MlflowClient().set_registered_model_alias(…)` |
+//! | AWS Lambda alias (`[[lambda]]`) | the Lambda API, polled (`sources::aliases`) | one `UpdateAlias` back to the stable or previous version (`lambda::revert`) | `aws lambda update-alias` |
 //!
 //! Everything downstream of the summary (`engine::kept::WorkloadSummary`) works over
 //! any kind: decisions, the console, `status`, `gate`, `watch` and the report.
 
+pub mod alias;
 pub mod argo_rollout;
 pub mod flag;
 pub mod gitops;
 pub mod lambda;
+pub mod model;
 
 use serde::Serialize;
 
@@ -27,6 +30,7 @@ pub enum TargetKind {
     Deployment,
     ArgoRollout,
     LambdaAlias,
+    ModelAlias,
 }
 
 /// Every kind, in the order the console lists them: the one registration.
@@ -34,6 +38,7 @@ pub const KINDS: &[TargetKind] = &[
     TargetKind::Deployment,
     TargetKind::ArgoRollout,
     TargetKind::LambdaAlias,
+    TargetKind::ModelAlias,
 ];
 
 impl TargetKind {
@@ -43,7 +48,7 @@ impl TargetKind {
         match self {
             TargetKind::Deployment => Some("Deployment"),
             TargetKind::ArgoRollout => Some("Rollout"),
-            TargetKind::LambdaAlias => None,
+            TargetKind::LambdaAlias | TargetKind::ModelAlias => None,
         }
     }
 
@@ -53,6 +58,7 @@ impl TargetKind {
             TargetKind::Deployment => format!("deployment/{name}"),
             TargetKind::ArgoRollout => format!("rollout/{name}"),
             TargetKind::LambdaAlias => format!("alias {name}"),
+            TargetKind::ModelAlias => format!("model alias {name}"),
         }
     }
 
@@ -62,6 +68,7 @@ impl TargetKind {
             TargetKind::Deployment => "deployment.apps",
             TargetKind::ArgoRollout => "rollout.argoproj.io",
             TargetKind::LambdaAlias => "lambda alias",
+            TargetKind::ModelAlias => "mlflow model alias",
         }
     }
 
@@ -71,6 +78,7 @@ impl TargetKind {
             TargetKind::Deployment => "deploy",
             TargetKind::ArgoRollout => "rollout",
             TargetKind::LambdaAlias => "lambda",
+            TargetKind::ModelAlias => "model",
         }
     }
 
@@ -80,7 +88,8 @@ impl TargetKind {
     }
 
     /// The command a rollback to revision `to` equals, before a dry run has said the
-    /// exact one: `handle` is the name its tools use (a Lambda's `FUNCTION:ALIAS`),
+    /// exact one: `handle` is the name its tools use (a Lambda's `FUNCTION:ALIAS`, a
+    /// model's `MODEL@ALIAS`),
     /// `canary` whether a canary is under way.
     pub fn command(self, handle: &str, namespace: &str, to: &str, canary: bool) -> String {
         match (self, canary) {
@@ -93,6 +102,12 @@ impl TargetKind {
             (TargetKind::Deployment, _) => {
                 format!(
                     "kubectl rollout undo deployment/{handle} --to-revision={to} -n {namespace}"
+                )
+            }
+            (TargetKind::ModelAlias, _) => {
+                let (model, alias) = handle.split_once('@').unwrap_or((handle, "champion"));
+                format!(
+                    "python -c 'from mlflow import MlflowClient; MlflowClient().set_registered_model_alias(\"{model}\", \"{alias}\", \"{to}\")'"
                 )
             }
             (TargetKind::LambdaAlias, _) => {

@@ -123,7 +123,7 @@ fn heading(
                 pl.to_images.join(", ")
             )),
         ],
-        None if kind == TargetKind::LambdaAlias => {
+        None if kind.kube_kind().is_none() => {
             let share = canary
                 .filter(|c| c.in_progress())
                 .map_or(String::new(), |c| {
@@ -188,8 +188,8 @@ fn dry_run_line(
     kind: TargetKind,
     p: Palette,
 ) -> (Line<'static>, bool) {
-    // Lambda has no dry run: the fresh read of the alias is the check.
-    let lambda = kind == TargetKind::LambdaAlias;
+    // An alias has no dry run: the fresh read of the alias is the check.
+    let lambda = kind.kube_kind().is_none();
     match answer {
         None if lambda => (
             Line::styled("check: reading the alias afresh…", p.fg(Color::Yellow)),

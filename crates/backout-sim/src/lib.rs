@@ -127,9 +127,10 @@ impl Sim {
         if let Some(s) = &opts.scenario {
             world::seed(&mut store, &mut telemetry, s)
                 .map_err(|e| anyhow::anyhow!("scenario {}: {e}", s.name))?;
-            functions = lambda::Functions::seed(&s.functions);
+            let aliased: Vec<_> = s.functions.iter().chain(&s.models).cloned().collect();
+            functions = lambda::Functions::seed(&aliased);
             flag_set = flags::Flags::seed(&s.flags, &s.namespace);
-            for f in &s.functions {
+            for f in s.functions.iter().chain(&s.models) {
                 telemetry.traffic.set_rps(&f.namespace, &f.name, f.rps);
             }
         }

@@ -22,6 +22,10 @@ pub struct Scenario {
     /// AWS Lambda functions behind an alias, served on the Lambda API's paths.
     #[serde(default, rename = "function")]
     pub functions: Vec<FunctionSpec>,
+    /// MLflow registered models behind an alias (`champion`), served on MLflow's REST
+    /// paths; a deploy registers a version and moves the alias to it.
+    #[serde(default, rename = "model")]
+    pub models: Vec<FunctionSpec>,
     /// Feature flags, served on Unleash's admin API paths; each starts off.
     #[serde(default, rename = "flag")]
     pub flags: Vec<FlagSpec>,
@@ -298,6 +302,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "flag-kill",
         include_str!("../../../assets/scenarios/flag-kill.toml"),
     ),
+    (
+        "model-alias",
+        include_str!("../../../assets/scenarios/model-alias.toml"),
+    ),
 ];
 
 impl Scenario {
@@ -339,12 +347,18 @@ impl Scenario {
             message,
         };
         let known = |svc: &str| self.services.iter().any(|s| s.name == svc);
-        let function = |svc: &str| self.functions.iter().any(|f| f.name == svc);
+        let function = |svc: &str| {
+            self.functions
+                .iter()
+                .chain(&self.models)
+                .any(|f| f.name == svc)
+        };
         let names = self
             .services
             .iter()
             .map(|s| s.name.as_str())
             .chain(self.functions.iter().map(|f| f.name.as_str()))
+            .chain(self.models.iter().map(|f| f.name.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
         if let Some(f) = self.flags.iter().find(|f| !known(&f.service)) {
@@ -356,7 +370,7 @@ impl Scenario {
                 ),
             });
         }
-        for f in &self.functions {
+        for f in self.functions.iter().chain(&self.models) {
             if known(&f.name) || f.canary_weight.is_some_and(|w| !(w > 0.0 && w < 1.0)) {
                 return Err(ScenarioError::Parse {
                     file: file.into(),

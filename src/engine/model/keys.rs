@@ -30,8 +30,8 @@ pub enum SourceId {
     Kubernetes,
     Prometheus,
     Alertmanager,
-    /// The Lambda API, for the `[[lambda]]` aliases.
-    Lambda,
+    /// The Lambda API and MLflow, for the `[[lambda]]` and `[[model]]` aliases.
+    Aliases,
 }
 
 impl SourceId {
@@ -40,7 +40,7 @@ impl SourceId {
             SourceId::Kubernetes => "kubernetes",
             SourceId::Prometheus => "prometheus",
             SourceId::Alertmanager => "alertmanager",
-            SourceId::Lambda => "lambda",
+            SourceId::Aliases => "aliases",
         }
     }
 }

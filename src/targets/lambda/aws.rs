@@ -10,8 +10,10 @@ use aws_sdk_lambda::types::AliasRoutingConfiguration;
 use aws_sdk_lambda::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
-use super::{parse_known_bad, Alias, Version, KNOWN_BAD_TAG};
+use super::{code_of, parse_known_bad, KNOWN_BAD_TAG};
 use crate::config::lambda::LambdaConfig;
+use crate::targets::alias::{Alias, Version};
+use crate::targets::TargetKind;
 
 /// A failed call, sorted the way a rollback must treat it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -125,9 +127,9 @@ pub async fn read(client: &Client, cfg: &LambdaConfig) -> Result<Alias, LambdaEr
             };
             versions.push(Version {
                 number,
-                code_sha256: v.code_sha256().unwrap_or_default().into(),
+                identity: code_of(v.code_sha256().unwrap_or_default()),
                 description: v.description().unwrap_or_default().into(),
-                last_modified: v.last_modified().and_then(parse_time),
+                created: v.last_modified().and_then(parse_time),
             });
         }
     }
@@ -156,12 +158,12 @@ pub async fn read(client: &Client, cfg: &LambdaConfig) -> Result<Alias, LambdaEr
         .map(|w| w.iter().map(|(k, v)| (k.clone(), *v)).collect())
         .unwrap_or_default();
     Ok(Alias {
-        function: cfg.function.clone(),
-        alias: cfg.alias.clone(),
-        function_arn,
+        kind: TargetKind::LambdaAlias,
+        handle: format!("{}:{}", cfg.function, cfg.alias),
+        resource: function_arn,
         version: alias.function_version().unwrap_or_default().into(),
         weights,
-        description: alias.description().unwrap_or_default().into(),
+        record_text: alias.description().unwrap_or_default().into(),
         revision_id: alias.revision_id().unwrap_or_default().into(),
         versions,
         known_bad,

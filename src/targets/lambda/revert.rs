@@ -8,23 +8,14 @@
 //! Lambda has no server-side dry run: the plan's fresh read is the check, and the
 //! `RevisionId` guard makes a moved alias a conflict, never a blind write.
 
+pub use crate::targets::alias::{plan_from, Plan};
+
 use super::aws::{self, LambdaError};
-use super::{code_of, description_of, with_known_bad, Alias};
+use super::{description_of, with_known_bad};
 use crate::actions::rollback::Request;
 use crate::config::lambda::LambdaConfig;
 use crate::engine::lineage::RollbackRecord;
-use crate::engine::rollbacks::{Preview, RollbackError};
-
-/// A planned shift, with the read it was planned from.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub preview: Preview,
-    pub alias: Alias,
-    /// The version that takes traffic now and is rolled back from.
-    pub from: String,
-    /// The version every request goes to.
-    pub to: String,
-}
+use crate::engine::rollbacks::RollbackError;
 
 fn rollback_error(e: LambdaError) -> RollbackError {
     match e {
@@ -45,87 +36,6 @@ pub async fn plan(
     plan_from(alias, req)
 }
 
-/// The plan a read makes: the version previewed, or asked for; else during a canary
-/// the stable version, and after a full shift the newest earlier version not rolled
-/// back from.
-pub fn plan_from(alias: Alias, req: &Request) -> Result<Plan, RollbackError> {
-    let name = format!("{}:{}", alias.function, alias.alias);
-    let from = alias
-        .canary()
-        .map_or_else(|| alias.version.clone(), |(v, _)| v.to_string());
-    let from_number: u64 = from.parse().unwrap_or(0);
-    let bad = |v: &str| alias.known_bad.contains_key(v);
-    let exists = |v: &str| alias.versions.iter().any(|x| x.number.to_string() == v);
-    // Once previewed, the shift means that version, whatever happened since.
-    let pinned = req
-        .to_replicaset
-        .clone()
-        .or_else(|| req.expected.as_ref().map(|e| e.to_replicaset.clone()));
-    let to = match (pinned, req.to_revision) {
-        (Some(v), _) if exists(&v) => v,
-        (Some(v), _) => return Err(RollbackError::MissingRevision(v.parse().unwrap_or(0))),
-        (None, Some(n)) => alias
-            .versions
-            .iter()
-            .find(|v| v.number == n)
-            .ok_or(RollbackError::MissingRevision(n))?
-            .number
-            .to_string(),
-        (None, None) if alias.canary().is_some() => alias.version.clone(),
-        (None, None) => alias
-            .versions
-            .iter()
-            .rev()
-            .find(|v| v.number < from_number && !bad(&v.number.to_string()))
-            .map(|v| v.number.to_string())
-            .ok_or_else(|| RollbackError::NoHistory(format!("lambda alias {name}")))?,
-    };
-    if to == from && alias.canary().is_some() {
-        return Err(RollbackError::Api(format!(
-            "version {to} is the canary of {name}; a rollback goes to the stable version {}",
-            alias.version
-        )));
-    }
-    let already_there = alias.canary().is_none() && alias.version == to;
-    if let Some(expected) = req.expected.as_ref().filter(|_| !already_there) {
-        if expected.from_replicaset != from || expected.to_replicaset != to {
-            return Err(RollbackError::Conflict(format!(
-                "lambda alias {name} (it now routes to version {from})"
-            )));
-        }
-    }
-    let images = |v: &str| {
-        alias
-            .versions
-            .iter()
-            .find(|x| x.number.to_string() == v)
-            .map(|x| vec![code_of(x)])
-            .unwrap_or_default()
-    };
-    let preview = Preview {
-        from_revision: from_number,
-        from_images: images(&from),
-        to_revision: to.parse().unwrap_or(0),
-        to_images: images(&to),
-        already_there,
-        kubectl: alias.command(&to),
-        resource_version: alias.revision_id.clone(),
-        to_replicaset: to.clone(),
-        from_replicaset: from.clone(),
-        switch: None,
-        // A shift makes no version: the one rolled back from stays the newest.
-        abort: true,
-        revert: None,
-        flag: None,
-    };
-    Ok(Plan {
-        preview,
-        alias,
-        from,
-        to,
-    })
-}
-
 /// Marks the version rolled back from, then shifts the alias, guarded by the read.
 pub async fn apply(
     client: &aws_sdk_lambda::Client,
@@ -134,7 +44,7 @@ pub async fn apply(
     record: &RollbackRecord,
 ) -> Result<(), RollbackError> {
     let tag = with_known_bad(&plan.alias.known_bad, &plan.from, record.at);
-    aws::tag_known_bad(client, cfg, &plan.alias.function_arn, &tag)
+    aws::tag_known_bad(client, cfg, &plan.alias.resource, &tag)
         .await
         .map_err(rollback_error)?;
     aws::shift(

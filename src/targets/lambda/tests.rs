@@ -2,31 +2,32 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::revert::plan_from;
 use super::*;
 use crate::actions::rollback::Request;
 use crate::engine::rollbacks::{Expected, RollbackError};
+use crate::targets::alias::{plan_from, revisions, summary, Alias, Version};
+use crate::targets::TargetKind;
 
-fn at(s: &str) -> Timestamp {
+pub(crate) fn at(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
 /// payments:live on `version`, with versions 1..=`published`.
-fn alias(version: &str, weights: &[(&str, f64)], published: u64) -> Alias {
+pub(crate) fn alias(version: &str, weights: &[(&str, f64)], published: u64) -> Alias {
     Alias {
-        function: "payments".into(),
-        alias: "live".into(),
-        function_arn: "arn:aws:lambda:eu-west-1:1:function:payments".into(),
+        kind: TargetKind::LambdaAlias,
+        handle: "payments:live".into(),
+        resource: "arn:aws:lambda:eu-west-1:1:function:payments".into(),
         version: version.into(),
         weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
-        description: String::new(),
+        record_text: String::new(),
         revision_id: "rev-1".into(),
         versions: (1..=published)
             .map(|n| Version {
                 number: n,
-                code_sha256: format!("sha{n}AAAAAAAAAAAAAAAA"),
+                identity: format!("code sha{n}AAAAAAAA"),
                 description: format!("payments build {n}"),
-                last_modified: Some(at("2026-12-06T04:00:00Z")),
+                created: Some(at("2026-12-06T04:00:00Z")),
             })
             .collect(),
         known_bad: BTreeMap::new(),
@@ -87,7 +88,7 @@ fn a_weighted_alias_is_a_canary_of_the_newer_version() {
 #[test]
 fn backouts_record_on_the_alias_is_an_aborted_canary_and_the_tag_outlives_it() {
     let mut a = alias("2", &[], 3);
-    a.description = description_of(&record("3", "2"));
+    a.record_text = description_of(&record("3", "2"));
     let s = summary(&a, "payments");
     let c = s.canary.as_ref().unwrap();
     assert!(c.aborted && !c.in_progress());
@@ -95,10 +96,10 @@ fn backouts_record_on_the_alias_is_an_aborted_canary_and_the_tag_outlives_it() {
     assert_eq!(c.aborted_at, Some(at("2026-12-06T05:00:00Z")));
     assert_eq!(s.updated_replicas, 0, "no request goes to version 3");
     // A record naming another version than the alias's is someone else's past.
-    a.description = description_of(&record("3", "1"));
+    a.record_text = description_of(&record("3", "1"));
     assert!(!summary(&a, "payments").canary.unwrap().aborted);
     // The next deploy rewrites the description; the tag still marks version 3.
-    a.description = "payments build 4".into();
+    a.record_text = "payments build 4".into();
     a.known_bad = parse_known_bad("3@2026-12-06T05:00:00Z");
     let s = summary(&a, "payments");
     assert_eq!(

@@ -66,6 +66,7 @@ pub fn router(state: Arc<SimState>) -> Router {
             get(crate::faults::show).put(crate::faults::set),
         )
         .merge(crate::lambda::api::routes())
+        .merge(crate::lambda::registry::routes())
         .merge(crate::flags::routes())
         .fallback(kube)
         .layer(axum::middleware::from_fn_with_state(

@@ -1,6 +1,8 @@
-//! Simulated AWS Lambda functions: published versions (immutable, each running one
-//! image), weighted aliases and tags, served through the Lambda API's own paths
-//! (`api`) so that backout's SDK client talks to the simulator as to AWS. A deploy is
+//! Simulated versioned aliases: AWS Lambda functions (published versions, each running
+//! one image, weighted aliases and tags) served through the Lambda API's own paths
+//! (`api`) so that backout's SDK client talks to the simulator as to AWS, and MLflow
+//! registered models, the same records served through MLflow's REST paths
+//! (`registry`). A deploy is
 //! a new version and an alias shifted to it, all at once or as a weighted canary.
 //!
 //! Traffic: each alias runs ten execution environments, shared out between its
@@ -9,6 +11,7 @@
 //! Deployment, and the error rate follows the weights.
 
 pub mod api;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +35,9 @@ pub struct Version {
     pub image: String,
     pub description: String,
     pub last_modified: String,
+    pub created: jiff::Timestamp,
+    /// Its tags (MLflow keeps tags per model version).
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,13 +69,14 @@ impl Function {
     /// A new version running `image`; its number.
     pub fn publish(&mut self, image: &str, description: &str) -> u64 {
         let number = self.versions.last().map_or(1, |v| v.number + 1);
+        let now = jiff::Timestamp::now();
         self.versions.push(Version {
             number,
             image: image.into(),
             description: description.into(),
-            last_modified: jiff::Timestamp::now()
-                .strftime("%Y-%m-%dT%H:%M:%S%.3f+0000")
-                .to_string(),
+            last_modified: now.strftime("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string(),
+            created: now,
+            tags: BTreeMap::new(),
         });
         number
     }
@@ -113,7 +120,7 @@ pub struct Functions {
 }
 
 impl Functions {
-    /// The scenario's functions, each with version 1 and its alias on it.
+    /// The scenario's functions and models, each with version 1 and its alias on it.
     pub fn seed(specs: &[FunctionSpec]) -> Functions {
         let mut by_name = BTreeMap::new();
         for s in specs {
