@@ -1,5 +1,6 @@
 //! `backout history DEPLOYMENT [--revision N]`: the revision table, or one revision's
-//! pod template against the current one. For a `[[lambda]]` alias, its versions.
+//! pod template against the current one. For a `[[lambda]]` or `[[model]]` alias, its
+//! versions.
 
 use std::process::ExitCode;
 
@@ -44,18 +45,14 @@ pub fn table(history: &[Revision], current: u64, now: jiff::Timestamp) -> String
     out
 }
 
-/// A Lambda alias's versions, the one it routes to starred, and what was rolled
-/// back from, as the alias and the function's tag say.
-async fn lambda_history(cfg: &crate::config::lambda::LambdaConfig) -> anyhow::Result<ExitCode> {
-    use crate::targets::lambda;
-    let client = lambda::aws::client(cfg)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let alias = match lambda::aws::read(&client, cfg).await {
+/// An alias's versions (a Lambda's, an MLflow model's), the one it routes to
+/// starred, and what was rolled back from, as the alias and its marks say.
+fn alias_history(read: Result<crate::targets::alias::Alias, String>) -> ExitCode {
+    let alias = match read {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(ExitCode::FAILURE);
+            return ExitCode::FAILURE;
         }
     };
     let now = jiff::Timestamp::now();
@@ -66,8 +63,8 @@ async fn lambda_history(cfg: &crate::config::lambda::LambdaConfig) -> anyhow::Re
     );
     if let Some((v, w)) = alias.canary() {
         println!(
-            "alias {}:{} sends {w}% of its requests to version {v}",
-            cfg.function, cfg.alias
+            "alias {} sends {w}% of its requests to version {v}",
+            alias.handle
         );
     }
     if let Some(r) = alias.record() {
@@ -82,22 +79,42 @@ async fn lambda_history(cfg: &crate::config::lambda::LambdaConfig) -> anyhow::Re
     }
     for (v, at) in &alias.known_bad {
         println!(
-            "version {v} was rolled back from {} ago (the function's {} tag): never a target",
+            "version {v} was rolled back from {} ago (marked on {}): never a target",
             ago(now, *at),
-            lambda::KNOWN_BAD_TAG
+            alias.resource
         );
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
+}
+
+/// The alias configured as `name` in `namespace` (or any namespace), read once.
+async fn read_alias(
+    config: &crate::config::Config,
+    name: &str,
+    namespace: Option<&str>,
+) -> Option<Result<crate::targets::alias::Alias, String>> {
+    use crate::targets::{lambda, model};
+    let here = |ns: &str| namespace.is_none_or(|n| n == ns);
+    if let Some(cfg) = (config.lambda.iter()).find(|l| l.service() == name && here(&l.namespace)) {
+        return Some(match lambda::aws::client(cfg).await {
+            Ok(client) => lambda::aws::read(&client, cfg)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        });
+    }
+    let cfg = (config.models.iter()).find(|m| m.service() == name && here(&m.namespace))?;
+    Some(match model::http(cfg) {
+        Ok(http) => model::read(&http, cfg).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    })
 }
 
 pub async fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let c = &args.cluster;
     let config = c.config()?;
-    let lambda = config.lambda.iter().find(|l| {
-        l.service() == args.deployment && c.namespace.as_deref().is_none_or(|n| n == l.namespace)
-    });
-    if let Some(cfg) = lambda {
-        return lambda_history(cfg).await;
+    if let Some(read) = read_alias(&config, &args.deployment, c.namespace.as_deref()).await {
+        return Ok(alias_history(read));
     }
     let target = sources::kube::connect(
         c.kubeconfig.as_deref(),
