@@ -109,3 +109,28 @@ async fn the_flag_a_release_turned_on_is_turned_off_and_the_template_stays() {
         "{after}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_that_cannot_be_read_is_unknown_and_never_turned_off() {
+    let c = start(flag_kill()).await;
+    let path = c.dir().join("backout.toml");
+    let toml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("name = \"new-coupon-engine\"", "name = \"no-such-flag\"");
+    std::fs::write(&path, toml).unwrap();
+    let s = eventually(Duration::from_secs(60), "checkout firing", async || {
+        let s = checkout(&c).await;
+        let action = &s["decision"]["action"];
+        (!action.is_null() && *action != "none").then_some(s)
+    })
+    .await;
+    let blast = s["decision"]["blast_radius"].to_string();
+    assert!(
+        blast.contains("flag no-such-flag could not be read")
+            && blast.contains("no flag \\\"no-such-flag\\\""),
+        "{blast}"
+    );
+    let gates = s["decision"]["gates"].to_string();
+    assert!(!gates.contains("the kill switch"), "{gates}");
+    assert!(flag_on(&c), "nothing turned the real flag off");
+}

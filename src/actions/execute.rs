@@ -11,8 +11,7 @@ use tokio::sync::mpsc;
 
 use super::notify::Notice;
 use super::runner::{append, send_notice, Context, Leases, SharedJournal};
-use super::{access, alias_shift, bluegreen, lease, rollback};
-use crate::config::flags::FlagConfig;
+use super::{access, alias_shift, bluegreen, kill_switch, lease, rollback};
 use crate::config::gitops::GitOpsConfig;
 use crate::engine::journal::{Entry, Record};
 use crate::engine::lineage::RollbackRecord;
@@ -118,61 +117,14 @@ fn gitops_for<'a>(ctx: &'a Context, key: &ServiceKey) -> Option<&'a GitOpsConfig
         .find(|g| g.covers(&key.namespace, &key.name))
 }
 
-/// The `[[flag]]` whose kill switch this rollback is, read afresh: the one the
-/// engineer confirmed, or with nothing confirmed, one of the Deployment's flags turned
-/// on within the onset window. `None`: the rollback is the template's.
-async fn kill_switch<'a>(
-    ctx: &'a Context,
-    key: &ServiceKey,
-    expected: Option<&Expected>,
-) -> Option<(&'a FlagConfig, crate::engine::model::flags::FlagState)> {
-    let pinned = match expected {
-        Some(e) => Some(e.from_replicaset.strip_prefix("flag:")?),
-        None => None,
-    };
-    let (now, window) = (jiff::Timestamp::now(), ctx.config.policy.onset_window);
-    let mut found = None;
-    for cfg in ctx
-        .config
-        .flags
-        .iter()
-        .filter(|f| f.covers(&key.namespace, &key.name))
-    {
-        if pinned.is_some_and(|name| name != cfg.name) {
-            continue;
-        }
-        let read = flag::read_afresh(cfg, key.clone()).await;
-        let on_at = read.turned_on_within(now, window);
-        let newer = |f: &Option<(_, _, jiff::Timestamp)>| {
-            f.as_ref().is_none_or(|(_, _, t)| on_at > Some(*t))
-        };
-        match (pinned, on_at) {
-            (Some(_), _) => return Some((cfg, read)),
-            (None, Some(at)) if newer(&found) => found = Some((cfg, read, at)),
-            _ => {}
-        }
-    }
-    found.map(|(cfg, read, _)| (cfg, read))
-}
-
-/// The revision the Deployment is at, as its annotation says (0 when unread).
-async fn current_revision(ctx: &Context, key: &ServiceKey) -> u64 {
-    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
-        kube::Api::namespaced(ctx.client.clone(), &key.namespace);
-    api.get(&key.name)
-        .await
-        .map(|d| crate::engine::kept::revision(&d.metadata))
-        .unwrap_or(0)
-}
-
 async fn dry_run(
     ctx: &Context,
     key: &ServiceKey,
     req: &rollback::Request,
     switch_to: Option<&str>,
 ) -> Result<Preview, RollbackError> {
-    if let Some((cfg, read)) = kill_switch(ctx, key, None).await {
-        return flag::preview(cfg, &read, current_revision(ctx, key).await);
+    if let Some((cfg, read)) = kill_switch::find(ctx, key, None).await {
+        return flag::preview(cfg, &read, kill_switch::current_revision(ctx, key).await);
     }
     if let Some(cfg) = gitops_for(ctx, key) {
         return Ok(gitops::plan(&ctx.client, cfg, req).await?.preview);
@@ -220,7 +172,7 @@ pub(super) async fn execute(
 }
 
 /// How the patch ended, once it was sent.
-enum Landed {
+pub(super) enum Landed {
     AlreadyThere,
     /// It landed; the team is told this.
     Done(Notice),
@@ -304,7 +256,11 @@ async fn run(
 }
 
 /// The request an order makes, pinned to what was previewed.
-fn ordered(ctx: &Context, order: &RollbackOrder, to_revision: Option<u64>) -> rollback::Request {
+pub(super) fn ordered(
+    ctx: &Context,
+    order: &RollbackOrder,
+    to_revision: Option<u64>,
+) -> rollback::Request {
     let mut req = request(ctx, &order.service, to_revision, &order.reason);
     req.incident = order.incident.clone();
     req.automatic = order.automatic;
@@ -383,33 +339,6 @@ async fn land_rollout(
     Ok(Landed::Done(rolled_back(ctx, order, preview)))
 }
 
-/// A kill switch: the flag read afresh must still be on; the intent journaled, then
-/// the one call that turns it off. The template stays.
-async fn land_flag(
-    ctx: &Context,
-    order: &RollbackOrder,
-    cfg: &FlagConfig,
-    read: &crate::engine::model::flags::FlagState,
-    tx: &mpsc::Sender<Msg>,
-    journal: &SharedJournal,
-) -> Result<Landed, RollbackError> {
-    let key = &order.service;
-    let preview = flag::preview(cfg, read, current_revision(ctx, key).await)?;
-    if preview.already_there {
-        return Ok(Landed::AlreadyThere);
-    }
-    prepared(tx, key, &preview).await;
-    journal_intent(ctx, order, &preview, tx, journal).await;
-    let http = flag::http(cfg).map_err(RollbackError::Api)?;
-    flag::kill(&http, cfg).await?;
-    let message = format!(
-        "{} turned off flag {} ({}, {}) for deployment {}: {}",
-        ctx.actor, cfg.name, cfg.project, cfg.environment, key.name, order.reason
-    );
-    announce(ctx, key, ("Deployment", "apps/v1"), message).await;
-    Ok(Landed::Done(rolled_back(ctx, order, preview)))
-}
-
 /// An alias's shift: planned from a fresh read, the intent journaled, then the
 /// known-bad mark and the guarded move (`alias_shift`).
 async fn land_alias(
@@ -450,8 +379,8 @@ async fn land(
     journal: &SharedJournal,
 ) -> Result<Landed, RollbackError> {
     let key = &order.service;
-    if let Some((cfg, read)) = kill_switch(ctx, key, order.expected.as_ref()).await {
-        return land_flag(ctx, order, cfg, &read, tx, journal).await;
+    if let Some((cfg, read)) = kill_switch::find(ctx, key, order.expected.as_ref()).await {
+        return kill_switch::land(ctx, order, (cfg, &read), tx, journal).await;
     }
     if order.kind == TargetKind::ArgoRollout {
         return land_rollout(ctx, order, tx, journal).await;
@@ -510,7 +439,7 @@ async fn land(
 }
 
 /// The plan, dry-run, reported to the engine (and the dialog).
-async fn prepared(tx: &mpsc::Sender<Msg>, key: &ServiceKey, preview: &Preview) {
+pub(super) async fn prepared(tx: &mpsc::Sender<Msg>, key: &ServiceKey, preview: &Preview) {
     let step = Step::Prepared(preview.clone());
     let _ = tx
         .send(Msg::RollbackStep {
@@ -522,7 +451,7 @@ async fn prepared(tx: &mpsc::Sender<Msg>, key: &ServiceKey, preview: &Preview) {
 
 /// The `BackoutRollback` Event every console's timeline shows, on the object of
 /// `kind` (kind, apiVersion). A lost Event is reported, never undoes the rollback.
-async fn announce(ctx: &Context, key: &ServiceKey, kind: (&str, &str), message: String) {
+pub(super) async fn announce(ctx: &Context, key: &ServiceKey, kind: (&str, &str), message: String) {
     let (kind, api_version) = kind;
     let posted = rollback::post_event(
         &ctx.client,
@@ -542,7 +471,7 @@ async fn announce(ctx: &Context, key: &ServiceKey, kind: (&str, &str), message: 
 
 /// The intent, journaled before the patch: a process that dies after sending it
 /// leaves a record of what it was doing.
-async fn journal_intent(
+pub(super) async fn journal_intent(
     ctx: &Context,
     order: &RollbackOrder,
     preview: &Preview,
@@ -565,7 +494,7 @@ async fn journal_intent(
 }
 
 /// What the team is told once the patch landed.
-fn rolled_back(ctx: &Context, order: &RollbackOrder, preview: Preview) -> Notice {
+pub(super) fn rolled_back(ctx: &Context, order: &RollbackOrder, preview: Preview) -> Notice {
     Notice::RolledBack {
         service: order.service.to_string(),
         from_revision: preview.from_revision,

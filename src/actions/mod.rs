@@ -7,6 +7,7 @@ mod atlassian;
 pub mod bluegreen;
 mod execute;
 pub mod journal;
+mod kill_switch;
 pub mod lease;
 pub mod notify;
 pub mod registry;
