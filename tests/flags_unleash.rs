@@ -7,24 +7,21 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, free_port, have, small_scenario, start};
+use common::{eventually, free_port, have, serve, small_scenario, start, Served};
 use serde_json::{json, Value};
 
 /// PostgreSQL and Unleash, stopped on drop.
 struct Unleash {
-    url: String,
-    unleash: Child,
+    served: Served,
     pgdata: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Unleash {
     fn drop(&mut self) {
-        let _ = self.unleash.kill();
-        let _ = self.unleash.wait();
         let _ = as_postgres(&[
             "pg_ctl",
             "-D",
@@ -152,25 +149,15 @@ async fn unleash() -> Option<Unleash> {
     );
     let port = free_port();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/unleash/start.js");
-    let unleash = Command::new("node")
-        .arg(script)
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
         .env("NODE_PATH", unleash_dir().join("node_modules"))
         .env("PGPORT", &pgport)
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node starts Unleash");
+        .env("PORT", port.to_string());
     let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(120), "Unleash to answer", async || {
-        let r = http.get(format!("{url}/health")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    let served = serve(cmd, url, "/health", Duration::from_secs(120)).await;
     Some(Unleash {
-        url,
-        unleash,
+        served,
         pgdata,
         _dir: dir,
     })
@@ -204,7 +191,10 @@ async fn backout_turns_off_the_flag_in_unleash_and_leaves_the_template() {
     };
     let http = reqwest::Client::new();
     let made = http
-        .post(format!("{}/api/admin/projects/default/features", u.url))
+        .post(format!(
+            "{}/api/admin/projects/default/features",
+            u.served.url
+        ))
         .json(&json!({"name": "new-checkout", "type": "release"}))
         .send()
         .await
@@ -213,13 +203,13 @@ async fn backout_turns_off_the_flag_in_unleash_and_leaves_the_template() {
     let on = http
         .post(format!(
             "{}/api/admin/projects/default/features/new-checkout/environments/production/on",
-            u.url
+            u.served.url
         ))
         .send()
         .await
         .unwrap();
     assert!(on.status().is_success());
-    assert!(enabled(&http, &u.url).await);
+    assert!(enabled(&http, &u.served.url).await);
 
     let c = start(small_scenario(
         "[[event]]\nat = \"1s\"\ndeploy = { service = \"web\", image = \"web:2\" }\n",
@@ -229,7 +219,7 @@ async fn backout_turns_off_the_flag_in_unleash_and_leaves_the_template() {
     let mut toml = std::fs::read_to_string(&config).unwrap();
     toml.push_str(&format!(
         "\n[[flag]]\nname = \"new-checkout\"\nnamespace = \"shop\"\ndeployment = \"web\"\nurl = {:?}\n",
-        u.url
+        u.served.url
     ));
     std::fs::write(&config, toml).unwrap();
     eventually(Duration::from_secs(30), "web's revision 2", async || {
@@ -237,8 +227,8 @@ async fn backout_turns_off_the_flag_in_unleash_and_leaves_the_template() {
     })
     .await;
 
-    let out = c
-        .backout(
+    let (ok, said) = c
+        .backout_said(
             &[
                 "rollback",
                 "web",
@@ -252,21 +242,19 @@ async fn backout_turns_off_the_flag_in_unleash_and_leaves_the_template() {
             &[],
         )
         .await;
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{said}");
+    assert!(ok, "{said}");
     assert!(
         said.contains("turn off flag new-checkout for shop/web"),
         "{said}"
     );
-    assert!(!enabled(&http, &u.url).await, "Unleash has the flag off");
+    assert!(
+        !enabled(&http, &u.served.url).await,
+        "Unleash has the flag off"
+    );
     let events: Value = http
         .get(format!(
             "{}/api/admin/search/events?feature=IS:new-checkout&limit=5",
-            u.url
+            u.served.url
         ))
         .send()
         .await

@@ -9,43 +9,22 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCode, Runtime};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-use common::{eventually, free_port, have, small_scenario, start};
+use common::{free_port, have, serve, small_scenario, start, Served};
 
-struct Moto {
-    url: String,
-    child: Child,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn moto() -> Moto {
+/// moto's server on a free loopback port.
+async fn moto() -> Served {
     let port = free_port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server starts");
+    let mut cmd = Command::new("moto_server");
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
     let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(30), "moto to answer", async || {
-        let r = http.get(format!("{url}/moto-api/")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
-    Moto { url, child }
+    serve(cmd, url, "/moto-api/", Duration::from_secs(30)).await
 }
 
 fn lambda_client(url: &str) -> aws_sdk_lambda::Client {
@@ -183,8 +162,8 @@ async fn a_weighted_alias_in_moto_is_read_as_a_canary_and_shifted_back() {
     );
     assert_eq!(decision["rollout"]["state"], "paused", "{payments}");
 
-    let out = c
-        .backout(
+    let (ok, said) = c
+        .backout_said(
             &[
                 "rollback",
                 "payments",
@@ -200,12 +179,7 @@ async fn a_weighted_alias_in_moto_is_read_as_a_canary_and_shifted_back() {
             &creds(),
         )
         .await;
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{said}");
+    assert!(ok, "{said}");
     assert!(
         said.contains(
             "aws lambda update-alias --function-name payments --name live --function-version 2"

@@ -6,23 +6,16 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, free_port, have, small_scenario, start};
+use common::{free_port, have, serve, small_scenario, start, Served};
 use serde_json::{json, Value};
 
+/// MLflow's tracking server on a SQLite store in its own directory.
 struct Mlflow {
-    url: String,
-    child: Child,
+    served: Served,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Mlflow {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn mlflow() -> Option<Mlflow> {
@@ -32,32 +25,19 @@ async fn mlflow() -> Option<Mlflow> {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let store = format!("sqlite:///{}", dir.path().join("mlflow.db").display());
-    let child = Command::new("mlflow")
-        .args([
-            "server",
-            "--backend-store-uri",
-            &store,
-            "--host",
-            "127.0.0.1",
-        ])
-        .args(["--port", &port.to_string(), "--workers", "1"])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mlflow server starts");
+    let mut cmd = Command::new("mlflow");
+    cmd.args([
+        "server",
+        "--backend-store-uri",
+        &store,
+        "--host",
+        "127.0.0.1",
+    ])
+    .args(["--port", &port.to_string(), "--workers", "1"])
+    .current_dir(dir.path());
     let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(120), "MLflow to answer", async || {
-        let r = http.get(format!("{url}/health")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
-    Some(Mlflow {
-        url,
-        child,
-        _dir: dir,
-    })
+    let served = serve(cmd, url, "/health", Duration::from_secs(120)).await;
+    Some(Mlflow { served, _dir: dir })
 }
 
 async fn post(http: &reqwest::Client, url: &str, path: &str, body: Value) -> Value {
@@ -79,7 +59,7 @@ async fn backout_moves_champion_back_in_mlflow_and_leaves_its_record_there() {
     let http = reqwest::Client::new();
     post(
         &http,
-        &m.url,
+        &m.served.url,
         "registered-models/create",
         json!({"name": "fraud-model"}),
     )
@@ -87,7 +67,7 @@ async fn backout_moves_champion_back_in_mlflow_and_leaves_its_record_there() {
     for n in 1..=3 {
         post(
             &http,
-            &m.url,
+            &m.served.url,
             "model-versions/create",
             json!({"name": "fraud-model", "source": format!("s3://models/fraud/{n}"),
                 "description": format!("trained {n}")}),
@@ -96,7 +76,7 @@ async fn backout_moves_champion_back_in_mlflow_and_leaves_its_record_there() {
     }
     post(
         &http,
-        &m.url,
+        &m.served.url,
         "registered-models/alias",
         json!({"name": "fraud-model", "alias": "champion", "version": "3"}),
     )
@@ -107,12 +87,12 @@ async fn backout_moves_champion_back_in_mlflow_and_leaves_its_record_there() {
     let mut toml = std::fs::read_to_string(&config).unwrap();
     toml.push_str(&format!(
         "\n[[model]]\nname = \"fraud-model\"\nurl = {:?}\n",
-        m.url
+        m.served.url
     ));
     std::fs::write(&config, toml).unwrap();
     let config = config.to_str().unwrap();
-    let out = c
-        .backout(
+    let (ok, said) = c
+        .backout_said(
             &[
                 "rollback",
                 "fraud-model",
@@ -128,12 +108,7 @@ async fn backout_moves_champion_back_in_mlflow_and_leaves_its_record_there() {
             &[],
         )
         .await;
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{said}");
+    assert!(ok, "{said}");
     assert!(
         said.contains("to   revision 2 (s3://models/fraud/2)"),
         "{said}"
@@ -142,7 +117,7 @@ async fn backout_moves_champion_back_in_mlflow_and_leaves_its_record_there() {
     let model: Value = http
         .get(format!(
             "{}/api/2.0/mlflow/registered-models/get?name=fraud-model",
-            m.url
+            m.served.url
         ))
         .send()
         .await
@@ -172,7 +147,7 @@ async fn backout_moves_champion_back_in_mlflow_and_leaves_its_record_there() {
     let v3: Value = http
         .get(format!(
             "{}/api/2.0/mlflow/model-versions/get?name=fraud-model&version=3",
-            m.url
+            m.served.url
         ))
         .send()
         .await

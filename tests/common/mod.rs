@@ -105,6 +105,38 @@ pub async fn status_of(c: &Cluster, service: &str, extra: &[&str]) -> serde_json
         .unwrap_or_default()
 }
 
+/// A real server a test started on loopback; killed on drop.
+pub struct Served {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `cmd` (its output discarded) and waits until GET `url` + `health` answers
+/// with success.
+pub async fn serve(mut cmd: Command, url: String, health: &str, within: Duration) -> Served {
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?} starts: {e}"));
+    let served = Served { url, child };
+    let http = reqwest::Client::new();
+    let probe = format!("{}{health}", served.url);
+    eventually(within, &format!("{probe} to answer"), async || {
+        let r = http.get(&probe).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    served
+}
+
 /// True when `tool` is on PATH. Under CI a missing tool fails the test instead.
 pub fn have(tool: &str) -> bool {
     let found = Command::new("sh")
@@ -143,6 +175,18 @@ impl Cluster {
         })
         .await
         .expect("the kubectl task completes")
+    }
+
+    /// Runs backout as [`Cluster::backout`] does: whether it exited 0, and what it
+    /// said on stdout and stderr together.
+    pub async fn backout_said(&self, args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+        let out = self.backout(args, env).await;
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
     }
 
     /// Runs the real backout binary against this cluster, off the async runtime, with
