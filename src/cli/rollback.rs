@@ -190,6 +190,10 @@ async fn roll_back(
         .as_ref()
         .map(|d| d.kind)
         .unwrap_or_default();
+    if let Some(f) = plan.flag.as_ref().filter(|_| plan.already_there) {
+        println!("flag {} is already off; nothing changed", f.name);
+        return Ok(ExitCode::SUCCESS);
+    }
     if plan.already_there {
         println!("{}/{} skipped rollback (current template already matches revision {}); nothing changed", kind.qualified(), key.name, plan.to_revision);
         return Ok(ExitCode::SUCCESS);
