@@ -240,6 +240,25 @@ mod flags {
     }
 
     #[test]
+    fn the_page_for_a_flag_in_play_names_the_kill_switch_not_an_undo() {
+        let mut state = world("");
+        update(&mut state, flag(true, 20));
+        let effects = run(&mut state, "checkout", "error-rate", 0.001, 0.25, 30, 200);
+        let page = effects
+            .iter()
+            .find_map(|e| match e {
+                crate::engine::msg::Effect::Page { summary, .. } => Some(summary.clone()),
+                _ => None,
+            })
+            .expect("automatic rollback is off here: a page");
+        assert!(
+            page.contains("turn off flag new-coupons (the kill switch")
+                && !page.contains("kubectl rollout undo"),
+            "{page}"
+        );
+    }
+
+    #[test]
     fn an_unread_flag_is_unknown_never_the_change() {
         let mut state = world("");
         update(
@@ -260,5 +279,35 @@ mod flags {
             .iter()
             .any(|n| n.risk && n.text.contains("could not be read (Unleash refused (401))")));
         assert!(!d.gates[6].evidence.contains("kill switch"));
+    }
+
+    #[test]
+    fn the_page_for_a_lambda_alias_names_its_update_alias() {
+        use crate::engine::msg::TargetRead;
+        use crate::targets::alias;
+        let mut state = world("");
+        let a = crate::targets::lambda::tests::alias("2", &[("3", 0.2)], 3);
+        let read = (alias::summary(&a, "payments"), alias::revisions(&a));
+        update(
+            &mut state,
+            Msg::Target(TargetRead {
+                service: key("payments"),
+                read: Ok(read),
+            }),
+        );
+        let effects = run(&mut state, "payments", "error-rate", 0.001, 0.25, 30, 200);
+        let page = effects
+            .iter()
+            .find_map(|e| match e {
+                crate::engine::msg::Effect::Page { summary, .. } => Some(summary.clone()),
+                _ => None,
+            })
+            .expect("a page");
+        assert!(
+            page.contains(
+                "aws lambda update-alias --function-name payments --name live --function-version 2"
+            ) && !page.contains("kubectl rollout undo"),
+            "{page}"
+        );
     }
 }

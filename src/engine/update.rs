@@ -512,7 +512,7 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
         // No automatic rollback: a person decides, so tell them, with the command ready.
         effects.push(Effect::Page {
             service: key.clone(),
-            summary: suggestion(key, &next),
+            summary: suggestion(state, key, &next),
         });
     }
     if next.action == Action::None && incident.is_some() && !mitigating {
@@ -528,20 +528,36 @@ fn redecide(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
 }
 
 /// A page for a rollback backout will not make itself: what fires, the target, and
-/// the command that does it.
-fn suggestion(key: &ServiceKey, d: &decision::Decision) -> String {
+/// the command that does it, in the kind's own words (a flag in play is its kill
+/// switch).
+fn suggestion(state: &State, key: &ServiceKey, d: &decision::Decision) -> String {
     let firing: Vec<&str> = d.firing.iter().map(|f| f.trigger.as_str()).collect();
     let mut text = format!("{key}: {} firing; {}", firing.join(", "), d.action.label());
-    if let Some(t) = &d.target {
+    let workload = state.services.get(key).and_then(|s| s.deployment.as_ref());
+    let window = state.config.policy.onset_window;
+    let flag = super::model::flags::in_play(state.flags.values(), key, state.now, window);
+    if let Some((f, _)) = flag {
         text.push_str(&format!(
-            ": roll back to revision {} ({}) with `kubectl rollout undo deployment/{} --to-revision={} -n {}` or `backout rollback {} --to-revision {} -n {}`",
-            t.revision,
+            ": turn off flag {} (the kill switch; the template stays) with `backout rollback {} -n {}`",
+            f.name, key.name, key.namespace
+        ));
+    } else if let Some(t) = &d.target {
+        let kind = workload.map(|w| w.kind).unwrap_or_default();
+        let handle = workload.and_then(|w| w.handle.clone());
+        let canary = workload
+            .and_then(|w| w.canary.as_ref())
+            .is_some_and(|c| c.in_progress());
+        let to = t.revision.to_string();
+        let command = kind.command(
+            handle.as_deref().unwrap_or(&key.name),
+            &key.namespace,
+            &to,
+            canary,
+        );
+        text.push_str(&format!(
+            ": roll back to revision {to} ({}) with `{command}` or `backout rollback {} --to-revision {to} -n {}`",
             t.images.join(", "),
             key.name,
-            t.revision,
-            key.namespace,
-            key.name,
-            t.revision,
             key.namespace
         ));
     }

@@ -94,4 +94,4 @@ pub fn with_known_bad(known: &BTreeMap<String, Timestamp>, version: &str, at: Ti
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
