@@ -198,9 +198,10 @@ impl Handoff {
                     to_revision, by, ..
                 } => {
                     h.unfinished = Some(format!(
-                        "{by} was sending a rollback to revision {to_revision} at {} and the journal has no outcome: read from the cluster whether it landed, with `kubectl rollout history deployment/{}`.",
+                        "{by} was sending a rollback to revision {to_revision} at {} and the journal has no outcome: read where it runs whether it landed, with `backout history {} -n {}`.",
                         r.at,
-                        h.service.rsplit('/').next().unwrap_or(&h.service)
+                        h.service.rsplit('/').next().unwrap_or(&h.service),
+                        h.service.split('/').next().unwrap_or_default()
                     ))
                 }
                 Entry::RollbackFailed { error, .. } => {
@@ -511,6 +512,36 @@ mod tests {
         let handoff = Handoff::build(&read, &ids[0]).unwrap();
         assert!(handoff.rollback.is_some() && handoff.after.is_some());
         insta::assert_snapshot!(handoff.to_markdown());
+    }
+
+    #[test]
+    fn a_rollback_sent_without_an_outcome_says_where_to_look_for_any_kind() {
+        let mut records = recorded();
+        // The process died after journaling its intent (the runner writes it before
+        // the patch): the journal ends there.
+        let cut = records
+            .iter()
+            .position(|r| matches!(r.entry, Entry::Rollback { .. }))
+            .expect("the rollback is journaled");
+        records.truncate(cut);
+        let last = records.last().expect("the incident").clone();
+        records.push(Record {
+            entry: Entry::RollbackIntent {
+                from_revision: 2,
+                to_revision: 1,
+                by: "backout-watch@cluster".into(),
+                reason: "error-rate".into(),
+                automatic: true,
+            },
+            ..last
+        });
+        let ids = incidents(&records);
+        let handoff = Handoff::build(&records, &ids[0]).unwrap();
+        let said = handoff.unfinished.expect("an unfinished rollback");
+        assert!(
+            said.contains("`backout history checkout -n shop`"),
+            "one command for every kind of target: {said}"
+        );
     }
 
     #[test]
