@@ -49,7 +49,7 @@ pub fn pane(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area: Re
         lines.push(line);
     }
     if revisions.is_empty() {
-        lines.push(Line::raw("no ReplicaSets seen for this Deployment yet"));
+        lines.push(Line::raw("no revisions seen for this service yet"));
     }
     let now = revisions.iter().find(|r| Some(r.number) == current);
     if let (Some(picked), Some(now)) = (revisions.get(chosen), now) {
@@ -83,6 +83,20 @@ pub fn pane(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area: Re
                     Span::styled(c.to, p.fg(Color::Green)),
                 ]));
             }
+        } else if now.template.is_none() && picked.template.is_none() {
+            // An alias's versions have no pod template: each is whole and immutable.
+            lines.push(Line::styled(
+                format!(
+                    "rolling back r{} → r{} moves the alias to a whole version:",
+                    now.number, picked.number
+                ),
+                p.bold(),
+            ));
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {}", now.images.join(", ")), p.fg(Color::Red)),
+                Span::raw(" → "),
+                Span::styled(picked.images.join(", "), p.fg(Color::Green)),
+            ]));
         }
     }
     // PgDn scrolls to the diff; the chosen revision stays in view as j/k move it.

@@ -464,3 +464,37 @@ fn the_whole_timeline_scrolls_in_its_pane() {
     key_in(&mut ui, &mut state, KeyCode::Tab);
     assert_eq!(ui.pane, crate::ui::state::Pane::Decision, "Tab cycles back");
 }
+
+#[test]
+fn the_history_of_an_alias_moves_to_a_whole_version() {
+    use crate::engine::msg::TargetRead;
+    use crate::targets::alias;
+    let mut state = connected(world(""));
+    answered(&mut state, 200, None);
+    let a = crate::targets::lambda::tests::alias("2", &[], 2);
+    let read = (alias::summary(&a, "payments"), alias::revisions(&a));
+    update(
+        &mut state,
+        Msg::Target(TargetRead {
+            service: key("payments"),
+            read: Ok(read),
+        }),
+    );
+    run(&mut state, "payments", "error-rate", 0.001, 0.25, 30, 200);
+    let mut ui = ui();
+    assert_eq!(
+        ui.selected_service(&state),
+        Some(&key("payments")),
+        "the firing alias is listed first"
+    );
+    key_in(&mut ui, &mut state, KeyCode::Tab);
+    key_in(&mut ui, &mut state, KeyCode::Down);
+    let mut terminal = Terminal::new(TestBackend::new(160, 48)).unwrap();
+    terminal.draw(|f| super::render(&state, &ui, f)).unwrap();
+    let screen = format!("{}", terminal.backend());
+    assert!(
+        screen.contains("rolling back r2 → r1 moves the alias to a whole version")
+            && screen.contains("code sha1AAAAAAAA"),
+        "{screen}"
+    );
+}
