@@ -189,17 +189,7 @@ async fn run(
     if matches!(order.kind, TargetKind::LambdaAlias | TargetKind::ModelAlias) {
         return match land_alias(ctx, order, tx, journal).await? {
             Landed::AlreadyThere => Ok(Step::AlreadyThere),
-            Landed::Done(notice) => {
-                tokio::spawn(send_notice(
-                    ctx.notifiers.clone(),
-                    Some(key.clone()),
-                    notice,
-                    tx.clone(),
-                ));
-                Ok(Step::Committed {
-                    by: ctx.actor.clone(),
-                })
-            }
+            Landed::Done(notice) => Ok(committed(ctx, key, notice, tx)),
         };
     }
     let release = || lease::release(&ctx.client, &key.namespace, &key.name, &ctx.holder);
@@ -244,15 +234,20 @@ async fn run(
         ctx.config.policy.lease_duration,
     );
     leases.lock().expect("lease map").insert(key.clone(), held);
+    Ok(committed(ctx, key, notice, tx))
+}
+
+/// The revert landed: the team is told (off this task), and the engine hears so.
+fn committed(ctx: &Context, key: &ServiceKey, notice: Notice, tx: &mpsc::Sender<Msg>) -> Step {
     tokio::spawn(send_notice(
         ctx.notifiers.clone(),
         Some(key.clone()),
         notice,
         tx.clone(),
     ));
-    Ok(Step::Committed {
+    Step::Committed {
         by: ctx.actor.clone(),
-    })
+    }
 }
 
 /// The request an order makes, pinned to what was previewed.
