@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, free_port, have, serve, small_scenario, start, Served};
-use serde_json::{json, Value};
+use common::{eventually, free_port, get_json, have, serve, small_scenario, start, Served};
+use serde_json::json;
 
 /// PostgreSQL and Unleash, stopped on drop.
 struct Unleash {
@@ -164,16 +164,12 @@ async fn unleash() -> Option<Unleash> {
 }
 
 async fn enabled(http: &reqwest::Client, url: &str) -> bool {
-    let f: Value = http
-        .get(format!(
-            "{url}/api/admin/projects/default/features/new-checkout"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let f = get_json(
+        http,
+        &format!("{url}/api/admin/projects/default/features/new-checkout"),
+    )
+    .await
+    .expect("the flag");
     f["environments"]
         .as_array()
         .unwrap()
@@ -215,13 +211,10 @@ async fn backout_turns_off_the_flag_in_unleash_and_leaves_the_template() {
         "[[event]]\nat = \"1s\"\ndeploy = { service = \"web\", image = \"web:2\" }\n",
     ))
     .await;
-    let config = c.dir().join("backout.toml");
-    let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str(&format!(
+    let config = c.add_config(&format!(
         "\n[[flag]]\nname = \"new-checkout\"\nnamespace = \"shop\"\ndeployment = \"web\"\nurl = {:?}\n",
         u.served.url
     ));
-    std::fs::write(&config, toml).unwrap();
     eventually(Duration::from_secs(30), "web's revision 2", async || {
         (c.revision("web").await == "2").then_some(())
     })
@@ -237,7 +230,7 @@ async fn backout_turns_off_the_flag_in_unleash_and_leaves_the_template() {
                 "--reason",
                 "drill",
                 "--config",
-                config.to_str().unwrap(),
+                &config,
             ],
             &[],
         )
@@ -251,17 +244,15 @@ async fn backout_turns_off_the_flag_in_unleash_and_leaves_the_template() {
         !enabled(&http, &u.served.url).await,
         "Unleash has the flag off"
     );
-    let events: Value = http
-        .get(format!(
+    let events = get_json(
+        &http,
+        &format!(
             "{}/api/admin/search/events?feature=IS:new-checkout&limit=5",
             u.served.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await
+    .expect("Unleash's events");
     assert_eq!(
         events["events"][0]["type"], "feature-environment-disabled",
         "Unleash's own record: {events}"

@@ -127,14 +127,11 @@ async fn a_weighted_alias_in_moto_is_read_as_a_canary_and_shifted_back() {
     let moto = moto().await;
     publish(&moto.url).await;
     let c = start(small_scenario("")).await;
-    let config = c.dir().join("backout.toml");
-    let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str(&format!(
+    let config = c.add_config(&format!(
         "\n[[lambda]]\nfunction = \"payments\"\nregion = \"us-east-1\"\nendpoint = {:?}\n",
         moto.url
     ));
-    std::fs::write(&config, toml).unwrap();
-    let config = config.to_str().unwrap();
+    let config = config.as_str();
 
     let out = c
         .backout(
@@ -255,21 +252,13 @@ async fn an_alias_that_does_not_exist_is_named_and_nothing_is_written() {
     }
     let moto = moto().await;
     let c = start(small_scenario("")).await;
-    let config = c.dir().join("backout.toml");
-    let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str(&format!(
+    let config = c.add_config(&format!(
         "\n[[lambda]]\nfunction = \"nosuch\"\nregion = \"us-east-1\"\nendpoint = {:?}\n",
         moto.url
     ));
-    std::fs::write(&config, toml).unwrap();
-    let out = c
-        .backout(&["status", "--config", config.to_str().unwrap()], &creds())
+    let (_, said) = c
+        .backout_said(&["status", "--config", &config], &creds())
         .await;
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         said.contains("nosuch:live") && said.contains("not found"),
         "the alias is named: {said}"

@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{free_port, have, serve, small_scenario, start, Served};
+use common::{free_port, get_json, have, serve, small_scenario, start, Served};
 use serde_json::{json, Value};
 
 /// MLflow's tracking server on a SQLite store in its own directory.
@@ -83,14 +83,11 @@ async fn backout_moves_champion_back_in_mlflow_and_leaves_its_record_there() {
     .await;
 
     let c = start(small_scenario("")).await;
-    let config = c.dir().join("backout.toml");
-    let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str(&format!(
+    let config = c.add_config(&format!(
         "\n[[model]]\nname = \"fraud-model\"\nurl = {:?}\n",
         m.served.url
     ));
-    std::fs::write(&config, toml).unwrap();
-    let config = config.to_str().unwrap();
+    let config = config.as_str();
     let (ok, said) = c
         .backout_said(
             &[
@@ -114,17 +111,13 @@ async fn backout_moves_champion_back_in_mlflow_and_leaves_its_record_there() {
         "{said}"
     );
 
-    let model: Value = http
-        .get(format!(
-            "{}/api/2.0/mlflow/registered-models/get?name=fraud-model",
-            m.served.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let base = format!("{}/api/2.0/mlflow", m.served.url);
+    let model = get_json(
+        &http,
+        &format!("{base}/registered-models/get?name=fraud-model"),
+    )
+    .await
+    .expect("the registered model");
     let model = &model["registered_model"];
     let champion = model["aliases"]
         .as_array()
@@ -144,17 +137,12 @@ async fn backout_moves_champion_back_in_mlflow_and_leaves_its_record_there() {
     let record: Value = serde_json::from_str(record).expect("backout's record on the model");
     assert_eq!(record["from_replicaset"], "3");
     assert_eq!(record["reason"], "drill");
-    let v3: Value = http
-        .get(format!(
-            "{}/api/2.0/mlflow/model-versions/get?name=fraud-model&version=3",
-            m.served.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v3 = get_json(
+        &http,
+        &format!("{base}/model-versions/get?name=fraud-model&version=3"),
+    )
+    .await
+    .expect("version 3");
     let marked = v3["model_version"]["tags"].to_string();
     assert!(marked.contains("backout.rolled_back_from"), "{v3}");
 
@@ -164,14 +152,9 @@ async fn backout_moves_champion_back_in_mlflow_and_leaves_its_record_there() {
         .unwrap()
         .replace("name = \"fraud-model\"", "name = \"no-such-model\"");
     std::fs::write(&bad, toml).unwrap();
-    let out = c
-        .backout(&["status", "--config", bad.to_str().unwrap(), "-A"], &[])
+    let (_, said) = c
+        .backout_said(&["status", "--config", bad.to_str().unwrap(), "-A"], &[])
         .await;
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         said.contains("no-such-model") && said.contains("not found"),
         "{said}"

@@ -11,7 +11,12 @@ use crate::engine::ServiceKey;
 use crate::targets::alias::Plan;
 use crate::targets::{lambda, model, TargetKind};
 
-use super::runner::Context;
+use tokio::sync::mpsc;
+
+use super::execute::{journal_intent, ordered, prepared, rolled_back, Landed};
+use super::runner::{Context, SharedJournal};
+use crate::engine::msg::RollbackOrder;
+use crate::engine::Msg;
 
 /// The alias of a service, with the client that writes it.
 pub(super) enum Target<'a> {
@@ -57,4 +62,35 @@ pub(super) async fn apply(
         Target::Lambda(cfg, client) => lambda::revert::apply(client, cfg, plan, record).await,
         Target::Model(cfg, http) => model::apply(http, cfg, plan, record).await,
     }
+}
+
+/// An alias's shift: planned from a fresh read, the intent journaled, then the
+/// known-bad mark and the guarded move.
+pub(super) async fn land(
+    ctx: &Context,
+    order: &RollbackOrder,
+    tx: &mpsc::Sender<Msg>,
+    journal: &SharedJournal,
+) -> Result<Landed, RollbackError> {
+    let key = &order.service;
+    let req = ordered(ctx, order, order.to_revision);
+    let (target, plan) = plan(ctx, order.kind, key, &req).await?;
+    let preview = plan.preview.clone();
+    if preview.already_there {
+        return Ok(Landed::AlreadyThere);
+    }
+    prepared(tx, key, &preview).await;
+    journal_intent(ctx, order, &preview, tx, journal).await;
+    let record = RollbackRecord {
+        revision: preview.to_revision,
+        from_replicaset: plan.from.clone(),
+        to_replicaset: plan.to.clone(),
+        at: jiff::Timestamp::now(),
+        by: ctx.actor.clone(),
+        reason: order.reason.clone(),
+        automatic: order.automatic,
+        incident: order.incident.clone(),
+    };
+    apply(&target, &plan, &record).await?;
+    Ok(Landed::Done(rolled_back(ctx, order, preview)))
 }

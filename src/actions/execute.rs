@@ -14,7 +14,6 @@ use super::runner::{append, send_notice, Context, Leases, SharedJournal};
 use super::{access, alias_shift, bluegreen, kill_switch, lease, rollback};
 use crate::config::gitops::GitOpsConfig;
 use crate::engine::journal::{Entry, Record};
-use crate::engine::lineage::RollbackRecord;
 use crate::engine::msg::RollbackOrder;
 use crate::engine::rollbacks::{Expected, Preview, RollbackError, Step};
 use crate::engine::{Msg, ServiceKey};
@@ -187,7 +186,7 @@ async fn run(
 ) -> Result<Step, RollbackError> {
     let key = &order.service;
     if matches!(order.kind, TargetKind::LambdaAlias | TargetKind::ModelAlias) {
-        return match land_alias(ctx, order, tx, journal).await? {
+        return match alias_shift::land(ctx, order, tx, journal).await? {
             Landed::AlreadyThere => Ok(Step::AlreadyThere),
             Landed::Done(notice) => Ok(committed(ctx, key, notice, tx)),
         };
@@ -331,37 +330,6 @@ async fn land_rollout(
         order.reason
     );
     announce(ctx, key, ("Rollout", "argoproj.io/v1alpha1"), message).await;
-    Ok(Landed::Done(rolled_back(ctx, order, preview)))
-}
-
-/// An alias's shift: planned from a fresh read, the intent journaled, then the
-/// known-bad mark and the guarded move (`alias_shift`).
-async fn land_alias(
-    ctx: &Context,
-    order: &RollbackOrder,
-    tx: &mpsc::Sender<Msg>,
-    journal: &SharedJournal,
-) -> Result<Landed, RollbackError> {
-    let key = &order.service;
-    let req = ordered(ctx, order, order.to_revision);
-    let (target, plan) = alias_shift::plan(ctx, order.kind, key, &req).await?;
-    let preview = plan.preview.clone();
-    if preview.already_there {
-        return Ok(Landed::AlreadyThere);
-    }
-    prepared(tx, key, &preview).await;
-    journal_intent(ctx, order, &preview, tx, journal).await;
-    let record = RollbackRecord {
-        revision: preview.to_revision,
-        from_replicaset: plan.from.clone(),
-        to_replicaset: plan.to.clone(),
-        at: jiff::Timestamp::now(),
-        by: ctx.actor.clone(),
-        reason: order.reason.clone(),
-        automatic: order.automatic,
-        incident: order.incident.clone(),
-    };
-    alias_shift::apply(&target, &plan, &record).await?;
     Ok(Landed::Done(rolled_back(ctx, order, preview)))
 }
 

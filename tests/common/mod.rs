@@ -177,6 +177,15 @@ impl Cluster {
         .expect("the kubectl task completes")
     }
 
+    /// Appends `entries` to the backout.toml `backout sim` wrote; returns its path.
+    pub fn add_config(&self, entries: &str) -> String {
+        let path = self.dir().join("backout.toml");
+        let mut toml = std::fs::read_to_string(&path).expect("backout.toml");
+        toml.push_str(entries);
+        std::fs::write(&path, toml).expect("backout.toml is written");
+        path.display().to_string()
+    }
+
     /// Runs backout as [`Cluster::backout`] does: whether it exited 0, and what it
     /// said on stdout and stderr together.
     pub async fn backout_said(&self, args: &[&str], env: &[(&str, String)]) -> (bool, String) {
