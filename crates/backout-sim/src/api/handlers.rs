@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -197,25 +198,25 @@ pub async fn serve(
         _ if target.sub == Some(Subresource::Log) => Err(ApiError::method_not_allowed(format!(
             "{path} is read only: GET it"
         ))),
-        "get" | "list" if target.sub.is_none() && super::table::wanted(headers) => {
-            let mut doc = match verb {
-                "get" => get(&sim, &target)?,
-                _ => list(&sim, &target, &params)?,
-            };
-            // A list's resourceVersion and continue token page the table as they page
-            // the list; its items move into the rows, uncopied.
-            let (items, meta) = match doc.get_mut("items").map(Value::take) {
-                Some(Value::Array(items)) => (items, doc["metadata"].take()),
-                _ => {
-                    let meta = json!({"resourceVersion": doc["metadata"]["resourceVersion"]});
-                    (vec![doc], meta)
-                }
-            };
-            let table = super::table::of(target.res, &items, meta, crate::controller::unix_ms());
+        "get" if target.sub.is_none() && super::table::wanted(headers) => {
+            let obj = get(&sim, &target)?;
+            let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
+            let table = super::table::of(target.res, &[obj], meta, crate::controller::unix_ms());
+            Ok(ok_json(table))
+        }
+        // A list's resourceVersion and continue token page the table as they page the list.
+        "list" if target.sub.is_none() && super::table::wanted(headers) => {
+            let page = list(&sim, &target, &params)?;
+            let table = super::table::of(
+                target.res,
+                &page.items,
+                page.metadata(),
+                crate::controller::unix_ms(),
+            );
             Ok(ok_json(table))
         }
         "get" => get(&sim, &target).map(ok_json),
-        "list" => list(&sim, &target, &params).map(ok_json),
+        "list" => list(&sim, &target, &params)?.into_response(),
         "watch" => watch::start(sim, &target, &params),
         "create" => create(&sim, &target, &params, &body)
             .map(|v| (StatusCode::CREATED, Json(v)).into_response()),
@@ -354,11 +355,61 @@ fn decode_continue(token: &str) -> Result<(u64, String, String), ApiError> {
     ))
 }
 
+/// One page of a list: the matching objects shared with the store, not copied, so
+/// that the store's lock is held only while they are picked and 20,000 pods are
+/// written out after it is released.
+pub struct ListPage {
+    res: &'static ResourceDef,
+    resource_version: u64,
+    next: Option<String>,
+    items: Vec<Arc<Value>>,
+}
+
+impl ListPage {
+    fn metadata(&self) -> Value {
+        let mut meta = json!({"resourceVersion": self.resource_version.to_string()});
+        if let Some(token) = &self.next {
+            meta["continue"] = json!(token);
+        }
+        meta
+    }
+
+    fn into_response(self) -> Result<Response, ApiError> {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire<'a> {
+            kind: String,
+            api_version: String,
+            metadata: Value,
+            #[serde(serialize_with = "shared_values")]
+            items: &'a [Arc<Value>],
+        }
+        let body = serde_json::to_vec(&Wire {
+            kind: format!("{}List", self.res.kind),
+            api_version: self.res.api_version(),
+            metadata: self.metadata(),
+            items: &self.items,
+        })
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("the list could not be written: {e}"),
+            )
+        })?;
+        Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
+    }
+}
+
+fn shared_values<S: serde::Serializer>(items: &&[Arc<Value>], out: S) -> Result<S::Ok, S::Error> {
+    out.collect_seq(items.iter().map(|item| &**item))
+}
+
 fn list(
     sim: &SimState,
     target: &Target,
     params: &HashMap<String, String>,
-) -> Result<Value, ApiError> {
+) -> Result<ListPage, ApiError> {
     let filters = Filters::parse(params)?;
     let limit: usize = match params.get("limit") {
         Some(l) => l.parse().map_err(|_| {
@@ -372,42 +423,33 @@ fn list(
         .map(|c| decode_continue(c))
         .transpose()?;
     let store = sim.store.lock().expect("store lock");
-    let rv = after
+    let resource_version = after
         .as_ref()
         .map_or(store.resource_version(), |(rv, _, _)| *rv);
-    let mut items = Vec::new();
+    let after_key = after.map(|(_, ns, name)| (ns, name));
+    let mut items: Vec<Arc<Value>> = Vec::new();
     let mut next = None;
     let candidates = store
-        .list(target.res, target.namespace.as_deref())
-        .filter(|o| match &after {
-            Some((_, ns, name)) => {
-                (meta_str(o, "namespace"), meta_str(o, "name")) > (ns.as_str(), name.as_str())
-            }
-            None => true,
-        })
+        .list_after(target.res, target.namespace.as_deref(), after_key.as_ref())
         .filter(|o| filters.matches(o));
     for obj in candidates {
         if limit > 0 && items.len() == limit {
-            let last: &Value = items.last().expect("limit > 0");
+            let last = items.last().expect("limit > 0");
             next = Some(encode_continue(
-                rv,
+                resource_version,
                 meta_str(last, "namespace"),
                 meta_str(last, "name"),
             ));
             break;
         }
-        items.push((**obj).clone());
+        items.push(obj.clone());
     }
-    let mut meta = json!({"resourceVersion": rv.to_string()});
-    if let Some(token) = next {
-        meta["continue"] = json!(token);
-    }
-    Ok(json!({
-        "kind": format!("{}List", target.res.kind),
-        "apiVersion": target.res.api_version(),
-        "metadata": meta,
-        "items": items,
-    }))
+    Ok(ListPage {
+        res: target.res,
+        resource_version,
+        next,
+        items,
+    })
 }
 
 fn create(

@@ -2,6 +2,8 @@
 //! `kubectl get`: the columns the real API server gives pods, Deployments and
 //! ReplicaSets, and NAME / CREATED AT for everything else, as it does.
 
+use std::borrow::Borrow;
+
 use axum::http::HeaderMap;
 use serde_json::{json, Value};
 
@@ -175,7 +177,7 @@ fn age(o: &Value, now_ms: u64) -> String {
     }
 }
 
-pub fn of(res: &ResourceDef, items: &[Value], metadata: Value, now_ms: u64) -> Value {
+pub fn of<O: Borrow<Value>>(res: &ResourceDef, items: &[O], metadata: Value, now_ms: u64) -> Value {
     let definitions: Vec<Value> = columns(res)
         .into_iter()
         .map(|(name, kind, priority)| {
@@ -186,6 +188,7 @@ pub fn of(res: &ResourceDef, items: &[Value], metadata: Value, now_ms: u64) -> V
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
+            let o = o.borrow();
             json!({"cells": cells(res, o, now_ms), "object": {
                 "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                 "metadata": o["metadata"]}})

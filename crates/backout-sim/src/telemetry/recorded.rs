@@ -87,7 +87,8 @@ pub fn evaluate(traffic: &Traffic, now_ms: u64) -> BTreeMap<(String, String), [O
                 cumulative.map(|c| histogram_quantile(0.99, &c).unwrap_or(f64::NAN))
             };
             let restarts = sum_rates(&pods, |p| {
-                rate_of(p, now_ms, 5 * MINUTE, false, |c| c.restarts)
+                let samples: Vec<(u64, f64)> = p.restarts.iter().copied().collect();
+                extrapolated_rate(&samples, now_ms, 5 * MINUTE, false)
             });
             let burn = ratio.map(|r| r / SLO_ERROR_BUDGET);
             let cpu = sum_rates(&live, |p| {
