@@ -5,6 +5,8 @@
 // Each bench uses its own part of this.
 #![allow(dead_code)]
 
+pub mod scale_sim;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
