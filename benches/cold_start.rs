@@ -12,8 +12,8 @@ mod measure;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use measure::scale_sim::{sample, ScaleSim, REPLICAS};
-use measure::start_in_tmux;
+use measure::scale_sim::{ScaleSim, REPLICAS};
+use measure::{sample, start_in_tmux};
 
 const IDLE: Duration = Duration::from_secs(30);
 

@@ -7,7 +7,7 @@ mod measure;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use measure::start_in_tmux;
+use measure::{sample, start_in_tmux};
 
 const WINDOW: Duration = Duration::from_secs(30);
 const WARM_UP: Duration = Duration::from_secs(10);
@@ -15,25 +15,6 @@ const WARM_UP: Duration = Duration::from_secs(10);
 fn ticks_per_second() -> f64 {
     // Linux's USER_HZ, which /proc/PID/stat counts in.
     100.0
-}
-
-/// (user + system CPU ticks, RSS KiB, peak RSS KiB) of a process.
-fn sample(pid: u32) -> (u64, u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process is alive");
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let cpu = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (cpu, kib("VmRSS:"), kib("VmHWM:"))
 }
 
 fn pid_of(pattern: &str) -> u32 {
@@ -60,7 +41,7 @@ fn hangup_to_exit(pid: u32, cpu_before: u64, killed: Instant) -> Option<(f64, f6
     let mut last = cpu_before;
     while killed.elapsed() < Duration::from_secs(10) {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) if !stat.contains(") Z ") => last = sample(pid).0,
+            Ok(stat) if !stat.contains(") Z ") => last = sample(pid).2,
             _ => {
                 let ms = killed.elapsed().as_secs_f64() * 1000.0;
                 let cpu = (last - cpu_before) as f64 / ticks_per_second() * 1000.0;
@@ -80,9 +61,9 @@ fn measure(session: &str, args: &str) -> (f64, u64, u64, Option<(f64, f64)>) {
     assert!(start_in_tmux(session, &cmd), "tmux could not start {cmd}");
     let pid = pid_of(&format!("^{cmd}$"));
     std::thread::sleep(WARM_UP);
-    let (before, _, _) = sample(pid);
+    let (_, _, before) = sample(pid);
     std::thread::sleep(WINDOW);
-    let (after, rss, peak) = sample(pid);
+    let (rss, peak, after) = sample(pid);
     let killed = Instant::now();
     let _ = Command::new("tmux")
         .args(["kill-session", "-t", session])

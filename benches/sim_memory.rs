@@ -13,8 +13,8 @@ mod measure;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use measure::scale_sim::{sample, ScaleSim, REPLICAS};
-use measure::start_in_tmux;
+use measure::scale_sim::{ScaleSim, REPLICAS};
+use measure::{sample, start_in_tmux};
 
 fn main() {
     let services: usize = env_or("SCALE", 2_000);

@@ -59,3 +59,22 @@ pub fn start_in_tmux(session: &str, command: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// (RSS KiB, peak RSS KiB, user + system CPU ticks) of a live process.
+pub fn sample(pid: u32) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let cpu = stat.rfind(')').map_or(0, |at| {
+        let fields: Vec<&str> = stat[at + 2..].split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)
+    });
+    (kib("VmRSS:"), kib("VmHWM:"), cpu)
+}
