@@ -11,6 +11,8 @@ pub mod lambda;
 pub mod resources;
 pub mod scenario;
 pub mod store;
+#[cfg(test)]
+mod store_tests;
 pub mod telemetry;
 pub mod tls;
 pub mod workload;
