@@ -358,7 +358,7 @@ fn decode_continue(token: &str) -> Result<(u64, String, String), ApiError> {
 /// One page of a list: the matching objects shared with the store, not copied, so
 /// that the store's lock is held only while they are picked and 20,000 pods are
 /// written out after it is released.
-pub struct ListPage {
+struct ListPage {
     res: &'static ResourceDef,
     resource_version: u64,
     next: Option<String>,
