@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use measure::scale_sim::{ScaleSim, REPLICAS};
-use measure::{sample, start_in_tmux};
+use measure::{env_or, sample, start_in_tmux};
 
 const IDLE: Duration = Duration::from_secs(30);
 
@@ -133,10 +133,7 @@ fn percentiles(keys: &[Duration]) -> String {
 }
 
 fn main() {
-    let services: usize = std::env::var("SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2_000);
+    let services: usize = env_or("SCALE", 2_000);
     let bin = env!("CARGO_BIN_EXE_backout");
     let sim = ScaleSim::start(bin, services);
     let (kubeconfig, backout_toml, port) = (&sim.kubeconfig, &sim.backout_toml, sim.port);

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use measure::scale_sim::{ScaleSim, REPLICAS};
-use measure::{sample, start_in_tmux};
+use measure::{env_or, sample, start_in_tmux};
 
 fn main() {
     let services: usize = env_or("SCALE", 2_000);
@@ -66,11 +66,4 @@ fn main() {
         (last as f64 / settled as f64 - 1.0) * 100.0,
         mib(peak)
     );
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }

@@ -78,3 +78,11 @@ pub fn sample(pid: u32) -> (u64, u64, u64) {
     });
     (kib("VmRSS:"), kib("VmHWM:"), cpu)
 }
+
+/// A bench's setting from the environment, or its default.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod auth;
 pub mod discovery;
 pub mod handlers;
+mod list;
 pub mod logs;
 pub mod openapi;
 pub mod patch;
