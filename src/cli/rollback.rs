@@ -537,6 +537,9 @@ async fn follow(core: &mut Core, key: &ServiceKey, no_verify: bool) -> anyhow::R
                 why: "--no-verify".into(),
             })
             .await;
+            // `p` is from before the abandon, which ended it: read it again rather
+            // than wait for an unrelated message (a watch event, the next second's tick).
+            continue;
         }
         let told = |verified: bool| channels + if verified { resolving } else { 0 };
         if let Some((_, result)) = p.ended.clone().filter(|(_, r)| {
