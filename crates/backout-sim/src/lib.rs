@@ -7,6 +7,7 @@ pub mod controller;
 pub mod faults;
 pub mod flags;
 pub mod gitops;
+mod label_index;
 pub mod lambda;
 pub mod resources;
 pub mod scenario;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use super::label_index::LabelIndex;
 use super::resources::{self, ResourceDef};
 use backout_k8s::template::SAFE_ALPHABET;
 
@@ -92,6 +93,7 @@ pub struct Store {
     owned: HashMap<String, BTreeSet<(&'static str, String, String)>>,
     /// Deployments touched since the controller last looked.
     dirty: HashSet<ObjKey>,
+    labels: LabelIndex,
 }
 
 pub fn now_rfc3339() -> String {
@@ -132,6 +134,7 @@ impl Store {
             log_capacity,
             owned: HashMap::new(),
             dirty: HashSet::new(),
+            labels: LabelIndex::default(),
         };
         for r in resources::ALL.iter().filter(|r| !r.review) {
             store.collections.insert(r.plural, Collection::new());
@@ -188,16 +191,28 @@ impl Store {
         ns: Option<&'a str>,
         after: Option<&ObjKey>,
     ) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
-        let objects = &self.coll(res).objects;
-        let from = match (after, ns) {
-            (Some(key), _) => Bound::Excluded(key.clone()),
-            (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
-            (None, None) => Bound::Unbounded,
-        };
-        objects
-            .range((from, Bound::Unbounded))
+        self.coll(res)
+            .objects
+            .range((range_start(ns, after), Bound::Unbounded))
             .take_while(move |((n, _), _)| ns.is_none_or(|ns| n == ns))
             .map(|(_, v)| v)
+    }
+
+    /// As `list_after`, only the objects labelled `key=value`, read from the label
+    /// index rather than by walking the kind.
+    pub fn list_labelled<'a>(
+        &'a self,
+        res: &'static ResourceDef,
+        ns: Option<&'a str>,
+        after: Option<&ObjKey>,
+        (key, value): (&str, &str),
+    ) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
+        let objects = &self.coll(res).objects;
+        self.labels
+            .carrying(res.plural, key, value)
+            .range((range_start(ns, after), Bound::Unbounded))
+            .take_while(move |(n, _)| ns.is_none_or(|ns| n == ns))
+            .filter_map(|k| objects.get(k))
     }
 
     pub fn count(&self, res: &ResourceDef) -> usize {
@@ -377,8 +392,10 @@ impl Store {
         let obj = Arc::new(obj);
         if let Some(p) = &prev {
             self.unindex_owners(res, p);
+            self.labels.remove(res.plural, p);
         }
         self.index_owners(res, &obj);
+        self.labels.add(res.plural, &obj);
         self.mark_dirty(res, &obj);
         self.coll_mut(res).objects.insert(key, obj.clone());
         let kind = if prev.is_some() {
@@ -417,6 +434,7 @@ impl Store {
         gone["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let gone = Arc::new(gone);
         self.unindex_owners(res, &obj);
+        self.labels.remove(res.plural, &obj);
         self.mark_dirty(res, &obj);
         self.publish(
             res,
@@ -519,6 +537,15 @@ impl Store {
                 set.remove(&(res.plural, ns.clone(), name.clone()));
             }
         }
+    }
+}
+
+/// Where a list starts: after its continue key, else at its namespace's first key.
+fn range_start(ns: Option<&str>, after: Option<&ObjKey>) -> Bound<ObjKey> {
+    match (after, ns) {
+        (Some(key), _) => Bound::Excluded(key.clone()),
+        (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
+        (None, None) => Bound::Unbounded,
     }
 }
 

@@ -88,6 +88,60 @@ fn a_list_resumes_after_its_key_within_a_namespace_and_across_them() {
 }
 
 #[test]
+fn a_labelled_list_follows_relabels_and_deletes_and_agrees_with_a_scan() {
+    let mut store = Store::new(100);
+    store.ensure_namespace("shop");
+    for (ns, name, app) in [
+        ("default", "a", "web"),
+        ("shop", "b", "web"),
+        ("shop", "c", "api"),
+        ("shop", "d", "web"),
+    ] {
+        let obj = json!({"metadata": {"name": name, "namespace": ns, "labels": {"app": app}}});
+        store.create(&CONFIGMAPS, obj).unwrap();
+    }
+    let mut relabelled = (*store.get(&CONFIGMAPS, "shop", "b").unwrap()).clone();
+    relabelled["metadata"]["labels"]["app"] = json!("api");
+    store.update(&CONFIGMAPS, relabelled).unwrap();
+    store.delete(&CONFIGMAPS, "shop", "d").unwrap();
+    let by_index = |ns: Option<&str>, after: Option<ObjKey>, app: &str| -> Vec<ObjKey> {
+        store
+            .list_labelled(&CONFIGMAPS, ns, after.as_ref(), ("app", app))
+            .map(|o| key_of(o))
+            .collect()
+    };
+    let by_scan = |ns: Option<&str>, after: Option<ObjKey>, app: &str| -> Vec<ObjKey> {
+        store
+            .list_after(&CONFIGMAPS, ns, after.as_ref())
+            .filter(|o| o["metadata"]["labels"]["app"] == app)
+            .map(|o| key_of(o))
+            .collect()
+    };
+    let key = |ns: &str, name: &str| (ns.to_string(), name.to_string());
+    assert_eq!(by_index(None, None, "web"), [key("default", "a")]);
+    assert_eq!(
+        by_index(Some("shop"), None, "api"),
+        [key("shop", "b"), key("shop", "c")]
+    );
+    assert_eq!(
+        by_index(Some("shop"), Some(key("shop", "b")), "api"),
+        [key("shop", "c")]
+    );
+    assert!(by_index(None, None, "gone").is_empty());
+    for ns in [None, Some("shop"), Some("default")] {
+        for after in [None, Some(key("default", "a")), Some(key("shop", "b"))] {
+            for app in ["web", "api"] {
+                assert_eq!(
+                    by_index(ns, after.clone(), app),
+                    by_scan(ns, after.clone(), app),
+                    "{ns:?} after {after:?} app={app}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn deleting_an_owner_deletes_what_it_owns() {
     let mut store = Store::new(100);
     let d = store

@@ -113,9 +113,12 @@ pub(super) fn list(
     let after_key = after.map(|(_, ns, name)| (ns, name));
     let mut items: Vec<Arc<Value>> = Vec::new();
     let mut next = None;
-    let candidates = store
-        .list_after(target.res, target.namespace.as_deref(), after_key.as_ref())
-        .filter(|o| filters.matches(o));
+    let ns = target.namespace.as_deref();
+    let candidates: Box<dyn Iterator<Item = &Arc<Value>>> = match filters.labels.required_pair() {
+        Some(pair) => Box::new(store.list_labelled(target.res, ns, after_key.as_ref(), pair)),
+        None => Box::new(store.list_after(target.res, ns, after_key.as_ref())),
+    };
+    let candidates = candidates.filter(|o| filters.matches(o));
     for obj in candidates {
         if limit > 0 && items.len() == limit {
             let last = items.last().expect("limit > 0");
