@@ -394,7 +394,7 @@ async fn land(
     if !plan.already_there {
         journal_intent(ctx, order, &preview_of(&plan), tx, journal).await;
     }
-    let (plan, done) = rollback::commit(&ctx.client, &req, &ctx.actor).await?;
+    let (plan, done) = rollback::commit(&ctx.client, &req, plan, &ctx.actor).await?;
     if done == rollback::Done::AlreadyThere {
         return Ok(Landed::AlreadyThere);
     }

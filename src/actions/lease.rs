@@ -93,12 +93,16 @@ pub async fn claim(
         },
         spec: Some(spec(me, hold, now)),
     };
-    match api.create(&PostParams::default(), &fresh).await {
-        Ok(_) => return Ok(Claim::Acquired),
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => return Err(e),
-    }
-    let current = api.get(&name).await?;
+    // Read first: once a Deployment has been rolled back its released Lease stays, so
+    // a create would mostly be refused and cost a round trip before the read.
+    let current = match api.get_opt(&name).await? {
+        Some(current) => current,
+        None => match api.create(&PostParams::default(), &fresh).await {
+            Ok(_) => return Ok(Claim::Acquired),
+            Err(kube::Error::Api(s)) if s.code == 409 => api.get(&name).await?,
+            Err(e) => return Err(e),
+        },
+    };
     let holder = current
         .spec
         .as_ref()

@@ -351,10 +351,13 @@ pub async fn post_event(
 /// Checks permission, prepares the plan and has the API server dry-run it. Nothing is
 /// written; the plan is what a confirmation dialog shows.
 pub async fn prepare(client: &Client, req: &Request) -> Result<Plan, RollbackError> {
-    super::access::may_roll_back(client, &req.namespace)
-        .await
-        .map_err(RollbackError::ReadOnly)?;
-    send(client, req, true).await.map(|(plan, _)| plan)
+    // Side by side: a dry run writes nothing, and a refusal is worded from the review.
+    let (access, sent) = tokio::join!(
+        super::access::may_roll_back(client, &req.namespace),
+        send(client, req, true, None)
+    );
+    access.map_err(RollbackError::ReadOnly)?;
+    sent.map(|(plan, _)| plan)
 }
 
 /// Plans from a fresh read and sends the one patch (or its dry run). A conflict only
@@ -362,15 +365,21 @@ pub async fn prepare(client: &Client, req: &Request) -> Result<Plan, RollbackErr
 /// against still runs, the write was the controller's status and the patch goes again;
 /// if the target already runs, someone else rolled back first (`Preempted`);
 /// otherwise it is a change for a person to look at (`Conflict`). The first plan pins
-/// both templates, so a retry never rolls back anything else.
+/// both templates, so a retry never rolls back anything else. A `prepared` plan, just
+/// dry-run, is sent as it is first: its patch's `test` guards it like a fresh one.
 async fn send(
     client: &Client,
     req: &Request,
     dry_run: bool,
+    mut prepared: Option<Plan>,
 ) -> Result<(Plan, Option<Deployment>), RollbackError> {
     let mut pinned = req.clone();
     for _ in 0..3 {
-        let plan = match plan(client, &pinned).await {
+        let planned = match prepared.take() {
+            Some(plan) => Ok(plan),
+            None => plan(client, &pinned).await,
+        };
+        let plan = match planned {
             Err(RollbackError::Conflict(_)) => return Err(after_conflict(client, &pinned).await),
             other => other?,
         };
@@ -478,14 +487,15 @@ pub enum Done {
     RolledBack { generation: Option<i64> },
 }
 
-/// Rolls back as confirmed: a fresh plan (the caller holds the Lease), the one
-/// guarded patch, then the Event. Returns the plan that was sent.
+/// Rolls back as confirmed: the plan `prepare` made under the Lease (read afresh if its
+/// guard fails), the one guarded patch, then the Event. Returns the plan that was sent.
 pub async fn commit(
     client: &Client,
     req: &Request,
+    prepared: Plan,
     actor: &str,
 ) -> Result<(Plan, Done), RollbackError> {
-    let (plan, sent) = send(client, req, false).await?;
+    let (plan, sent) = send(client, req, false, Some(prepared)).await?;
     let Some(d) = sent else {
         return Ok((plan, Done::AlreadyThere));
     };

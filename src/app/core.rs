@@ -139,19 +139,21 @@ impl Core {
         let notifiers = crate::actions::notify::Notifiers::from_config(&config.notifications)
             .map_err(anyhow::Error::msg)?;
         // Read-only when asked, or when RBAC says this user may not patch Deployments.
-        let read_only = if opts.read_only {
-            Some("--read-only was given".to_string())
-        } else {
-            let mut refused = None;
-            for ns in &namespaces {
-                if let Err(why) = crate::actions::access::may_roll_back(&target.client, ns).await {
-                    refused = Some(why);
-                    break;
-                }
+        // The reviews and who-am-I go out together, beside the first lists.
+        let reviews = async {
+            if opts.read_only {
+                return Some("--read-only was given".to_string());
             }
-            refused
+            let checks = namespaces
+                .iter()
+                .map(|ns| crate::actions::access::may_roll_back(&target.client, ns));
+            futures::future::join_all(checks)
+                .await
+                .into_iter()
+                .find_map(Result::err)
         };
-        let actor = crate::actions::access::actor(&target.client).await;
+        let (read_only, actor) =
+            tokio::join!(reviews, crate::actions::access::actor(&target.client));
         let (effects, effects_rx) = mpsc::channel(4096);
         let ctx = runner::Context {
             client: target.client.clone(),
