@@ -23,6 +23,7 @@ pub mod state;
 mod target_apply;
 pub mod update;
 pub mod verification;
+mod verification_words;
 
 // The data types live in `model`; these paths are the ones the rest of backout uses.
 pub use model::{journal, msg};

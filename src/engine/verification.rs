@@ -4,10 +4,6 @@
 //! one probe left to the effect runner), then every pod ready. Pure, like `update`:
 //! each message that touches the service moves it on, and a tick moves the clocks.
 
-use std::time::Duration;
-
-use jiff::Timestamp;
-
 use super::model::journal::Entry;
 use super::model::msg::{Effect, Outcome};
 use super::model::rollback::{Check, Phase, Progress, Wait};
@@ -16,15 +12,9 @@ use super::signals::DataState;
 use super::state::{Service, ServiceKey, State};
 use crate::config::Comparison;
 
-pub(super) fn elapsed(now: Timestamp, since: Timestamp) -> Duration {
-    Duration::from_secs(now.duration_since(since).as_secs().max(0) as u64)
-}
-
-fn left(now: Timestamp, since: Timestamp, limit: Duration) -> String {
-    let gone = elapsed(now, since);
-    humantime::format_duration(Duration::from_secs(limit.saturating_sub(gone).as_secs()))
-        .to_string()
-}
+pub(super) use super::verification_words::elapsed;
+pub use super::verification_words::pending;
+use super::verification_words::{recovered, still};
 
 /// The line a value has to pass to count as recovered: the threshold moved by the
 /// margin, so a value just under the threshold is not a recovery.
@@ -380,94 +370,6 @@ fn check(name: &str, passed: bool, detail: String) -> Check {
         name: name.into(),
         passed,
         detail,
-    }
-}
-
-fn line(w: &Wait) -> String {
-    let toward = match w.comparison {
-        Comparison::Above | Comparison::AtLeast => "<=",
-        Comparison::Below | Comparison::AtMost => ">=",
-    };
-    format!("{toward} {:.4}", w.recover_at)
-}
-
-/// "0.0100 < 0.05, recovered": the value against the threshold first, so a passing
-/// check never reads like a breach; then the line and hold it passed.
-fn recovered(w: &Wait, hold: Duration) -> String {
-    let toward = match w.comparison {
-        Comparison::Above | Comparison::AtLeast => "<",
-        Comparison::Below | Comparison::AtMost => ">",
-    };
-    format!(
-        "{:.4} {toward} {}, recovered: past {:.4} for {}{}",
-        w.value.unwrap_or(f64::NAN),
-        w.threshold,
-        w.recover_at,
-        humantime::format_duration(hold),
-        w.baseline
-            .map_or(String::new(), |b| format!(", baseline {b:.4}"))
-    )
-}
-
-fn still(w: &Wait) -> String {
-    match w.value {
-        _ if !matches!(w.data.as_str(), "ok" | "breach") => {
-            format!("metrics blind ({}): recovery was not seen", w.data)
-        }
-        Some(v) => format!("still {v:.4}; recovers at {}", line(w)),
-        None => "no value".into(),
-    }
-}
-
-/// What the console shows for a check still pending, with its time left.
-pub fn pending(state: &State, p: &Progress) -> Vec<String> {
-    let policy = &state.config.policy;
-    let now = state.now;
-    match p.phase {
-        Phase::Preparing => vec!["… lease, plan and dry run".into()],
-        Phase::Following => vec![match p.lease_expires {
-            Some(lapses) => format!(
-                "… waiting for {}'s rollback to show in the cluster; if that holder is gone \
-                 (killed, disconnected), its lease lapses at {lapses} ({} from now) and \
-                 backout takes it over",
-                p.by,
-                humantime::format_duration(elapsed(lapses, now))
-            ),
-            None => format!(
-                "… waiting for {}'s rollback to show in the cluster, {} left",
-                p.by,
-                left(now, p.phase_since, policy.rollout_deadline)
-            ),
-        }],
-        Phase::RollingOut => vec![format!(
-            "… rollout completes, {} left",
-            left(now, p.phase_since, policy.rollout_deadline)
-        )],
-        Phase::Recovering => p
-            .unanswered
-            .iter()
-            .map(|t| {
-                format!(
-                    "… {t}: waiting for its first answer, {} left",
-                    left(now, p.phase_since, policy.verification_window)
-                )
-            })
-            .chain(p.waits.iter().map(|w| {
-                let now_at = w.value.map_or(w.data.clone(), |v| format!("now {v:.4}"));
-                let held = w.recovered_since.map_or(String::new(), |s| {
-                    format!(", held {}", humantime::format_duration(elapsed(now, s)))
-                });
-                format!(
-                    "… {} {} for {} ({now_at}{held}), {} left",
-                    w.trigger,
-                    line(w),
-                    humantime::format_duration(policy.recovery_hold),
-                    left(now, p.phase_since, policy.verification_window)
-                )
-            }))
-            .collect(),
-        Phase::Probing => vec!["… health URLs".into()],
-        Phase::Ended => Vec::new(),
     }
 }
 
