@@ -390,12 +390,20 @@ impl Store {
         let rv = self.rv;
         let key = key_of(&obj);
         let obj = Arc::new(obj);
+        // Most writes (a pod's status) keep the labels: the index is left alone then.
+        let relabelled = prev
+            .as_ref()
+            .is_none_or(|p| p["metadata"]["labels"] != obj["metadata"]["labels"]);
         if let Some(p) = &prev {
             self.unindex_owners(res, p);
-            self.labels.remove(res.plural, p);
+            if relabelled {
+                self.labels.remove(res.plural, p);
+            }
         }
         self.index_owners(res, &obj);
-        self.labels.add(res.plural, &obj);
+        if relabelled {
+            self.labels.add(res.plural, &obj);
+        }
         self.mark_dirty(res, &obj);
         self.coll_mut(res).objects.insert(key, obj.clone());
         let kind = if prev.is_some() {
