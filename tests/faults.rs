@@ -48,7 +48,11 @@ async fn held_while_blind(board: serde_json::Value, blind_words: &str) {
     );
     put_faults(&c, json!({})).await;
     let rolled = until(&mut core, Duration::from_secs(120), |core| {
-        core.state.services[&key].last_rollback.is_some()
+        // The fault is on from the start: the service may not be listed yet.
+        core.state
+            .services
+            .get(&key)
+            .is_some_and(|s| s.last_rollback.is_some())
     })
     .await;
     assert!(rolled, "{board}: no rollback once the fault ended");
@@ -111,7 +115,11 @@ async fn one_rollback_through(board: serde_json::Value, lasting: Duration) -> Cl
     put_faults(&c, json!({})).await;
     let key = matrix::key();
     let rolled = until(&mut core, Duration::from_secs(150), |core| {
-        core.state.services[&key].last_rollback.is_some()
+        // The fault is on from the start: the service may not be listed yet.
+        core.state
+            .services
+            .get(&key)
+            .is_some_and(|s| s.last_rollback.is_some())
     })
     .await;
     assert!(rolled, "{board}: no rollback; {}", c.journal());
