@@ -246,6 +246,7 @@ fn committed(ctx: &Context, key: &ServiceKey, notice: Notice, tx: &mpsc::Sender<
     ));
     Step::Committed {
         by: ctx.actor.clone(),
+        at: jiff::Timestamp::now(),
     }
 }
 

@@ -408,7 +408,8 @@ pub fn step(state: &mut State, step: Step) -> Vec<Effect> {
 pub fn rolled_back(state: &mut State, from: u64, to: u64, by: &str) -> Vec<Effect> {
     let mut effects = request(state, Some(to), false);
     effects.extend(step(state, Step::Prepared(preview(from, to))));
-    effects.extend(step(state, Step::Committed { by: by.into() }));
+    let at = state.now;
+    effects.extend(step(state, Step::Committed { by: by.into(), at }));
     effects
 }
 

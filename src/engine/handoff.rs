@@ -481,10 +481,12 @@ mod tests {
         ));
         keep(request(&mut state, Some(1), true));
         keep(step(&mut state, Step::Prepared(preview(2, 1))));
+        let at = state.now;
         keep(step(
             &mut state,
             Step::Committed {
                 by: "backout-watch@cluster".into(),
+                at,
             },
         ));
         keep(reverted_in_cluster(

@@ -137,7 +137,7 @@ pub fn step(state: &mut State, key: &ServiceKey, step: Step, effects: &mut Vec<E
                 service: key.clone(),
             });
         }
-        Step::Committed { by } => {
+        Step::Committed { by, at } => {
             progress.committed = true;
             progress.by.clone_from(&by);
             let Some(plan) = progress.plan.clone() else {
@@ -168,7 +168,7 @@ pub fn step(state: &mut State, key: &ServiceKey, step: Step, effects: &mut Vec<E
                     }
                 }
             };
-            effects.push(state.journal(incident, &key.to_string(), entry));
+            effects.push(state.journal_at(at, incident, &key.to_string(), entry));
             super::verification::begin(state, key);
         }
     }
@@ -304,11 +304,18 @@ mod tests {
             "a rollback is ordered: {effects:?}"
         );
         assert!(journaled(&step(&mut state, Step::Prepared(preview(2, 1)))).is_empty());
+        // The runner saw the patch land after the engine's last tick.
+        let landed = state.now + jiff::SignedDuration::from_millis(40);
         let committed = step(
             &mut state,
             Step::Committed {
                 by: "alice@bastion".into(),
+                at: landed,
             },
+        );
+        assert!(
+            matches!(&committed[..], [Effect::Journal(r), ..] if r.at == landed),
+            "the record is stamped when the patch landed: {committed:?}"
         );
         assert!(matches!(
             journaled(&committed)[..],

@@ -325,8 +325,19 @@ impl State {
 
     /// A journal record of now, as an effect for the runner to append.
     pub fn journal(&self, incident: Option<String>, service: &str, entry: Entry) -> Effect {
+        self.journal_at(self.now, incident, service, entry)
+    }
+
+    /// A record of what a runner saw at `at`, which may be newer than the last tick.
+    pub fn journal_at(
+        &self,
+        at: Timestamp,
+        incident: Option<String>,
+        service: &str,
+        entry: Entry,
+    ) -> Effect {
         Effect::Journal(Record {
-            at: self.now,
+            at,
             incident,
             service: service.into(),
             entry,

@@ -113,8 +113,9 @@ pub enum Step {
     /// The Lease is held, the plan made from a fresh read, and the API server's dry
     /// run accepted it.
     Prepared(Preview),
-    /// The patch landed.
-    Committed { by: String },
+    /// The patch landed, at `at` by the runner's clock: the journal's record of it
+    /// comes after the intent the runner wrote before the patch.
+    Committed { by: String, at: jiff::Timestamp },
     /// The template already matched the target: nothing was sent.
     AlreadyThere,
     /// The health URLs answered (or did not): the last checks of a verification.
