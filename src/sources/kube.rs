@@ -109,7 +109,7 @@ fn target(
     }
     let cluster_url = config.cluster_url.to_string();
     let namespace = config.default_namespace.clone();
-    let client = Client::try_from(config).map_err(|e| ConnectError::Context {
+    let client = super::kube_client::build(config).map_err(|e| ConnectError::Context {
         context: context.clone(),
         error: e.to_string(),
     })?;

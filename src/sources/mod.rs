@@ -7,6 +7,7 @@ pub mod alertmanager;
 pub mod aliases;
 pub mod flags;
 pub mod kube;
+pub mod kube_client;
 pub mod lean;
 pub mod pod_view;
 pub mod poller;
