@@ -6,6 +6,10 @@
 //!
 //! Run with `cargo bench --bench cold_start` (needs tmux). `SCALE=200` runs smaller;
 //! `POLL=15s` polls Prometheus at production's default instead of the simulator's 2 s.
+//! The console starts once the simulator's metrics cover the whole lookback, as a
+//! production Prometheus's do: against a simulator seconds old every series is a few
+//! points, and the memory measured is the state's without its series. `YOUNG=1`
+//! starts it at once, as this bench did before 2026-12-06.
 
 mod measure;
 
@@ -152,6 +156,21 @@ fn main() {
         if sim.ready { "all Available" } else { "not all Available in 900 s" },
         sample(sim_pid).0 as f64 / 1024.0
     );
+    if std::env::var("YOUNG").is_err() {
+        let text = std::fs::read_to_string(backout_toml).unwrap();
+        let lookback = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("lookback = "))
+            .and_then(|v| humantime::parse_duration(v.trim_matches('"')).ok())
+            .unwrap_or(Duration::from_secs(300));
+        let history = lookback + Duration::from_secs(10);
+        println!(
+            "waiting {}s for the simulator's metrics to cover the lookback ({})",
+            history.saturating_sub(sim.age()).as_secs(),
+            humantime::format_duration(lookback)
+        );
+        std::thread::sleep(history.saturating_sub(sim.age()));
+    }
     let args = format!(
         "{bin} --kubeconfig {} --config {}",
         kubeconfig.display(),

@@ -17,6 +17,7 @@ pub struct ScaleSim {
     /// How long the simulator took to seed, and whether every Deployment came up.
     pub seeded: Duration,
     pub ready: bool,
+    started: Instant,
     _dir: tempfile::TempDir,
 }
 
@@ -57,12 +58,18 @@ impl ScaleSim {
             backout_toml: config.join("backout.toml"),
             seeded: started.elapsed(),
             ready,
+            started,
             _dir: dir,
         }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// How long the simulator has run: its metrics go back that far.
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
     }
 }
 
