@@ -297,8 +297,8 @@ fn a_cluster_series_keeps_its_points_a_step_apart_and_its_newest_current() {
     }
     let points = &state.services[&key("checkout")].triggers["pod-restarts"].points;
     assert!(points.len() <= 77, "{} points over 5 minutes", points.len());
-    // Each sample moves the kept points into its answer and back: none are lost on
-    // the way, and the series holds no spare room beyond a point or two.
+    // Each sample rebuilds the series from the kept points plus the new one: none are
+    // lost on the way, and it holds no spare room beyond a point or two.
     assert!(points.len() >= 70, "{} points over 5 minutes", points.len());
     assert!(
         points.capacity() <= points.len() + 2,
