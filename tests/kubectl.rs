@@ -398,3 +398,73 @@ async fn kubectl_create_validates_against_the_simulator_and_an_unknown_field_is_
         "{created}"
     );
 }
+
+/// The Kubernetes API keeps answering while the metrics store is held (as a sample
+/// holds it, about 200 ms a second at 20,000 pods) and queries wait on it: a handler
+/// waiting on that lock on an async worker, or the control loop holding the store's
+/// lock while it waited, stalled every list behind it (700 ms in a cold start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_while_the_metrics_store_is_held() {
+    let Some(c) = web().await else { return };
+    let state = c.sim.state.clone();
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let _metrics = state.telemetry.lock().expect("telemetry lock");
+        held_tx.send(()).expect("the test waits");
+        // Given back when the test has its answer, or a minute on if it never comes.
+        let _ = released.recv_timeout(Duration::from_secs(60));
+    });
+    held.recv().expect("the lock is taken");
+    // More queries waiting on the store than the server has workers, and one of each kind.
+    let http = c.http();
+    let base = c.sim.url();
+    let waiting: Vec<_> = [
+        "/api/v1/query_range",
+        "/api/v1/query_range",
+        "/api/v1/query",
+        "/metrics",
+    ]
+    .into_iter()
+    .map(|path| {
+        let request = http.post(format!("{base}{path}")).form(&[
+            ("query", "service:http_errors:ratio_rate1m"),
+            ("start", "1"),
+            ("end", "2"),
+            ("step", "1s"),
+        ]);
+        let request = if path == "/metrics" {
+            http.get(format!("{base}{path}"))
+        } else {
+            request
+        };
+        tokio::spawn(request.send())
+    })
+    .collect();
+    // Long enough for the control loop to reach its next sample, too.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let listed = c
+        .kubectl(&["get", "pods", "-o", "name", "--request-timeout=20s"])
+        .await;
+    // The holder has let go by itself if the API hung past its minute.
+    let _ = release.send(());
+    holder.join().expect("the holder ends");
+    assert!(
+        listed.status.success(),
+        "kubectl get pods while the metrics were held: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let pods = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(
+        pods.lines().filter(|l| l.starts_with("pod/web-")).count(),
+        3,
+        "{pods}"
+    );
+    for answer in waiting {
+        let answer = answer
+            .await
+            .expect("the request task ends")
+            .expect("an answer");
+        assert!(answer.status().is_success(), "{}", answer.status());
+    }
+}

@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
@@ -18,7 +18,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use super::lean::lean;
+use super::lean::{lean, LeanPod};
 use crate::engine::{KubeChange, KubeKind, KubeObject, Msg, SourceHealth, SourceId};
 use crate::targets::argo_rollout::{self, Rollout};
 
@@ -501,7 +501,12 @@ fn watch_namespace(
             KubeKind::ReplicaSet,
             |o| { KubeObject::ReplicaSet(Box::new(lean(o))) }
         );
-        watch!(Pod, selectors.owned, KubeKind::Pod, |o| KubeObject::pod(&o));
+        watch!(
+            LeanPod,
+            selectors.owned,
+            KubeKind::Pod,
+            |o| KubeObject::pod(&o.into_pod())
+        );
         watch!(Job, all(), KubeKind::Job, |o| KubeObject::Job(Box::new(
             lean(o)
         )));

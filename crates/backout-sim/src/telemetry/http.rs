@@ -38,9 +38,27 @@ fn float(v: f64) -> String {
     }
 }
 
+/// Runs a handler that locks the metrics off the async workers: the lock can be held
+/// for a sample (about 200 ms at 20,000 pods), and a worker waiting on it serves no
+/// Kubernetes request meanwhile.
+async fn off_workers(answer: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(answer)
+        .await
+        .unwrap_or_else(|e| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"status": "error", "errorType": "internal", "error": e.to_string()})),
+            )
+                .into_response()
+        })
+}
+
 pub async fn metrics(State(sim): State<Arc<SimState>>) -> Response {
-    let out = exposition(&sim.telemetry.lock().expect("telemetry lock").traffic);
-    exposition_response(out)
+    off_workers(move || {
+        let out = exposition(&sim.telemetry.lock().expect("telemetry lock").traffic);
+        exposition_response(out)
+    })
+    .await
 }
 
 /// A `/metrics` answer in the text format Prometheus scrapes.
@@ -247,6 +265,10 @@ pub async fn query(
     body: Bytes,
 ) -> Response {
     let p = params(q, &body);
+    off_workers(move || instant_answer(&sim, &p)).await
+}
+
+fn instant_answer(sim: &SimState, p: &HashMap<String, String>) -> Response {
     let Some(query) = p.get("query") else {
         return bad_data("invalid parameter \"query\": missing");
     };
@@ -278,6 +300,32 @@ pub async fn query_range(
     body: Bytes,
 ) -> Response {
     let p = params(q, &body);
+    // A grouped query over 2,000 services is also hundreds of milliseconds of work.
+    off_workers(move || range_answer(&sim, &p)).await
+}
+
+/// One series of a range answer, as Prometheus writes it: `[seconds, "value"]` pairs.
+#[derive(serde::Serialize)]
+struct RangeSeries {
+    metric: Labels,
+    values: Vec<(f64, String)>,
+}
+
+/// A successful range answer, written straight to bytes (no JSON tree between).
+#[derive(serde::Serialize)]
+struct RangeAnswer {
+    status: &'static str,
+    data: Matrix,
+}
+
+#[derive(serde::Serialize)]
+struct Matrix {
+    #[serde(rename = "resultType")]
+    result_type: &'static str,
+    result: Vec<RangeSeries>,
+}
+
+fn range_answer(sim: &SimState, p: &HashMap<String, String>) -> Response {
     let Some(query) = p.get("query") else {
         return bad_data("invalid parameter \"query\": missing");
     };
@@ -299,19 +347,35 @@ pub async fn query_range(
         Ok(v) => v,
         Err(e) => return bad_data(e),
     };
-    let telemetry = sim.telemetry.lock().expect("telemetry lock");
-    let result: Vec<Value> = telemetry
-        .tsdb
-        .range(start, end, step, &select)
+    // The lock is held only to pick the points: the control loop samples under it
+    // while holding the store's, so a long hold here would stall every list.
+    let picked: Vec<(Labels, Vec<(u64, f64)>)> = {
+        let telemetry = sim.telemetry.lock().expect("telemetry lock");
+        telemetry
+            .tsdb
+            .range(start, end, step, &select)
+            .into_iter()
+            .map(|(labels, points)| (labels.clone(), points))
+            .collect()
+    };
+    let result = picked
         .into_iter()
-        .map(|(l, points)| {
-            let values: Vec<Value> = points.into_iter().map(|(t, v)| sample(t, v)).collect();
-            json!({"metric": l, "values": values})
+        .map(|(metric, points)| RangeSeries {
+            metric,
+            values: points
+                .into_iter()
+                .map(|(t, v)| (t as f64 / 1000.0, float(v)))
+                .collect(),
         })
         .collect();
-    drop(telemetry);
-    Json(json!({"status": "success", "data": {"resultType": "matrix", "result": result}}))
-        .into_response()
+    Json(RangeAnswer {
+        status: "success",
+        data: Matrix {
+            result_type: "matrix",
+            result,
+        },
+    })
+    .into_response()
 }
 
 #[cfg(test)]
