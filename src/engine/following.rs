@@ -76,7 +76,7 @@ pub fn adopt(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
         p.started = seen.at.unwrap_or(now);
         p.phase = Phase::Following;
         p.decision = Some(Box::new(decision));
-        p
+        Box::new(p)
     });
     p.by.clone_from(&seen.by);
     p.plan = Some(plan.clone());

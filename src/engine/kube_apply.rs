@@ -337,7 +337,7 @@ fn replicaset(
         let parked = state.parked_replicasets.entry(owner.clone()).or_default();
         match at.gone {
             true => parked.remove(&at.name),
-            false => parked.insert(at.name, revision),
+            false => parked.insert(at.name, Box::new(revision)),
         };
         if parked.is_empty() {
             state.parked_replicasets.remove(&owner);
@@ -348,7 +348,7 @@ fn replicaset(
         svc.replicasets.remove(&at.name);
         state.parked_pods.remove(&place);
     } else {
-        svc.replicasets.insert(at.name, revision);
+        svc.replicasets.insert(at.name, Box::new(revision));
         svc.pods
             .extend(state.parked_pods.remove(&place).into_iter().flatten());
     }

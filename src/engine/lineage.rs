@@ -309,7 +309,7 @@ mod tests {
         for rs in sets {
             let revision = Revision::of(&rs);
             svc.replicasets
-                .insert(revision.replicaset.clone(), revision);
+                .insert(revision.replicaset.clone(), Box::new(revision));
         }
         svc
     }

@@ -81,7 +81,7 @@ pub fn order(state: &mut State, key: &ServiceKey, request: Request, effects: &mu
     if let Some(refused) = refused {
         progress.phase = Phase::Ended;
         progress.ended = Some((now, Err(refused.to_string())));
-        svc.rollback = Some(progress);
+        svc.rollback = Some(Box::new(progress));
         let entry = Entry::RollbackFailed {
             to_revision: to_revision.unwrap_or(0),
             by: request.by,
@@ -90,7 +90,7 @@ pub fn order(state: &mut State, key: &ServiceKey, request: Request, effects: &mu
         effects.push(state.journal(incident, &key.to_string(), entry));
         return;
     }
-    svc.rollback = Some(progress);
+    svc.rollback = Some(Box::new(progress));
     let kind = svc.deployment.as_ref().map(|d| d.kind).unwrap_or_default();
     effects.push(Effect::Rollback(RollbackOrder {
         service: key.clone(),
@@ -183,10 +183,10 @@ pub fn preview(
 ) -> Option<Effect> {
     let svc = state.services.get_mut(key)?;
     let to_replicaset = to_revision.and_then(|n| svc.replicaset_at(n).map(String::from));
-    svc.preview = Some(PreviewState {
+    svc.preview = Some(Box::new(PreviewState {
         to_revision,
         result: None,
-    });
+    }));
     Some(Effect::Preview {
         service: key.clone(),
         kind: svc.deployment.as_ref().map(|d| d.kind).unwrap_or_default(),

@@ -132,8 +132,10 @@ pub fn revision_of_deployment(d: &Deployment) -> u64 {
 }
 
 /// Revisions, oldest first.
-pub fn history<'a>(revisions: impl IntoIterator<Item = &'a Revision>) -> Vec<Revision> {
-    let mut out: Vec<Revision> = revisions.into_iter().cloned().collect();
+pub fn history<'a, R: std::borrow::Borrow<Revision> + 'a>(
+    revisions: impl IntoIterator<Item = &'a R>,
+) -> Vec<Revision> {
+    let mut out: Vec<Revision> = revisions.into_iter().map(|r| r.borrow().clone()).collect();
     out.sort_by_key(|r| r.number);
     out
 }

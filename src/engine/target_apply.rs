@@ -20,7 +20,7 @@ pub(super) fn apply(state: &mut State, read: TargetRead) -> Vec<ServiceKey> {
     svc.deployment = Some(summary);
     svc.replicasets = revisions
         .into_iter()
-        .map(|r| (r.replicaset.clone(), r))
+        .map(|r| (r.replicaset.clone(), Box::new(r)))
         .collect();
     super::kube_apply::relineage(state, &service);
     vec![service]

@@ -162,7 +162,7 @@ fn running<'a>(state: &'a State, key: &ServiceKey) -> Option<&'a Progress> {
         .services
         .get(key)?
         .rollback
-        .as_ref()
+        .as_deref()
         .filter(|p| p.running())
 }
 
@@ -171,7 +171,7 @@ fn running_mut<'a>(state: &'a mut State, key: &ServiceKey) -> Option<&'a mut Pro
         .services
         .get_mut(key)?
         .rollback
-        .as_mut()
+        .as_deref_mut()
         .filter(|p| p.running())
 }
 

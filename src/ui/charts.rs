@@ -164,7 +164,7 @@ fn chart(
 ) {
     let now = state.now.as_millisecond() as f64 / 1000.0;
     let (deployed, rolled_back) = (marks.deployed, marks.rolled_back);
-    let ts = svc.triggers.get(&t.name);
+    let ts = svc.triggers.get(&t.name).map(|ts| &**ts);
     let status = status(state, ts, t);
     let title = format!(" {} {status} ", t.name);
     let firing = ts.is_some_and(|s| s.alert.is_firing());
