@@ -127,11 +127,12 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
     if !due || triggers.is_empty() {
         return Vec::new();
     }
-    state.cluster_sampled_at = Some(now);
-    // Before the watch reports at all there is no answer: unanswered, not blind.
+    // Before the watch reports at all there is no answer: unanswered, not blind. Nor is
+    // it a sample: the first one follows the watch's first list at the next tick.
     let Some(down) = source_down(state, SourceId::Kubernetes) else {
         return Vec::new();
     };
+    state.cluster_sampled_at = Some(now);
     let down = down.map(|e| format!("the Kubernetes watch is down, so this is not evidence: {e}"));
     let alerts_down = alertmanager_down(state);
     let oldest = now.as_millisecond() - kept(state).as_millis() as i64;

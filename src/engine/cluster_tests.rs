@@ -120,6 +120,32 @@ fn a_cluster_signal_is_not_evidence_while_the_watch_is_down() {
 }
 
 #[test]
+fn the_first_cluster_sample_follows_the_watch_not_a_poll_interval_later() {
+    // A tick while the watch was still listing used to count as the sample, and the
+    // next came a whole poll later: `backout status --wait` took 16 s at a 15 s poll.
+    let mut state = world("");
+    let health = |health| Msg::Source {
+        source: SourceId::Kubernetes,
+        health,
+    };
+    let answered = |state: &State| {
+        state.services[&key("checkout")]
+            .triggers
+            .get("pod-restarts")
+            .is_some_and(|t| t.last_answer.is_some())
+    };
+    update(&mut state, health(SourceHealth::Connecting));
+    update(&mut state, Msg::Tick(t(1)));
+    assert!(!answered(&state), "no answer before the watch has listed");
+    update(&mut state, health(SourceHealth::Connected));
+    update(&mut state, Msg::Tick(t(2)));
+    assert!(
+        answered(&state),
+        "answered at the first tick after it listed"
+    );
+}
+
+#[test]
 fn a_relist_forgets_a_deployment_deleted_while_the_watch_was_away() {
     let mut state = world("");
     deploy(&mut state, "payments", &["payments:1"], 0, false);
