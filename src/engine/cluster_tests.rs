@@ -391,3 +391,41 @@ fn an_alert_naming_a_service_fires_its_alerts_trigger_and_a_stale_answer_is_not_
     let alerts = &state.services[&key("checkout")].triggers["alerts"];
     assert!(!alerts.data.is_clean(), "{:?}", alerts.data);
 }
+
+#[test]
+fn an_alert_answered_before_its_service_appeared_is_the_services_from_its_first_sample() {
+    use super::model::alerts::FiringAlert;
+    // Alertmanager can answer before the Deployments have listed; the service must not
+    // read "no alerts" (clean) until Alertmanager's next answer.
+    let mut state = State::new(
+        config("[alertmanager]\nurl = \"http://am\"\npoll_interval = \"10s\"\n"),
+        t(0),
+    );
+    for source in [SourceId::Kubernetes, SourceId::Alertmanager] {
+        let health = SourceHealth::Connected;
+        update(&mut state, Msg::Source { source, health });
+    }
+    let alert = FiringAlert {
+        namespace: Some("shop".into()),
+        service: "checkout".into(),
+        name: "HighErrors".into(),
+        severity: None,
+        summary: None,
+        since: Some(t(0)),
+    };
+    let alerts = vec![alert];
+    update(&mut state, Msg::Alerts { at: t(0), alerts });
+    assert!(state.services.is_empty(), "answered before any Deployment");
+    deploy(
+        &mut state,
+        "checkout",
+        &["checkout:1", "checkout:2"],
+        0,
+        false,
+    );
+    assert_eq!(state.services[&key("checkout")].alerts.len(), 1);
+    update(&mut state, Msg::Tick(t(1)));
+    let alerts = &state.services[&key("checkout")].triggers["alerts"];
+    assert_eq!(alerts.value, Some(1.0), "{:?}", alerts.data);
+    assert!(alerts.alert.is_firing(), "{:?}", alerts.alert);
+}

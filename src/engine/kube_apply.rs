@@ -304,7 +304,7 @@ fn workload(
         return Vec::new();
     }
     let now = state.now;
-    let svc = state.services.entry(key.clone()).or_default();
+    let svc = state.service_mut(&key);
     if summary.revision > 0 {
         svc.revision_seen.entry(summary.revision).or_insert(now);
     }

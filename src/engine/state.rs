@@ -208,6 +208,9 @@ pub struct State {
     pub synced: std::collections::BTreeSet<super::model::keys::KubeKind>,
     /// When Alertmanager last answered (its alerts are stale after that).
     pub alerts_answered_at: Option<Timestamp>,
+    /// The alerts of that answer: a service that appears after it takes its own from
+    /// here, rather than reading "no alerts" until the next answer.
+    pub alerts: Vec<super::model::alerts::FiringAlert>,
     /// The Terraform states watched, by name, as last read.
     pub infra: BTreeMap<String, super::model::infra::InfraState>,
     /// The `[[flag]]` feature flags, by name, as last read.
@@ -237,6 +240,7 @@ impl State {
             events: VecDeque::new(),
             pod_view: None,
             alerts_answered_at: None,
+            alerts: Vec::new(),
             images: BTreeMap::new(),
             infra: BTreeMap::new(),
             flags: BTreeMap::new(),
@@ -329,6 +333,20 @@ impl State {
     }
 
     /// A journal record of now, as an effect for the runner to append.
+    /// The service `key`, made when it first appears with what is already known of it
+    /// beyond its own objects (the alerts naming it).
+    pub fn service_mut(&mut self, key: &ServiceKey) -> &mut Service {
+        let alerts = &self.alerts;
+        self.services.entry(key.clone()).or_insert_with(|| Service {
+            alerts: alerts
+                .iter()
+                .filter(|a| a.names(&key.namespace, &key.name))
+                .cloned()
+                .collect(),
+            ..Service::default()
+        })
+    }
+
     pub fn journal(&self, incident: Option<String>, service: &str, entry: Entry) -> Effect {
         self.journal_at(self.now, incident, service, entry)
     }

@@ -13,7 +13,7 @@ pub(super) fn apply(state: &mut State, read: TargetRead) -> Vec<ServiceKey> {
         return Vec::new();
     };
     let now = state.now;
-    let svc = state.services.entry(service.clone()).or_default();
+    let svc = state.service_mut(&service);
     if summary.revision > 0 {
         svc.revision_seen.entry(summary.revision).or_insert(now);
     }

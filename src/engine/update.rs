@@ -102,6 +102,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                     changed.push(key.clone());
                 }
             }
+            state.alerts = alerts;
             changed
         }
         Msg::Target(read) => super::target_apply::apply(state, read),
