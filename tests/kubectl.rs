@@ -416,7 +416,7 @@ async fn the_api_answers_while_the_metrics_store_is_held() {
         let _ = released.recv_timeout(Duration::from_secs(60));
     });
     held.recv().expect("the lock is taken");
-    // More queries waiting on the store than the server has workers, and one of each kind.
+    // More requests waiting on the metrics lock than the server has workers, one of each kind.
     let http = c.http();
     let base = c.sim.url();
     let waiting: Vec<_> = [

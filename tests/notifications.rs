@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -206,9 +207,20 @@ async fn status_is_a_query_and_pages_nobody_even_when_a_trigger_fires() {
     let (base, received) = receivers().await;
     // Every answer breaches: the decision suggests, which a console or watcher pages.
     let extra = "[[trigger]]\nname = \"error-rate\"\nthreshold = 0.0\ncomparison = \">=\"\nfor = \"0s\"\nseverity = \"page_and_suggest\"\n\n[notifications.webhook]\nurl_env = \"TEST_HOOK\"\n";
-    let out = status_with(&c, extra, vec![("TEST_HOOK", format!("{base}/hook"))]).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("error-rate firing"), "{stdout}");
+    // A young simulator has too few requests for a ratio at first: status says "no
+    // data" until it has them, so it is asked again until the trigger fires. No run
+    // may page.
+    common::eventually(
+        Duration::from_secs(30),
+        "error-rate firing in status",
+        async || {
+            let out = status_with(&c, extra, vec![("TEST_HOOK", format!("{base}/hook"))]).await;
+            String::from_utf8_lossy(&out.stdout)
+                .contains("error-rate firing")
+                .then_some(())
+        },
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let bodies = received.lock().unwrap().bodies.len();
     assert_eq!(bodies, 0, "status sent {bodies} notifications");

@@ -1,6 +1,6 @@
 //! Watched objects trimmed as they arrive, before they are buffered or sent: what the
-//! engine never reads is not kept. Pods, the most numerous, are read whole into
-//! `engine::kept::PodSeen` instead, from a `LeanPod` that skips what it does not read.
+//! engine never reads is not kept. Pods, the most numerous, are read as a `LeanPod`
+//! (metadata and status, no spec) and turned into `engine::kept::PodSeen` at once.
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};

@@ -347,8 +347,8 @@ fn range_answer(sim: &SimState, p: &HashMap<String, String>) -> Response {
         Ok(v) => v,
         Err(e) => return bad_data(e),
     };
-    // The lock is held only to pick the points: the control loop samples under it
-    // while holding the store's, so a long hold here would stall every list.
+    // The lock is held only to pick the points, not to write them out: a sample
+    // waits for it.
     let picked: Vec<(Labels, Vec<(u64, f64)>)> = {
         let telemetry = sim.telemetry.lock().expect("telemetry lock");
         telemetry
