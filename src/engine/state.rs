@@ -332,21 +332,17 @@ impl State {
         self.firing.remove(key);
     }
 
-    /// A journal record of now, as an effect for the runner to append.
     /// The service `key`, made when it first appears with what is already known of it
     /// beyond its own objects (the alerts naming it).
     pub fn service_mut(&mut self, key: &ServiceKey) -> &mut Service {
         let alerts = &self.alerts;
         self.services.entry(key.clone()).or_insert_with(|| Service {
-            alerts: alerts
-                .iter()
-                .filter(|a| a.names(&key.namespace, &key.name))
-                .cloned()
-                .collect(),
+            alerts: super::model::alerts::naming(alerts, &key.namespace, &key.name),
             ..Service::default()
         })
     }
 
+    /// A journal record of now, as an effect for the runner to append.
     pub fn journal(&self, incident: Option<String>, service: &str, entry: Entry) -> Effect {
         self.journal_at(self.now, incident, service, entry)
     }

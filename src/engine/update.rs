@@ -92,11 +92,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             state.alerts_answered_at = Some(at.max(state.alerts_answered_at.unwrap_or(at)));
             let mut changed = Vec::new();
             for (key, svc) in state.services.iter_mut() {
-                let mine: Vec<_> = alerts
-                    .iter()
-                    .filter(|a| a.names(&key.namespace, &key.name))
-                    .cloned()
-                    .collect();
+                let mine = super::model::alerts::naming(&alerts, &key.namespace, &key.name);
                 if mine != svc.alerts {
                     svc.alerts = mine;
                     changed.push(key.clone());

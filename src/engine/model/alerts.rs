@@ -21,3 +21,12 @@ impl FiringAlert {
         self.service == service && self.namespace.as_deref().is_none_or(|ns| ns == namespace)
     }
 }
+
+/// The alerts of `alerts` that name `namespace/service`.
+pub fn naming(alerts: &[FiringAlert], namespace: &str, service: &str) -> Vec<FiringAlert> {
+    alerts
+        .iter()
+        .filter(|a| a.names(namespace, service))
+        .cloned()
+        .collect()
+}

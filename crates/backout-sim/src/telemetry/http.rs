@@ -255,8 +255,13 @@ fn selector(query: &str) -> Result<impl Fn(&Labels) -> bool, String> {
     })
 }
 
+/// A sample as Prometheus writes it: `[seconds, "value"]`.
+fn point(t_ms: u64, v: f64) -> (f64, String) {
+    (t_ms as f64 / 1000.0, float(v))
+}
+
 fn sample(t_ms: u64, v: f64) -> Value {
-    json!([t_ms as f64 / 1000.0, float(v)])
+    json!(point(t_ms, v))
 }
 
 pub async fn query(
@@ -362,10 +367,7 @@ fn range_answer(sim: &SimState, p: &HashMap<String, String>) -> Response {
         .into_iter()
         .map(|(metric, points)| RangeSeries {
             metric,
-            values: points
-                .into_iter()
-                .map(|(t, v)| (t as f64 / 1000.0, float(v)))
-                .collect(),
+            values: points.into_iter().map(|(t, v)| point(t, v)).collect(),
         })
         .collect();
     Json(RangeAnswer {
