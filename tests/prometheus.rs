@@ -188,7 +188,16 @@ async fn a_grouped_query_gives_each_service_what_its_own_query_gives_on_real_pro
     ] {
         let grouped = Grouped::analyse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
         let all = client
-            .range_all(&grouped.query(&["shop"], &services), end, lookback, step)
+            .range_all(
+                &grouped.query(&["shop"], &services),
+                end,
+                lookback,
+                step,
+                |labels| {
+                    let (_, service) = grouped.service_of(|l| labels.get(l))?;
+                    Some(service.to_string())
+                },
+            )
             .await
             .unwrap_or_else(|e| panic!("{query}: {e}"));
         for service in services {
@@ -205,11 +214,7 @@ async fn a_grouped_query_gives_each_service_what_its_own_query_gives_on_real_pro
             };
             let mine: Vec<&Vec<(i64, f64)>> = all
                 .iter()
-                .filter(|(labels, _)| {
-                    grouped
-                        .service_of(labels)
-                        .is_some_and(|(_, s)| s == service)
-                })
+                .filter(|(named, _)| named == service)
                 .map(|(_, points)| points)
                 .collect();
             assert_eq!(mine.len(), 1, "{query}: one series for {service}: {all:?}");

@@ -111,13 +111,14 @@ impl Grouped {
     }
 
     /// The (namespace if labelled, service) a result series belongs to.
+    /// `label` reads one of the series' labels by name.
     pub fn service_of<'a>(
         &self,
-        metric: &'a std::collections::BTreeMap<String, String>,
+        label: impl Fn(&str) -> Option<&'a str>,
     ) -> Option<(Option<&'a str>, &'a str)> {
-        let service = metric.get(&self.service_label)?.as_str();
+        let service = label(&self.service_label)?;
         let namespace = match &self.namespace_label {
-            Some(label) => Some(metric.get(label)?.as_str()),
+            Some(name) => Some(label(name)?),
             None => None,
         };
         Some((namespace, service))
@@ -361,7 +362,11 @@ mod tests {
         let metric = [("service", "web"), ("namespace", "shop")]
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .into();
-        assert_eq!(g.service_of(&metric), Some((None, "web")));
+        let metric: std::collections::BTreeMap<String, String> = metric;
+        assert_eq!(
+            g.service_of(|l| metric.get(l).map(String::as_str)),
+            Some((None, "web"))
+        );
     }
 
     #[test]

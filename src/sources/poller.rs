@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::prometheus::{LabelledSeries, Prometheus};
+use super::prometheus::{Labels, Prometheus};
 use crate::config::grouping::{Grouped, GroupedTrigger};
 use crate::config::{Config, Trigger};
 use crate::engine::signals::QueryOutcome;
@@ -337,26 +337,28 @@ async fn ask_batch(
     // Without a namespace label the batch is one namespace's services.
     let batch_namespace = namespaces.first().copied().unwrap_or_default();
     let asked: HashSet<&ServiceKey> = services.iter().collect();
-    let keyed = |grouped: &Grouped, all: Vec<LabelledSeries>| {
-        all.into_iter()
-            .filter_map(|(labels, points)| {
-                let (namespace, name) = grouped.service_of(&labels)?;
-                let key = ServiceKey::new(namespace.unwrap_or(batch_namespace), name);
-                asked.contains(&key).then_some((key, points))
-            })
-            .collect::<Vec<_>>()
+    let key_of = |grouped: &Grouped, labels: &Labels| {
+        let (namespace, name) = grouped.service_of(|label| labels.get(label))?;
+        let key = ServiceKey::new(namespace.unwrap_or(batch_namespace), name);
+        asked.contains(&key).then_some(key)
     };
     let query = plan.query.query(&namespaces, &names);
-    let series = match prom.range_all(&query, *now, back, *step).await {
-        Ok(all) => keyed(&plan.query, all),
+    let series = match prom
+        .range_all(&query, *now, back, *step, |l| key_of(&plan.query, l))
+        .await
+    {
+        Ok(series) => series,
         Err(error) => return GroupedOutcome::Failed { error },
     };
     let mut requests_per_second = HashMap::new();
     if let Some(volume) = &plan.volume {
         let query = volume.query(&namespaces, &names);
         // A failed volume query leaves the rates unknown, as it does per service.
-        if let Ok(all) = prom.range_all(&query, *now, *step * 2, *step).await {
-            for (key, points) in keyed(volume, all) {
+        if let Ok(all) = prom
+            .range_all(&query, *now, *step * 2, *step, |l| key_of(volume, l))
+            .await
+        {
+            for (key, points) in all {
                 if let Some((_, last)) = points.last() {
                     requests_per_second.insert(key, *last);
                 }

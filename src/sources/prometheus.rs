@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -166,27 +166,83 @@ impl Prometheus {
         .unwrap_or_else(|error| QueryOutcome::Failed { error })
     }
 
-    /// Every series a grouped query yields, with its labels.
-    pub async fn range_all(
+    /// The series a grouped query yields that `key_of` names from their labels, with
+    /// the name it gave. The labels are read in place and dropped with the answer.
+    pub async fn range_all<K>(
         &self,
         query: &str,
         end: Timestamp,
         lookback: Duration,
         step: Duration,
-    ) -> Result<Vec<LabelledSeries>, String> {
+        key_of: impl Fn(&Labels) -> Option<K>,
+    ) -> Result<Vec<(K, Vec<(i64, f64)>)>, String> {
         self.range_answer(query, end, lookback, step, |status, text, shown| {
             let all = decode(status, text, shown)?;
             Ok(all
                 .into_iter()
-                .map(|series| (series.metric, series.values.0))
+                .filter_map(|series| Some((key_of(&series.metric)?, series.values.0)))
                 .collect())
         })
         .await
     }
 }
 
-/// A series' labels and its points (unix ms, value).
-pub type LabelledSeries = (BTreeMap<String, String>, Vec<(i64, f64)>);
+/// A series' labels, borrowed from the answer's text where JSON allows (an escaped
+/// value is copied): a grouped answer of thousands of series read every label into a
+/// String of its own, most of a poll's allocations.
+#[derive(Default)]
+pub struct Labels<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl Labels<'_> {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(label, _)| label == name)
+            .map(|(_, value)| value.as_ref())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Labels<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Labels<'a>, D::Error> {
+        struct Text<'a>(Cow<'a, str>);
+        impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text<'a>, D::Error> {
+                struct Visit;
+                impl<'de> serde::de::Visitor<'de> for Visit {
+                    type Value = Text<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a label's text")
+                    }
+                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                        Ok(Text(Cow::Borrowed(v)))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                        Ok(Text(Cow::Owned(v.to_string())))
+                    }
+                }
+                d.deserialize_str(Visit)
+            }
+        }
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Labels<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a series' labels")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Labels<'de>, M::Error> {
+                let mut labels = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((Text(label), Text(value))) = map.next_entry()? {
+                    labels.push((label, value));
+                }
+                Ok(Labels(labels))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
 
 /// The query API's envelope. `data` stays unparsed until `status` says success, and
 /// the error fields are read loosely: a refusal is worded whatever their types.
@@ -203,14 +259,15 @@ struct Envelope<'a> {
 /// A range query's `data`: typed, so an answer of thousands of series is read without
 /// building a JSON tree first (at 2,000 services that tree was most of a poll's cost).
 #[derive(Deserialize)]
-struct Matrix {
-    result: Vec<RawSeries>,
+struct Matrix<'a> {
+    #[serde(borrow)]
+    result: Vec<RawSeries<'a>>,
 }
 
 #[derive(Deserialize)]
-struct RawSeries {
-    #[serde(default)]
-    metric: BTreeMap<String, String>,
+struct RawSeries<'a> {
+    #[serde(default, borrow)]
+    metric: Labels<'a>,
     values: Points,
 }
 
@@ -241,7 +298,7 @@ impl<'de> Deserialize<'de> for Points {
 
 /// An HTTP answer of the range API as its series, or why it is not one. Outside
 /// input: any status and any body give a worded error, never a panic.
-fn decode(status: u16, text: &str, shown: &str) -> Result<Vec<RawSeries>, String> {
+fn decode<'a>(status: u16, text: &'a str, shown: &str) -> Result<Vec<RawSeries<'a>>, String> {
     let status_text = reqwest::StatusCode::from_u16(status)
         .map_or_else(|_| status.to_string(), |s| s.to_string());
     let success = (200..300).contains(&status);
@@ -333,13 +390,36 @@ mod tests {
     }
 
     #[test]
+    fn labels_are_read_in_place_and_an_escaped_one_is_copied() {
+        let text = r#"{"service":"web","namespace":"sh\u006fp","code":"5\"x"}"#;
+        let labels: Labels = serde_json::from_str(text).unwrap();
+        assert_eq!(labels.get("service"), Some("web"));
+        assert_eq!(labels.get("namespace"), Some("shop"));
+        assert_eq!(labels.get("code"), Some("5\"x"));
+        assert_eq!(labels.get("pod"), None);
+        let borrowed = |name: &str| {
+            labels
+                .0
+                .iter()
+                .any(|(label, value)| label == name && matches!(value, Cow::Borrowed(_)))
+        };
+        assert!(borrowed("service"), "a plain value is not copied");
+        assert!(
+            !borrowed("namespace"),
+            "an escaped value cannot be borrowed"
+        );
+        assert!(serde_json::from_str::<Labels>(r#"{"service":1}"#).is_err());
+        assert!(serde_json::from_str::<Labels>(r#"["service"]"#).is_err());
+    }
+
+    #[test]
     fn an_answer_is_read_as_its_series_or_worded_as_why_not() {
         let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[
             {"metric":{"service":"a"},"values":[[1,"1"]]},
             {"metric":{"service":"b"},"values":[[1,"2"],[2,"3"]]}]}}"#;
         let all = decode(200, matrix, "p").unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(all[1].metric["service"], "b");
+        assert_eq!(all[1].metric.get("service"), Some("b"));
         assert_eq!(all[1].values.0, [(1000, 2.0), (2000, 3.0)]);
         assert!(matches!(
             range_outcome(decode(200, matrix, "p")),
