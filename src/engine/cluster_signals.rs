@@ -139,7 +139,7 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
     let spacing_ms = spacing(state).as_millis() as i64;
     let mut answers = Vec::new();
     // A kind outside the cluster (a Lambda alias) has no pods to read these from.
-    for (key, svc) in state.services.iter().filter(|(_, s)| s.has_pods()) {
+    for (key, svc) in state.services.iter_mut().filter(|(_, s)| s.has_pods()) {
         for (name, signal) in &triggers {
             let down = match signal {
                 ClusterSignal::Alerts => &alerts_down,
@@ -150,11 +150,17 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
                     error: error.clone(),
                 },
                 None => {
-                    // Sized to what is kept plus the new point: a collected filter
-                    // would grow by doubling and keep the spare room.
-                    let kept = svc.triggers.get(name).map_or(&[][..], |t| &t.points[..]);
-                    let mut points = Vec::with_capacity(kept.len() + 1);
-                    points.extend(kept.iter().filter(|(at, _)| *at >= oldest).copied());
+                    let value = value(*signal, svc, now);
+                    // The kept points move into the answer and come back when it is
+                    // applied (`update::query`), as a partial answer's do: copying
+                    // them cost a poll a copy of every cluster series.
+                    let mut points = svc
+                        .triggers
+                        .get_mut(name)
+                        .map(|t| std::mem::take(&mut t.points))
+                        .unwrap_or_default();
+                    let stale = points.partition_point(|(at, _)| *at < oldest);
+                    points.drain(..stale);
                     // The newest point follows the cluster as it is; those before it
                     // stay a step apart, as a range query's would.
                     let at = now.as_millisecond();
@@ -162,7 +168,8 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
                     if n >= 2 && points[n - 1].0 - points[n - 2].0 < spacing_ms {
                         points.pop();
                     }
-                    points.push((at, value(*signal, svc, now)));
+                    points.push((at, value));
+                    super::series::keep_little_room(&mut points);
                     QueryOutcome::Series {
                         points,
                         requests_per_second: None,

@@ -14,14 +14,19 @@ pub fn extend(
 ) -> Vec<(i64, f64)> {
     kept.retain(|&(at, _)| at >= oldest && at <= from - spacing);
     kept.extend(fresh.into_iter().filter(|&(at, _)| at >= from.max(oldest)));
-    // A whole answer arrives with the spare room of a growing Vec (128 places for 75
-    // points; at 2,000 services × 6 series about 6 MB of heap). A little room stays,
-    // so a steady series (one point in, one out) does not reallocate every poll.
-    let room = kept.len() + SPARE;
-    if kept.capacity() > room + SPARE {
-        kept.shrink_to(room);
-    }
+    keep_little_room(&mut kept);
     kept
+}
+
+/// A whole answer, or a series grown a point at a time, has the spare room of a
+/// growing Vec (128 places for 75 points; at 2,000 services × 6 series about 6 MB of
+/// heap). A little room stays, so a steady series (one point in, one out) does not
+/// reallocate every poll.
+pub fn keep_little_room(points: &mut Vec<(i64, f64)>) {
+    let room = points.len() + SPARE;
+    if points.capacity() > room + SPARE {
+        points.shrink_to(room);
+    }
 }
 
 /// The points of room a kept series keeps beyond its length.
