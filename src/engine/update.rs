@@ -325,15 +325,16 @@ fn extend_kept(state: &mut State, answer: &mut QueryAnswer, from: i64) {
 }
 
 fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> Option<ServiceKey> {
-    let trigger = state
+    // Found by place, not cloned: a poll applies thousands of answers.
+    let trigger_at = state
         .config
         .triggers
         .iter()
-        .find(|t| t.name == answer.trigger)?
-        .clone();
-    let (stale, policy, now) = (
+        .position(|t| t.name == answer.trigger)?;
+    let (stale, blackout, min_requests, now) = (
         stale_after(state),
-        state.config.policy.clone(),
+        state.config.policy.blackout,
+        state.config.policy.min_requests,
         state.now.max(answer.answered_at),
     );
     // After a rollback nothing is evaluated for the blackout, unless a new build
@@ -342,18 +343,23 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
     let svc = state.services.get(&answer.service)?;
     let in_blackout =
         super::lineage::last_rollback(state, &answer.service).is_some_and(|(r, _)| {
-            now.duration_since(r).as_secs() < policy.blackout.as_secs() as i64
+            now.duration_since(r).as_secs() < blackout.as_secs() as i64
                 && (svc.lineage.current_is_rollback
                     || svc.decision.deployed_at.is_none_or(|d| d <= r))
         });
     let svc = state.services.get_mut(&answer.service)?;
-    let t = svc.triggers.entry(trigger.name.clone()).or_default();
+    let trigger = &state.config.triggers[trigger_at];
+    if !svc.triggers.contains_key(&trigger.name) {
+        svc.triggers
+            .insert(trigger.name.clone(), Default::default());
+    }
+    let t = svc.triggers.get_mut(&trigger.name).expect("inserted above");
     let judged = signals::judge(
         &answer.outcome,
-        &trigger,
+        trigger,
         now,
         stale,
-        policy.min_requests,
+        min_requests,
         RATE_WINDOW,
     );
     if let signals::QueryOutcome::Series { points, .. } = answer.outcome {
@@ -383,10 +389,11 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
         } else {
             None
         };
-        t.alert = signals::step(t.alert, &t.data, judged.onset, now, &trigger);
+        t.alert = signals::step(t.alert, &t.data, judged.onset, now, trigger);
     }
     if before.label() != t.alert.label() {
-        let (from, to, value, data, incident) = (
+        let (name, from, to, value, data, incident) = (
+            trigger.name.clone(),
             before.label().into(),
             t.alert.label().into(),
             t.value,
@@ -397,7 +404,7 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
             incident,
             &answer.service.to_string(),
             Entry::Trigger {
-                trigger: trigger.name,
+                trigger: name,
                 from,
                 to,
                 value,
