@@ -61,6 +61,17 @@ fn pods_relisted(per_service: usize) -> Msg {
 
 /// Every service's healthy series for `trigger`, as one grouped answer.
 fn grouped_answer(trigger: &str, now: i64) -> Msg {
+    grouped_since(trigger, now, 20, None)
+}
+
+/// What a steady poll asks for `trigger`: only what is new since the last answer, a
+/// step of overlap included (`poller::window`), for every service.
+fn grouped_partial(trigger: &str, now: i64) -> Msg {
+    grouped_since(trigger, now, 3, Some(t(now - 30).as_millisecond()))
+}
+
+/// `points` healthy points a step (15 s) apart for every service, ending at `now`.
+fn grouped_since(trigger: &str, now: i64, points: i64, partial_from: Option<i64>) -> Msg {
     use backout::engine::{GroupedAnswer, GroupedOutcome};
     let services: Vec<ServiceKey> = (0..SERVICES)
         .map(|i| ServiceKey::new("scale", &name(i)))
@@ -68,8 +79,8 @@ fn grouped_answer(trigger: &str, now: i64) -> Msg {
     let series = services
         .iter()
         .map(|k| {
-            let points = (0..20)
-                .map(|p| (t(now - 15 * (19 - p)).as_millisecond(), 0.001))
+            let points = (0..points)
+                .map(|p| (t(now - 15 * (points - 1 - p)).as_millisecond(), 0.001))
                 .collect();
             (k.clone(), points)
         })
@@ -79,7 +90,7 @@ fn grouped_answer(trigger: &str, now: i64) -> Msg {
         trigger: trigger.into(),
         services,
         answered_at: t(now),
-        partial_from: None,
+        partial_from,
         outcome: GroupedOutcome::Series {
             series,
             requests_per_second,
@@ -203,4 +214,32 @@ fn main() {
     );
     let breach = median(latencies);
     println!("breach → decision: median {:.1} µs, p99 {:.1} µs (a healthy answer: {:.1} µs; ratio {:.1}x)", breach.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6, healthy.as_secs_f64() * 1e6, breach.as_secs_f64() / healthy.as_secs_f64());
+
+    // A steady poll: the tick that samples the cluster signals, then each queried
+    // trigger's partial answer for every service. At a 2 s poll this is what the
+    // console does every two seconds while nothing happens (its idle CPU).
+    let queried: Vec<String> = state
+        .config
+        .triggers
+        .iter()
+        .filter(|t| t.cluster.is_none())
+        .map(|t| t.name.clone())
+        .collect();
+    let polls: Vec<Duration> = (1..=10)
+        .map(|poll| {
+            let now = 300 + poll * 15;
+            let answers: Vec<Msg> = queried.iter().map(|t| grouped_partial(t, now)).collect();
+            let start = Instant::now();
+            update(&mut state, Msg::Tick(t(now)));
+            for msg in answers {
+                update(&mut state, msg);
+            }
+            start.elapsed()
+        })
+        .collect();
+    println!(
+        "steady poll: a tick and {} partial grouped answers (3 points per series) for all {SERVICES} services applied in {:.2} ms (median of 10)",
+        queried.len(),
+        median(polls).as_secs_f64() * 1000.0
+    );
 }
