@@ -239,7 +239,15 @@ pub fn target<'a>(svc: &Service, history: &'a [Revision]) -> Option<&'a Revision
 /// cluster's. A rollback whose time nothing tells is taken as now: unknown is never
 /// "long ago".
 pub fn last_rollback(state: &State, key: &ServiceKey) -> Option<(Timestamp, String)> {
-    let svc = state.services.get(key)?;
+    last_rollback_of(state, key, state.services.get(key)?)
+}
+
+/// `last_rollback` of `svc`, the service under `key`, already looked up.
+pub fn last_rollback_of(
+    state: &State,
+    key: &ServiceKey,
+    svc: &Service,
+) -> Option<(Timestamp, String)> {
     // A kill switch thrown by anyone: the flag's provider says when, for every process.
     let killed = state
         .flags

@@ -340,9 +340,11 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
     // After a rollback nothing is evaluated for the blackout, unless a new build
     // shipped since: that is a new story, judged on its own (gate 6 still holds it
     // back from being automatic).
+    // The service is looked up twice, not once per question about it: at 2,000
+    // services each lookup compares a dozen keys, and a poll applies 8,000 answers.
     let svc = state.services.get(&answer.service)?;
     let in_blackout =
-        super::lineage::last_rollback(state, &answer.service).is_some_and(|(r, _)| {
+        super::lineage::last_rollback_of(state, &answer.service, svc).is_some_and(|(r, _)| {
             now.duration_since(r).as_secs() < blackout.as_secs() as i64
                 && (svc.lineage.current_is_rollback
                     || svc.decision.deployed_at.is_none_or(|d| d <= r))
@@ -391,37 +393,25 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
         };
         t.alert = signals::step(t.alert, &t.data, judged.onset, now, trigger);
     }
-    if before.label() != t.alert.label() {
-        let (name, from, to, value, data, incident) = (
-            trigger.name.clone(),
-            before.label().into(),
-            t.alert.label().into(),
-            t.value,
-            t.data.label().into(),
-            svc.incident.clone(),
-        );
-        effects.push(state.journal(
-            incident,
-            &answer.service.to_string(),
-            Entry::Trigger {
-                trigger: name,
-                from,
-                to,
-                value,
-                data,
-            },
-        ));
+    let moved = (before.label() != t.alert.label()).then(|| Entry::Trigger {
+        trigger: trigger.name.clone(),
+        from: before.label().into(),
+        to: t.alert.label().into(),
+        value: t.value,
+        data: t.data.label().into(),
+    });
+    let firing_now = svc.triggers.values().any(|t| t.alert.is_firing());
+    let held_open = held_open(svc);
+    if let Some(entry) = moved {
+        let incident = svc.incident.clone();
+        effects.push(state.journal(incident, &answer.service.to_string(), entry));
     }
-    let firing_now = state
-        .services
-        .get(&answer.service)
-        .is_some_and(|s| s.triggers.values().any(|t| t.alert.is_firing()));
     match firing_now {
         true => state.firing.insert(answer.service.clone()),
         false => state.firing.remove(&answer.service),
     };
-    let svc = state.services.get(&answer.service)?;
-    (before.is_firing() || in_play(state, &answer.service, svc)).then_some(answer.service)
+    // `in_play`, from what was read above.
+    (before.is_firing() || firing_now || held_open).then_some(answer.service)
 }
 
 /// Whether a service's decision can move without a change to its objects: something
@@ -430,8 +420,12 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
 /// for the blast radius of a deploy whose time is unknown), so a quiet service is
 /// re-decided when its objects change, not on every answer and every tick.
 fn in_play(state: &State, key: &ServiceKey, svc: &Service) -> bool {
-    state.firing.contains(key)
-        || svc.decision.action != Action::None
+    state.firing.contains(key) || held_open(svc)
+}
+
+/// What keeps a service in play whether or not anything fires.
+fn held_open(svc: &Service) -> bool {
+    svc.decision.action != Action::None
         || svc.incident.is_some()
         || svc.rollback.is_some()
         || svc.lineage.current_is_rollback
