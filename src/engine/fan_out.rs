@@ -96,35 +96,41 @@ pub fn split(grouped: GroupedAnswer, size: usize) -> Vec<GroupedAnswer> {
                 .collect();
         }
     };
-    services
-        .chunks(size.max(1))
-        .map(|chunk| {
-            let by_service = series.as_mut().expect("a series answer");
-            let outcome = GroupedOutcome::Series {
-                series: chunk
-                    .iter()
-                    .flat_map(|k| {
-                        by_service
-                            .remove(k)
-                            .into_iter()
-                            .flatten()
-                            .map(move |points| (k.clone(), points))
-                    })
-                    .collect(),
-                requests_per_second: chunk
-                    .iter()
-                    .filter_map(|k| Some((k.clone(), rates.remove(k)?)))
-                    .collect(),
-            };
-            GroupedAnswer {
-                trigger: trigger.clone(),
-                services: chunk.to_vec(),
-                answered_at,
-                partial_from,
-                outcome,
+    // Keys are moved, not cloned, into the parts: at 2,000 services a clone of each
+    // was thousands of allocations a poll.
+    let mut services = services.into_iter();
+    let mut parts = Vec::new();
+    loop {
+        let chunk: Vec<ServiceKey> = services.by_ref().take(size.max(1)).collect();
+        if chunk.is_empty() {
+            return parts;
+        }
+        let by_service = series.as_mut().expect("a series answer");
+        let mut own_series = Vec::with_capacity(chunk.len());
+        let mut own_rates = HashMap::with_capacity(chunk.len());
+        for k in &chunk {
+            if let Some((key, all)) = by_service.remove_entry(k) {
+                let mut all = all.into_iter();
+                // A key is cloned only for a service with several series (ambiguous).
+                let last = all.next_back();
+                own_series.extend(all.map(|points| (key.clone(), points)));
+                own_series.extend(last.map(|points| (key, points)));
             }
-        })
-        .collect()
+            if let Some((key, rate)) = rates.remove_entry(k) {
+                own_rates.insert(key, rate);
+            }
+        }
+        parts.push(GroupedAnswer {
+            trigger: trigger.clone(),
+            services: chunk,
+            answered_at,
+            partial_from,
+            outcome: GroupedOutcome::Series {
+                series: own_series,
+                requests_per_second: own_rates,
+            },
+        });
+    }
 }
 
 /// Each service's series, in the order the answer gave them.
