@@ -20,7 +20,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             state.now = now.max(state.now);
             let mut touched = std::collections::BTreeSet::new();
             for answer in super::cluster_signals::sample(state) {
-                touched.extend(query(state, answer, &mut effects));
+                touched.extend(query(state, answer, None, &mut effects));
             }
             tick(state, &mut effects);
             super::retry::due(state, &mut effects);
@@ -39,17 +39,14 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             touched.into_iter().collect()
         }
         Msg::Kube(change) => super::kube_apply::kube(state, change),
-        Msg::Query(answer) => query(state, answer, &mut effects).into_iter().collect(),
+        Msg::Query(answer) => query(state, answer, None, &mut effects)
+            .into_iter()
+            .collect(),
         Msg::Queries(grouped) => {
             let partial_from = grouped.partial_from;
             super::fan_out::fan_out(grouped)
                 .into_iter()
-                .filter_map(|mut answer| {
-                    if let Some(from) = partial_from {
-                        extend_kept(state, &mut answer, from);
-                    }
-                    query(state, answer, &mut effects)
-                })
+                .filter_map(|answer| query(state, answer, partial_from, &mut effects))
                 .collect()
         }
         Msg::RollbackFailed { service, error } => {
@@ -304,27 +301,14 @@ fn tick(state: &mut State, effects: &mut Vec<Effect>) {
     }
 }
 
-/// A partial answer's series as the whole lookback: the points kept from earlier
-/// answers, extended with the new ones (`query` then keeps the result).
-fn extend_kept(state: &mut State, answer: &mut QueryAnswer, from: i64) {
-    let signals::QueryOutcome::Series { points, .. } = &mut answer.outcome else {
-        return;
-    };
-    let Some(p) = state.config.prometheus.as_ref() else {
-        return;
-    };
-    let oldest = state.now.max(answer.answered_at).as_millisecond() - p.lookback.as_millis() as i64;
-    let spacing = p.step().as_millis() as i64;
-    let kept = state
-        .services
-        .get_mut(&answer.service)
-        .and_then(|svc| svc.triggers.get_mut(&answer.trigger))
-        .map(|t| std::mem::take(&mut t.points))
-        .unwrap_or_default();
-    *points = super::series::extend(kept, from, std::mem::take(points), spacing, oldest);
-}
-
-fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> Option<ServiceKey> {
+/// Applies one trigger's answer for one service. A partial answer (`partial_from`,
+/// where its points begin) extends the points kept from earlier answers.
+fn query(
+    state: &mut State,
+    mut answer: QueryAnswer,
+    partial_from: Option<i64>,
+    effects: &mut Vec<Effect>,
+) -> Option<ServiceKey> {
     // Found by place, not cloned: a poll applies thousands of answers.
     let trigger_at = state
         .config
@@ -356,6 +340,17 @@ fn query(state: &mut State, answer: QueryAnswer, effects: &mut Vec<Effect>) -> O
             .insert(trigger.name.clone(), Default::default());
     }
     let t = svc.triggers.get_mut(&trigger.name).expect("inserted above");
+    if let (Some(from), signals::QueryOutcome::Series { points, .. }, Some(p)) = (
+        partial_from,
+        &mut answer.outcome,
+        state.config.prometheus.as_ref(),
+    ) {
+        let oldest = now.as_millisecond() - p.lookback.as_millis() as i64;
+        let spacing = p.step().as_millis() as i64;
+        let fresh = std::mem::take(points);
+        *points =
+            super::series::extend(std::mem::take(&mut t.points), from, fresh, spacing, oldest);
+    }
     let judged = signals::judge(
         &answer.outcome,
         trigger,
