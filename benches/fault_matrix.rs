@@ -120,13 +120,7 @@ fn recovered(core: &backout::app::core::Core, metrics: bool, since: jiff::Timest
         return core.state.sources.get(&SourceId::Kubernetes) == Some(&SourceHealth::Connected);
     }
     let checkout = &core.state.services[&key()];
-    let wanted = core
-        .state
-        .config
-        .triggers
-        .iter()
-        .filter(|t| t.cluster.is_none());
-    wanted.into_iter().all(|t| {
+    core.state.config.queried().all(|t| {
         checkout
             .triggers
             .get(&t.name)

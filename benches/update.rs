@@ -218,13 +218,7 @@ fn main() {
     // A steady poll: the tick that samples the cluster signals, then each queried
     // trigger's partial answer for every service. At a 2 s poll this is what the
     // console does every two seconds while nothing happens (its idle CPU).
-    let queried: Vec<String> = state
-        .config
-        .triggers
-        .iter()
-        .filter(|t| t.cluster.is_none())
-        .map(|t| t.name.clone())
-        .collect();
+    let queried: Vec<String> = state.config.queried().map(|t| t.name.clone()).collect();
     let polls: Vec<Duration> = (1..=10)
         .map(|poll| {
             let now = 300 + poll * 15;

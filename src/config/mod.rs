@@ -207,6 +207,12 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 }
 
 impl Config {
+    /// The triggers asked of Prometheus; a cluster signal is read from the Kubernetes
+    /// API instead.
+    pub fn queried(&self) -> impl Iterator<Item = &Trigger> {
+        self.triggers.iter().filter(|t| t.cluster.is_none())
+    }
+
     /// The config file to use: `--config`, then `$BACKOUT_CONFIG`, then the XDG config dir.
     pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
         if let Some(p) = explicit {

@@ -61,13 +61,7 @@ fn a_crash_loop_is_caught_from_the_cluster_while_prometheus_is_blind() {
     };
     update(&mut state, health(SourceId::Prometheus, refused));
     crash_looping_pod(&mut state, 10, 4);
-    let promql: Vec<String> = state
-        .config
-        .triggers
-        .iter()
-        .filter(|t| t.cluster.is_none())
-        .map(|t| t.name.clone())
-        .collect();
+    let promql: Vec<String> = state.config.queried().map(|t| t.name.clone()).collect();
     for now in (20..=120).step_by(5) {
         update(&mut state, Msg::Tick(t(now)));
         for trigger in &promql {

@@ -333,7 +333,7 @@ pub fn calm_answers(state: &State, except: (&str, &str), now: i64) -> Vec<Msg> {
     use crate::config::Comparison;
     let mut answers = Vec::new();
     for (key, svc) in &state.services {
-        for trig in state.config.triggers.iter().filter(|t| t.cluster.is_none()) {
+        for trig in state.config.queried() {
             let driven = svc.triggers.get(&trig.name).is_some_and(|ts| {
                 ts.data == super::signals::DataState::Breach || ts.alert.is_firing()
             });

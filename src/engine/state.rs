@@ -302,13 +302,7 @@ impl State {
     /// (answered, asked): how many (Prometheus trigger, service) pairs have had an
     /// answer of any kind, so a cold start can say how far it has got.
     pub fn answered(&self) -> (usize, usize) {
-        let asked: Vec<&str> = self
-            .config
-            .triggers
-            .iter()
-            .filter(|t| t.cluster.is_none())
-            .map(|t| t.name.as_str())
-            .collect();
+        let asked: Vec<&str> = self.config.queried().map(|t| t.name.as_str()).collect();
         let answered = self
             .services
             .values()

@@ -226,13 +226,7 @@ fn tick(state: &mut State, effects: &mut Vec<Effect>) {
     // A query that never answers (a hung Prometheus) is as blind as one that stopped:
     // the clock starts when the service is first ticked with the trigger unanswered.
     let queried: Vec<String> = match state.config.prometheus {
-        Some(_) => state
-            .config
-            .triggers
-            .iter()
-            .filter(|t| t.cluster.is_none())
-            .map(|t| t.name.clone())
-            .collect(),
+        Some(_) => state.config.queried().map(|t| t.name.clone()).collect(),
         None => Vec::new(),
     };
     let mut pages = Vec::new();
@@ -321,11 +315,12 @@ fn query(
         state.config.policy.min_requests,
         state.now.max(answer.answered_at),
     );
+    // The service is looked up twice, not once per question about it: at 2,000
+    // services each lookup compares a dozen keys, and a poll applies 8,000 answers.
+    //
     // After a rollback nothing is evaluated for the blackout, unless a new build
     // shipped since: that is a new story, judged on its own (gate 6 still holds it
     // back from being automatic).
-    // The service is looked up twice, not once per question about it: at 2,000
-    // services each lookup compares a dozen keys, and a poll applies 8,000 answers.
     let svc = state.services.get(&answer.service)?;
     let in_blackout =
         super::lineage::last_rollback_of(state, &answer.service, svc).is_some_and(|(r, _)| {

@@ -206,9 +206,7 @@ pub fn spawn(
         .expect("spawn is called only with a [prometheus] section");
     // Cluster signals are read from the Kubernetes API by the engine, not queried here.
     let triggers: Vec<(Trigger, Option<Arc<GroupedTrigger>>)> = config
-        .triggers
-        .iter()
-        .filter(|t| t.cluster.is_none())
+        .queried()
         .map(|t| {
             (
                 t.clone(),
