@@ -159,8 +159,7 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
                         .get_mut(name)
                         .map(|t| std::mem::take(&mut t.points))
                         .unwrap_or_default();
-                    let stale = points.partition_point(|(at, _)| *at < oldest);
-                    points.drain(..stale);
+                    points.retain(|(at, _)| *at >= oldest);
                     // The newest point follows the cluster as it is; those before it
                     // stay a step apart, as a range query's would.
                     let at = now.as_millisecond();
