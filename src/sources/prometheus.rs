@@ -204,25 +204,9 @@ impl Labels<'_> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Labels<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Labels<'a>, D::Error> {
-        struct Text<'a>(Cow<'a, str>);
-        impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text<'a>, D::Error> {
-                struct Visit;
-                impl<'de> serde::de::Visitor<'de> for Visit {
-                    type Value = Text<'de>;
-                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                        f.write_str("a label's text")
-                    }
-                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
-                        Ok(Text(Cow::Borrowed(v)))
-                    }
-                    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-                        Ok(Text(Cow::Owned(v.to_string())))
-                    }
-                }
-                d.deserialize_str(Visit)
-            }
-        }
+        // serde borrows a `Cow` only when it is the field itself, not inside a map.
+        #[derive(Deserialize)]
+        struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
         struct Visit;
         impl<'de> serde::de::Visitor<'de> for Visit {
             type Value = Labels<'de>;
