@@ -1,15 +1,17 @@
-//! The versioned aliases' revert (a Lambda alias, an MLflow model alias): the entry
+//! The versioned aliases' revert (a Lambda alias, an MLflow model alias, the image a
+//! Compose service runs): the entry
 //! of the service, a client for it, the shift planned from a fresh read (neither API
 //! has a dry run: this read is the check), and the writes that make it.
 
 use crate::actions::rollback::Request;
+use crate::config::compose::ComposeConfig;
 use crate::config::lambda::LambdaConfig;
 use crate::config::model::ModelConfig;
 use crate::engine::lineage::RollbackRecord;
 use crate::engine::rollbacks::RollbackError;
 use crate::engine::ServiceKey;
 use crate::targets::alias::Plan;
-use crate::targets::{lambda, model, TargetKind};
+use crate::targets::{compose, lambda, model, TargetKind};
 
 use tokio::sync::mpsc;
 
@@ -22,6 +24,7 @@ use crate::engine::Msg;
 pub(super) enum Target<'a> {
     Lambda(&'a LambdaConfig, aws_sdk_lambda::Client),
     Model(&'a ModelConfig, reqwest::Client),
+    Compose(&'a ComposeConfig, compose::engine::Engine),
 }
 
 /// The service's configured alias, read afresh and planned.
@@ -40,6 +43,14 @@ pub(super) async fn plan<'a>(
             let client = lambda::aws::client(cfg).await.map_err(RollbackError::Api)?;
             let plan = lambda::revert::plan(&client, cfg, req).await?;
             Ok((Target::Lambda(cfg, client), plan))
+        }
+        TargetKind::ComposeService => {
+            let cfg = (ctx.config.compose.iter())
+                .find(|c| c.namespace() == key.namespace && c.service() == key.name)
+                .ok_or_else(|| missing("compose"))?;
+            let engine = compose::engine::client(cfg).map_err(RollbackError::Api)?;
+            let plan = compose::revert::plan(&engine, cfg, req).await?;
+            Ok((Target::Compose(cfg, engine), plan))
         }
         _ => {
             let cfg = (ctx.config.models.iter())
@@ -61,6 +72,7 @@ pub(super) async fn apply(
     match target {
         Target::Lambda(cfg, client) => lambda::revert::apply(client, cfg, plan, record).await,
         Target::Model(cfg, http) => model::apply(http, cfg, plan, record).await,
+        Target::Compose(cfg, engine) => compose::revert::apply(engine, cfg, plan, record).await,
     }
 }
 

@@ -89,7 +89,7 @@ pub(super) async fn preview(
         (None, TargetKind::ArgoRollout) => {
             rollout_dry_run(&ctx, &req).await.map_err(|e| e.to_string())
         }
-        (None, TargetKind::LambdaAlias | TargetKind::ModelAlias) => {
+        (None, TargetKind::LambdaAlias | TargetKind::ModelAlias | TargetKind::ComposeService) => {
             alias_shift::plan(&ctx, kind, &service, &req)
                 .await
                 .map(|(_, plan)| plan.preview)
@@ -185,7 +185,7 @@ async fn run(
     journal: &SharedJournal,
 ) -> Result<Step, RollbackError> {
     let key = &order.service;
-    if matches!(order.kind, TargetKind::LambdaAlias | TargetKind::ModelAlias) {
+    if order.kind.kube_kind().is_none() {
         return match alias_shift::land(ctx, order, tx, journal).await? {
             Landed::AlreadyThere => Ok(Step::AlreadyThere),
             Landed::Done(notice) => Ok(committed(ctx, key, notice, tx)),

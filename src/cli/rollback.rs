@@ -14,7 +14,8 @@ use crate::actions::notify::Notifiers;
 use crate::app::core::Core;
 use crate::engine::journal::Entry;
 use crate::engine::rollbacks::{self, Expected, Outcome, Phase, Preview, Progress, Request};
-use crate::engine::{verification, Msg, ServiceKey, State};
+use crate::engine::{verification, Msg, ServiceKey, SourceHealth, SourceId, State};
+use crate::sources;
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -134,6 +135,17 @@ async fn roll_back(
     };
     let key = ServiceKey::new(&core.target.namespace, &name);
     if !core.state.services.contains_key(&key) {
+        // A configured alias or Compose service whose reader fails is not "not found".
+        let alias_failing = match core.state.sources.get(&SourceId::Aliases) {
+            Some(SourceHealth::Retrying { error, .. }) => Some(error.clone()),
+            Some(SourceHealth::Unavailable(error)) => Some(error.clone()),
+            _ => None,
+        }
+        .filter(|_| sources::aliases::keys(&core.state.config).contains(&key));
+        if let Some(error) = alias_failing {
+            eprintln!("error: {key} cannot be read: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
         let why =
             super::not_found::deployment(&core.target.client, &key.namespace, &key.name).await;
         eprintln!("error: {why}");

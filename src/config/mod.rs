@@ -3,6 +3,7 @@
 //! Every mistake is reported with the file, the line and what to write instead.
 
 pub mod alertmanager;
+pub mod compose;
 pub mod flags;
 pub mod gitops;
 pub mod grouping;
@@ -58,6 +59,8 @@ pub struct RawConfig {
     pub flags: Vec<flags::FlagConfig>,
     #[serde(default, rename = "model")]
     pub models: Vec<model::ModelConfig>,
+    #[serde(default)]
+    pub compose: Vec<compose::ComposeConfig>,
 }
 
 /// A Service rolled back by switching its selector, not by undoing a Deployment.
@@ -183,6 +186,7 @@ pub struct Config {
     pub lambda: Vec<lambda::LambdaConfig>,
     pub flags: Vec<flags::FlagConfig>,
     pub models: Vec<model::ModelConfig>,
+    pub compose: Vec<compose::ComposeConfig>,
 }
 
 impl Default for Config {
@@ -318,6 +322,9 @@ impl Config {
         for m in &raw.models {
             m.check()?;
         }
+        for c in &raw.compose {
+            c.check()?;
+        }
         let triggers = triggers::merge(&raw.triggers, text, raw.alertmanager.is_some())?;
         Ok(Config {
             source: path.map(Path::to_path_buf),
@@ -347,6 +354,14 @@ impl Config {
                 .map(|mut m| {
                     m.ca_file.iter_mut().for_each(|ca| beside(base, ca));
                     m
+                })
+                .collect(),
+            compose: raw
+                .compose
+                .into_iter()
+                .map(|mut c| {
+                    c.ca_file.iter_mut().for_each(|ca| beside(base, ca));
+                    c
                 })
                 .collect(),
             lambda: raw

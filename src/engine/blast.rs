@@ -186,20 +186,28 @@ fn canary_note(c: &super::kept::Canary) -> Option<Note> {
     })
 }
 
-/// What shifting a Lambda alias back reverts: a version holds the function's code
-/// and configuration, so both go back; what lives beside the versions does not.
+/// What shifting an alias back reverts (a Lambda alias, a model alias, the image a
+/// Compose service runs): a version holds what it was built from, so that goes back;
+/// what lives beside the versions does not.
 fn alias_notes(
     d: &super::kept::WorkloadSummary,
     target: Option<&Revision>,
     history: &[Revision],
 ) -> Vec<Note> {
     use super::kept::TargetKind;
-    let (holds, beside) = match d.kind {
+    let (moves, holds, beside) = match d.kind {
         TargetKind::ModelAlias => (
+            "sends every request",
             "a version holds the model (its weights and signature)",
             "the serving code and its feature pipeline, other aliases, and the predictions the new version already served or stored",
         ),
+        TargetKind::ComposeService => (
+            "recreates the service's containers (alone, as `up --no-deps` does)",
+            "an image holds the code and its own defaults (environment, command), so those go back; the containers keep the environment, ports and mounts they ran with",
+            "named volumes and their data (kept: the old containers are removed without their volumes), the project's other services, the compose file, and the next `docker compose up`, which deploys the file's image again",
+        ),
         _ => (
+            "sends every request",
             "a version holds the function's code and configuration (environment, memory, layers), so both go back",
             "event source mappings, other aliases, provisioned concurrency, and whatever the new version wrote (tables, queues)",
         ),
@@ -216,7 +224,7 @@ fn alias_notes(
         Some(t) => out.push(note(
             false,
             format!(
-                "a rollback sends every request{share} to version {} ({}): {holds}",
+                "a rollback {moves}{share} to version {} ({}): {holds}",
                 t.number,
                 t.images.join(", ")
             ),

@@ -115,7 +115,7 @@ fn runs_as(kind: TargetKind) -> Option<KubeKind> {
     match kind {
         TargetKind::Deployment => Some(KubeKind::Deployment),
         TargetKind::ArgoRollout => Some(KubeKind::Rollout),
-        TargetKind::LambdaAlias | TargetKind::ModelAlias => None,
+        TargetKind::LambdaAlias | TargetKind::ModelAlias | TargetKind::ComposeService => None,
     }
 }
 

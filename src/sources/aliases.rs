@@ -1,5 +1,6 @@
-//! The versioned aliases (`[[lambda]]` and `[[model]]`), read every few seconds
-//! (neither the Lambda API nor MLflow has a watch): each as the same summary and
+//! The versioned aliases (`[[lambda]]`, `[[model]]` and `[[compose]]`), read every few
+//! seconds (neither the Lambda API nor MLflow has a watch, and the Docker engine's
+//! event stream says nothing of tags): each as the same summary and
 //! revisions a Deployment gives. A read that changed nothing is not sent; a failed
 //! one is reported as the source's health, never as an empty alias.
 
@@ -7,12 +8,13 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::config::compose::ComposeConfig;
 use crate::config::lambda::LambdaConfig;
 use crate::config::model::ModelConfig;
 use crate::config::Config;
 use crate::engine::msg::TargetRead;
 use crate::engine::{Msg, ServiceKey, SourceHealth, SourceId};
-use crate::targets::{alias, lambda, model};
+use crate::targets::{alias, compose, lambda, model};
 
 const EVERY: Duration = Duration::from_secs(5);
 
@@ -20,6 +22,7 @@ const EVERY: Duration = Duration::from_secs(5);
 enum Reader {
     Lambda(Result<aws_sdk_lambda::Client, String>, LambdaConfig),
     Model(Result<reqwest::Client, String>, ModelConfig),
+    Compose(Result<compose::engine::Engine, String>, ComposeConfig),
 }
 
 impl Reader {
@@ -27,6 +30,7 @@ impl Reader {
         match self {
             Reader::Lambda(_, c) => ServiceKey::new(&c.namespace, c.service()),
             Reader::Model(_, c) => ServiceKey::new(&c.namespace, c.service()),
+            Reader::Compose(_, c) => ServiceKey::new(c.namespace(), c.service()),
         }
     }
 
@@ -40,6 +44,13 @@ impl Reader {
             },
             Reader::Model(client, cfg) => match client {
                 Ok(http) => model::read(http, cfg).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.clone()),
+            },
+            Reader::Compose(engine, cfg) => match engine {
+                Ok(engine) => compose::engine::read(engine, cfg)
+                    .await
+                    .map(|r| r.alias)
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.clone()),
             },
         }
@@ -56,12 +67,17 @@ pub fn keys(config: &Config) -> Vec<ServiceKey> {
         .models
         .iter()
         .map(|c| ServiceKey::new(&c.namespace, c.service()));
-    lambdas.chain(models).collect()
+    let composed = config
+        .compose
+        .iter()
+        .map(|c| ServiceKey::new(c.namespace(), c.service()));
+    lambdas.chain(models).chain(composed).collect()
 }
 
 pub fn spawn(config: &Config, tx: mpsc::Sender<Msg>) {
     let (lambdas, models) = (config.lambda.clone(), config.models.clone());
-    if lambdas.is_empty() && models.is_empty() {
+    let composed = config.compose.clone();
+    if lambdas.is_empty() && models.is_empty() && composed.is_empty() {
         return;
     }
     tokio::spawn(async move {
@@ -71,6 +87,9 @@ pub fn spawn(config: &Config, tx: mpsc::Sender<Msg>) {
         }
         for cfg in models {
             readers.push(Reader::Model(model::http(&cfg), cfg));
+        }
+        for cfg in composed {
+            readers.push(Reader::Compose(compose::engine::client(&cfg), cfg));
         }
         let mut every = tokio::time::interval(EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -19,7 +19,12 @@ use crate::engine::rollbacks::{Preview, RollbackError};
 /// One immutable version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Version {
+    /// Its place in the history, oldest first: what the console and `--to-revision`
+    /// call it.
     pub number: u64,
+    /// What names it for good, in the alias, the marks and a pinned plan: Lambda's and
+    /// MLflow's version number, an image's content id.
+    pub id: String,
     /// What identifies its build in the history's image column: a code hash, a
     /// model's source.
     pub identity: String,
@@ -41,6 +46,9 @@ pub struct Alias {
     pub weights: BTreeMap<String, f64>,
     /// backout's record of its last rollback, as JSON, where the kind keeps it.
     pub record_text: String,
+    /// For a kind that runs its own instances (a Compose service's containers): how
+    /// many there are and how many are ready. `None` where the platform scales it.
+    pub instances: Option<(i32, i32)>,
     /// A token that changes with every write of the alias (Lambda's RevisionId);
     /// empty where the API has none.
     pub revision_id: String,
@@ -68,16 +76,31 @@ impl Alias {
             .filter(|r| r.to_replicaset == self.version && self.canary().is_none())
     }
 
-    /// The command the shift to `version` equals.
+    /// The version named `id`.
+    pub fn find(&self, id: &str) -> Option<&Version> {
+        self.versions.iter().find(|v| v.id == id)
+    }
+
+    /// The place in the history of the version named `id`; 0 for one not held.
+    pub fn number_of(&self, id: &str) -> u64 {
+        self.find(id).map_or(0, |v| v.number)
+    }
+
+    /// The command the shift to `version` equals. A Compose service's tools name an
+    /// image by its reference, not its id.
     pub fn command(&self, version: &str) -> String {
-        self.kind.command(&self.handle, "", version, false)
+        let to = match (self.kind, self.find(version)) {
+            (TargetKind::ComposeService, Some(v)) => v.identity.as_str(),
+            _ => version,
+        };
+        self.kind.command(&self.handle, "", to, false)
     }
 }
 
 /// The newest version the alias has sent traffic to, as far as it says: the stable
 /// one, the canary, or the one its record says it was rolled back from.
 fn newest_routed(a: &Alias) -> u64 {
-    let number = |v: &str| v.parse::<u64>().unwrap_or(0);
+    let number = |v: &str| a.number_of(v);
     [
         Some(number(&a.version)),
         a.canary().map(|(v, _)| number(v)),
@@ -98,7 +121,7 @@ pub fn revisions(a: &Alias) -> Vec<Revision> {
         .iter()
         .filter(|v| v.number <= newest)
         .map(|v| {
-            let name = v.number.to_string();
+            let name = v.id.clone();
             let share = match canary {
                 Some((c, w)) if c == name => w as i32,
                 Some((_, w)) if a.version == name => 100 - w as i32,
@@ -135,6 +158,9 @@ pub fn summary(a: &Alias, service: &str) -> WorkloadSummary {
         (None, None) => (a.version.clone(), 0),
     };
     let aborted = canary.is_none() && record.is_some();
+    // Percent of the traffic, or a count of the kind's own instances.
+    let (replicas, ready) = a.instances.unwrap_or((100, 100));
+    let share = |percent: i32| percent * replicas / 100;
     WorkloadSummary {
         kind: a.kind,
         name: service.to_string(),
@@ -143,15 +169,15 @@ pub fn summary(a: &Alias, service: &str) -> WorkloadSummary {
         generation: 1,
         observed_generation: 1,
         paused: false,
-        replicas: 100,
-        status_replicas: 100,
+        replicas,
+        status_replicas: replicas,
         updated_replicas: match (canary, aborted) {
-            (Some((_, w)), _) => w as i32,
+            (Some((_, w)), _) => share(w as i32),
             (None, true) => 0,
-            (None, false) => 100,
+            (None, false) => replicas,
         },
-        ready_replicas: 100,
-        available_replicas: 100,
+        ready_replicas: ready,
+        available_replicas: ready,
         progress_reason: None,
         template_labels: BTreeMap::new(),
         references: Vec::new(),
@@ -197,9 +223,9 @@ pub fn plan_from(alias: Alias, req: &Request) -> Result<Plan, RollbackError> {
     let from = alias
         .canary()
         .map_or_else(|| alias.version.clone(), |(v, _)| v.to_string());
-    let from_number: u64 = from.parse().unwrap_or(0);
+    let from_number = alias.number_of(&from);
     let bad = |v: &str| alias.known_bad.contains_key(v);
-    let exists = |v: &str| alias.versions.iter().any(|x| x.number.to_string() == v);
+    let exists = |v: &str| alias.find(v).is_some();
     // Once previewed, the shift means that version, whatever happened since.
     let pinned = req
         .to_replicaset
@@ -213,15 +239,15 @@ pub fn plan_from(alias: Alias, req: &Request) -> Result<Plan, RollbackError> {
             .iter()
             .find(|v| v.number == n)
             .ok_or(RollbackError::MissingRevision(n))?
-            .number
-            .to_string(),
+            .id
+            .clone(),
         (None, None) if alias.canary().is_some() => alias.version.clone(),
         (None, None) => alias
             .versions
             .iter()
             .rev()
-            .find(|v| v.number < from_number && !bad(&v.number.to_string()))
-            .map(|v| v.number.to_string())
+            .find(|v| v.number < from_number && !bad(&v.id))
+            .map(|v| v.id.clone())
             .ok_or_else(|| RollbackError::NoHistory(format!("alias {name}")))?,
     };
     if to == from && alias.canary().is_some() {
@@ -240,16 +266,14 @@ pub fn plan_from(alias: Alias, req: &Request) -> Result<Plan, RollbackError> {
     }
     let images = |v: &str| {
         alias
-            .versions
-            .iter()
-            .find(|x| x.number.to_string() == v)
+            .find(v)
             .map(|x| vec![x.identity.clone()])
             .unwrap_or_default()
     };
     let preview = Preview {
         from_revision: from_number,
         from_images: images(&from),
-        to_revision: to.parse().unwrap_or(0),
+        to_revision: alias.number_of(&to),
         to_images: images(&to),
         already_there,
         kubectl: alias.command(&to),

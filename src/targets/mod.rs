@@ -9,12 +9,14 @@
 //! | Deployment whose code reads a feature flag (`[[flag]]`), the flag turned on lately | as a Deployment, and the flag from Unleash (`sources::flags`) | turn the flag off: the kill switch (`flag`) | `curl -X POST …/environments/ENV/off` |
 //! | MLflow model alias (`[[model]]`) | the MLflow REST API, polled (`sources::aliases`) | one alias write back to the previous version (`model`) | `MlflowClient().set_registered_model_alias(…)` |
 //! | AWS Lambda alias (`[[lambda]]`) | the Lambda API, polled (`sources::aliases`) | one `UpdateAlias` back to the stable or previous version (`lambda::revert`) | `aws lambda update-alias` |
+//! | Docker Compose service (`[[compose]]`) | the Docker Engine API, polled (`sources::aliases`) | its containers recreated on the previous image (`compose::revert`) | `docker compose up -d --no-deps` |
 //!
 //! Everything downstream of the summary (`engine::kept::WorkloadSummary`) works over
 //! any kind: decisions, the console, `status`, `gate`, `watch` and the report.
 
 pub mod alias;
 pub mod argo_rollout;
+pub mod compose;
 pub mod flag;
 pub mod gitops;
 pub mod lambda;
@@ -31,6 +33,7 @@ pub enum TargetKind {
     ArgoRollout,
     LambdaAlias,
     ModelAlias,
+    ComposeService,
 }
 
 /// Every kind, in the order the console lists them: the one registration.
@@ -39,6 +42,7 @@ pub const KINDS: &[TargetKind] = &[
     TargetKind::ArgoRollout,
     TargetKind::LambdaAlias,
     TargetKind::ModelAlias,
+    TargetKind::ComposeService,
 ];
 
 impl TargetKind {
@@ -48,7 +52,7 @@ impl TargetKind {
         match self {
             TargetKind::Deployment => Some("Deployment"),
             TargetKind::ArgoRollout => Some("Rollout"),
-            TargetKind::LambdaAlias | TargetKind::ModelAlias => None,
+            TargetKind::LambdaAlias | TargetKind::ModelAlias | TargetKind::ComposeService => None,
         }
     }
 
@@ -59,6 +63,7 @@ impl TargetKind {
             TargetKind::ArgoRollout => format!("rollout/{name}"),
             TargetKind::LambdaAlias => format!("alias {name}"),
             TargetKind::ModelAlias => format!("model alias {name}"),
+            TargetKind::ComposeService => format!("compose service {name}"),
         }
     }
 
@@ -69,6 +74,7 @@ impl TargetKind {
             TargetKind::ArgoRollout => "rollout.argoproj.io",
             TargetKind::LambdaAlias => "lambda alias",
             TargetKind::ModelAlias => "mlflow model alias",
+            TargetKind::ComposeService => "compose service",
         }
     }
 
@@ -79,6 +85,7 @@ impl TargetKind {
             TargetKind::ArgoRollout => "rollout",
             TargetKind::LambdaAlias => "lambda",
             TargetKind::ModelAlias => "model",
+            TargetKind::ComposeService => "compose",
         }
     }
 
@@ -89,8 +96,9 @@ impl TargetKind {
 
     /// The command a rollback to revision `to` equals, before a dry run has said the
     /// exact one: `handle` is the name its tools use (a Lambda's `FUNCTION:ALIAS`, a
-    /// model's `MODEL@ALIAS`),
-    /// `canary` whether a canary is under way.
+    /// model's `MODEL@ALIAS`, a Compose service's `PROJECT/SERVICE`), `to` the revision
+    /// (a Compose service's image reference once it is known), `canary` whether a
+    /// canary is under way.
     pub fn command(self, handle: &str, namespace: &str, to: &str, canary: bool) -> String {
         match (self, canary) {
             (TargetKind::ArgoRollout, true) => {
@@ -108,6 +116,14 @@ impl TargetKind {
                 let (model, alias) = handle.split_once('@').unwrap_or((handle, "champion"));
                 format!(
                     "python -c 'from mlflow import MlflowClient; MlflowClient().set_registered_model_alias(\"{model}\", \"{alias}\", \"{to}\")'"
+                )
+            }
+            (TargetKind::ComposeService, _) => {
+                // Compose has no flag for an image: the file names it, then `up`
+                // recreates the service alone, as backout's revert does.
+                let (project, service) = handle.split_once('/').unwrap_or(("", handle));
+                format!(
+                    "docker compose -p {project} up -d --no-deps {service}  # after setting {service}'s image to {to} in the compose file"
                 )
             }
             (TargetKind::LambdaAlias, _) => {

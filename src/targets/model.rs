@@ -194,6 +194,7 @@ pub async fn read(http: &reqwest::Client, cfg: &ModelConfig) -> Result<Alias, Ro
             }
             versions.push(Version {
                 number,
+                id: number.to_string(),
                 identity: v.source.unwrap_or_else(|| format!("version {number}")),
                 description: v.description.unwrap_or_default(),
                 created: v
@@ -213,6 +214,7 @@ pub async fn read(http: &reqwest::Client, cfg: &ModelConfig) -> Result<Alias, Ro
         resource: cfg.name.clone(),
         version,
         weights: BTreeMap::new(),
+        instances: None,
         record_text: model
             .tags
             .iter()

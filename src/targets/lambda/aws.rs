@@ -127,6 +127,7 @@ pub async fn read(client: &Client, cfg: &LambdaConfig) -> Result<Alias, LambdaEr
             };
             versions.push(Version {
                 number,
+                id: number.to_string(),
                 identity: code_of(v.code_sha256().unwrap_or_default()),
                 description: v.description().unwrap_or_default().into(),
                 created: v.last_modified().and_then(parse_time),
@@ -163,6 +164,7 @@ pub async fn read(client: &Client, cfg: &LambdaConfig) -> Result<Alias, LambdaEr
         resource: function_arn,
         version: alias.function_version().unwrap_or_default().into(),
         weights,
+        instances: None,
         record_text: alias.description().unwrap_or_default().into(),
         revision_id: alias.revision_id().unwrap_or_default().into(),
         versions,

@@ -20,11 +20,13 @@ pub(crate) fn alias(version: &str, weights: &[(&str, f64)], published: u64) -> A
         resource: "arn:aws:lambda:eu-west-1:1:function:payments".into(),
         version: version.into(),
         weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
+        instances: None,
         record_text: String::new(),
         revision_id: "rev-1".into(),
         versions: (1..=published)
             .map(|n| Version {
                 number: n,
+                id: n.to_string(),
                 identity: format!("code sha{n}AAAAAAAA"),
                 description: format!("payments build {n}"),
                 created: Some(at("2026-12-06T04:00:00Z")),

@@ -1,0 +1,89 @@
+//! Rolling a Compose service back: planned from a fresh read (the engine has no dry
+//! run: this read is the check), then the image rolled back from is marked, then each
+//! container is swapped onto the target image. A crash between the mark and the swaps
+//! leaves an image marked bad that still runs: the retry finds it so and swaps. The
+//! plan is pinned by the containers it read: any container made or removed since is
+//! a conflict, never a blind write.
+
+pub use crate::targets::alias::Plan;
+
+use super::engine::{self, Engine, EngineError};
+use super::{known_bad_repository, known_bad_tag, recreate};
+use crate::actions::rollback::Request;
+use crate::config::compose::ComposeConfig;
+use crate::engine::lineage::RollbackRecord;
+use crate::engine::rollbacks::RollbackError;
+use crate::targets::alias::plan_from;
+
+fn rollback_error(e: EngineError) -> RollbackError {
+    match e {
+        EngineError::NotFound(m) => RollbackError::NotFound(m),
+        EngineError::Forbidden(m) => RollbackError::Forbidden(m),
+        EngineError::Conflict(m) => RollbackError::Conflict(m),
+        EngineError::Other(m) => RollbackError::Api(m),
+    }
+}
+
+/// Reads the service afresh and plans the rollback.
+pub async fn plan(
+    engine: &Engine,
+    cfg: &ComposeConfig,
+    req: &Request,
+) -> Result<Plan, RollbackError> {
+    let read = engine::read(engine, cfg).await.map_err(rollback_error)?;
+    plan_from(read.alias, req)
+}
+
+/// Marks the image rolled back from, then swaps every container onto the target,
+/// after checking that no container moved since the plan's read.
+pub async fn apply(
+    engine: &Engine,
+    cfg: &ComposeConfig,
+    plan: &Plan,
+    record: &RollbackRecord,
+) -> Result<(), RollbackError> {
+    let now = engine::read(engine, cfg).await.map_err(rollback_error)?;
+    if now.alias.revision_id != plan.alias.revision_id {
+        return Err(RollbackError::Conflict(format!(
+            "compose service {} (its containers changed since the plan was read)",
+            cfg.handle()
+        )));
+    }
+    let target = plan.alias.find(&plan.to).ok_or_else(|| {
+        RollbackError::NotFound(format!(
+            "image {} of compose service {}",
+            plan.to,
+            cfg.handle()
+        ))
+    })?;
+    let repository = known_bad_repository(&cfg.project, &cfg.service);
+    let tag = [
+        ("repo", repository),
+        ("tag", known_bad_tag(&plan.from, record.at)),
+    ];
+    engine
+        .post(&format!("/images/{}/tag", plan.from), &tag, None)
+        .await
+        .map_err(rollback_error)?;
+    let record_json = serde_json::to_string(record).unwrap_or_default();
+    for c in now.leftovers.iter() {
+        let gone = [("force", "true".into()), ("v", "false".into())];
+        engine
+            .delete(&format!("/containers/{}", c.id), &gone)
+            .await
+            .map_err(rollback_error)?;
+    }
+    for c in now.containers.iter().filter(|c| c.image_id != plan.to) {
+        recreate::swap(
+            engine,
+            c,
+            &target.identity,
+            &target.id,
+            &record_json,
+            cfg.stop_timeout,
+        )
+        .await
+        .map_err(rollback_error)?;
+    }
+    Ok(())
+}
