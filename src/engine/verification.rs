@@ -212,15 +212,28 @@ fn rolling_out(state: &mut State, key: &ServiceKey) -> Next {
         return Next::Stay;
     };
     let (phase_since, already, revision) = (p.phase_since, p.waits.clone(), p.revision);
+    let target = p.plan.as_ref().map(|plan| plan.to_replicaset.clone());
     let watched = watched(state, key);
     let Some(svc) = state.services.get(&watched) else {
         return Next::Stay;
+    };
+    // A kind outside the cluster is read by polling, and a shift makes no revision: a
+    // read from before the revert still shows the version rolled back from, so only
+    // one that shows the target settled counts.
+    let reached = |d: &&super::kept::WorkloadSummary| {
+        d.kind.kube_kind().is_some()
+            || target.as_ref().is_none_or(|t| {
+                d.canary
+                    .as_ref()
+                    .is_some_and(|c| c.stable_replicaset == *t && !c.in_progress())
+            })
     };
     // A switch makes no revision: the colour taking the traffic must simply be ready.
     let status = svc
         .deployment
         .as_ref()
         .filter(|d| d.revision >= revision.unwrap_or(0))
+        .filter(reached)
         .map(rollout::status);
     let name = match watched == *key {
         true => "rollout completes".to_string(),
