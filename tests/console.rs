@@ -387,6 +387,56 @@ fn the_dialog_on_an_mlflow_model_alias_moves_champion_back() {
 }
 
 #[test]
+fn the_dialog_on_a_compose_service_recreates_it_on_the_previous_image() {
+    if !have("tmux") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = demo_of("compose-rollback", "backout-compose", dir.path());
+    let bin = env!("CARGO_BIN_EXE_backout");
+    let screen = tmux.wait_for("error-rate firing", Duration::from_secs(60));
+    assert!(screen.contains("billing [compose]"), "{screen}");
+    tmux.keys(&["r"]);
+    let dialog = tmux.wait_for(
+        "Recreate legacy/billing's containers on revision 1?",
+        Duration::from_secs(5),
+    );
+    assert!(
+        dialog.contains("to   revision 1  registry.local/legacy/billing:7.2  (volumes kept)"),
+        "{dialog}"
+    );
+    assert!(
+        dialog.contains("docker compose -p legacy up -d --no-deps billing"),
+        "{dialog}"
+    );
+    tmux.wait_for(
+        "check: containers read afresh, image r2 → r1",
+        Duration::from_secs(10),
+    );
+    tmux.keys(&["y"]);
+    tmux.wait_for(
+        "✓ plan from a fresh read  ✓ containers recreated",
+        Duration::from_secs(20),
+    );
+    tmux.wait_for(
+        "rollout completes: compose service legacy/billing runs 2 of 2",
+        Duration::from_secs(20),
+    );
+    tmux.keys(&["q"]);
+    tmux.wait_for("q again quits", Duration::from_secs(5));
+    tmux.keys(&["q"]);
+    gone(&format!(
+        "{bin} demo --write-config {}",
+        dir.path().display()
+    ));
+    let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains("\"kind\":\"rollback\"") && journal.contains("legacy/billing"),
+        "the rollback is journaled: {journal}"
+    );
+}
+
+#[test]
 fn the_dialog_on_a_flag_turned_on_lately_is_its_kill_switch() {
     if !have("tmux") || !have("curl") {
         return;

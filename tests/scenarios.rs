@@ -264,6 +264,21 @@ async fn check(name: &'static str) -> Vec<String> {
                 format!("checkout error ratio {errors:?} should breach 5% with the flag on"),
             );
         }
+        "compose-rollback" => {
+            let images: Vec<String> = {
+                let engine = c.sim.state.compose.lock().unwrap();
+                engine.containers.iter().map(|c| c.image.clone()).collect()
+            };
+            expect(
+                images == ["registry.local/legacy/billing:7.3"; 2],
+                format!("both containers were recreated on 7.3: {images:?}"),
+            );
+            let errors = ratio("billing").await;
+            expect(
+                errors > Some(0.05),
+                format!("billing error ratio {errors:?} should breach 5%"),
+            );
+        }
         other => expect(false, format!("no check written for scenario {other}")),
     }
     c.sim.stop().await;
@@ -276,7 +291,7 @@ async fn every_shipped_scenario_does_what_it_describes() {
         .iter()
         .map(|(n, _)| *n)
         .collect();
-    assert_eq!(names.len(), 13);
+    assert_eq!(names.len(), 14);
     let results = futures::future::join_all(names.into_iter().map(check)).await;
     let problems: Vec<String> = results.into_iter().flatten().collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));

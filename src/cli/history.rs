@@ -1,6 +1,6 @@
 //! `backout history DEPLOYMENT [--revision N]`: the revision table, or one revision's
 //! pod template against the current one. For a `[[lambda]]` or `[[model]]` alias, its
-//! versions.
+//! versions; for a `[[compose]]` service, its repository's images.
 
 use std::process::ExitCode;
 
@@ -56,7 +56,14 @@ fn alias_history(read: Result<crate::targets::alias::Alias, String>) -> ExitCode
         }
     };
     let now = jiff::Timestamp::now();
-    let current = alias.version.parse().unwrap_or(0);
+    let current = alias.number_of(&alias.version);
+    // A Compose service's versions are image ids: its tools name them by reference.
+    let named = |id: &str| match alias.kind {
+        crate::targets::TargetKind::ComposeService => alias
+            .find(id)
+            .map_or(id.to_string(), |v| v.identity.clone()),
+        _ => id.to_string(),
+    };
     print!(
         "{}",
         table(&crate::targets::alias::revisions(&alias), current, now)
@@ -70,8 +77,8 @@ fn alias_history(read: Result<crate::targets::alias::Alias, String>) -> ExitCode
     if let Some(r) = alias.record() {
         println!(
             "version {} rolled back to {} {} ago by {}: {}",
-            r.from_replicaset,
-            r.to_replicaset,
+            named(&r.from_replicaset),
+            named(&r.to_replicaset),
             ago(now, r.at),
             r.by,
             r.reason
@@ -79,7 +86,8 @@ fn alias_history(read: Result<crate::targets::alias::Alias, String>) -> ExitCode
     }
     for (v, at) in &alias.known_bad {
         println!(
-            "version {v} was rolled back from {} ago (marked on {}): never a target",
+            "version {} was rolled back from {} ago (marked on {}): never a target",
+            named(v),
             ago(now, *at),
             alias.resource
         );
@@ -93,12 +101,22 @@ async fn read_alias(
     name: &str,
     namespace: Option<&str>,
 ) -> Option<Result<crate::targets::alias::Alias, String>> {
-    use crate::targets::{lambda, model};
+    use crate::targets::{compose, lambda, model};
     let here = |ns: &str| namespace.is_none_or(|n| n == ns);
     if let Some(cfg) = (config.lambda.iter()).find(|l| l.service() == name && here(&l.namespace)) {
         return Some(match lambda::aws::client(cfg).await {
             Ok(client) => lambda::aws::read(&client, cfg)
                 .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        });
+    }
+    if let Some(cfg) = (config.compose.iter()).find(|c| c.service() == name && here(c.namespace()))
+    {
+        return Some(match compose::engine::client(cfg) {
+            Ok(engine) => compose::engine::read(&engine, cfg)
+                .await
+                .map(|r| r.alias)
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         });

@@ -16,6 +16,7 @@ use crate::engine::journal::Entry;
 use crate::engine::rollbacks::{self, Expected, Outcome, Phase, Preview, Progress, Request};
 use crate::engine::{verification, Msg, ServiceKey, SourceHealth, SourceId, State};
 use crate::sources;
+use crate::targets::TargetKind;
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -230,6 +231,9 @@ async fn roll_back(
         // pinned to the RevisionId it read.
         None if plan.flag.is_some() => println!(
             "  check: the flag read afresh is on; the kill switch leaves the template as it is"
+        ),
+        None if kind == TargetKind::ComposeService => println!(
+            "  check: containers read afresh; the rollback is refused if one is made or removed before it"
         ),
         None if kind.kube_kind().is_none() => println!(
             "  check: alias read afresh{}; the shift is refused if it moves",
@@ -447,6 +451,17 @@ impl Printed {
                 println!(
                     "flag {} turned off by {} in {}; deployment {} stays at revision {to}",
                     f.name, p.by, f.environment, key.name
+                );
+            } else if let Some(d) = (state.services.get(key))
+                .and_then(|s| s.deployment.as_ref())
+                .filter(|d| d.kind == TargetKind::ComposeService)
+            {
+                let image = p.plan.as_ref().map(|pl| pl.to_images.join(", "));
+                println!(
+                    "compose service {} recreated on {} by {}",
+                    d.handle.as_deref().unwrap_or(&key.name),
+                    image.unwrap_or_default(),
+                    p.by
                 );
             } else if state.services.get(key).is_some_and(|s| !s.has_pods()) {
                 let alias = state.services[key]

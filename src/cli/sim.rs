@@ -220,6 +220,7 @@ pub fn write_config(
     toml.push_str(&lambda_toml(url, scenario));
     toml.push_str(&flags_toml(url, scenario));
     toml.push_str(&models_toml(url, scenario));
+    toml.push_str(&compose_toml(url, scenario));
     let path = dir.join("backout.toml");
     std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
@@ -238,6 +239,23 @@ fn lambda_toml(url: &str, scenario: &Scenario) -> String {
                 f.alias,
                 f.namespace,
                 backout_sim::lambda::REGION,
+                url.trim_end_matches('/')
+            )
+        })
+        .collect()
+}
+
+/// A `[[compose]]` entry for each of the scenario's Compose services: the simulator
+/// serves the Docker Engine API on its own port, over TLS with its CA.
+fn compose_toml(url: &str, scenario: &Scenario) -> String {
+    scenario
+        .compose
+        .iter()
+        .map(|c| {
+            format!(
+                "\n[[compose]]\nproject = {:?}\nservice = {:?}\nengine = {:?}\nca_file = \"ca.crt\"\n",
+                c.project,
+                c.service,
                 url.trim_end_matches('/')
             )
         })

@@ -9,6 +9,7 @@ use super::model::decision::{Firing, Gate, Note};
 use super::rollout::Revision;
 use super::state::{Service, State};
 use crate::config::Signal;
+use crate::targets::TargetKind;
 
 /// Seed 001: a fix that ships in under 5 minutes beats a rollback; one that takes
 /// more than 15 loses to it.
@@ -74,6 +75,12 @@ fn rollback_time(svc: &Service, current: Option<&Revision>) -> (u64, String) {
     let Some(workload) = svc.deployment.as_ref() else {
         return (POD_START_SECS, "nothing measured".into());
     };
+    if workload.kind == TargetKind::ComposeService {
+        return (
+            POD_START_SECS,
+            "the containers recreated on an image the engine already holds".into(),
+        );
+    }
     if !svc.has_pods() {
         return (1, "an alias shift: traffic moves in one call".into());
     }

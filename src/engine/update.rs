@@ -536,10 +536,15 @@ fn suggestion(state: &State, key: &ServiceKey, d: &decision::Decision) -> String
             .and_then(|w| w.canary.as_ref())
             .is_some_and(|c| c.in_progress());
         let to = t.revision.to_string();
+        // A Compose service's tools name an image by its reference.
+        let named = match kind {
+            crate::targets::TargetKind::ComposeService => t.images.first().unwrap_or(&to),
+            _ => &to,
+        };
         let command = kind.command(
             handle.as_deref().unwrap_or(&key.name),
             &key.namespace,
-            &to,
+            named,
             canary,
         );
         text.push_str(&format!(

@@ -123,6 +123,17 @@ fn heading(
                 pl.to_images.join(", ")
             )),
         ],
+        None if kind == TargetKind::ComposeService => vec![
+            Line::styled(
+                format!("Recreate {}'s containers on revision {to}?", dialog.service),
+                p.bold(),
+            ),
+            Line::raw(format!("from revision {from}  {}", images_of(svc, current))),
+            Line::raw(format!(
+                "to   revision {to}  {}  (volumes kept)",
+                images_of(svc, dialog.to_revision)
+            )),
+        ],
         None if kind.kube_kind().is_none() => {
             let share = canary
                 .filter(|c| c.in_progress())
@@ -174,7 +185,12 @@ fn heading(
         .and_then(|d| d.handle.clone())
         .unwrap_or_else(|| key.name.clone());
     let in_canary = canary.is_some_and(|c| c.in_progress());
-    let before_the_dry_run = kind.command(&handle, &key.namespace, &to, in_canary);
+    // A Compose service's tools name an image by its reference.
+    let named = match kind {
+        TargetKind::ComposeService => images_of(svc, dialog.to_revision),
+        _ => to.to_string(),
+    };
+    let before_the_dry_run = kind.command(&handle, &key.namespace, &named, in_canary);
     lines.push(Line::styled(
         planned.map_or(before_the_dry_run, |pl| pl.kubectl.clone()),
         p.fg(Color::DarkGray),
@@ -202,6 +218,18 @@ fn dry_run_line(
         Some(Ok(pl)) if pl.flag.is_some() && !pl.already_there => (
             Line::styled(
                 "check: the flag read afresh is on; turning it off is one call",
+                p.fg(Color::Green),
+            ),
+            false,
+        ),
+        Some(Ok(pl)) if kind == TargetKind::ComposeService && !pl.already_there => (
+            Line::styled(
+                format!(
+                    "check: containers read afresh, image r{} → r{} ({}), refused if one is made or removed",
+                    pl.from_revision,
+                    pl.to_revision,
+                    pl.to_images.join(", ")
+                ),
                 p.fg(Color::Green),
             ),
             false,
@@ -370,9 +398,14 @@ pub fn progress(state: &State, svc: &Service, p: Palette) -> Vec<Line<'static>> 
     let mark = |done: bool| if done { "✓" } else { "…" };
     if rb.ours && (rb.ended.is_none() || rb.committed) {
         // A Lambda alias takes no Lease and has no dry run: its fresh read is the plan.
-        let (prepared, sent) = match svc.has_pods() {
-            true => ("lease, plan and dry run", "patched"),
-            false => ("plan from a fresh read", "alias updated"),
+        let compose = svc
+            .deployment
+            .as_ref()
+            .is_some_and(|d| d.kind == TargetKind::ComposeService);
+        let (prepared, sent) = match (svc.has_pods(), compose) {
+            (true, _) => ("lease, plan and dry run", "patched"),
+            (false, true) => ("plan from a fresh read", "containers recreated"),
+            (false, false) => ("plan from a fresh read", "alias updated"),
         };
         lines.push(Line::raw(format!(
             "{} {prepared}  {} {sent}",

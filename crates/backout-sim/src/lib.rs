@@ -3,6 +3,7 @@
 //! all on one loopback port. It backs `backout sim`, `backout demo` and the tests.
 
 pub mod api;
+pub mod compose;
 pub mod controller;
 pub mod faults;
 pub mod flags;
@@ -78,7 +79,7 @@ impl Default for SimOptions {
 
 /// What the HTTP handlers and the control loop share. Locks are held only for
 /// short synchronous sections, never across an await; store before telemetry before
-/// lambda; flags before telemetry.
+/// lambda before compose; flags before telemetry.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Access {
     pub user: String,
@@ -104,6 +105,8 @@ pub struct SimState {
     pub lambda: Mutex<lambda::Functions>,
     /// The scenario's feature flags, served on Unleash's admin API paths.
     pub flags: Mutex<flags::Flags>,
+    /// The scenario's Compose services, served on the Docker Engine API's paths.
+    pub compose: Mutex<compose::Engine>,
 }
 
 pub struct Sim {
@@ -127,6 +130,7 @@ impl Sim {
         let mut telemetry = Telemetry::new(opts.seed);
         let mut functions = lambda::Functions::default();
         let mut flag_set = flags::Flags::default();
+        let mut engine = compose::Engine::default();
         if let Some(s) = &opts.scenario {
             world::seed(&mut store, &mut telemetry, s)
                 .map_err(|e| anyhow::anyhow!("scenario {}: {e}", s.name))?;
@@ -135,6 +139,10 @@ impl Sim {
             flag_set = flags::Flags::seed(&s.flags, &s.namespace);
             for f in s.functions.iter().chain(&s.models) {
                 telemetry.traffic.set_rps(&f.namespace, &f.name, f.rps);
+            }
+            engine = compose::Engine::seed(&s.compose);
+            for c in &s.compose {
+                telemetry.traffic.set_rps(&c.project, &c.service, c.rps);
             }
         }
         let state = Arc::new(SimState {
@@ -148,6 +156,7 @@ impl Sim {
             faults: Mutex::new(faults::Faults::default()),
             lambda: Mutex::new(functions),
             flags: Mutex::new(flag_set),
+            compose: Mutex::new(engine),
         });
         let listener = std::net::TcpListener::bind(opts.listen).with_context(|| {
             format!(
@@ -394,6 +403,12 @@ async fn run(state: Arc<SimState>, opts: SimOptions, repo: Option<gitops::Repo>)
                     continue;
                 }
                 if let scenario::Action::Deploy(d) = &action {
+                    let mut engine = state.compose.lock().expect("compose lock");
+                    if engine.services.iter().any(|c| c.service == d.service) {
+                        engine.deploy(&d.service, &d.image);
+                        continue;
+                    }
+                    drop(engine);
                     let mut functions = state.lambda.lock().expect("lambda lock");
                     if let Some(f) = functions.by_name.get_mut(&d.service) {
                         let cause = d
@@ -434,9 +449,11 @@ fn sample(state: &SimState, now: u64, dt: u64) {
     let endpoints = {
         let store = state.store.lock().expect("store lock");
         let functions = state.lambda.lock().expect("lambda lock");
+        let engine = state.compose.lock().expect("compose lock");
         let cluster = lambda::WithFunctions {
             store: &store,
             functions: &functions,
+            compose: &engine,
         };
         telemetry::traffic::EndpointsSnapshot::of(&cluster, services)
     };

@@ -26,6 +26,9 @@ pub struct Scenario {
     /// paths; a deploy registers a version and moves the alias to it.
     #[serde(default, rename = "model")]
     pub models: Vec<FunctionSpec>,
+    /// Docker Compose services, served on the Docker Engine API's paths.
+    #[serde(default, rename = "compose")]
+    pub compose: Vec<ComposeSpec>,
     /// Feature flags, served on Unleash's admin API paths; each starts off.
     #[serde(default, rename = "flag")]
     pub flags: Vec<FlagSpec>,
@@ -81,6 +84,25 @@ pub struct FunctionSpec {
     pub rps: f64,
     pub change_cause: Option<String>,
     pub canary_weight: Option<f64>,
+}
+
+/// A Docker Compose service: `replicas` containers on `image`, labelled with the
+/// project and service; listed by backout under the project as its namespace. A
+/// deploy recreates them on the new image, as `docker compose up -d` does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeSpec {
+    pub project: String,
+    pub service: String,
+    pub image: String,
+    #[serde(default = "default_compose_replicas")]
+    pub replicas: u32,
+    #[serde(default = "default_rps")]
+    pub rps: f64,
+}
+
+fn default_compose_replicas() -> u32 {
+    1
 }
 
 /// A feature flag `service` reads: on, the service fails `error_ratio` of requests.
@@ -306,6 +328,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "model-alias",
         include_str!("../../../assets/scenarios/model-alias.toml"),
     ),
+    (
+        "compose-rollback",
+        include_str!("../../../assets/scenarios/compose-rollback.toml"),
+    ),
 ];
 
 impl Scenario {
@@ -352,6 +378,7 @@ impl Scenario {
                 .iter()
                 .chain(&self.models)
                 .any(|f| f.name == svc)
+                || self.compose.iter().any(|c| c.service == svc)
         };
         let names = self
             .services
@@ -359,6 +386,7 @@ impl Scenario {
             .map(|s| s.name.as_str())
             .chain(self.functions.iter().map(|f| f.name.as_str()))
             .chain(self.models.iter().map(|f| f.name.as_str()))
+            .chain(self.compose.iter().map(|c| c.service.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
         if let Some(f) = self.flags.iter().find(|f| !known(&f.service)) {
@@ -375,6 +403,17 @@ impl Scenario {
                 return Err(ScenarioError::Parse {
                     file: file.into(),
                     message: format!("function {:?}: its name must differ from every service's, and canary_weight must lie between 0 and 1", f.name),
+                });
+            }
+        }
+        for c in &self.compose {
+            if known(&c.service) {
+                return Err(ScenarioError::Parse {
+                    file: file.into(),
+                    message: format!(
+                        "compose service {:?}: its name must differ from every service's",
+                        c.service
+                    ),
                 });
             }
         }

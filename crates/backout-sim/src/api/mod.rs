@@ -1,6 +1,6 @@
 //! The simulator's HTTP surface: the Kubernetes API (discovery plus the REST verbs
-//! in `handlers`) and, on the same port, the Prometheus endpoints and the Lambda
-//! API's (`crate::lambda::api`).
+//! in `handlers`) and, on the same port, the Prometheus endpoints, the Lambda API's
+//! (`crate::lambda::api`) and the Docker Engine API's (`crate::compose::api`).
 
 pub mod admission;
 pub mod auth;
@@ -69,6 +69,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .merge(crate::lambda::api::routes())
         .merge(crate::lambda::registry::routes())
         .merge(crate::flags::routes())
+        .merge(crate::compose::api::routes())
         .fallback(kube)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -176,16 +176,19 @@ impl Functions {
     }
 }
 
-/// The cluster's pods and the functions' environments together.
+/// The cluster's pods, the functions' environments and the Compose services'
+/// containers together.
 pub struct WithFunctions<'a> {
     pub store: &'a Store,
     pub functions: &'a Functions,
+    pub compose: &'a crate::compose::Engine,
 }
 
 impl Endpoints for WithFunctions<'_> {
     fn pods_of(&self, namespace: &str, service: &str) -> Option<Vec<Arc<Value>>> {
         self.functions
             .environments_of(namespace, service)
+            .or_else(|| self.compose.pods_of(namespace, service))
             .or_else(|| self.store.pods_of(namespace, service))
     }
 
@@ -194,6 +197,8 @@ impl Endpoints for WithFunctions<'_> {
         for (slot, (ns, name)) in out.iter_mut().zip(services) {
             if let Some(envs) = self.functions.environments_of(ns, name) {
                 *slot = Some(envs);
+            } else if let Some(containers) = self.compose.pods_of(ns, name) {
+                *slot = Some(containers);
             }
         }
         out

@@ -1,0 +1,188 @@
+//! A Docker Compose service as a rollback target, against the simulator's Docker
+//! Engine API (the same paths Docker and podman serve): the bad image is decided on
+//! (suggested, never automatic: the engine cannot show what else the compose file
+//! changed), rolled back by the CLI, verified on the new containers, and the image
+//! rolled back from stays known bad after the next deploy; a plan whose containers
+//! moved is refused.
+
+mod common;
+
+use std::time::Duration;
+
+use backout::config::compose::ComposeConfig;
+use backout::targets::compose::{engine, revert};
+use backout_sim::scenario::Scenario;
+use common::{eventually, start, Cluster};
+use serde_json::Value;
+
+/// The shipped compose-rollback scenario, its bad image deployed 2 s in.
+fn compose_rollback() -> Scenario {
+    common::shipped_at("compose-rollback", Duration::from_secs(2))
+}
+
+async fn billing(c: &Cluster) -> Value {
+    common::status_of(c, "billing", &["-A"]).await
+}
+
+/// The images billing's containers run, by tag, and the record on the first.
+fn containers(c: &Cluster) -> (Vec<String>, String) {
+    let engine = c.sim.state.compose.lock().unwrap();
+    let images = engine.containers.iter().map(|c| c.image.clone()).collect();
+    let record = (engine.containers.first())
+        .and_then(|c| c.labels.get("dev.backout.rollback").cloned())
+        .unwrap_or_default();
+    (images, record)
+}
+
+fn tags_of(c: &Cluster, reference: &str) -> Vec<String> {
+    let engine = c.sim.state.compose.lock().unwrap();
+    engine
+        .image(reference)
+        .map(|i| i.tags.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_image_is_suggested_rolled_back_verified_and_never_a_target_again() {
+    let c = start(compose_rollback()).await;
+    let decided = eventually(Duration::from_secs(60), "billing's decision", async || {
+        let s = billing(&c).await;
+        (s["decision"]["action"] == "suggest").then_some(s)
+    })
+    .await;
+    let d = &decided["decision"];
+    assert_eq!(decided["kind"], "compose_service");
+    assert_eq!(decided["service"]["namespace"], "legacy");
+    assert_eq!(d["current_revision"], 2, "{d}");
+    assert_eq!(d["target"]["revision"], 1, "{d}");
+    let gates = d["gates"].to_string();
+    assert!(gates.contains("revision 2's image was deployed"), "{gates}");
+    assert!(
+        d["why_not_automatic"].to_string().contains("compose file"),
+        "{d}"
+    );
+    let blast = d["blast_radius"].to_string();
+    assert!(
+        blast.contains("recreates the service's containers"),
+        "{blast}"
+    );
+    assert!(blast.contains("named volumes and their data"), "{blast}");
+
+    let config = common::config_of(&c);
+    let (ok, said) = c
+        .backout_said(
+            &[
+                "rollback", "billing", "-n", "legacy", "--yes", "--reason", "drill", "--config",
+                &config,
+            ],
+            &[],
+        )
+        .await;
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("to   revision 1 (registry.local/legacy/billing:7.2)"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "compose service legacy/billing recreated on registry.local/legacy/billing:7.2"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("verified"), "{said}");
+    let (images, record) = containers(&c);
+    assert_eq!(images, ["registry.local/legacy/billing:7.2"; 2]);
+    let record: Value = serde_json::from_str(&record).expect("backout's record");
+    assert_eq!(record["reason"], "drill");
+    let marks = tags_of(&c, "registry.local/legacy/billing:7.3");
+    assert!(
+        marks
+            .iter()
+            .any(|t| t.starts_with("backout-rolled-back/legacy.billing:")),
+        "7.3 is marked bad: {marks:?}"
+    );
+    // Verification waited for a read of the new containers, not the stale one.
+    let v1 = engine_id(&c, "registry.local/legacy/billing:7.2");
+    assert!(
+        said.contains(&format!("runs 2 of 2 containers on image {}", &v1[7..19])),
+        "{said}"
+    );
+
+    // A person deploys 7.4 by hand: the target skips 7.3, which was rolled back from.
+    c.sim
+        .state
+        .compose
+        .lock()
+        .unwrap()
+        .deploy("billing", "registry.local/legacy/billing:7.4");
+    let after = eventually(Duration::from_secs(30), "revision 3 read", async || {
+        let s = billing(&c).await;
+        (s["decision"]["current_revision"] == 3).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        after["decision"]["target"]["revision"], 1,
+        "never revision 2: {after}"
+    );
+}
+
+fn engine_id(c: &Cluster, reference: &str) -> String {
+    let engine = c.sim.state.compose.lock().unwrap();
+    engine
+        .image(reference)
+        .map(|i| i.id.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_planned_before_the_containers_moved_is_a_conflict_and_changes_nothing() {
+    let c = start(compose_rollback()).await;
+    let config = backout::config::Config::load(Some(std::path::Path::new(&common::config_of(&c))))
+        .expect("the written config loads");
+    let cfg: &ComposeConfig = &config.compose[0];
+    let client = engine::client(cfg).expect("a client");
+    let read = eventually(Duration::from_secs(30), "the bad image", async || {
+        let r = engine::read(&client, cfg).await.ok()?;
+        (r.alias.versions.len() == 2).then_some(r)
+    })
+    .await;
+    let req = backout::actions::rollback::Request {
+        namespace: "legacy".into(),
+        deployment: "billing".into(),
+        to_revision: None,
+        to_replicaset: None,
+        reason: "drill".into(),
+        actor: "test".into(),
+        incident: None,
+        automatic: false,
+        expected: None,
+    };
+    let plan = revert::plan(&client, cfg, &req).await.expect("a plan");
+    assert_eq!(plan.from, read.alias.version);
+    // Someone scales or recreates the service between the plan and the write.
+    c.sim
+        .state
+        .compose
+        .lock()
+        .unwrap()
+        .deploy("billing", "registry.local/legacy/billing:7.3");
+    let record = backout::engine::lineage::RollbackRecord {
+        revision: 1,
+        from_replicaset: plan.from.clone(),
+        to_replicaset: plan.to.clone(),
+        at: jiff::Timestamp::now(),
+        by: "test".into(),
+        reason: "conflict".into(),
+        automatic: false,
+        incident: None,
+    };
+    let refused = revert::apply(&client, cfg, &plan, &record).await;
+    assert!(
+        matches!(refused, Err(backout::engine::rollbacks::RollbackError::Conflict(ref m)) if m.contains("containers changed")),
+        "{refused:?}"
+    );
+    let (images, record) = containers(&c);
+    assert_eq!(images, ["registry.local/legacy/billing:7.3"; 2]);
+    assert!(record.is_empty(), "nothing was written: {record}");
+    assert_eq!(tags_of(&c, "registry.local/legacy/billing:7.3").len(), 1);
+}
