@@ -109,6 +109,16 @@ fn demo_of(scenario: &str, name: &str, dir: &std::path::Path) -> Tmux {
     tmux
 }
 
+/// q during a rollback warns that it stops the verification; a second q quits, and
+/// this test's own console is gone (other tests' demos run beside it).
+fn quit_during_the_rollback(tmux: &Tmux, dir: &std::path::Path) {
+    tmux.keys(&["q"]);
+    tmux.wait_for("q again quits", Duration::from_secs(5));
+    tmux.keys(&["q"]);
+    let bin = env!("CARGO_BIN_EXE_backout");
+    gone(&format!("{bin} demo --write-config {}", dir.display()));
+}
+
 fn revision(dir: &std::path::Path) -> String {
     let out = Command::new("kubectl")
         .env("KUBECONFIG", dir.join("kubeconfig"))
@@ -172,14 +182,7 @@ fn the_demo_rolls_back_from_the_keyboard_and_restores_the_terminal() {
         "one story while the rollback runs: {verifying}"
     );
     // q warns that it stops the verification; a second q quits and says so.
-    tmux.keys(&["q"]);
-    tmux.wait_for("q again quits", Duration::from_secs(5));
-    tmux.keys(&["q"]);
-    // Its own console: other tests' demos run beside it.
-    gone(&format!(
-        "{bin} demo --write-config {}",
-        dir.path().display()
-    ));
+    quit_during_the_rollback(&tmux, dir.path());
     let journaled = std::fs::read_to_string(&journal).unwrap_or_default();
     assert!(
         journaled.contains("verification abandoned") && journaled.contains("quit the console"),
@@ -254,7 +257,6 @@ fn the_dialog_on_an_argo_canary_aborts_it_as_kubectl_argo_rollouts_would() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tmux = demo_of("canary-abort", "backout-canary", dir.path());
-    let bin = env!("CARGO_BIN_EXE_backout");
     let screen = tmux.wait_for("error-rate firing", Duration::from_secs(60));
     assert!(screen.contains("checkout [rollout]"), "{screen}");
     assert!(screen.contains("the canary at 20%"), "{screen}");
@@ -293,13 +295,7 @@ fn the_dialog_on_an_argo_canary_aborts_it_as_kubectl_argo_rollouts_would() {
         std::thread::sleep(Duration::from_millis(250));
     }
     tmux.wait_for("ROLLING BACK", Duration::from_secs(10));
-    tmux.keys(&["q"]);
-    tmux.wait_for("q again quits", Duration::from_secs(5));
-    tmux.keys(&["q"]);
-    gone(&format!(
-        "{bin} demo --write-config {}",
-        dir.path().display()
-    ));
+    quit_during_the_rollback(&tmux, dir.path());
 }
 
 #[test]
@@ -309,7 +305,6 @@ fn the_dialog_on_a_lambda_alias_shifts_it_back_as_aws_lambda_update_alias_would(
     }
     let dir = tempfile::tempdir().unwrap();
     let tmux = demo_of("lambda-alias", "backout-lambda", dir.path());
-    let bin = env!("CARGO_BIN_EXE_backout");
     let screen = tmux.wait_for("error-rate firing", Duration::from_secs(60));
     assert!(screen.contains("payments-api [lambda]"), "{screen}");
     tmux.keys(&["r"]);
@@ -338,13 +333,7 @@ fn the_dialog_on_a_lambda_alias_shifts_it_back_as_aws_lambda_update_alias_would(
         "rollout completes: alias payments-api:live",
         Duration::from_secs(20),
     );
-    tmux.keys(&["q"]);
-    tmux.wait_for("q again quits", Duration::from_secs(5));
-    tmux.keys(&["q"]);
-    gone(&format!(
-        "{bin} demo --write-config {}",
-        dir.path().display()
-    ));
+    quit_during_the_rollback(&tmux, dir.path());
     let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
     assert!(
         journal.contains("\"kind\":\"rollback\"") && journal.contains("lambda/payments-api"),
@@ -359,7 +348,6 @@ fn the_dialog_on_an_mlflow_model_alias_moves_champion_back() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tmux = demo_of("model-alias", "backout-model", dir.path());
-    let bin = env!("CARGO_BIN_EXE_backout");
     let screen = tmux.wait_for("error-rate firing", Duration::from_secs(60));
     assert!(screen.contains("fraud-model [model]"), "{screen}");
     tmux.keys(&["r"]);
@@ -377,13 +365,7 @@ fn the_dialog_on_an_mlflow_model_alias_moves_champion_back() {
         "✓ plan from a fresh read  ✓ alias updated",
         Duration::from_secs(20),
     );
-    tmux.keys(&["q"]);
-    tmux.wait_for("q again quits", Duration::from_secs(5));
-    tmux.keys(&["q"]);
-    gone(&format!(
-        "{bin} demo --write-config {}",
-        dir.path().display()
-    ));
+    quit_during_the_rollback(&tmux, dir.path());
 }
 
 #[test]
@@ -393,7 +375,6 @@ fn the_dialog_on_a_compose_service_recreates_it_on_the_previous_image() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tmux = demo_of("compose-rollback", "backout-compose", dir.path());
-    let bin = env!("CARGO_BIN_EXE_backout");
     let screen = tmux.wait_for("error-rate firing", Duration::from_secs(60));
     assert!(screen.contains("billing [compose]"), "{screen}");
     tmux.keys(&["r"]);
@@ -422,13 +403,7 @@ fn the_dialog_on_a_compose_service_recreates_it_on_the_previous_image() {
         "rollout completes: compose service legacy/billing runs 2 of 2",
         Duration::from_secs(20),
     );
-    tmux.keys(&["q"]);
-    tmux.wait_for("q again quits", Duration::from_secs(5));
-    tmux.keys(&["q"]);
-    gone(&format!(
-        "{bin} demo --write-config {}",
-        dir.path().display()
-    ));
+    quit_during_the_rollback(&tmux, dir.path());
     let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
     assert!(
         journal.contains("\"kind\":\"rollback\"") && journal.contains("legacy/billing"),
@@ -443,7 +418,6 @@ fn the_dialog_on_a_flag_turned_on_lately_is_its_kill_switch() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tmux = demo_of("flag-kill", "backout-flag", dir.path());
-    let bin = env!("CARGO_BIN_EXE_backout");
     tmux.wait_for("error-rate firing", Duration::from_secs(60));
     tmux.keys(&["r"]);
     let dialog = tmux.wait_for(
@@ -482,13 +456,7 @@ fn the_dialog_on_a_flag_turned_on_lately_is_its_kill_switch() {
         flag.contains("\"enabled\":false"),
         "the flag is off: {flag}"
     );
-    tmux.keys(&["q"]);
-    tmux.wait_for("q again quits", Duration::from_secs(5));
-    tmux.keys(&["q"]);
-    gone(&format!(
-        "{bin} demo --write-config {}",
-        dir.path().display()
-    ));
+    quit_during_the_rollback(&tmux, dir.path());
 }
 
 #[test]

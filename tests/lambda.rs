@@ -144,7 +144,8 @@ async fn a_failing_alias_canary_is_shifted_back_on_clean_signals_and_stays_known
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shift_pinned_to_a_moved_alias_is_refused_and_changes_nothing() {
-    use backout::targets::lambda::aws::{self, LambdaError};
+    use backout::targets::lambda::aws;
+    use backout::targets::TargetError;
     let c = start(lambda_alias()).await;
     eventually(Duration::from_secs(20), "the canary", async || {
         (alias(&c).1 == 1).then_some(())
@@ -163,7 +164,7 @@ async fn a_shift_pinned_to_a_moved_alias_is_refused_and_changes_nothing() {
     }
     let refused = aws::shift(&client, cfg, "1", "{}", &read.revision_id).await;
     assert!(
-        matches!(&refused, Err(LambdaError::Conflict(m)) if m.contains("payments-api:live")),
+        matches!(&refused, Err(TargetError::Conflict(m)) if m.contains("payments-api:live")),
         "{refused:?}"
     );
     let (version, weights, description, _) = alias(&c);
@@ -171,7 +172,7 @@ async fn a_shift_pinned_to_a_moved_alias_is_refused_and_changes_nothing() {
     assert_eq!(description, "payments-api 43");
     let missing = aws::shift(&client, cfg, "9", "{}", &read.revision_id).await;
     assert!(
-        matches!(&missing, Err(LambdaError::NotFound(m)) if m.contains("not found")),
+        matches!(&missing, Err(TargetError::NotFound(m)) if m.contains("not found")),
         "{missing:?}"
     );
 }

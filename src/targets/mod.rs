@@ -24,6 +24,34 @@ pub mod model;
 
 use serde::Serialize;
 
+use crate::engine::rollbacks::RollbackError;
+
+/// A failed call to a kind's own API (Lambda's, a Docker engine's), worded for the
+/// person reading it and sorted the way a rollback must treat it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TargetError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// What the call was pinned to changed since it was read.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<TargetError> for RollbackError {
+    fn from(e: TargetError) -> RollbackError {
+        match e {
+            TargetError::NotFound(m) => RollbackError::NotFound(m),
+            TargetError::Forbidden(m) => RollbackError::Forbidden(m),
+            TargetError::Conflict(m) => RollbackError::Conflict(m),
+            TargetError::Other(m) => RollbackError::Api(m),
+        }
+    }
+}
+
 /// The kind of workload a service runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 #[serde(rename_all = "snake_case")]

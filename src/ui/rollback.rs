@@ -222,30 +222,27 @@ fn dry_run_line(
             ),
             false,
         ),
-        Some(Ok(pl)) if kind == TargetKind::ComposeService && !pl.already_there => (
-            Line::styled(
-                format!(
-                    "check: containers read afresh, image r{} → r{} ({}), refused if one is made or removed",
-                    pl.from_revision,
-                    pl.to_revision,
-                    pl.to_images.join(", ")
+        Some(Ok(pl)) if lambda && !pl.already_there => {
+            let (read, moves, unless) = match kind {
+                TargetKind::ComposeService => {
+                    ("containers", "image r", "refused if one is made or removed")
+                }
+                _ => ("alias", "shift v", "refused if it moves"),
+            };
+            let to = moves.chars().last().unwrap_or('v');
+            (
+                Line::styled(
+                    format!(
+                        "check: {read} read afresh, {moves}{} → {to}{} ({}), {unless}",
+                        pl.from_revision,
+                        pl.to_revision,
+                        pl.to_images.join(", ")
+                    ),
+                    p.fg(Color::Green),
                 ),
-                p.fg(Color::Green),
-            ),
-            false,
-        ),
-        Some(Ok(pl)) if lambda && !pl.already_there => (
-            Line::styled(
-                format!(
-                    "check: alias read afresh, shift v{} → v{} ({}), refused if it moves",
-                    pl.from_revision,
-                    pl.to_revision,
-                    pl.to_images.join(", ")
-                ),
-                p.fg(Color::Green),
-            ),
-            false,
-        ),
+                false,
+            )
+        }
         Some(Ok(pl)) if pl.already_there => (
             Line::styled(
                 format!(

@@ -14,24 +14,10 @@ use super::{known_bad_of, known_bad_repository, repository_of, ASIDE_SUFFIX, REC
 use super::{PROJECT_LABEL, SERVICE_LABEL};
 use crate::config::compose::{ComposeConfig, EngineAddress};
 use crate::targets::alias::{Alias, Version};
-use crate::targets::TargetKind;
+use crate::targets::{TargetError, TargetKind};
 
 /// The API version asked for: Docker 20.10 and podman 4 serve it.
 const API: &str = "v1.41";
-
-/// A failed call, sorted the way a rollback must treat it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum EngineError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Forbidden(String),
-    /// Something changed since it was read (a name taken, a container moved).
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Other(String),
-}
 
 /// A client for one entry's engine.
 #[derive(Clone)]
@@ -123,10 +109,10 @@ impl Engine {
         format!("{}{path}", self.base)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder, call: &str) -> Result<Value, EngineError> {
+    async fn send(&self, req: reqwest::RequestBuilder, call: &str) -> Result<Value, TargetError> {
         let what = format!("{}: {call}", self.what);
         let resp = req.send().await.map_err(|e| {
-            EngineError::Other(format!(
+            TargetError::Other(format!(
                 "{what}: cannot reach the Docker engine ({e}); is it running, and is `engine` in [[compose]] right?"
             ))
         })?;
@@ -143,13 +129,13 @@ impl Engine {
         };
         match status.as_u16() {
             200..=299 | 304 => Ok(body),
-            404 => Err(EngineError::NotFound(format!("{what}: not found ({})", message()))),
-            401 | 403 => Err(EngineError::Forbidden(format!(
+            404 => Err(TargetError::NotFound(format!("{what}: not found ({})", message()))),
+            401 | 403 => Err(TargetError::Forbidden(format!(
                 "{what}: refused ({}); the engine's socket or TLS client needs access to containers and images",
                 message()
             ))),
-            409 => Err(EngineError::Conflict(format!("{what}: {}", message()))),
-            code => Err(EngineError::Other(format!("{what}: HTTP {code}: {}", message()))),
+            409 => Err(TargetError::Conflict(format!("{what}: {}", message()))),
+            code => Err(TargetError::Other(format!("{what}: HTTP {code}: {}", message()))),
         }
     }
 
@@ -157,12 +143,12 @@ impl Engine {
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<T, EngineError> {
+    ) -> Result<T, TargetError> {
         let value = self
             .send(self.http.get(self.url(path)).query(query), path)
             .await?;
         serde_json::from_value(value).map_err(|e| {
-            EngineError::Other(format!(
+            TargetError::Other(format!(
                 "{}: {path}: an answer backout cannot read ({e}); is `engine` a Docker engine?",
                 self.what
             ))
@@ -175,7 +161,7 @@ impl Engine {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<Value, TargetError> {
         let mut req = self.http.post(self.url(path)).query(query);
         if let Some(b) = body {
             req = req.json(b);
@@ -183,18 +169,18 @@ impl Engine {
         self.send(req, path).await
     }
 
-    pub async fn delete(&self, path: &str, query: &[(&str, String)]) -> Result<(), EngineError> {
+    pub async fn delete(&self, path: &str, query: &[(&str, String)]) -> Result<(), TargetError> {
         self.send(self.http.delete(self.url(path)).query(query), path)
             .await
             .map(|_| ())
     }
 
     /// A container's or an image's whole inspection.
-    pub async fn inspect(&self, path: &str) -> Result<Value, EngineError> {
+    pub async fn inspect(&self, path: &str) -> Result<Value, TargetError> {
         self.get(path, &[]).await
     }
 
-    async fn containers(&self, cfg: &ComposeConfig) -> Result<Vec<ListedContainer>, EngineError> {
+    async fn containers(&self, cfg: &ComposeConfig) -> Result<Vec<ListedContainer>, TargetError> {
         let filters = json!({"label": [
             format!("{PROJECT_LABEL}={}", cfg.project),
             format!("{SERVICE_LABEL}={}", cfg.service),
@@ -206,7 +192,7 @@ impl Engine {
         .await
     }
 
-    async fn images(&self, reference: &str) -> Result<Vec<ListedImage>, EngineError> {
+    async fn images(&self, reference: &str) -> Result<Vec<ListedImage>, TargetError> {
         let filters = json!({"reference": [reference]});
         self.get("/images/json", &[("filters", filters.to_string())])
             .await
@@ -253,10 +239,10 @@ pub struct ServiceRead {
 
 /// One read of the service: its containers, the images of its repository and the
 /// marks, as the alias every versioned kind shares.
-pub async fn read(engine: &Engine, cfg: &ComposeConfig) -> Result<ServiceRead, EngineError> {
+pub async fn read(engine: &Engine, cfg: &ComposeConfig) -> Result<ServiceRead, TargetError> {
     let (mut running, leftovers) = split(engine.containers(cfg).await?);
     if running.is_empty() {
-        return Err(EngineError::NotFound(format!(
+        return Err(TargetError::NotFound(format!(
             "{}: no container has the labels {PROJECT_LABEL}={} and {SERVICE_LABEL}={}; check `project` and `service` in [[compose]]",
             engine.what, cfg.project, cfg.service
         )));

@@ -10,8 +10,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::engine::{Container, Engine, EngineError};
+use super::engine::{Container, Engine};
 use super::{ASIDE_SUFFIX, RECORD_LABEL};
+use crate::targets::TargetError;
 
 /// Network modes that are not a network to attach to.
 fn is_network(mode: &str) -> bool {
@@ -114,7 +115,7 @@ pub async fn swap(
     image_id: &str,
     record: &str,
     stop_timeout: u32,
-) -> Result<(), EngineError> {
+) -> Result<(), TargetError> {
     let old = engine
         .inspect(&format!("/containers/{}/json", c.id))
         .await?;
@@ -173,7 +174,7 @@ async fn replace(
     body: &Value,
     later: &[(String, Value)],
     image_id: &str,
-) -> Result<(), EngineError> {
+) -> Result<(), TargetError> {
     let created = engine
         .post(
             "/containers/create",
@@ -185,7 +186,7 @@ async fn replace(
     let result = async {
         let made = engine.inspect(&format!("/containers/{id}/json")).await?;
         if made["Image"].as_str() != Some(image_id) {
-            return Err(EngineError::Conflict(format!(
+            return Err(TargetError::Conflict(format!(
                 "{} now names image {}, not the {} the plan read; nothing was changed",
                 body["Image"].as_str().unwrap_or_default(),
                 made["Image"].as_str().unwrap_or("?"),

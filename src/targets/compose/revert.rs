@@ -7,7 +7,7 @@
 
 pub use crate::targets::alias::Plan;
 
-use super::engine::{self, Engine, EngineError};
+use super::engine::{self, Engine};
 use super::{known_bad_repository, known_bad_tag, recreate};
 use crate::actions::rollback::Request;
 use crate::config::compose::ComposeConfig;
@@ -15,22 +15,15 @@ use crate::engine::lineage::RollbackRecord;
 use crate::engine::rollbacks::RollbackError;
 use crate::targets::alias::plan_from;
 
-fn rollback_error(e: EngineError) -> RollbackError {
-    match e {
-        EngineError::NotFound(m) => RollbackError::NotFound(m),
-        EngineError::Forbidden(m) => RollbackError::Forbidden(m),
-        EngineError::Conflict(m) => RollbackError::Conflict(m),
-        EngineError::Other(m) => RollbackError::Api(m),
-    }
-}
-
 /// Reads the service afresh and plans the rollback.
 pub async fn plan(
     engine: &Engine,
     cfg: &ComposeConfig,
     req: &Request,
 ) -> Result<Plan, RollbackError> {
-    let read = engine::read(engine, cfg).await.map_err(rollback_error)?;
+    let read = engine::read(engine, cfg)
+        .await
+        .map_err(RollbackError::from)?;
     plan_from(read.alias, req)
 }
 
@@ -42,10 +35,13 @@ pub async fn apply(
     plan: &Plan,
     record: &RollbackRecord,
 ) -> Result<(), RollbackError> {
-    let now = engine::read(engine, cfg).await.map_err(rollback_error)?;
+    let now = engine::read(engine, cfg)
+        .await
+        .map_err(RollbackError::from)?;
     if now.alias.revision_id != plan.alias.revision_id {
+        // Worded as the rollback's own conflict: "… changed since it was previewed".
         return Err(RollbackError::Conflict(format!(
-            "compose service {} (its containers changed since the plan was read)",
+            "compose service {}",
             cfg.handle()
         )));
     }
@@ -64,14 +60,14 @@ pub async fn apply(
     engine
         .post(&format!("/images/{}/tag", plan.from), &tag, None)
         .await
-        .map_err(rollback_error)?;
+        .map_err(RollbackError::from)?;
     let record_json = serde_json::to_string(record).unwrap_or_default();
     for c in now.leftovers.iter() {
         let gone = [("force", "true".into()), ("v", "false".into())];
         engine
             .delete(&format!("/containers/{}", c.id), &gone)
             .await
-            .map_err(rollback_error)?;
+            .map_err(RollbackError::from)?;
     }
     for c in now.containers.iter().filter(|c| c.image_id != plan.to) {
         recreate::swap(
@@ -83,7 +79,7 @@ pub async fn apply(
             cfg.stop_timeout,
         )
         .await
-        .map_err(rollback_error)?;
+        .map_err(RollbackError::from)?;
     }
     Ok(())
 }

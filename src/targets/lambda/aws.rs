@@ -13,21 +13,7 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use super::{code_of, parse_known_bad, KNOWN_BAD_TAG};
 use crate::config::lambda::LambdaConfig;
 use crate::targets::alias::{Alias, Version};
-use crate::targets::TargetKind;
-
-/// A failed call, sorted the way a rollback must treat it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LambdaError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Forbidden(String),
-    /// The alias changed since it was read (its RevisionId moved).
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Other(String),
-}
+use crate::targets::{TargetError, TargetKind};
 
 /// A client for the entry: its region and endpoint, the usual credential chain, and
 /// the entry's CA beside the system's roots.
@@ -75,7 +61,7 @@ pub async fn client(cfg: &LambdaConfig) -> Result<Client, String> {
 }
 
 /// Sorts an SDK error and words it with the entry it was about.
-fn error<E>(cfg: &LambdaConfig, call: &str, e: SdkError<E>) -> LambdaError
+fn error<E>(cfg: &LambdaConfig, call: &str, e: SdkError<E>) -> TargetError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -83,25 +69,25 @@ where
     let code = e.code().unwrap_or_default().to_string();
     let detail = DisplayErrorContext(&e).to_string();
     match code.as_str() {
-        "ResourceNotFoundException" => LambdaError::NotFound(format!(
+        "ResourceNotFoundException" => TargetError::NotFound(format!(
             "{what}: not found ({}); check `function` and `alias` in [[lambda]] and the region",
             e.message().unwrap_or("no such function or alias")
         )),
         "AccessDeniedException" | "AccessDeniedExceptionException" | "UnrecognizedClientException" => {
-            LambdaError::Forbidden(format!(
+            TargetError::Forbidden(format!(
                 "{what}: refused ({}); the credentials need lambda:GetAlias, ListVersionsByFunction, ListTags, TagResource and UpdateAlias",
                 e.message().unwrap_or(&code)
             ))
         }
-        "PreconditionFailedException" => LambdaError::Conflict(format!(
+        "PreconditionFailedException" => TargetError::Conflict(format!(
             "{what}: the alias changed since it was read"
         )),
-        _ => LambdaError::Other(format!("{what}: {detail}")),
+        _ => TargetError::Other(format!("{what}: {detail}")),
     }
 }
 
 /// One read of the alias: the alias, every published version, and the function's tags.
-pub async fn read(client: &Client, cfg: &LambdaConfig) -> Result<Alias, LambdaError> {
+pub async fn read(client: &Client, cfg: &LambdaConfig) -> Result<Alias, TargetError> {
     let alias = client
         .get_alias()
         .function_name(&cfg.function)
@@ -189,7 +175,7 @@ pub async fn tag_known_bad(
     cfg: &LambdaConfig,
     function_arn: &str,
     value: &str,
-) -> Result<(), LambdaError> {
+) -> Result<(), TargetError> {
     client
         .tag_resource()
         .resource(function_arn)
@@ -208,7 +194,7 @@ pub async fn shift(
     version: &str,
     description: &str,
     revision_id: &str,
-) -> Result<(), LambdaError> {
+) -> Result<(), TargetError> {
     let no_split = AliasRoutingConfiguration::builder()
         .set_additional_version_weights(Some(HashMap::new()))
         .build();

@@ -10,21 +10,12 @@
 
 pub use crate::targets::alias::{plan_from, Plan};
 
-use super::aws::{self, LambdaError};
+use super::aws;
 use super::{description_of, with_known_bad};
 use crate::actions::rollback::Request;
 use crate::config::lambda::LambdaConfig;
 use crate::engine::lineage::RollbackRecord;
 use crate::engine::rollbacks::RollbackError;
-
-fn rollback_error(e: LambdaError) -> RollbackError {
-    match e {
-        LambdaError::NotFound(m) => RollbackError::NotFound(m),
-        LambdaError::Forbidden(m) => RollbackError::Forbidden(m),
-        LambdaError::Conflict(m) => RollbackError::Conflict(m),
-        LambdaError::Other(m) => RollbackError::Api(m),
-    }
-}
 
 /// Reads the alias afresh and plans the shift.
 pub async fn plan(
@@ -32,7 +23,7 @@ pub async fn plan(
     cfg: &LambdaConfig,
     req: &Request,
 ) -> Result<Plan, RollbackError> {
-    let alias = aws::read(client, cfg).await.map_err(rollback_error)?;
+    let alias = aws::read(client, cfg).await.map_err(RollbackError::from)?;
     plan_from(alias, req)
 }
 
@@ -46,7 +37,7 @@ pub async fn apply(
     let tag = with_known_bad(&plan.alias.known_bad, &plan.from, record.at);
     aws::tag_known_bad(client, cfg, &plan.alias.resource, &tag)
         .await
-        .map_err(rollback_error)?;
+        .map_err(RollbackError::from)?;
     aws::shift(
         client,
         cfg,
@@ -55,5 +46,5 @@ pub async fn apply(
         &plan.alias.revision_id,
     )
     .await
-    .map_err(rollback_error)
+    .map_err(RollbackError::from)
 }
