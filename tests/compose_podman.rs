@@ -99,30 +99,43 @@ impl Podman {
 
     /// Runs image N as Compose runs the service's first container.
     fn deploy(&self, n: u32, port: u16) {
+        self.deploy_with(n, port, &[]);
+    }
+
+    /// The same, with more `podman run` options (a health check).
+    fn deploy_with(&self, n: u32, port: u16, options: &[&str]) {
         let _ = self.cli(&["rm", "-f", "-t", "0", "cafe-menu-1"]);
         let serve = format!("cat /VERSION >> /data/log; exec httpd -f -p 127.0.0.1:{port} -h /");
-        self.must(&[
-            "run",
-            "-d",
-            "--name",
-            "cafe-menu-1",
-            "--label",
-            "com.docker.compose.project=cafe",
-            "--label",
-            "com.docker.compose.service=menu",
-            "--label",
-            "com.docker.compose.container-number=1",
-            "--network",
-            "host",
-            "-v",
-            "cafedata:/data",
-            "-e",
-            "GREETING=hello",
-            &format!("localhost/cafe/menu:{n}"),
-            "sh",
-            "-c",
-            &serve,
-        ]);
+        self.must(
+            &[
+                "run",
+                "-d",
+                "--name",
+                "cafe-menu-1",
+                "--label",
+                "com.docker.compose.project=cafe",
+                "--label",
+                "com.docker.compose.service=menu",
+                "--label",
+                "com.docker.compose.container-number=1",
+                "--network",
+                "host",
+                "-v",
+                "cafedata:/data",
+                "-e",
+                "GREETING=hello",
+            ]
+            .iter()
+            .chain(options)
+            .chain(&[
+                format!("localhost/cafe/menu:{n}").as_str(),
+                "sh",
+                "-c",
+                &serve,
+            ])
+            .copied()
+            .collect::<Vec<_>>(),
+        );
     }
 }
 
@@ -292,6 +305,45 @@ async fn backout_recreates_a_compose_service_on_the_previous_image_in_podman() {
     rolled_back_to_1(rollback("again").await);
     let menu = p.get("/containers/cafe-menu-1/json").await;
     assert_eq!(menu["Image"], image_id(&p, 1), "{menu}");
+
+    // A health check that fails makes the container unready, read from the engine: no
+    // systemd runs podman's checks here, so the test runs them as its timer would.
+    p.deploy_with(
+        3,
+        port,
+        &[
+            "--health-cmd",
+            "cat /no-such-file",
+            "--health-interval",
+            "1h",
+        ],
+    );
+    for _ in 0..3 {
+        let _ = p.cli(&["healthcheck", "run", "cafe-menu-1"]);
+    }
+    let inspected = p.get("/containers/cafe-menu-1/json").await;
+    assert_eq!(
+        inspected["State"]["Health"]["Status"], "unhealthy",
+        "{inspected}"
+    );
+    let unready = eventually(
+        Duration::from_secs(20),
+        "the unready container",
+        async || {
+            let json = common::status_of(&c, "menu", &["-n", "cafe"]).await;
+            let trigger = json["triggers"]
+                .as_array()?
+                .iter()
+                .find(|t| t["name"] == "pods-unready")?
+                .clone();
+            (trigger["data"]["state"] == "ok" && trigger["value"].as_f64()? >= 1.0).then_some(json)
+        },
+    )
+    .await;
+    assert!(
+        unready.to_string().contains("0 of 1 containers ready"),
+        "{unready}"
+    );
 
     // An engine that is not there is named, with what to do.
     let bad = c.dir().join("bad.toml");

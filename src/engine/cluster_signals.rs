@@ -50,12 +50,22 @@ pub fn value(signal: ClusterSignal, svc: &Service, now: Timestamp) -> f64 {
     let Some(d) = svc.deployment.as_ref() else {
         return 0.0;
     };
+    let seconds = |since: Timestamp| now.duration_since(since).as_secs().max(0) as f64;
+    if let Some(h) = &d.instances {
+        // A kind's own instances (a Compose service's containers), as its engine says.
+        return match signal {
+            ClusterSignal::Restarts => f64::from(h.restarts),
+            ClusterSignal::CrashLoopBackOff => f64::from(h.restarting),
+            ClusterSignal::Unready => h.unready_since.map_or(0.0, seconds),
+            ClusterSignal::Alerts => svc.alerts.len() as f64,
+            ClusterSignal::ProgressDeadline => 0.0,
+        };
+    }
     let current = svc.replicaset_at(d.revision);
     let pods = svc
         .pods
         .values()
         .filter(|p| Some(p.replicaset.as_str()) == current);
-    let seconds = |since: Timestamp| now.duration_since(since).as_secs().max(0) as f64;
     match signal {
         ClusterSignal::Restarts => pods
             .filter(|p| {
@@ -134,15 +144,25 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
     };
     state.cluster_sampled_at = Some(now);
     let down = down.map(|e| format!("the Kubernetes watch is down, so this is not evidence: {e}"));
+    // A kind's own instances are read by the aliases' reader: its health is theirs.
+    let engine_down = match source_down(state, SourceId::Aliases) {
+        None => Some("the engine has not been read yet".to_string()),
+        Some(why) => {
+            why.map(|e| format!("the engine cannot be read, so this is not evidence: {e}"))
+        }
+    };
     let alerts_down = alertmanager_down(state);
     let oldest = now.as_millisecond() - kept(state).as_millis() as i64;
     let spacing_ms = spacing(state).as_millis() as i64;
     let mut answers = Vec::new();
-    // A kind outside the cluster (a Lambda alias) has no pods to read these from.
-    for (key, svc) in state.services.iter_mut().filter(|(_, s)| s.has_pods()) {
+    // A kind outside the cluster (a Lambda alias) has no pods to read these from,
+    // unless it reports its own instances (a Compose service's containers).
+    for (key, svc) in state.services.iter_mut().filter(|(_, s)| s.has_instances()) {
+        let own = !svc.has_pods();
         for (name, signal) in &triggers {
             let down = match signal {
                 ClusterSignal::Alerts => &alerts_down,
+                _ if own => &engine_down,
                 _ => &down,
             };
             let outcome = match down {

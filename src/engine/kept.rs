@@ -328,6 +328,23 @@ pub struct WorkloadSummary {
     /// Revisions marked bad on the object itself, with when: a Lambda function's
     /// known-bad tag, which outlives the alias's record of the rollback.
     pub marked_bad: Vec<(String, Timestamp)>,
+    /// For a kind outside the cluster that runs its own instances (a Compose
+    /// service's containers): their health as its engine reports it, in place of
+    /// pods. `None` for every other kind.
+    pub instances: Option<InstanceHealth>,
+}
+
+/// The health of a kind's own instances, read from its engine, for the triggers a
+/// Deployment's pods feed (`cluster_signals`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceHealth {
+    /// When the longest-unready instance stopped being ready: its health check's
+    /// failing streak began, or it exited. `None` while every one is ready.
+    pub unready_since: Option<Timestamp>,
+    /// The most restarts of one instance created in the restart window.
+    pub restarts: u32,
+    /// Instances restarting after exiting (Docker's crash loop).
+    pub restarting: u32,
 }
 
 /// Where an Argo Rollouts canary stands, as its status says.
@@ -390,6 +407,7 @@ impl WorkloadSummary {
             canary: None,
             handle: None,
             marked_bad: Vec::new(),
+            instances: None,
         }
     }
 }

@@ -105,9 +105,15 @@ impl Service {
             .is_none_or(|d| d.kind.kube_kind().is_some())
     }
 
+    /// Whether it has instances that pod signals can be read from: its pods, or a
+    /// kind's own that its engine reports (a Compose service's containers).
+    pub fn has_instances(&self) -> bool {
+        self.has_pods() || (self.deployment.as_ref()).is_some_and(|d| d.instances.is_some())
+    }
+
     /// Whether `trigger` is asked of this service.
     pub fn asks(&self, trigger: &crate::config::Trigger) -> bool {
-        trigger.cluster.is_none() || self.has_pods()
+        trigger.cluster.is_none() || self.has_instances()
     }
 
     /// The ReplicaSet that holds revision `revision` now (numbers move on a rollback).

@@ -68,6 +68,7 @@ mod tests {
             canary: None,
             handle: Some("payments:live".into()),
             marked_bad,
+            instances: None,
         }
     }
 

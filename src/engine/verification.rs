@@ -396,14 +396,18 @@ pub fn finish(state: &mut State, key: &ServiceKey, effects: &mut Vec<Effect>) {
         .as_ref()
         .map_or((1, 0), |d| (d.replicas, d.ready_replicas));
     // A kind without pods (a Lambda alias) has its traffic checked by the rollout
-    // step: there is no pod to count.
-    let pods = state.services.get(&watched).is_some_and(|s| s.has_pods());
+    // step: there is no pod to count. A Compose service counts its containers.
+    let counted = state.services.get(&watched).map(|s| match s.has_pods() {
+        true => "every pod ready",
+        false if s.has_instances() => "every container ready",
+        false => "",
+    });
     let Some(p) = running_mut(state, key) else {
         return;
     };
-    if pods {
+    if let Some(name) = counted.filter(|n| !n.is_empty()) {
         p.checks.push(check(
-            "every pod ready",
+            name,
             ready >= want,
             format!("{ready} of {want} ready"),
         ));

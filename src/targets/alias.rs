@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 
 use crate::actions::rollback::Request;
-use crate::engine::kept::{Canary, Revision, TargetKind, WorkloadSummary};
+use crate::engine::kept::{Canary, InstanceHealth, Revision, TargetKind, WorkloadSummary};
 use crate::engine::lineage::RollbackRecord;
 use crate::engine::rollbacks::{Preview, RollbackError};
 
@@ -49,6 +49,8 @@ pub struct Alias {
     /// For a kind that runs its own instances (a Compose service's containers): how
     /// many there are and how many are ready. `None` where the platform scales it.
     pub instances: Option<(i32, i32)>,
+    /// Those instances' health, as the triggers read it.
+    pub health: Option<InstanceHealth>,
     /// A token that changes with every write of the alias (Lambda's RevisionId);
     /// empty where the API has none.
     pub revision_id: String,
@@ -201,6 +203,7 @@ pub fn summary(a: &Alias, service: &str) -> WorkloadSummary {
         }),
         handle: Some(a.handle.clone()),
         marked_bad: a.known_bad.iter().map(|(v, at)| (v.clone(), *at)).collect(),
+        instances: a.health.clone(),
     }
 }
 

@@ -215,6 +215,7 @@ pub async fn read(http: &reqwest::Client, cfg: &ModelConfig) -> Result<Alias, Ro
         version,
         weights: BTreeMap::new(),
         instances: None,
+        health: None,
         record_text: model
             .tags
             .iter()

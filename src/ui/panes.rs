@@ -76,8 +76,8 @@ pub fn services(state: &State, ui: &UiState, p: Palette, frame: &mut Frame, area
                 Span::raw(format!(
                     " r{}{} {since}{rollout}",
                     d.current_revision.unwrap_or(0),
-                    // A kind without pods has no READY to count.
-                    match svc.has_pods() {
+                    // A kind without pods or instances of its own has no READY to count.
+                    match svc.has_instances() {
                         true => format!(" {ready}/{want}"),
                         false => String::new(),
                     },

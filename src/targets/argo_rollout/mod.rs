@@ -187,6 +187,7 @@ pub fn summary(ro: &Rollout) -> WorkloadSummary {
         }),
         handle: None,
         marked_bad: Vec::new(),
+        instances: None,
         name,
     }
 }

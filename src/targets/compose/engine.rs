@@ -69,9 +69,6 @@ struct ListedContainer {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     state: String,
-    /// `Up 5 minutes (unhealthy)`: the health check's verdict shows only here.
-    #[serde(default)]
-    status: String,
     #[serde(default)]
     created: i64,
 }
@@ -205,9 +202,8 @@ fn container(c: &ListedContainer) -> Container {
         id: c.id.clone(),
         name: c.name().to_string(),
         image_id: c.image_id.clone(),
-        ready: c.state == "running"
-            && !c.status.contains("unhealthy")
-            && !c.status.contains("health: starting"),
+        // Until its inspection says more (`health::ready`).
+        ready: c.state == "running",
     }
 }
 
@@ -298,7 +294,15 @@ pub async fn read(engine: &Engine, cfg: &ComposeConfig) -> Result<ServiceRead, T
         .into_iter()
         .map(|i| (i.id, i.repo_tags.unwrap_or_default()))
         .collect();
-    let containers: Vec<Container> = running.iter().map(container).collect();
+    let mut containers: Vec<Container> = running.iter().map(container).collect();
+    let mut inspections = Vec::with_capacity(containers.len());
+    for c in containers.iter_mut() {
+        let inspected = engine
+            .inspect(&format!("/containers/{}/json", c.id))
+            .await?;
+        c.ready = super::health::ready(&inspected);
+        inspections.push(inspected);
+    }
     let ready = containers.iter().filter(|c| c.ready).count() as i32;
     let alias = Alias {
         kind: TargetKind::ComposeService,
@@ -307,6 +311,7 @@ pub async fn read(engine: &Engine, cfg: &ComposeConfig) -> Result<ServiceRead, T
         version,
         weights: BTreeMap::new(),
         instances: Some((containers.len() as i32, ready)),
+        health: Some(super::health::of(&inspections, jiff::Timestamp::now())),
         record_text,
         revision_id: containers
             .iter()

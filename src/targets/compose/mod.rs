@@ -14,10 +14,11 @@
 //!   image does not make a rolled-back image a target again, and `docker images`
 //!   shows it to a person.
 //!
-//! `engine` reads and writes; `recreate` builds a container's replacement; `revert`
-//! plans and applies.
+//! `engine` reads and writes; `health` reads the containers for the triggers;
+//! `recreate` builds a container's replacement; `revert` plans and applies.
 
 pub mod engine;
+pub mod health;
 pub mod recreate;
 pub mod revert;
 

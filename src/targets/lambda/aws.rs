@@ -151,6 +151,7 @@ pub async fn read(client: &Client, cfg: &LambdaConfig) -> Result<Alias, TargetEr
         version: alias.function_version().unwrap_or_default().into(),
         weights,
         instances: None,
+        health: None,
         record_text: alias.description().unwrap_or_default().into(),
         revision_id: alias.revision_id().unwrap_or_default().into(),
         versions,

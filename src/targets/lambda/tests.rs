@@ -21,6 +21,7 @@ pub(crate) fn alias(version: &str, weights: &[(&str, f64)], published: u64) -> A
         version: version.into(),
         weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
         instances: None,
+        health: None,
         record_text: String::new(),
         revision_id: "rev-1".into(),
         versions: (1..=published)
