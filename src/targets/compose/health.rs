@@ -105,7 +105,10 @@ mod tests {
         // The restarts of a container created an hour ago are not the new image's.
         assert_eq!((h.restarts, h.restarting), (0, 1));
         let starting = json!({"State": {"Running": true, "Health": {"Status": "starting"}}});
-        assert_eq!(of(std::slice::from_ref(&starting), now), InstanceHealth::default());
+        assert_eq!(
+            of(std::slice::from_ref(&starting), now),
+            InstanceHealth::default()
+        );
         assert!(!ready(&starting));
         let plain = json!({"State": {"Running": true}});
         assert!(ready(&plain));

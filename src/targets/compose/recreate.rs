@@ -12,6 +12,9 @@ use serde_json::{json, Map, Value};
 
 use super::engine::{Container, Engine};
 use super::{ASIDE_SUFFIX, RECORD_LABEL};
+
+/// The label Compose records a container's image id in.
+const COMPOSE_IMAGE_LABEL: &str = "com.docker.compose.image";
 use crate::targets::TargetError;
 
 /// Network modes that are not a network to attach to.
@@ -25,12 +28,13 @@ fn own(old: &Value, image: &Value, key: &str) -> Option<Value> {
     (image.get(key) != Some(mine)).then(|| mine.clone())
 }
 
-/// The create body of `old`'s replacement on `image_ref`, and the networks to
-/// connect after the create (API 1.41 attaches one at create).
+/// The create body of `old`'s replacement on `image_ref` (the image `image_id`), and
+/// the networks to connect after the create (API 1.41 attaches one at create).
 pub fn replacement(
     old: &Value,
     old_image: &Value,
     image_ref: &str,
+    image_id: &str,
     record: &str,
 ) -> (Value, Vec<(String, Value)>) {
     let config = &old["Config"];
@@ -65,6 +69,10 @@ pub fn replacement(
         labels.retain(|k, v| theirs.get(k) != Some(v));
     }
     labels.insert(RECORD_LABEL.into(), record.into());
+    // Compose keeps the image a container runs on it: it must name the new one.
+    if let Some(image) = labels.get_mut(COMPOSE_IMAGE_LABEL) {
+        *image = image_id.into();
+    }
     body.insert("Labels".into(), Value::Object(labels));
     // Docker names a container's host after its id unless told otherwise.
     let id = old["Id"].as_str().unwrap_or_default();
@@ -124,7 +132,7 @@ pub async fn swap(
         .inspect(&format!("/images/{}/json", c.image_id))
         .await
         .unwrap_or(Value::Null);
-    let (body, later) = replacement(&old, &old_image, image_ref, record);
+    let (body, later) = replacement(&old, &old_image, image_ref, image_id, record);
     let name = c
         .name
         .strip_suffix(ASIDE_SUFFIX)

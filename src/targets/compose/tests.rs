@@ -53,7 +53,8 @@ fn a_replacement_keeps_what_the_container_ran_with_and_drops_what_its_image_gave
             "Cmd": ["serve"],
             "Entrypoint": ["/entry"],
             "WorkingDir": "/srv",
-            "Labels": {"com.docker.compose.service": "web", "org.opencontainers.image.version": "2"},
+            "Labels": {"com.docker.compose.service": "web", "org.opencontainers.image.version": "2",
+                "com.docker.compose.image": "sha256:2222"},
         },
         "HostConfig": {"NetworkMode": "shop_default", "Binds": ["shopdata:/data"]},
         "NetworkSettings": {"Networks": {
@@ -68,7 +69,7 @@ fn a_replacement_keeps_what_the_container_ran_with_and_drops_what_its_image_gave
         "WorkingDir": "/srv",
         "Labels": {"org.opencontainers.image.version": "2"},
     }});
-    let (body, later) = replacement(&old, &image, "shop/web:1", "{\"record\":1}");
+    let (body, later) = replacement(&old, &image, "shop/web:1", "sha256:1111", "{\"record\":1}");
     assert_eq!(body["Image"], "shop/web:1");
     assert_eq!(body["Env"], json!(["DATABASE_URL=postgres://db/shop"]));
     // The command was the image's; the entrypoint was the container's own.
@@ -81,6 +82,7 @@ fn a_replacement_keeps_what_the_container_ran_with_and_drops_what_its_image_gave
         .get("org.opencontainers.image.version")
         .is_none());
     assert_eq!(body["Labels"][RECORD_LABEL], "{\"record\":1}");
+    assert_eq!(body["Labels"]["com.docker.compose.image"], "sha256:1111");
     assert_eq!(body["HostConfig"]["Binds"], json!(["shopdata:/data"]));
     assert_eq!(
         body["NetworkingConfig"]["EndpointsConfig"]["shop_default"]["Aliases"],
@@ -98,7 +100,13 @@ fn a_container_on_the_host_network_attaches_to_none() {
         "HostConfig": {"NetworkMode": "host"},
         "NetworkSettings": {"Networks": {"host": {}}},
     });
-    let (body, later) = replacement(&old, &serde_json::Value::Null, "shop/web:1", "{}");
+    let (body, later) = replacement(
+        &old,
+        &serde_json::Value::Null,
+        "shop/web:1",
+        "sha256:1",
+        "{}",
+    );
     assert!(body.get("NetworkingConfig").is_none());
     assert!(later.is_empty());
     assert_eq!(body["Hostname"], "vm");
