@@ -186,3 +186,88 @@ async fn a_rollback_planned_before_the_containers_moved_is_a_conflict_and_change
     assert!(record.is_empty(), "nothing was written: {record}");
     assert_eq!(tags_of(&c, "registry.local/legacy/billing:7.3").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_cut_short_by_a_crash_is_finished_by_the_next_rollback() {
+    let c = start(compose_rollback()).await;
+    eventually(Duration::from_secs(30), "the bad deploy", async || {
+        let (images, _) = containers(&c);
+        (images == ["registry.local/legacy/billing:7.3"; 2]).then_some(())
+    })
+    .await;
+    // What a rollback killed mid-way leaves: 7.3 marked, the first container set aside
+    // and stopped, its replacement on 7.2 made but never started, the second untouched.
+    {
+        let mut engine = c.sim.state.compose.lock().unwrap();
+        let bad = engine
+            .image("registry.local/legacy/billing:7.3")
+            .unwrap()
+            .id
+            .clone();
+        let mark = format!(
+            "backout-rolled-back/legacy.billing:{}.{}",
+            &bad[7..19],
+            jiff::Timestamp::now().as_second()
+        );
+        let i = engine.images.iter().position(|i| i.id == bad).unwrap();
+        engine.images[i].tags.push(mark);
+        let first = engine.container("legacy-billing-1").unwrap();
+        first.name = "legacy-billing-1-backout-old".into();
+        first.running = false;
+        let labels = first.labels.clone();
+        let host = serde_json::json!({"NetworkMode": "host"});
+        engine
+            .create(
+                "legacy-billing-1",
+                "registry.local/legacy/billing:7.2",
+                labels,
+                Vec::new(),
+                host,
+            )
+            .expect("the replacement is made");
+    }
+    let config = common::config_of(&c);
+    let (ok, said) = c
+        .backout_said(
+            &[
+                "rollback",
+                "billing",
+                "-n",
+                "legacy",
+                "--yes",
+                "--no-verify",
+                "--config",
+                &config,
+            ],
+            &[],
+        )
+        .await;
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("to   revision 1 (registry.local/legacy/billing:7.2)"),
+        "{said}"
+    );
+    let engine = c.sim.state.compose.lock().unwrap();
+    let names: Vec<(&str, &str, bool)> = engine
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c.image.as_str(), c.running))
+        .collect();
+    assert_eq!(names.len(), 2, "the container set aside is gone: {names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|(_, image, running)| *image == "registry.local/legacy/billing:7.2" && *running),
+        "{names:?}"
+    );
+    let target_tags = engine
+        .image("registry.local/legacy/billing:7.2")
+        .unwrap()
+        .tags
+        .clone();
+    assert_eq!(
+        target_tags.len(),
+        1,
+        "the target is never marked: {target_tags:?}"
+    );
+}

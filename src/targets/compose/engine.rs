@@ -99,6 +99,8 @@ pub struct Container {
     pub image_id: String,
     /// Running, and healthy where it has a health check.
     pub ready: bool,
+    /// Its process runs, healthy or not.
+    pub running: bool,
 }
 
 impl Engine {
@@ -204,6 +206,7 @@ fn container(c: &ListedContainer) -> Container {
         image_id: c.image_id.clone(),
         // Until its inspection says more (`health::ready`).
         ready: c.state == "running",
+        running: c.state == "running",
     }
 }
 
@@ -268,6 +271,16 @@ pub async fn read(engine: &Engine, cfg: &ComposeConfig) -> Result<ServiceRead, T
         });
     }
     listed.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    // The newest image any of its containers runs, or ran before a swap that was
+    // cut short: what a rollback goes back from (a half-done deploy or revert is
+    // still on its way to that image).
+    let in_use = |i: &&ListedImage| {
+        running.iter().any(|c| c.image_id == i.id) || leftovers.iter().any(|c| c.image_id == i.id)
+    };
+    let version = listed
+        .iter()
+        .rfind(in_use)
+        .map_or(version, |i| i.id.clone());
     let versions = listed
         .iter()
         .enumerate()

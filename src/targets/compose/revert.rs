@@ -1,7 +1,8 @@
 //! Rolling a Compose service back: planned from a fresh read (the engine has no dry
 //! run: this read is the check), then the image rolled back from is marked, then each
 //! container is swapped onto the target image. A crash between the mark and the swaps
-//! leaves an image marked bad that still runs: the retry finds it so and swaps. The
+//! leaves an image marked bad that still runs: the retry finds it so and swaps; one
+//! within a swap leaves a container set aside, which the retry finishes. The
 //! plan is pinned by the containers it read: any container made or removed since is
 //! a conflict, never a blind write.
 
@@ -15,7 +16,9 @@ use crate::engine::lineage::RollbackRecord;
 use crate::engine::rollbacks::RollbackError;
 use crate::targets::alias::plan_from;
 
-/// Reads the service afresh and plans the rollback.
+/// Reads the service afresh and plans the rollback. A swap cut short (a container
+/// set aside, or one on the target that does not run) is not "already there": the
+/// plan finishes it.
 pub async fn plan(
     engine: &Engine,
     cfg: &ComposeConfig,
@@ -24,7 +27,12 @@ pub async fn plan(
     let read = engine::read(engine, cfg)
         .await
         .map_err(RollbackError::from)?;
-    plan_from(read.alias, req)
+    let unfinished = !read.leftovers.is_empty() || read.containers.iter().any(|c| !c.running);
+    let mut plan = plan_from(read.alias, req)?;
+    if plan.preview.already_there && unfinished {
+        plan.preview.already_there = false;
+    }
+    Ok(plan)
 }
 
 /// Marks the image rolled back from, then swaps every container onto the target,
@@ -52,34 +60,47 @@ pub async fn apply(
             cfg.handle()
         ))
     })?;
-    let repository = known_bad_repository(&cfg.project, &cfg.service);
-    let tag = [
-        ("repo", repository),
-        ("tag", known_bad_tag(&plan.from, record.at)),
-    ];
-    engine
-        .post(&format!("/images/{}/tag", plan.from), &tag, None)
-        .await
-        .map_err(RollbackError::from)?;
+    // Finishing a swap cut short marks nothing: the image it runs is the target.
+    if plan.from != plan.to {
+        let repository = known_bad_repository(&cfg.project, &cfg.service);
+        let tag = [
+            ("repo", repository),
+            ("tag", known_bad_tag(&plan.from, record.at)),
+        ];
+        engine
+            .post(&format!("/images/{}/tag", plan.from), &tag, None)
+            .await
+            .map_err(RollbackError::from)?;
+    }
     let record_json = serde_json::to_string(record).unwrap_or_default();
+    let gone = [("force", "true".into()), ("v", "false".into())];
     for c in now.leftovers.iter() {
-        let gone = [("force", "true".into()), ("v", "false".into())];
         engine
             .delete(&format!("/containers/{}", c.id), &gone)
             .await
             .map_err(RollbackError::from)?;
     }
-    for c in now.containers.iter().filter(|c| c.image_id != plan.to) {
-        recreate::swap(
-            engine,
-            c,
-            &target.identity,
-            &target.id,
-            &record_json,
-            cfg.stop_timeout,
-        )
-        .await
-        .map_err(RollbackError::from)?;
+    for c in now.containers.iter() {
+        let result = match (c.image_id == plan.to, c.running) {
+            (true, true) => Ok(()),
+            // Made on the target by a swap cut short before its start.
+            (true, false) => engine
+                .post(&format!("/containers/{}/start", c.id), &[], None)
+                .await
+                .map(|_| ()),
+            (false, _) => {
+                recreate::swap(
+                    engine,
+                    c,
+                    &target.identity,
+                    &target.id,
+                    &record_json,
+                    cfg.stop_timeout,
+                )
+                .await
+            }
+        };
+        result.map_err(RollbackError::from)?;
     }
     Ok(())
 }
