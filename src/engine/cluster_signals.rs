@@ -2,7 +2,9 @@
 //! CrashLoopBackOff, pods unready too long, the progress deadline. Sampled on the
 //! clock into a series like any answer, so the same judgement, for-duration, graphs
 //! and gates apply. They are clean while the watch is connected, and blind (never
-//! evidence) while it is not, whatever Prometheus is doing.
+//! evidence) while it is not, whatever Prometheus is doing. A kind that reports its
+//! own instances (a Compose service's containers, `kept::InstanceHealth`) is read
+//! the same way, clean while its engine's reader is.
 
 use std::time::Duration;
 
