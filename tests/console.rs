@@ -383,7 +383,7 @@ fn the_dialog_on_a_compose_service_recreates_it_on_the_previous_image() {
         Duration::from_secs(5),
     );
     assert!(
-        dialog.contains("to   revision 1  registry.local/legacy/billing:7.2  (volumes kept)"),
+        dialog.contains("to   revision 1 (volumes kept)  registry.local/legacy/billing:7.2"),
         "{dialog}"
     );
     assert!(

@@ -89,13 +89,11 @@ pub(super) async fn preview(
         (None, TargetKind::ArgoRollout) => {
             rollout_dry_run(&ctx, &req).await.map_err(|e| e.to_string())
         }
-        (None, TargetKind::LambdaAlias | TargetKind::ModelAlias | TargetKind::ComposeService) => {
-            alias_shift::plan(&ctx, kind, &service, &req)
-                .await
-                .map(|(_, plan)| plan.preview)
-                .map_err(|e| e.to_string())
-        }
-        (None, TargetKind::Deployment) => dry_run(&ctx, &service, &req, switch_to.as_deref())
+        (None, k) if k.kube_kind().is_none() => alias_shift::plan(&ctx, kind, &service, &req)
+            .await
+            .map(|(_, plan)| plan.preview)
+            .map_err(|e| e.to_string()),
+        (None, _) => dry_run(&ctx, &service, &req, switch_to.as_deref())
             .await
             .map_err(|e| e.to_string()),
     };

@@ -16,7 +16,7 @@ use crate::engine::journal::Entry;
 use crate::engine::rollbacks::{self, Expected, Outcome, Phase, Preview, Progress, Request};
 use crate::engine::{verification, Msg, ServiceKey, SourceHealth, SourceId, State};
 use crate::sources;
-use crate::targets::TargetKind;
+use crate::targets::words::Words;
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -232,15 +232,19 @@ async fn roll_back(
         None if plan.flag.is_some() => println!(
             "  check: the flag read afresh is on; the kill switch leaves the template as it is"
         ),
-        None if kind == TargetKind::ComposeService => println!(
-            "  check: containers read afresh; the rollback is refused if one is made or removed before it"
-        ),
-        None if kind.kube_kind().is_none() => println!(
-            "  check: alias read afresh{}; the shift is refused if it moves",
+        None if kind.words().is_some() => println!(
+            "  check: {} read afresh{}; {}",
+            kind.words().map_or("", |w| w.read),
             match plan.resource_version.as_str() {
                 "" => " (and again just before the move)".to_string(),
+                ids if kind.words().is_some_and(|w| w.names_by_image) => {
+                    let short: Vec<&str> =
+                        ids.split(',').map(|i| i.get(..12).unwrap_or(i)).collect();
+                    format!(" (containers {})", short.join(", "))
+                }
                 id => format!(" (RevisionId {id})"),
-            }
+            },
+            kind.words().map_or("", |w| w.refused_if)
         ),
         None => println!("  server dry run: accepted"),
     }
@@ -452,30 +456,27 @@ impl Printed {
                     "flag {} turned off by {} in {}; deployment {} stays at revision {to}",
                     f.name, p.by, f.environment, key.name
                 );
-            } else if let Some(d) = (state.services.get(key))
+            } else if let Some((d, words)) = (state.services.get(key))
                 .and_then(|s| s.deployment.as_ref())
-                .filter(|d| d.kind == TargetKind::ComposeService)
+                .and_then(|d| Some((d, d.kind.words()?)))
             {
-                let image = p.plan.as_ref().map(|pl| pl.to_images.join(", "));
-                println!(
-                    "compose service {} recreated on {} by {}",
-                    d.handle.as_deref().unwrap_or(&key.name),
-                    image.unwrap_or_default(),
-                    p.by
+                let resource = format!(
+                    "{} {}",
+                    d.kind.qualified(),
+                    d.handle.as_deref().unwrap_or(&key.name)
                 );
-            } else if state.services.get(key).is_some_and(|s| !s.has_pods()) {
-                let alias = state.services[key]
-                    .deployment
-                    .as_ref()
-                    .and_then(|d| d.handle.clone())
-                    .unwrap_or_else(|| key.name.clone());
+                let images = p.plan.as_ref().map(|pl| pl.to_images.join(", "));
                 println!(
-                    "{} {alias} shifted back by {}: version {to} takes every request",
-                    state.services[key]
-                        .deployment
-                        .as_ref()
-                        .map_or("alias", |d| d.kind.qualified()),
-                    p.by
+                    "{}",
+                    Words::fill(
+                        words.done,
+                        &[
+                            ("resource", &resource),
+                            ("by", &p.by),
+                            ("to", &to.to_string()),
+                            ("images", &images.unwrap_or_default()),
+                        ]
+                    )
                 );
             } else if p.plan.as_ref().is_some_and(|pl| pl.abort) {
                 println!(

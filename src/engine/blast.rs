@@ -194,24 +194,10 @@ fn alias_notes(
     target: Option<&Revision>,
     history: &[Revision],
 ) -> Vec<Note> {
-    use super::kept::TargetKind;
-    let (moves, holds, beside) = match d.kind {
-        TargetKind::ModelAlias => (
-            "sends every request",
-            "a version holds the model (its weights and signature)",
-            "the serving code and its feature pipeline, other aliases, and the predictions the new version already served or stored",
-        ),
-        TargetKind::ComposeService => (
-            "recreates the service's containers (alone, as `up --no-deps` does)",
-            "an image holds the code and its own defaults (environment, command), so those go back; the containers keep the environment, ports and mounts they ran with",
-            "named volumes and their data (kept: the old containers are removed without their volumes), the project's other services, the compose file, and the next `docker compose up`, which deploys the file's image again",
-        ),
-        _ => (
-            "sends every request",
-            "a version holds the function's code and configuration (environment, memory, layers), so both go back",
-            "event source mappings, other aliases, provisioned concurrency, and whatever the new version wrote (tables, queues)",
-        ),
+    let Some(words) = d.kind.words() else {
+        return Vec::new();
     };
+    let (moves, holds, beside) = (words.moves, words.holds, words.beside);
     let mut out = Vec::new();
     let share = d
         .canary

@@ -9,7 +9,6 @@ use super::model::decision::{Firing, Gate, Note};
 use super::rollout::Revision;
 use super::state::{Service, State};
 use crate::config::Signal;
-use crate::targets::TargetKind;
 
 /// Seed 001: a fix that ships in under 5 minutes beats a rollback; one that takes
 /// more than 15 loses to it.
@@ -75,14 +74,9 @@ fn rollback_time(svc: &Service, current: Option<&Revision>) -> (u64, String) {
     let Some(workload) = svc.deployment.as_ref() else {
         return (POD_START_SECS, "nothing measured".into());
     };
-    if workload.kind == TargetKind::ComposeService {
-        return (
-            POD_START_SECS,
-            "the containers recreated on an image the engine already holds".into(),
-        );
-    }
-    if !svc.has_pods() {
-        return (1, "an alias shift: traffic moves in one call".into());
+    if let Some(words) = workload.kind.words() {
+        let (secs, how) = words.revert_time;
+        return (secs, how.into());
     }
     if workload.canary.as_ref().is_some_and(|c| c.in_progress()) {
         return (

@@ -101,18 +101,16 @@ fn onset_after_deploy(c: &Context) -> Gate {
     let flags = c.state.flags.values();
     let flag = super::model::flags::in_play(flags, c.key, c.state.now, policy_window)
         .filter(|(_, on)| Some(*on) == c.deployed);
-    let compose = c
-        .svc
-        .deployment
-        .as_ref()
-        .is_some_and(|d| d.kind == super::kept::TargetKind::ComposeService);
+    let words = c.svc.deployment.as_ref().and_then(|d| d.kind.words());
     let began = match (
         flag,
         c.svc.deployment.as_ref().and_then(|d| d.canary.as_ref()),
     ) {
         (Some((f, _)), _) => format!("flag {} was turned on", f.name),
-        (None, Some(_)) if compose => format!("revision {revision}'s image was deployed"),
-        (None, Some(_)) => format!("revision {revision}'s canary began"),
+        (None, Some(_)) => format!(
+            "revision {revision}'s {}",
+            words.map_or("canary began", |w| w.began)
+        ),
         (None, None) => format!("revision {revision} rolled out"),
     };
     gate(
@@ -289,15 +287,14 @@ fn deployed_relative(name: &str, deployed: Timestamp, onset: Timestamp) -> Strin
 
 /// Gate 3: only the pod spec changed; no referenced ConfigMap or Secret moved in the window.
 fn pod_spec_only(c: &Context) -> Gate {
-    let kind = c.svc.deployment.as_ref().map(|d| d.kind);
-    if kind == Some(super::kept::TargetKind::ComposeService) {
-        // The engine keeps nothing of the containers a deploy replaced: a change to
-        // the compose file beside the image cannot be ruled out, so it is not "none".
+    // A kind that cannot show what changed beside the version: unknown is not "none".
+    let words = c.svc.deployment.as_ref().and_then(|d| d.kind.words());
+    if let Some(why) = words.and_then(|w| w.unchecked_beside) {
         return Gate {
             number: 3,
             name: "pod spec only",
             passed: false,
-            evidence: "the engine keeps no record of the containers the deploy replaced, so a change to the compose file beside the image (environment, ports, volumes) cannot be ruled out; a rollback reverts the image only".into(),
+            evidence: why.into(),
         };
     }
     let changed = blast::changed_config(c.state, c.key, c.svc, c.deployed);

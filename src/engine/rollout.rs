@@ -114,17 +114,8 @@ fn canary_status(d: &WorkloadSummary, c: &super::kept::Canary) -> Rollout {
 /// none to the version rolled back from, and a weighted alias is a canary that holds.
 fn alias_status(d: &WorkloadSummary, c: &super::kept::Canary) -> Rollout {
     let alias = d.handle.as_deref().unwrap_or(&d.name);
-    if d.kind == super::kept::TargetKind::ComposeService {
-        let image = crate::targets::compose::short_id(&c.stable_replicaset);
-        let (ready, all) = (d.ready_replicas, d.replicas);
-        return match ready < all {
-            true => Rollout::Progressing(format!(
-                "Waiting for compose service {alias}: {ready} of {all} containers ready on image {image}..."
-            )),
-            false => Rollout::Complete(format!(
-                "compose service {alias} runs {all} of {all} containers on image {image}"
-            )),
-        };
+    if let Some(status) = d.kind.words().and_then(|w| w.status) {
+        return status(d, c);
     }
     if c.in_progress() {
         return Rollout::Paused(format!(

@@ -537,9 +537,9 @@ fn suggestion(state: &State, key: &ServiceKey, d: &decision::Decision) -> String
             .is_some_and(|c| c.in_progress());
         let to = t.revision.to_string();
         // A Compose service's tools name an image by its reference.
-        let named = match kind {
-            crate::targets::TargetKind::ComposeService => t.images.first().unwrap_or(&to),
-            _ => &to,
+        let named = match kind.words().is_some_and(|w| w.names_by_image) {
+            true => t.images.first().unwrap_or(&to),
+            false => &to,
         };
         let command = kind.command(
             handle.as_deref().unwrap_or(&key.name),

@@ -91,8 +91,9 @@ impl Alias {
     /// The command the shift to `version` equals. A Compose service's tools name an
     /// image by its reference, not its id.
     pub fn command(&self, version: &str) -> String {
-        let to = match (self.kind, self.find(version)) {
-            (TargetKind::ComposeService, Some(v)) => v.identity.as_str(),
+        let by_image = self.kind.words().is_some_and(|w| w.names_by_image);
+        let to = match (by_image, self.find(version)) {
+            (true, Some(v)) => v.identity.as_str(),
             _ => version,
         };
         self.kind.command(&self.handle, "", to, false)

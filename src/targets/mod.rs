@@ -21,6 +21,7 @@ pub mod flag;
 pub mod gitops;
 pub mod lambda;
 pub mod model;
+pub mod words;
 
 use serde::Serialize;
 
@@ -103,6 +104,17 @@ impl TargetKind {
             TargetKind::LambdaAlias => "lambda alias",
             TargetKind::ModelAlias => "mlflow model alias",
             TargetKind::ComposeService => "compose service",
+        }
+    }
+
+    /// How the kind's revert is told, for a kind outside the cluster (`None` for a
+    /// Deployment or a Rollout, whose words are the cluster's).
+    pub fn words(self) -> Option<&'static words::Words> {
+        match self {
+            TargetKind::Deployment | TargetKind::ArgoRollout => None,
+            TargetKind::LambdaAlias => Some(&lambda::WORDS),
+            TargetKind::ModelAlias => Some(&model::WORDS),
+            TargetKind::ComposeService => Some(&compose::WORDS),
         }
     }
 

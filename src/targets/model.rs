@@ -17,7 +17,15 @@ use crate::config::model::ModelConfig;
 use crate::engine::lineage::RollbackRecord;
 use crate::engine::rollbacks::RollbackError;
 use crate::targets::alias::{self, Alias, Plan, Version};
+use crate::targets::words::Words;
 use crate::targets::TargetKind;
+
+/// How a model alias's move is told.
+pub const WORDS: Words = Words {
+    holds: "a version holds the model (its weights and signature)",
+    beside: "the serving code and its feature pipeline, other aliases, and the predictions the new version already served or stored",
+    ..super::lambda::WORDS
+};
 
 /// The registered model's tag that holds backout's record of its last rollback.
 pub const RECORD_TAG: &str = "backout.rollback";

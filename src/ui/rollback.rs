@@ -14,6 +14,7 @@ use crate::engine::rollbacks::{Phase, Preview};
 use crate::engine::state::Service;
 use crate::engine::verification;
 use crate::engine::{Action, State};
+use crate::targets::words::Words;
 use crate::targets::TargetKind;
 use crate::ui::state::Dialog;
 
@@ -123,34 +124,26 @@ fn heading(
                 pl.to_images.join(", ")
             )),
         ],
-        None if kind == TargetKind::ComposeService => vec![
-            Line::styled(
-                format!("Recreate {}'s containers on revision {to}?", dialog.service),
-                p.bold(),
-            ),
-            Line::raw(format!("from revision {from}  {}", images_of(svc, current))),
-            Line::raw(format!(
-                "to   revision {to}  {}  (volumes kept)",
-                images_of(svc, dialog.to_revision)
-            )),
-        ],
-        None if kind.kube_kind().is_none() => {
+        None if kind.words().is_some() => {
+            let words = kind.words().expect("checked above");
             let share = canary
                 .filter(|c| c.in_progress())
                 .map_or(String::new(), |c| {
                     format!(" ({}% of the requests)", c.weight)
                 });
+            let (service, unit) = (dialog.service.to_string(), words.unit);
             vec![
                 Line::styled(
-                    format!("Shift {} back to version {to}?", dialog.service),
+                    Words::fill(words.ask, &[("service", &service), ("to", &to.to_string())]),
                     p.bold(),
                 ),
                 Line::raw(format!(
-                    "from version {from}{share}  {}",
+                    "from {unit} {from}{share}  {}",
                     images_of(svc, current)
                 )),
                 Line::raw(format!(
-                    "to   version {to} (every request)  {}",
+                    "to   {unit} {to} {}  {}",
+                    words.to_note,
                     images_of(svc, dialog.to_revision)
                 )),
             ]
@@ -186,9 +179,9 @@ fn heading(
         .unwrap_or_else(|| key.name.clone());
     let in_canary = canary.is_some_and(|c| c.in_progress());
     // A Compose service's tools name an image by its reference.
-    let named = match kind {
-        TargetKind::ComposeService => images_of(svc, dialog.to_revision),
-        _ => to.to_string(),
+    let named = match kind.words().is_some_and(|w| w.names_by_image) {
+        true => images_of(svc, dialog.to_revision),
+        false => to.to_string(),
     };
     let before_the_dry_run = kind.command(&handle, &key.namespace, &named, in_canary);
     lines.push(Line::styled(
@@ -223,17 +216,15 @@ fn dry_run_line(
             false,
         ),
         Some(Ok(pl)) if lambda && !pl.already_there => {
-            let (read, moves, unless) = match kind {
-                TargetKind::ComposeService => {
-                    ("containers", "image r", "refused if one is made or removed")
-                }
-                _ => ("alias", "shift v", "refused if it moves"),
-            };
-            let to = moves.chars().last().unwrap_or('v');
+            let words = kind
+                .words()
+                .expect("a kind outside the cluster has its words");
+            let (read, step, refused_if) = (words.read, words.step, words.refused_if);
+            let to = step.chars().last().unwrap_or('v');
             (
                 Line::styled(
                     format!(
-                        "check: {read} read afresh, {moves}{} → {to}{} ({}), {unless}",
+                        "check: {read} read afresh, {step}{} → {to}{} ({}), {refused_if}",
                         pl.from_revision,
                         pl.to_revision,
                         pl.to_images.join(", ")
@@ -395,14 +386,10 @@ pub fn progress(state: &State, svc: &Service, p: Palette) -> Vec<Line<'static>> 
     let mark = |done: bool| if done { "✓" } else { "…" };
     if rb.ours && (rb.ended.is_none() || rb.committed) {
         // A Lambda alias takes no Lease and has no dry run: its fresh read is the plan.
-        let compose = svc
-            .deployment
-            .as_ref()
-            .is_some_and(|d| d.kind == TargetKind::ComposeService);
-        let (prepared, sent) = match (svc.has_pods(), compose) {
-            (true, _) => ("lease, plan and dry run", "patched"),
-            (false, true) => ("plan from a fresh read", "containers recreated"),
-            (false, false) => ("plan from a fresh read", "alias updated"),
+        let words = svc.deployment.as_ref().and_then(|d| d.kind.words());
+        let (prepared, sent) = match words {
+            None => ("lease, plan and dry run", "patched"),
+            Some(w) => ("plan from a fresh read", w.sent),
         };
         lines.push(Line::raw(format!(
             "{} {prepared}  {} {sent}",

@@ -26,6 +26,46 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
+use crate::engine::kept::{Canary, WorkloadSummary};
+use crate::engine::rollout::Rollout;
+use crate::targets::words::Words;
+
+/// How a Compose service's rollback is told.
+pub const WORDS: Words = Words {
+    moves: "recreates the service's containers (alone, as `up --no-deps` does)",
+    holds: "an image holds the code and its own defaults (environment, command), so those go back; the containers keep the environment, ports and mounts they ran with",
+    beside: "named volumes and their data (kept: the old containers are removed without their volumes), the project's other services, the compose file, and the next `docker compose up`, which deploys the file's image again",
+    began: "image was deployed",
+    // The engine keeps nothing of the containers a deploy replaced.
+    unchecked_beside: Some("the engine keeps no record of the containers the deploy replaced, so a change to the compose file beside the image (environment, ports, volumes) cannot be ruled out; a rollback reverts the image only"),
+    revert_time: (10, "the containers recreated on an image the engine already holds"),
+    read: "containers",
+    step: "image r",
+    refused_if: "refused if one is made or removed",
+    ask: "Recreate {service}'s containers on revision {to}?",
+    unit: "revision",
+    to_note: "(volumes kept)",
+    sent: "containers recreated",
+    done: "{resource} recreated on {images} by {by}",
+    names_by_image: true,
+    status: Some(status),
+};
+
+/// How a rollback of the service stands: its containers on the image, ready or not.
+fn status(d: &WorkloadSummary, c: &Canary) -> Rollout {
+    let service = d.handle.as_deref().unwrap_or(&d.name);
+    let image = short_id(&c.stable_replicaset);
+    let (ready, all) = (d.ready_replicas, d.replicas);
+    match ready < all {
+        true => Rollout::Progressing(format!(
+            "Waiting for compose service {service}: {ready} of {all} containers ready on image {image}..."
+        )),
+        false => Rollout::Complete(format!(
+            "compose service {service} runs {all} of {all} containers on image {image}"
+        )),
+    }
+}
+
 /// The label on a container backout created: its rollback record, as JSON.
 pub const RECORD_LABEL: &str = "dev.backout.rollback";
 

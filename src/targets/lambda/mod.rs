@@ -23,6 +23,27 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 
 use crate::engine::lineage::RollbackRecord;
+use crate::targets::words::Words;
+
+/// How a Lambda alias's shift is told.
+pub const WORDS: Words = Words {
+    moves: "sends every request",
+    holds: "a version holds the function's code and configuration (environment, memory, layers), so both go back",
+    beside: "event source mappings, other aliases, provisioned concurrency, and whatever the new version wrote (tables, queues)",
+    began: "canary began",
+    unchecked_beside: None,
+    revert_time: (1, "an alias shift: traffic moves in one call"),
+    read: "alias",
+    step: "shift v",
+    refused_if: "refused if it moves",
+    ask: "Shift {service} back to version {to}?",
+    unit: "version",
+    to_note: "(every request)",
+    sent: "alias updated",
+    done: "{resource} shifted back by {by}: version {to} takes every request",
+    names_by_image: false,
+    status: None,
+};
 
 /// The function tag that lists the versions rolled back from, as
 /// `VERSION@TIME VERSION@TIME` (characters every AWS tag value allows).
