@@ -12,7 +12,11 @@
 //! | Docker Compose service (`[[compose]]`) | the Docker Engine API, polled (`sources::aliases`) | its containers recreated on the previous image (`compose::revert`) | `docker compose up -d --no-deps` |
 //!
 //! Everything downstream of the summary (`engine::kept::WorkloadSummary`) works over
-//! any kind: decisions, the console, `status`, `gate`, `watch` and the report.
+//! any kind: decisions, the console, `status`, `gate`, `watch` and the report. A kind
+//! outside the cluster is told in its own words (`words::Words`), kept beside it.
+//! Adding such a kind touches its own file or folder here, the registration below
+//! (`TargetKind`, `KINDS`, `words`), its `[[section]]` in `config/`, and the two
+//! dispatchers: the reader (`sources::aliases`) and the writer (`actions::alias_shift`).
 
 pub mod alias;
 pub mod argo_rollout;
