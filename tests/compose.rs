@@ -34,6 +34,23 @@ fn containers(c: &Cluster) -> (Vec<String>, String) {
     (images, record)
 }
 
+/// `backout rollback billing --yes` with `extra`, which must succeed and go to 7.2;
+/// what it said.
+async fn rolled_back_to_7_2(c: &Cluster, extra: &[&str]) -> String {
+    let config = common::config_of(c);
+    let mut args = vec![
+        "rollback", "billing", "-n", "legacy", "--yes", "--config", &config,
+    ];
+    args.extend(extra);
+    let (ok, said) = c.backout_said(&args, &[]).await;
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("to   revision 1 (registry.local/legacy/billing:7.2)"),
+        "{said}"
+    );
+    said
+}
+
 fn tags_of(c: &Cluster, reference: &str) -> Vec<String> {
     let engine = c.sim.state.compose.lock().unwrap();
     engine
@@ -68,21 +85,7 @@ async fn a_bad_image_is_suggested_rolled_back_verified_and_never_a_target_again(
     );
     assert!(blast.contains("named volumes and their data"), "{blast}");
 
-    let config = common::config_of(&c);
-    let (ok, said) = c
-        .backout_said(
-            &[
-                "rollback", "billing", "-n", "legacy", "--yes", "--reason", "drill", "--config",
-                &config,
-            ],
-            &[],
-        )
-        .await;
-    assert!(ok, "{said}");
-    assert!(
-        said.contains("to   revision 1 (registry.local/legacy/billing:7.2)"),
-        "{said}"
-    );
+    let said = rolled_back_to_7_2(&c, &["--reason", "drill"]).await;
     assert!(
         said.contains(
             "compose service legacy/billing recreated on registry.local/legacy/billing:7.2"
@@ -226,27 +229,7 @@ async fn a_swap_cut_short_by_a_crash_is_finished_by_the_next_rollback() {
             )
             .expect("the replacement is made");
     }
-    let config = common::config_of(&c);
-    let (ok, said) = c
-        .backout_said(
-            &[
-                "rollback",
-                "billing",
-                "-n",
-                "legacy",
-                "--yes",
-                "--no-verify",
-                "--config",
-                &config,
-            ],
-            &[],
-        )
-        .await;
-    assert!(ok, "{said}");
-    assert!(
-        said.contains("to   revision 1 (registry.local/legacy/billing:7.2)"),
-        "{said}"
-    );
+    rolled_back_to_7_2(&c, &["--no-verify"]).await;
     let engine = c.sim.state.compose.lock().unwrap();
     let names: Vec<(&str, &str, bool)> = engine
         .containers
