@@ -499,7 +499,10 @@ impl Printed {
         }
         if self.phase != Some(p.phase) {
             self.phase = Some(p.phase);
-            for line in verification::pending(state, p) {
+            let lines = (state.services.get(key))
+                .map(|svc| verification::pending(state, svc, p))
+                .unwrap_or_default();
+            for line in lines {
                 println!("  {line}");
             }
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::model::rollback::{Phase, Progress, Wait};
-use super::state::State;
+use super::state::{Service, State};
 use crate::config::Comparison;
 
 /// Whole seconds from `since` to `now`; none when `since` is later.
@@ -57,11 +57,18 @@ pub(super) fn still(w: &Wait) -> String {
     }
 }
 
-/// What the console shows for a check still pending, with its time left.
-pub fn pending(state: &State, p: &Progress) -> Vec<String> {
+/// What the console shows for a check still pending on `svc`'s rollback, with its
+/// time left.
+pub fn pending(state: &State, svc: &Service, p: &Progress) -> Vec<String> {
     let policy = &state.config.policy;
     let now = state.now;
+    // A kind outside the cluster takes no Lease and has no dry run.
+    let polled = svc
+        .deployment
+        .as_ref()
+        .is_some_and(|d| d.kind.words().is_some());
     match p.phase {
+        Phase::Preparing if polled => vec!["… plan from a fresh read".into()],
         Phase::Preparing => vec!["… lease, plan and dry run".into()],
         Phase::Following => vec![match p.lease_expires {
             Some(lapses) => format!(

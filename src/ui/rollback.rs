@@ -414,7 +414,7 @@ pub fn progress(state: &State, svc: &Service, p: Palette) -> Vec<Line<'static>> 
         {
             lines.push(Line::raw(format!("  {}", r.message())));
         }
-        for pending in verification::pending(state, rb) {
+        for pending in verification::pending(state, svc, rb) {
             lines.push(Line::styled(pending, p.fg(Color::Yellow)));
         }
     }
