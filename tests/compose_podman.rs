@@ -71,10 +71,15 @@ impl Podman {
 
     /// An image of `localhost/cafe/menu:N` whose `/VERSION` says N.
     fn image(&self, n: u32) {
+        self.image_with(n, &["sh", "httpd", "cat"]);
+    }
+
+    /// The same, with only these busybox applets on its PATH.
+    fn image_with(&self, n: u32, applets: &[&str]) {
         let root = self.dir.path().join(format!("rootfs{n}"));
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-        for applet in ["sh", "httpd", "cat"] {
+        for applet in applets {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
         std::fs::write(root.join("VERSION"), format!("{n}\n")).unwrap();
@@ -305,6 +310,49 @@ async fn backout_recreates_a_compose_service_on_the_previous_image_in_podman() {
     rolled_back_to_1(rollback("again").await);
     let menu = p.get("/containers/cafe-menu-1/json").await;
     assert_eq!(menu["Image"], image_id(&p, 1), "{menu}");
+
+    // A replacement that cannot start (image 4 has no shell for the container's
+    // command) is removed, and the container it was to replace is put back and runs.
+    p.image_with(4, &["httpd"]);
+    let (ok, said) = c
+        .backout_said(
+            &[
+                "rollback",
+                "menu",
+                "-n",
+                "cafe",
+                "--yes",
+                "--no-verify",
+                "--to-revision",
+                "4",
+                "--config",
+                &config,
+            ],
+            &[],
+        )
+        .await;
+    assert!(
+        !ok && said.contains("the replacement was removed and cafe-menu-1 put back"),
+        "{said}"
+    );
+    let menu = p.get("/containers/cafe-menu-1/json").await;
+    assert_eq!(menu["Image"], image_id(&p, 1), "put back: {menu}");
+    assert_eq!(menu["State"]["Running"], true, "{menu}");
+    let aside = p.get("/containers/cafe-menu-1-backout-old/json").await;
+    assert!(aside.get("Id").is_none(), "nothing is left aside: {aside}");
+    let all = p.get("/containers/json?all=true").await;
+    assert_eq!(
+        all.as_array().map(Vec::len),
+        Some(1),
+        "no replacement is left: {all}"
+    );
+    let version = eventually(
+        Duration::from_secs(30),
+        "version 1 to serve again",
+        async || http_text(&format!("{served}/VERSION")).await,
+    )
+    .await;
+    assert_eq!(version.trim(), "1");
 
     // A health check that fails makes the container unready, read from the engine: no
     // systemd runs podman's checks here, so the test runs them as its timer would.

@@ -46,6 +46,19 @@ pub enum TargetError {
     Other(String),
 }
 
+impl TargetError {
+    /// The same failure, with what was done about it.
+    pub fn and(self, done: &str) -> TargetError {
+        let add = |m: String| format!("{m}; {done}");
+        match self {
+            TargetError::NotFound(m) => TargetError::NotFound(add(m)),
+            TargetError::Forbidden(m) => TargetError::Forbidden(add(m)),
+            TargetError::Conflict(m) => TargetError::Conflict(add(m)),
+            TargetError::Other(m) => TargetError::Other(add(m)),
+        }
+    }
+}
+
 impl From<TargetError> for RollbackError {
     fn from(e: TargetError) -> RollbackError {
         match e {

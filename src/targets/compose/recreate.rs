@@ -161,7 +161,7 @@ pub async fn swap(
         .await;
     if let Err(e) = stopped {
         put_back(engine, &c.id, &name).await;
-        return Err(e);
+        return Err(e.and(&format!("{name} was put back under its name")));
     }
     match replace(engine, &name, &body, &later, image_id).await {
         Ok(()) => {
@@ -170,7 +170,9 @@ pub async fn swap(
         }
         Err(e) => {
             put_back(engine, &c.id, &name).await;
-            Err(e)
+            Err(e.and(&format!(
+                "the replacement was removed and {name} put back on its image"
+            )))
         }
     }
 }
