@@ -60,6 +60,19 @@ pub async fn apply(
             cfg.handle()
         ))
     })?;
+    // The containers are made from the reference: it must still name the image
+    // planned, checked before anything stops (and again on each container made).
+    let named = engine
+        .inspect(&format!("/images/{}/json", target.identity))
+        .await
+        .map_err(RollbackError::from)?;
+    if named["Id"].as_str() != Some(target.id.as_str()) {
+        return Err(RollbackError::Conflict(format!(
+            "compose service {} (image {} now names another image)",
+            cfg.handle(),
+            target.identity
+        )));
+    }
     // Finishing a swap cut short marks nothing: the image it runs is the target.
     if plan.from != plan.to {
         let repository = known_bad_repository(&cfg.project, &cfg.service);
