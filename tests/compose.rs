@@ -3,7 +3,7 @@
 //! (suggested, never automatic: the engine cannot show what else the compose file
 //! changed), rolled back by the CLI, verified on the new containers, and the image
 //! rolled back from stays known bad after the next deploy; a plan whose containers
-//! moved is refused.
+//! moved, or whose target tag now names another image, is refused.
 
 mod common;
 
@@ -137,15 +137,22 @@ fn engine_id(c: &Cluster, reference: &str) -> String {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollback_planned_before_the_containers_moved_is_a_conflict_and_changes_nothing() {
-    let c = start(compose_rollback()).await;
-    let config = backout::config::Config::load(Some(std::path::Path::new(&common::config_of(&c))))
+/// A rollback of billing planned from a fresh read once the bad image runs, with the
+/// record its write would carry; the caller changes the engine before `revert::apply`.
+struct Planned {
+    cfg: ComposeConfig,
+    client: engine::Engine,
+    plan: revert::Plan,
+    record: backout::engine::lineage::RollbackRecord,
+}
+
+async fn planned(c: &Cluster) -> Planned {
+    let config = backout::config::Config::load(Some(std::path::Path::new(&common::config_of(c))))
         .expect("the written config loads");
-    let cfg: &ComposeConfig = &config.compose[0];
-    let client = engine::client(cfg).expect("a client");
+    let cfg: ComposeConfig = config.compose[0].clone();
+    let client = engine::client(&cfg).expect("a client");
     let read = eventually(Duration::from_secs(30), "the bad image", async || {
-        let r = engine::read(&client, cfg).await.ok()?;
+        let r = engine::read(&client, &cfg).await.ok()?;
         (r.alias.versions.len() == 2).then_some(r)
     })
     .await;
@@ -160,15 +167,8 @@ async fn a_rollback_planned_before_the_containers_moved_is_a_conflict_and_change
         automatic: false,
         expected: None,
     };
-    let plan = revert::plan(&client, cfg, &req).await.expect("a plan");
+    let plan = revert::plan(&client, &cfg, &req).await.expect("a plan");
     assert_eq!(plan.from, read.alias.version);
-    // Someone scales or recreates the service between the plan and the write.
-    c.sim
-        .state
-        .compose
-        .lock()
-        .unwrap()
-        .deploy("billing", "registry.local/legacy/billing:7.3");
     let record = backout::engine::lineage::RollbackRecord {
         revision: 1,
         from_replicaset: plan.from.clone(),
@@ -179,7 +179,26 @@ async fn a_rollback_planned_before_the_containers_moved_is_a_conflict_and_change
         automatic: false,
         incident: None,
     };
-    let refused = revert::apply(&client, cfg, &plan, &record).await;
+    Planned {
+        cfg,
+        client,
+        plan,
+        record,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_planned_before_the_containers_moved_is_a_conflict_and_changes_nothing() {
+    let c = start(compose_rollback()).await;
+    let p = planned(&c).await;
+    // Someone scales or recreates the service between the plan and the write.
+    c.sim
+        .state
+        .compose
+        .lock()
+        .unwrap()
+        .deploy("billing", "registry.local/legacy/billing:7.3");
+    let refused = revert::apply(&p.client, &p.cfg, &p.plan, &p.record).await;
     assert!(
         matches!(refused, Err(backout::engine::rollbacks::RollbackError::Conflict(ref m)) if m == "compose service legacy/billing"),
         "{refused:?}"
@@ -188,6 +207,42 @@ async fn a_rollback_planned_before_the_containers_moved_is_a_conflict_and_change
     assert_eq!(images, ["registry.local/legacy/billing:7.3"; 2]);
     assert!(record.is_empty(), "nothing was written: {record}");
     assert_eq!(tags_of(&c, "registry.local/legacy/billing:7.3").len(), 1);
+}
+
+/// The containers are made from the target's reference, so a tag moved to another
+/// image since the plan (a re-push of 7.2) would deploy an image nobody previewed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_tag_moved_to_another_image_since_the_plan_is_a_conflict_and_changes_nothing() {
+    let c = start(compose_rollback()).await;
+    let p = planned(&c).await;
+    let planned_id = engine_id(&c, "registry.local/legacy/billing:7.2");
+    {
+        let mut engine = c.sim.state.compose.lock().unwrap();
+        for image in engine.images.iter_mut() {
+            image
+                .tags
+                .retain(|t| t != "registry.local/legacy/billing:7.2");
+        }
+        engine.pull("registry.local/legacy/billing:7.2");
+    }
+    assert_ne!(
+        engine_id(&c, "registry.local/legacy/billing:7.2"),
+        planned_id
+    );
+    let refused = revert::apply(&p.client, &p.cfg, &p.plan, &p.record).await;
+    assert!(
+        matches!(refused, Err(backout::engine::rollbacks::RollbackError::Conflict(ref m))
+            if m == "compose service legacy/billing (image registry.local/legacy/billing:7.2 now names another image)"),
+        "{refused:?}"
+    );
+    let (images, record) = containers(&c);
+    assert_eq!(images, ["registry.local/legacy/billing:7.3"; 2]);
+    assert!(record.is_empty(), "nothing was written: {record}");
+    assert_eq!(
+        tags_of(&c, "registry.local/legacy/billing:7.3").len(),
+        1,
+        "the image rolled back from is not marked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
