@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use measure::scale_sim::{ScaleSim, REPLICAS};
-use measure::{env_or, sample, start_in_tmux};
+use measure::{env_or, rss_parts, sample, start_in_tmux};
 
 const IDLE: Duration = Duration::from_secs(30);
 
@@ -190,6 +190,7 @@ fn main() {
     let (rss_full, _, cpu_before) = sample(pid);
     std::thread::sleep(IDLE);
     let (rss_idle, peak, cpu_after) = sample(pid);
+    let (rss_anon, rss_file) = rss_parts(pid);
     let keys = key_latencies(&session, 40, ("j", "k"));
     let idle_cpu = (cpu_after - cpu_before) as f64 / 100.0 / IDLE.as_secs_f64() * 100.0;
     let _ = Command::new("tmux")
@@ -235,6 +236,11 @@ fn main() {
         IDLE.as_secs(),
         mib(rss_idle),
         mib(peak)
+    );
+    println!(
+        "    of which anonymous {:.1} MiB, the binary's and libraries' pages {:.1} MiB",
+        mib(rss_anon),
+        mib(rss_file)
     );
     println!("  idle CPU:               {idle_cpu:.2}% of one core");
     println!(

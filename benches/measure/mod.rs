@@ -79,6 +79,22 @@ pub fn sample(pid: u32) -> (u64, u64, u64) {
     (kib("VmRSS:"), kib("VmHWM:"), cpu)
 }
 
+/// (anonymous, file-backed) resident KiB of a live process: its heap and stacks, and
+/// the pages of its binary and libraries, which the kernel maps a window at a time
+/// and shares with every process running the same file.
+pub fn rss_parts(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (kib("RssAnon:"), kib("RssFile:"))
+}
+
 /// A bench's setting from the environment, or its default.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
