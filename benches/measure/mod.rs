@@ -62,15 +62,7 @@ pub fn start_in_tmux(session: &str, command: &str) -> bool {
 
 /// (RSS KiB, peak RSS KiB, user + system CPU ticks) of a live process.
 pub fn sample(pid: u32) -> (u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let kib = status_kib(pid);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let cpu = stat.rfind(')').map_or(0, |at| {
         let fields: Vec<&str> = stat[at + 2..].split_whitespace().collect();
@@ -83,16 +75,22 @@ pub fn sample(pid: u32) -> (u64, u64, u64) {
 /// the pages of its binary and libraries, which the kernel maps a window at a time
 /// and shares with every process running the same file.
 pub fn rss_parts(pid: u32) -> (u64, u64) {
+    let kib = status_kib(pid);
+    (kib("RssAnon:"), kib("RssFile:"))
+}
+
+/// A reader of `/proc/PID/status`'s KiB fields by their key (`"VmRSS:"`); 0 for a
+/// field missing, or a process gone.
+fn status_kib(pid: u32) -> impl Fn(&str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |key: &str| {
+    move |key: &str| {
         status
             .lines()
             .find(|l| l.starts_with(key))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
-    };
-    (kib("RssAnon:"), kib("RssFile:"))
+    }
 }
 
 /// A bench's setting from the environment, or its default.
