@@ -268,7 +268,7 @@ fn dry_run_line(
 }
 
 pub fn dialog(state: &State, dialog: &Dialog, p: Palette, frame: &mut Frame, area: Rect) {
-    let svc = state.services.get(&dialog.service);
+    let svc = state.services.get(&dialog.service).map(|s| &**s);
     let d = svc.map(|s| &s.decision);
     let preview = svc
         .and_then(|s| s.preview.as_ref())
