@@ -3,37 +3,25 @@
 
 use std::collections::HashMap;
 
-use super::msg::{GroupedAnswer, GroupedOutcome, QueryAnswer};
+use super::msg::{GroupedAnswer, GroupedOutcome};
 use super::signals::QueryOutcome;
 use super::state::ServiceKey;
 
-/// One answer per service asked for, in the order asked. A service the answer has
+/// One outcome per service asked for, in the order asked. A service the answer has
 /// no series for got none (no data, never "healthy"); one with several got an
-/// ambiguous answer, as a per-service query returning several would be.
-pub fn fan_out(grouped: GroupedAnswer) -> Vec<QueryAnswer> {
-    let GroupedAnswer {
-        trigger,
-        services,
-        answered_at,
-        outcome,
-        ..
-    } = grouped;
-    let answer = |service: ServiceKey, outcome: QueryOutcome| QueryAnswer {
-        trigger: trigger.clone(),
-        service,
-        answered_at,
-        outcome,
-    };
+/// ambiguous answer, as a per-service query returning several would be. The trigger
+/// and the time stay with the grouped answer: a copy of each per service was an
+/// allocation per answer, thousands a poll.
+pub fn fan_out(
+    services: Vec<ServiceKey>,
+    outcome: GroupedOutcome,
+) -> Vec<(ServiceKey, QueryOutcome)> {
     match outcome {
         GroupedOutcome::Failed { error } => services
             .into_iter()
             .map(|s| {
-                answer(
-                    s,
-                    QueryOutcome::Failed {
-                        error: error.clone(),
-                    },
-                )
+                let error = error.clone();
+                (s, QueryOutcome::Failed { error })
             })
             .collect(),
         GroupedOutcome::Series {
@@ -52,7 +40,7 @@ pub fn fan_out(grouped: GroupedAnswer) -> Vec<QueryAnswer> {
                         },
                         Some(all) => QueryOutcome::SeveralSeries { count: all.len() },
                     };
-                    answer(s, outcome)
+                    (s, outcome)
                 })
                 .collect()
         }
@@ -166,9 +154,9 @@ mod tests {
                 requests_per_second: HashMap::from([(key("checkout"), 40.0)]),
             },
         };
-        let answers: Vec<(String, QueryOutcome)> = fan_out(grouped)
+        let answers: Vec<(String, QueryOutcome)> = fan_out(grouped.services, grouped.outcome)
             .into_iter()
-            .map(|a| (a.service.name, a.outcome))
+            .map(|(service, outcome)| (service.name, outcome))
             .collect();
         assert_eq!(
             answers,
@@ -211,17 +199,12 @@ mod tests {
             parts.iter().map(|p| p.services.len()).collect::<Vec<_>>(),
             [3, 3, 1]
         );
-        let pieces: Vec<QueryAnswer> = parts.into_iter().flat_map(fan_out).collect();
-        let all = fan_out(whole());
-        assert_eq!(
-            pieces
-                .iter()
-                .map(|a| (&a.service, &a.outcome))
-                .collect::<Vec<_>>(),
-            all.iter()
-                .map(|a| (&a.service, &a.outcome))
-                .collect::<Vec<_>>()
-        );
+        let pieces: Vec<(ServiceKey, QueryOutcome)> = parts
+            .into_iter()
+            .flat_map(|p| fan_out(p.services, p.outcome))
+            .collect();
+        let whole = whole();
+        assert_eq!(pieces, fan_out(whole.services, whole.outcome));
     }
 
     #[test]
@@ -235,10 +218,10 @@ mod tests {
                 error: "timeout".into(),
             },
         };
-        let answers = fan_out(grouped);
+        let answers = fan_out(grouped.services, grouped.outcome);
         assert_eq!(answers.len(), 2);
-        assert!(answers
-            .iter()
-            .all(|a| matches!(&a.outcome, QueryOutcome::Failed { error } if error == "timeout")));
+        assert!(answers.iter().all(
+            |(_, outcome)| matches!(outcome, QueryOutcome::Failed { error } if error == "timeout")
+        ));
     }
 }

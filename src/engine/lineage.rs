@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
+use super::model::flags::FlagState;
 use super::rollout::Revision;
 use super::state::{Service, ServiceKey, State};
 
@@ -248,35 +249,66 @@ pub fn last_rollback_of(
     key: &ServiceKey,
     svc: &Service,
 ) -> Option<(Timestamp, String)> {
-    // A kill switch thrown by anyone: the flag's provider says when, for every process.
-    let killed = state
-        .flags
-        .values()
-        .filter(|f| f.service == *key)
-        .filter_map(|f| {
-            let at = f.turned_off_at()?;
-            let by = f.changed_by.clone().unwrap_or_else(|| "someone".into());
-            Some((at, format!("{by} (flag {} turned off)", f.name)))
-        })
-        .max_by_key(|(t, _)| *t);
-    let from_cluster = svc.lineage.latest().map(|r| {
-        let at = r.at.unwrap_or(state.now);
-        let dated = if r.at.is_some() {
-            String::new()
-        } else {
-            ", at a time the cluster does not tell".into()
-        };
-        (at, format!("{}{dated}", r.by))
-    });
+    let (at, by) = latest_rollback(&state.flags, key, svc, state.now)?;
+    let by = match by {
+        RolledBackBy::Flag(f) => format!(
+            "{} (flag {} turned off)",
+            f.changed_by.as_deref().unwrap_or("someone"),
+            f.name
+        ),
+        RolledBackBy::Cluster(r) if r.at.is_none() => {
+            format!("{}, at a time the cluster does not tell", r.by)
+        }
+        RolledBackBy::Cluster(r) => r.by.clone(),
+        RolledBackBy::Patch(by) => by.to_string(),
+        RolledBackBy::Backout => "backout".to_string(),
+    };
+    Some((at, by))
+}
+
+/// When `svc` was last rolled back, as `last_rollback_of` finds it, without the words:
+/// every answer of a poll asks, for thousands of services.
+pub fn last_rollback_at(
+    flags: &BTreeMap<String, FlagState>,
+    key: &ServiceKey,
+    svc: &Service,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    latest_rollback(flags, key, svc, now).map(|(at, _)| at)
+}
+
+/// Who rolled a service back; put into words only for the one shown.
+enum RolledBackBy<'a> {
+    Flag(&'a FlagState),
+    Cluster(&'a SeenRollback),
+    Patch(&'a str),
+    Backout,
+}
+
+fn latest_rollback<'a>(
+    flags: &'a BTreeMap<String, FlagState>,
+    key: &ServiceKey,
+    svc: &'a Service,
+    now: Timestamp,
+) -> Option<(Timestamp, RolledBackBy<'a>)> {
+    let from_cluster = svc
+        .lineage
+        .latest()
+        .map(|r| (r.at.unwrap_or(now), RolledBackBy::Cluster(r)));
     // This process's own rollback counts from its patch, before the cluster shows it.
     let patched = svc
         .rollback
         .as_ref()
         .filter(|p| p.committed)
-        .map(|p| (p.started, p.by.clone()));
+        .map(|p| (p.started, RolledBackBy::Patch(&p.by)));
+    // A kill switch thrown by anyone: the flag's provider says when, for every process.
+    let killed = flags
+        .values()
+        .filter(|f| f.service == *key)
+        .filter_map(|f| Some((f.turned_off_at()?, RolledBackBy::Flag(f))));
     let own = svc
         .last_rollback
-        .map(|t| (t, "backout".to_string()))
+        .map(|t| (t, RolledBackBy::Backout))
         .into_iter()
         .chain(patched)
         .chain(killed)

@@ -43,10 +43,21 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             .into_iter()
             .collect(),
         Msg::Queries(grouped) => {
-            let partial_from = grouped.partial_from;
-            super::fan_out::fan_out(grouped)
+            let Some(trigger_at) = trigger_at(state, &grouped.trigger) else {
+                return effects;
+            };
+            let (answered_at, partial_from) = (grouped.answered_at, grouped.partial_from);
+            super::fan_out::fan_out(grouped.services, grouped.outcome)
                 .into_iter()
-                .filter_map(|answer| query(state, answer, partial_from, &mut effects))
+                .filter_map(|(service, outcome)| {
+                    let answer = Answer {
+                        trigger_at,
+                        service,
+                        answered_at,
+                        outcome,
+                    };
+                    apply_answer(state, answer, partial_from, &mut effects)
+                })
                 .collect()
         }
         Msg::RollbackFailed { service, error } => {
@@ -295,40 +306,63 @@ fn tick(state: &mut State, effects: &mut Vec<Effect>) {
     }
 }
 
-/// Applies one trigger's answer for one service. A partial answer (`partial_from`,
-/// where its points begin) extends the points kept from earlier answers.
+/// Applies one trigger's answer for one service, the trigger found by name.
 fn query(
     state: &mut State,
-    mut answer: QueryAnswer,
+    answer: QueryAnswer,
     partial_from: Option<i64>,
     effects: &mut Vec<Effect>,
 ) -> Option<ServiceKey> {
-    // Found by place, not cloned: a poll applies thousands of answers.
-    let trigger_at = state
-        .config
-        .triggers
-        .iter()
-        .position(|t| t.name == answer.trigger)?;
+    let answer = Answer {
+        trigger_at: trigger_at(state, &answer.trigger)?,
+        service: answer.service,
+        answered_at: answer.answered_at,
+        outcome: answer.outcome,
+    };
+    apply_answer(state, answer, partial_from, effects)
+}
+
+/// A `QueryAnswer` whose trigger is known by its place in the config: a grouped
+/// answer's thousands of services share one trigger, found once.
+struct Answer {
+    trigger_at: usize,
+    service: ServiceKey,
+    answered_at: jiff::Timestamp,
+    outcome: signals::QueryOutcome,
+}
+
+fn trigger_at(state: &State, name: &str) -> Option<usize> {
+    state.config.triggers.iter().position(|t| t.name == name)
+}
+
+/// Applies one answer. A partial answer (`partial_from`, where its points begin)
+/// extends the points kept from earlier answers.
+fn apply_answer(
+    state: &mut State,
+    mut answer: Answer,
+    partial_from: Option<i64>,
+    effects: &mut Vec<Effect>,
+) -> Option<ServiceKey> {
+    let trigger_at = answer.trigger_at;
     let (stale, blackout, min_requests, now) = (
         stale_after(state),
         state.config.policy.blackout,
         state.config.policy.min_requests,
         state.now.max(answer.answered_at),
     );
-    // The service is looked up twice, not once per question about it: at 2,000
-    // services each lookup compares a dozen keys, and a poll applies 8,000 answers.
-    //
+    // One lookup of the service for everything asked of it: at 2,000 services each
+    // lookup compares a dozen keys, and a poll applies 8,000 answers.
+    let svc = state.services.get_mut(&answer.service)?;
     // After a rollback nothing is evaluated for the blackout, unless a new build
     // shipped since: that is a new story, judged on its own (gate 6 still holds it
     // back from being automatic).
-    let svc = state.services.get(&answer.service)?;
     let in_blackout =
-        super::lineage::last_rollback_of(state, &answer.service, svc).is_some_and(|(r, _)| {
-            now.duration_since(r).as_secs() < blackout.as_secs() as i64
-                && (svc.lineage.current_is_rollback
-                    || svc.decision.deployed_at.is_none_or(|d| d <= r))
-        });
-    let svc = state.services.get_mut(&answer.service)?;
+        super::lineage::last_rollback_at(&state.flags, &answer.service, svc, state.now)
+            .is_some_and(|r| {
+                now.duration_since(r).as_secs() < blackout.as_secs() as i64
+                    && (svc.lineage.current_is_rollback
+                        || svc.decision.deployed_at.is_none_or(|d| d <= r))
+            });
     let trigger = &state.config.triggers[trigger_at];
     if !svc.triggers.contains_key(&trigger.name) {
         svc.triggers
