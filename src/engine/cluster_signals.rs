@@ -11,10 +11,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::model::keys::{SourceHealth, SourceId};
-use super::model::msg::QueryAnswer;
 use super::rollout::{self, Rollout};
 use super::signals::QueryOutcome;
 use super::state::{Service, State};
+use super::update::Answer;
 use crate::config::ClusterSignal;
 
 /// Restarts count for pods started this recently: a pod that has run for a month with
@@ -125,7 +125,7 @@ fn alertmanager_down(state: &State) -> Option<String> {
 
 /// One answer per cluster trigger and watched service, when a sample is due: the
 /// trigger's series so far plus the value now, or an error while the watch is down.
-pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
+pub(super) fn sample(state: &mut State) -> Vec<Answer> {
     let now = state.now;
     let due = state
         .cluster_sampled_at
@@ -134,7 +134,8 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
         .config
         .triggers
         .iter()
-        .filter_map(|t| Some((t.name.clone(), t.cluster?)))
+        .enumerate()
+        .filter_map(|(at, t)| Some((at, t.name.clone(), t.cluster?)))
         .collect();
     if !due || triggers.is_empty() {
         return Vec::new();
@@ -161,7 +162,7 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
     // unless it reports its own instances (a Compose service's containers).
     for (key, svc) in state.services.iter_mut().filter(|(_, s)| s.has_instances()) {
         let own = !svc.has_pods();
-        for (name, signal) in &triggers {
+        for (trigger_at, name, signal) in &triggers {
             let down = match signal {
                 ClusterSignal::Alerts => &alerts_down,
                 _ if own => &engine_down,
@@ -197,8 +198,8 @@ pub fn sample(state: &mut State) -> Vec<QueryAnswer> {
                     }
                 }
             };
-            answers.push(QueryAnswer {
-                trigger: name.clone(),
+            answers.push(Answer {
+                trigger_at: *trigger_at,
                 service: key.clone(),
                 answered_at: now,
                 outcome,

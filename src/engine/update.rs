@@ -20,7 +20,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             state.now = now.max(state.now);
             let mut touched = std::collections::BTreeSet::new();
             for answer in super::cluster_signals::sample(state) {
-                touched.extend(query(state, answer, None, &mut effects));
+                touched.extend(apply_answer(state, answer, None, &mut effects));
             }
             tick(state, &mut effects);
             super::retry::due(state, &mut effects);
@@ -323,12 +323,13 @@ fn query(
 }
 
 /// A `QueryAnswer` whose trigger is known by its place in the config: a grouped
-/// answer's thousands of services share one trigger, found once.
-struct Answer {
-    trigger_at: usize,
-    service: ServiceKey,
-    answered_at: jiff::Timestamp,
-    outcome: signals::QueryOutcome,
+/// answer's thousands of services share one trigger, found once, and a cluster
+/// sample names no trigger per service.
+pub(super) struct Answer {
+    pub(super) trigger_at: usize,
+    pub(super) service: ServiceKey,
+    pub(super) answered_at: jiff::Timestamp,
+    pub(super) outcome: signals::QueryOutcome,
 }
 
 fn trigger_at(state: &State, name: &str) -> Option<usize> {
