@@ -11,10 +11,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::model::keys::{SourceHealth, SourceId};
+use super::model::msg::PlacedAnswer;
 use super::rollout::{self, Rollout};
 use super::signals::QueryOutcome;
 use super::state::{Service, State};
-use super::update::Answer;
 use crate::config::ClusterSignal;
 
 /// Restarts count for pods started this recently: a pod that has run for a month with
@@ -125,7 +125,7 @@ fn alertmanager_down(state: &State) -> Option<String> {
 
 /// One answer per cluster trigger and watched service, when a sample is due: the
 /// trigger's series so far plus the value now, or an error while the watch is down.
-pub(super) fn sample(state: &mut State) -> Vec<Answer> {
+pub fn sample(state: &mut State) -> Vec<PlacedAnswer> {
     let now = state.now;
     let due = state
         .cluster_sampled_at
@@ -198,7 +198,7 @@ pub(super) fn sample(state: &mut State) -> Vec<Answer> {
                     }
                 }
             };
-            answers.push(Answer {
+            answers.push(PlacedAnswer {
                 trigger_at: *trigger_at,
                 service: key.clone(),
                 answered_at: now,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::decision::{self, Action};
 use super::journal::{incident_id, Entry};
-use super::msg::{Effect, Msg, QueryAnswer};
+use super::msg::{Effect, Msg, PlacedAnswer, QueryAnswer};
 use super::rollbacks;
 use super::signals::{self, DataState};
 use super::state::{Service, ServiceKey, State, QUALITY_WINDOW};
@@ -50,7 +50,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             super::fan_out::fan_out(grouped.services, grouped.outcome)
                 .into_iter()
                 .filter_map(|(service, outcome)| {
-                    let answer = Answer {
+                    let answer = PlacedAnswer {
                         trigger_at,
                         service,
                         answered_at,
@@ -313,23 +313,13 @@ fn query(
     partial_from: Option<i64>,
     effects: &mut Vec<Effect>,
 ) -> Option<ServiceKey> {
-    let answer = Answer {
+    let answer = PlacedAnswer {
         trigger_at: trigger_at(state, &answer.trigger)?,
         service: answer.service,
         answered_at: answer.answered_at,
         outcome: answer.outcome,
     };
     apply_answer(state, answer, partial_from, effects)
-}
-
-/// A `QueryAnswer` whose trigger is known by its place in the config: a grouped
-/// answer's thousands of services share one trigger, found once, and a cluster
-/// sample names no trigger per service.
-pub(super) struct Answer {
-    pub(super) trigger_at: usize,
-    pub(super) service: ServiceKey,
-    pub(super) answered_at: jiff::Timestamp,
-    pub(super) outcome: signals::QueryOutcome,
 }
 
 fn trigger_at(state: &State, name: &str) -> Option<usize> {
@@ -340,7 +330,7 @@ fn trigger_at(state: &State, name: &str) -> Option<usize> {
 /// extends the points kept from earlier answers.
 fn apply_answer(
     state: &mut State,
-    mut answer: Answer,
+    mut answer: PlacedAnswer,
     partial_from: Option<i64>,
     effects: &mut Vec<Effect>,
 ) -> Option<ServiceKey> {

@@ -196,6 +196,17 @@ pub struct QueryAnswer {
     pub outcome: QueryOutcome,
 }
 
+/// A `QueryAnswer` whose trigger is known by its place in the config's triggers: a
+/// grouped answer's thousands of services share one trigger, found once, and a
+/// cluster sample names no trigger per service. Made inside the engine only.
+#[derive(Debug)]
+pub struct PlacedAnswer {
+    pub trigger_at: usize,
+    pub service: ServiceKey,
+    pub answered_at: Timestamp,
+    pub outcome: QueryOutcome,
+}
+
 /// One trigger's grouped range query, answered for many services at once.
 #[derive(Debug, Clone)]
 pub struct GroupedAnswer {
