@@ -1,6 +1,7 @@
 //! The headless core every mode shares: state, the pure `update`, the decision and
 //! what feeds it. Nothing in here performs I/O.
 
+mod answers;
 pub mod blast;
 pub mod cluster_signals;
 pub mod decision;
