@@ -155,13 +155,26 @@ fn console_logs(filter: tracing_subscriber::EnvFilter) {
         .init()
 }
 
+/// The console and `watch` run on one worker thread; every other command keeps one
+/// per core. mimalloc keeps a heap per thread, and the state built by whichever worker
+/// ran the update loop left partly used pages in each: at 2,000 services the console
+/// on one worker held 5–9 MiB less at the same idle CPU (BENCHMARKS.md, stop 37). The
+/// simulator serves many clients at once, and `demo` runs it in-process.
+fn worker_threads(command: &Option<Command>) -> Option<usize> {
+    match command {
+        None | Some(Command::Watch(_)) => Some(1),
+        _ => None,
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = parse(std::env::args_os());
     init_logs(&cli.command);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = worker_threads(&cli.command) {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -225,4 +238,22 @@ pub fn bounded_duration(raw: &str) -> Result<std::time::Duration, String> {
         ));
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse, worker_threads};
+
+    fn workers(args: &[&str]) -> Option<usize> {
+        worker_threads(&parse(args.iter().map(Into::into)).command)
+    }
+
+    #[test]
+    fn the_console_and_watch_run_on_one_worker_and_the_simulator_on_one_per_core() {
+        assert_eq!(workers(&["backout"]), Some(1));
+        assert_eq!(workers(&["backout", "watch"]), Some(1));
+        assert_eq!(workers(&["backout", "status"]), None);
+        #[cfg(feature = "sim")]
+        assert_eq!(workers(&["backout", "sim"]), None);
+    }
 }
