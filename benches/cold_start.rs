@@ -10,6 +10,12 @@
 //! production Prometheus's do: against a simulator seconds old every series is a few
 //! points, and the memory measured is the state's without its series. `YOUNG=1`
 //! starts it at once, as this bench did before 2026-12-06.
+//!
+//! `BACKOUT_BIN=target/dist/backout` measures the binary as it ships, built by
+//! `cargo build --profile dist`. The binary `cargo bench` builds has its dependencies
+//! compiled with the dev-dependencies' features, which renames many functions, so
+//! much of `assets/link-order.txt` (see build.rs) misses in it and its code pages are
+//! not the shipped binary's. The bench says how much of the list each binary holds.
 
 mod measure;
 
@@ -136,9 +142,38 @@ fn percentiles(keys: &[Duration]) -> String {
     )
 }
 
+/// How many of the functions `assets/link-order.txt` names the binary has (binutils'
+/// `nm` reads its symbols): the ones it lacks are not placed together.
+fn link_order_held(bin: &str) -> String {
+    let list = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/link-order.txt");
+    let wanted: Vec<String> = std::fs::read_to_string(list)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let Ok(out) = Command::new("nm").arg(bin).output() else {
+        return "nm not found: the link order's coverage is not known".into();
+    };
+    let symbols: std::collections::HashSet<&str> = std::str::from_utf8(&out.stdout)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .collect();
+    let held = wanted
+        .iter()
+        .filter(|w| symbols.contains(w.as_str()))
+        .count();
+    format!(
+        "it has {held} of the {} functions of the link order",
+        wanted.len()
+    )
+}
+
 fn main() {
     let services: usize = env_or("SCALE", 2_000);
-    let bin = env!("CARGO_BIN_EXE_backout");
+    let bin = std::env::var("BACKOUT_BIN").unwrap_or(env!("CARGO_BIN_EXE_backout").into());
+    let bin = bin.as_str();
+    println!("binary: {bin}; {}", link_order_held(bin));
     let sim = ScaleSim::start(bin, services);
     let (kubeconfig, backout_toml, port) = (&sim.kubeconfig, &sim.backout_toml, sim.port);
     if let Ok(poll) = std::env::var("POLL") {
