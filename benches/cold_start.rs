@@ -171,7 +171,7 @@ fn link_order_held(bin: &str) -> String {
 
 fn main() {
     let services: usize = env_or("SCALE", 2_000);
-    let bin = std::env::var("BACKOUT_BIN").unwrap_or(env!("CARGO_BIN_EXE_backout").into());
+    let bin = measure::backout_bin();
     let bin = bin.as_str();
     println!("binary: {bin}; {}", link_order_held(bin));
     let sim = ScaleSim::start(bin, services);

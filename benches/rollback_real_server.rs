@@ -75,7 +75,7 @@ async fn main() {
                 .args(["rollout", "undo", "deploy/web", "-n", "shop"]);
             measure(&mut c)
         } else {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_backout"));
+            let mut c = Command::new(measure::backout_bin());
             c.env("BACKOUT_JOURNAL", &journal)
                 .args(["rollback", "web", "-n", "shop", "--yes", "--no-verify"])
                 .arg("--kubeconfig")

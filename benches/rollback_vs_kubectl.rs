@@ -2,7 +2,8 @@
 //! simulator holding `SCALE` Deployments (default 2,000) of 10 pods: each round
 //! deploys a new image of `web`, then one of the two rolls it back. Wall time and
 //! peak memory of each process, from the kernel when it exits.
-//! Run with `cargo bench --bench rollback_vs_kubectl` (`SCALE=2` for the small case).
+//! Run with `cargo bench --bench rollback_vs_kubectl` (`SCALE=2` for the small case;
+//! `BACKOUT_BIN=target/dist/backout` for the binary as it ships).
 
 mod measure;
 
@@ -61,8 +62,9 @@ async fn main() {
             .args(args);
         c
     };
+    let bin = measure::backout_bin();
     let backout = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_backout"));
+        let mut c = Command::new(&bin);
         c.args(args).arg("--kubeconfig").arg(&kubeconfig);
         c
     };

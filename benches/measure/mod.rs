@@ -10,6 +10,12 @@ pub mod scale_sim;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The backout binary to measure: `BACKOUT_BIN` (say `target/dist/backout`, the
+/// binary as it ships), or the one cargo built for this bench.
+pub fn backout_bin() -> String {
+    std::env::var("BACKOUT_BIN").unwrap_or(env!("CARGO_BIN_EXE_backout").into())
+}
+
 /// Runs `cmd` to its end: (wall time, peak RSS in KiB), from `wait4`'s rusage.
 /// Panics with what the command said if it fails.
 pub fn measure(cmd: &mut Command) -> (Duration, u64) {
