@@ -46,8 +46,10 @@ impl Pki {
         .with_no_client_auth()
         .with_single_cert(chain, private)
         .context("the generated serving certificate")?;
-        // HTTP/1.1 only: watches are chunked streams, as the guide to kubectl describes.
-        server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // As a real API server: HTTP/2 for a client that offers it (kubectl's Go client
+        // and backout do, and multiplex their watches on one connection), HTTP/1.1 with
+        // chunked watches for one that does not.
+        server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Pki {
             ca_pem: ca.pem(),
             server_config: Arc::new(server_config),
