@@ -441,15 +441,17 @@ fn watch_namespace(
     let (client, tx, health, scope) = (client.clone(), tx.clone(), health.clone(), scope.clone());
     let rollouts_served = rollouts_served.clone();
     tokio::spawn(async move {
-        let selectors = match &scope.deployment {
-            Some(name) => Selectors::of(&client, &ns, name).await,
-            None => Selectors::everything(),
+        let selectors = async {
+            match &scope.deployment {
+                Some(name) => Selectors::of(&client, &ns, name).await,
+                None => Selectors::everything(),
+            }
         };
         // Argo Rollouts' CRD, where installed: announced before any watcher here runs,
-        // so the source is not Connected until the Rollouts have listed too.
-        let rollouts = *rollouts_served
-            .get_or_init(|| argo_rollout::served(&client))
-            .await;
+        // so the source is not Connected until the Rollouts have listed too. Asked
+        // beside the selector: two round trips before the lists, not one after another.
+        let rollouts = rollouts_served.get_or_init(|| argo_rollout::served(&client));
+        let (selectors, &rollouts) = tokio::join!(selectors, rollouts);
         if rollouts {
             let label = format!("{ns}/{:?}", KubeKind::Rollout);
             let _ = health.0.send((label, SourceHealth::Connecting));
