@@ -67,7 +67,7 @@ fn stays_open<B>(request: &http::Request<B>) -> bool {
     })
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Versions {
     Both,
     Http1,
@@ -114,7 +114,8 @@ fn http_client(config: &kube::Config, versions: Versions) -> Result<HttpClient, 
             // A list of 20,000 pods is tens of megabytes: in HTTP/2's default 16 KiB
             // frames, thousands of pieces handed over one at a time. At 2,000
             // Deployments the console's first full frame took 2.07 and 2.22 s with
-            // them, 1.07 and 0.83 s with 1 MiB frames (BENCHMARKS.md, stop 38).
+            // them, 1.07 and 0.83 s with 1 MiB frames; a weak showing, as HTTP/1.1 took
+            // 0.93–2.10 s in three runs (BENCHMARKS.md, stop 38).
             .http2_max_frame_size(1 << 20)
             .build(connector),
     )

@@ -47,8 +47,8 @@ impl Pki {
         .with_single_cert(chain, private)
         .context("the generated serving certificate")?;
         // As a real API server: HTTP/2 for a client that offers it (kubectl's Go client
-        // and backout do, and multiplex their watches on one connection), HTTP/1.1 with
-        // chunked watches for one that does not.
+        // does, for its requests and watches alike; backout does for its short
+        // requests), HTTP/1.1 with chunked watches for one that does not.
         server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Pki {
             ca_pem: ca.pem(),
