@@ -212,14 +212,14 @@ async fn a_grouped_query_gives_each_service_what_its_own_query_gives_on_real_pro
             let QueryOutcome::Series { points: own, .. } = own else {
                 panic!("{query} for {service}: {own:?}");
             };
-            let mine: Vec<&Vec<(i64, f64)>> = all
+            let mine: Vec<_> = all
                 .iter()
                 .filter(|(named, _)| named == service)
                 .map(|(_, points)| points)
                 .collect();
             assert_eq!(mine.len(), 1, "{query}: one series for {service}: {all:?}");
             assert_eq!(mine[0].len(), own.len(), "{query} for {service}");
-            for ((t1, v1), (t2, v2)) in mine[0].iter().zip(&own) {
+            for ((t1, v1), (t2, v2)) in mine[0].iter().zip(own.iter()) {
                 assert_eq!(t1, t2);
                 assert!(
                     (v1 - v2).abs() <= 1e-9 * v2.abs().max(1.0) || (v1.is_nan() && v2.is_nan()),

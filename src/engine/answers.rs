@@ -84,8 +84,7 @@ pub(super) fn apply_answer(
         let oldest = now.as_millisecond() - p.lookback.as_millis() as i64;
         let spacing = p.step().as_millis() as i64;
         let fresh = std::mem::take(points);
-        *points =
-            super::series::extend(std::mem::take(&mut t.points), from, fresh, spacing, oldest);
+        *points = std::mem::take(&mut t.points).extend(from, fresh, spacing, oldest);
     }
     let judged = signals::judge(
         &answer.outcome,

@@ -182,16 +182,22 @@ pub fn sample(state: &mut State) -> Vec<PlacedAnswer> {
                         .get_mut(name)
                         .map(|t| std::mem::take(&mut t.points))
                         .unwrap_or_default();
-                    points.retain(|(at, _)| *at >= oldest);
+                    points.retain(|at, _| at >= oldest);
                     // The newest point follows the cluster as it is; those before it
                     // stay a step apart, as a range query's would.
                     let at = now.as_millisecond();
-                    let n = points.len();
-                    if n >= 2 && points[n - 1].0 - points[n - 2].0 < spacing_ms {
+                    let crowded = {
+                        let mut newest = points.iter().rev().map(|(at, _)| at);
+                        matches!(
+                            (newest.next(), newest.next()),
+                            (Some(last), Some(before)) if last - before < spacing_ms
+                        )
+                    };
+                    if crowded {
                         points.pop();
                     }
                     points.push((at, value));
-                    super::series::keep_little_room(&mut points);
+                    points.keep_little_room();
                     QueryOutcome::Series {
                         points,
                         requests_per_second: None,

@@ -325,6 +325,7 @@ fn a_cluster_series_keeps_its_points_a_step_apart_and_its_newest_current() {
         "{}",
         points.capacity()
     );
+    let points: Vec<(i64, f64)> = points.iter().collect();
     let (older, newest) = points.split_at(points.len() - 1);
     assert!(
         older.windows(2).all(|w| w[1].0 - w[0].0 >= step_ms),

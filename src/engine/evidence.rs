@@ -47,10 +47,7 @@ pub fn of(state: &State, key: &ServiceKey, d: &Decision) -> Evidence {
             let trigger = state.config.triggers.iter().find(|t| t.name == f.trigger);
             let points = svc
                 .and_then(|s| s.triggers.get(&f.trigger))
-                .map(|ts| {
-                    let skip = ts.points.len().saturating_sub(POINTS_KEPT);
-                    ts.points[skip..].to_vec()
-                })
+                .map(|ts| ts.points.tail(POINTS_KEPT))
                 .unwrap_or_default();
             SignalRecord {
                 trigger: f.trigger.clone(),

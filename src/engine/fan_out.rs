@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::msg::{GroupedAnswer, GroupedOutcome};
+use super::series::Series;
 use super::signals::QueryOutcome;
 use super::state::ServiceKey;
 
@@ -122,10 +123,8 @@ pub fn split(grouped: GroupedAnswer, size: usize) -> Vec<GroupedAnswer> {
 }
 
 /// Each service's series, in the order the answer gave them.
-fn by_service(
-    series: Vec<(ServiceKey, Vec<(i64, f64)>)>,
-) -> HashMap<ServiceKey, Vec<Vec<(i64, f64)>>> {
-    let mut by_service: HashMap<ServiceKey, Vec<Vec<(i64, f64)>>> = HashMap::new();
+fn by_service(series: Vec<(ServiceKey, Series)>) -> HashMap<ServiceKey, Vec<Series>> {
+    let mut by_service: HashMap<ServiceKey, Vec<Series>> = HashMap::new();
     for (key, points) in series {
         by_service.entry(key).or_default().push(points);
     }
@@ -147,9 +146,9 @@ mod tests {
             partial_from: None,
             outcome: GroupedOutcome::Series {
                 series: vec![
-                    (key("checkout"), vec![(0, 0.2)]),
-                    (key("search"), vec![(0, 0.1)]),
-                    (key("search"), vec![(0, 0.3)]),
+                    (key("checkout"), vec![(0, 0.2)].into()),
+                    (key("search"), vec![(0, 0.1)].into()),
+                    (key("search"), vec![(0, 0.3)].into()),
                 ],
                 requests_per_second: HashMap::from([(key("checkout"), 40.0)]),
             },
@@ -164,7 +163,7 @@ mod tests {
                 (
                     "checkout".to_string(),
                     QueryOutcome::Series {
-                        points: vec![(0, 0.2)],
+                        points: vec![(0, 0.2)].into(),
                         requests_per_second: Some(40.0)
                     }
                 ),
@@ -189,7 +188,7 @@ mod tests {
                 // s1 twice (ambiguous), s4 silent.
                 series: [0, 1, 1, 2, 3, 5, 6]
                     .iter()
-                    .map(|&i| (key(i), vec![(0, i as f64)]))
+                    .map(|&i| (key(i), vec![(0, i as f64)].into()))
                     .collect(),
                 requests_per_second: (0..7).map(|i| (key(i), 10.0 * i as f64)).collect(),
             },

@@ -7,6 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::series::Series;
 use crate::config::Trigger;
 
 /// What one Prometheus answer meant for a trigger.
@@ -134,7 +135,7 @@ pub enum QueryOutcome {
     /// One series: its points (unix ms, value), oldest first, and the request rate
     /// of the same service when the trigger has a volume guard.
     Series {
-        points: Vec<(i64, f64)>,
+        points: Series,
         requests_per_second: Option<f64>,
     },
     Empty,
@@ -174,7 +175,7 @@ pub fn judge(
         ))),
         QueryOutcome::Empty => blind(DataState::NoData("the query returned no series".into())),
         QueryOutcome::Series { points, requests_per_second } => {
-            let Some(&(last_ms, value)) = points.last() else {
+            let Some((last_ms, value)) = points.last() else {
                 return blind(DataState::NoData("the series has no points in the window".into()));
             };
             let at = Timestamp::from_millisecond(last_ms).unwrap_or(now);
@@ -203,7 +204,7 @@ pub fn judge(
                 .rev()
                 .take_while(|(_, v)| v.is_finite() && trigger.comparison.breached(*v, trigger.threshold))
                 .last()
-                .map(|(t, _)| *t)
+                .map(|(t, _)| t)
                 .unwrap_or(last_ms);
             Judged { data: DataState::Breach, value: Some(value), onset: Timestamp::from_millisecond(run_start).ok() }
         }
@@ -213,11 +214,14 @@ pub fn judge(
 /// Where a series was firing, for shading the graph: each run of breaching points
 /// that lasted the for-duration, from the moment it had (when the alert fired) to the
 /// run's last point. Times are unix milliseconds, as the points are.
-pub fn firing_spans(points: &[(i64, f64)], trigger: &Trigger) -> Vec<(i64, i64)> {
+pub fn firing_spans(
+    points: impl IntoIterator<Item = (i64, f64)>,
+    trigger: &Trigger,
+) -> Vec<(i64, i64)> {
     let hold = trigger.for_.as_millis() as i64;
     let mut spans = Vec::new();
     let mut run: Option<(i64, i64)> = None;
-    let breaching = points.iter().map(|&(t, v)| {
+    let breaching = points.into_iter().map(|(t, v)| {
         (
             t,
             v.is_finite() && trigger.comparison.breached(v, trigger.threshold),
@@ -416,6 +420,6 @@ mod tests {
             at(80, 0.3),
             at(90, 0.3),
         ];
-        assert_eq!(firing_spans(&points, &trigger), [(80_000, 90_000)]);
+        assert_eq!(firing_spans(points, &trigger), [(80_000, 90_000)]);
     }
 }

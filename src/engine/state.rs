@@ -24,7 +24,7 @@ pub const QUALITY_WINDOW: usize = 20;
 #[derive(Debug, Clone, Serialize)]
 pub struct TriggerState {
     /// Points (unix ms, value) of the latest answer, for the graphs.
-    pub points: Vec<(i64, f64)>,
+    pub points: super::series::Series,
     pub data: DataState,
     pub alert: AlertState,
     pub value: Option<f64>,
@@ -42,7 +42,7 @@ pub struct TriggerState {
 impl Default for TriggerState {
     fn default() -> Self {
         TriggerState {
-            points: Vec::new(),
+            points: Default::default(),
             data: DataState::NoData("not queried yet".into()),
             alert: AlertState::Inactive,
             value: None,

@@ -253,14 +253,14 @@ fn every_blind_data_state_holds_and_shows_on_the_trigger() {
         (QueryOutcome::Empty, "no data"),
         (
             QueryOutcome::Series {
-                points: vec![(t(100).as_millisecond(), f64::NAN)],
+                points: vec![(t(100).as_millisecond(), f64::NAN)].into(),
                 requests_per_second: Some(50.0),
             },
             "no data",
         ),
         (
             QueryOutcome::Series {
-                points: vec![(t(100).as_millisecond(), 0.9)],
+                points: vec![(t(100).as_millisecond(), 0.9)].into(),
                 requests_per_second: Some(0.5),
             },
             "no data",
@@ -274,7 +274,7 @@ fn every_blind_data_state_holds_and_shows_on_the_trigger() {
         ),
         (
             QueryOutcome::Series {
-                points: stale_points,
+                points: stale_points.into(),
                 requests_per_second: Some(50.0),
             },
             "stale",
@@ -367,15 +367,15 @@ fn blind_outcome() -> impl Strategy<Value = QueryOutcome> {
         (2usize..5).prop_map(|count| QueryOutcome::SeveralSeries { count }),
         "[a-z ]{1,20}".prop_map(|error| QueryOutcome::Failed { error }),
         (0.0f64..2.0).prop_map(|v| QueryOutcome::Series {
-            points: vec![(t(-3600).as_millisecond(), v)],
+            points: vec![(t(-3600).as_millisecond(), v)].into(),
             requests_per_second: Some(50.0)
         }),
         (0.0f64..2.0).prop_map(|v| QueryOutcome::Series {
-            points: vec![(t(0).as_millisecond(), v)],
+            points: vec![(t(0).as_millisecond(), v)].into(),
             requests_per_second: Some(0.1)
         }),
         Just(QueryOutcome::Series {
-            points: vec![],
+            points: Default::default(),
             requests_per_second: None
         }),
     ]
@@ -393,7 +393,7 @@ proptest! {
             update(&mut state, Msg::Tick(t(now)));
             let outcome = match outcome {
                 QueryOutcome::Series { points, requests_per_second: Some(rps) } if rps < 1.0 => {
-                    QueryOutcome::Series { points: points.iter().map(|(_, v)| (t(now).as_millisecond(), *v)).collect(), requests_per_second: Some(rps) }
+                    QueryOutcome::Series { points: points.iter().map(|(_, v)| (t(now).as_millisecond(), v)).collect(), requests_per_second: Some(rps) }
                 }
                 other => other,
             };

@@ -75,7 +75,7 @@ fn waits(state: &State, fired: &Service, measured: &Service, already: &[Wait]) -
                 .into_iter()
                 .flat_map(|ts| ts.points.iter())
                 .filter(|(at, _)| deployed.is_some_and(|d| *at < d))
-                .map(|(_, v)| *v)
+                .map(|(_, v)| v)
                 .filter(|v| v.is_finite())
                 .collect();
             Wait {

@@ -364,7 +364,7 @@ async fn ask_one(round: &Round, trigger: &Trigger, svc: &ServiceKey) -> QueryOut
         if let QueryOutcome::Series { points, .. } =
             prom.range(&volume, *now, *step * 2, *step).await
         {
-            *requests_per_second = points.last().map(|(_, v)| *v);
+            *requests_per_second = points.last().map(|(_, v)| v);
         }
     }
     outcome
@@ -403,7 +403,7 @@ async fn ask_batch(
         {
             for (key, points) in all {
                 if let Some((_, last)) = points.last() {
-                    requests_per_second.insert(key, *last);
+                    requests_per_second.insert(key, last);
                 }
             }
         }

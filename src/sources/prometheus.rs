@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::PrometheusConfig;
+use crate::engine::series::Series;
 use crate::engine::signals::QueryOutcome;
 
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +176,7 @@ impl Prometheus {
         lookback: Duration,
         step: Duration,
         key_of: impl Fn(&Labels) -> Option<K>,
-    ) -> Result<Vec<(K, Vec<(i64, f64)>)>, String> {
+    ) -> Result<Vec<(K, Series)>, String> {
         self.range_answer(query, end, lookback, step, |status, text, shown| {
             let all = decode(status, text, shown)?;
             Ok(all
@@ -256,7 +257,7 @@ struct RawSeries<'a> {
 }
 
 /// `[[unix secs, "value"], ...]` as (unix ms, value); "NaN" and "+Inf" included.
-struct Points(Vec<(i64, f64)>);
+struct Points(Series);
 
 impl<'de> Deserialize<'de> for Points {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Points, D::Error> {
@@ -353,7 +354,7 @@ mod tests {
     use super::*;
 
     fn points(values: &str) -> Result<Vec<(i64, f64)>, serde_json::Error> {
-        serde_json::from_str::<Points>(values).map(|p| p.0)
+        serde_json::from_str::<Points>(values).map(|p| p.0.iter().collect())
     }
 
     #[test]
@@ -404,7 +405,7 @@ mod tests {
         let all = decode(200, matrix, "p").unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[1].metric.get("service"), Some("b"));
-        assert_eq!(all[1].values.0, [(1000, 2.0), (2000, 3.0)]);
+        assert_eq!(all[1].values.0, vec![(1000, 2.0), (2000, 3.0)].into());
         assert!(matches!(
             range_outcome(decode(200, matrix, "p")),
             QueryOutcome::SeveralSeries { count: 2 }

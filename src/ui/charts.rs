@@ -181,7 +181,7 @@ fn chart(
             s.points
                 .iter()
                 .filter(|(_, v)| v.is_finite())
-                .map(|(t, v)| (*t as f64 / 1000.0, *v))
+                .map(|(t, v)| (t as f64 / 1000.0, v))
                 .collect()
         })
         .unwrap_or_default();
@@ -244,7 +244,7 @@ fn chart(
     };
     let buf = frame.buffer_mut();
     if let Some(ts) = ts {
-        for (from, to) in firing_spans(&ts.points, t) {
+        for (from, to) in firing_spans(ts.points.iter(), t) {
             plot.shade(
                 buf,
                 from as f64 / 1000.0,

@@ -226,7 +226,7 @@ pub enum GroupedOutcome {
     Failed { error: String },
     Series {
         /// Each series the answer labelled with a service asked for.
-        series: Vec<(ServiceKey, Vec<(i64, f64)>)>,
+        series: Vec<(ServiceKey, crate::engine::series::Series)>,
         /// The volume query's latest value, by service.
         requests_per_second: std::collections::HashMap<ServiceKey, f64>,
     },
