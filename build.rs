@@ -23,7 +23,10 @@ fn main() {
     if !optimized || !links_with_rust_lld() {
         return;
     }
-    let list = format!("{}/{LIST}", env!("CARGO_MANIFEST_DIR"));
+    // Read when the script runs, not when it was compiled: a script built for another
+    // checkout sharing the target directory would name that checkout's list.
+    let root = env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let list = format!("{root}/{LIST}");
     println!("cargo:rustc-link-arg-bin=backout=-Wl,--symbol-ordering-file={list}");
     println!("cargo:rustc-link-arg-bin=backout=-Wl,--no-warn-symbol-ordering");
 }
