@@ -3,6 +3,7 @@
 
 mod answers;
 pub mod blast;
+mod by_name;
 pub mod cluster_signals;
 pub mod decision;
 pub mod evidence;

@@ -18,6 +18,38 @@ use crate::config::Config;
 
 pub use super::kept::PodInfo;
 
+/// Trigger states counted over every service (`State::tally`).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Tally {
+    /// Triggers asked of a service whose data is not clean, or not there yet.
+    pub blind: usize,
+    /// Triggers asked of a service.
+    pub total: usize,
+    /// Prometheus triggers with an answer of any kind, of `asked`, one per service.
+    pub answered: usize,
+    pub asked: usize,
+}
+
+impl Tally {
+    /// Counts `trigger`'s state for a service, which has pod-like instances or not.
+    pub fn add(
+        &mut self,
+        trigger: &crate::config::Trigger,
+        instances: bool,
+        state: Option<&TriggerState>,
+    ) {
+        let queried = trigger.cluster.is_none();
+        if queried || instances {
+            self.total += 1;
+            self.blind += usize::from(state.is_none_or(|s| !s.data.is_clean()));
+        }
+        if queried {
+            self.asked += 1;
+            self.answered += usize::from(state.is_some_and(|s| s.last_answer.is_some()));
+        }
+    }
+}
+
 /// How many recent answers the data-quality part of the confidence looks at.
 pub const QUALITY_WINDOW: usize = 20;
 
@@ -271,6 +303,11 @@ impl State {
     /// Why the picture has no metrics, if it has none or some are missing: no
     /// Prometheus configured or reachable, or triggers whose data is not clean.
     pub fn blind(&self) -> Option<String> {
+        self.blind_given(&self.tally())
+    }
+
+    /// `blind()`, from a tally of this state taken already.
+    pub fn blind_given(&self, tally: &Tally) -> Option<String> {
         if self.config.prometheus.is_none() {
             return Some("no [prometheus] in backout.toml: no trigger is evaluated".into());
         }
@@ -279,53 +316,63 @@ impl State {
         {
             return Some(format!("prometheus: {why}"));
         }
-        let (mut blind, mut total, mut named) = (0, 0, Vec::new());
+        if tally.blind == 0 {
+            return None;
+        }
+        // The first three blind triggers, by service and then in the config's order.
+        let mut named = Vec::new();
         for (key, svc) in &self.services {
             for t in self.config.triggers.iter().filter(|t| svc.asks(t)) {
-                total += 1;
                 let state = svc.triggers.get(&t.name).map(|ts| &ts.data);
                 if state.is_none_or(|d| !d.is_clean()) {
-                    blind += 1;
-                    if named.len() < 3 {
-                        let why = state.map_or("not answered yet".to_string(), |d| match d {
-                            DataState::NoData(w) | DataState::Error(w) | DataState::Stale(w) => {
-                                format!("{}: {w}", d.label())
-                            }
-                            other => other.label().to_string(),
-                        });
-                        named.push(format!("{} on {key} ({why})", t.name));
-                    }
+                    let why = state.map_or("not answered yet".to_string(), |d| match d {
+                        DataState::NoData(w) | DataState::Error(w) | DataState::Stale(w) => {
+                            format!("{}: {w}", d.label())
+                        }
+                        other => other.label().to_string(),
+                    });
+                    named.push(format!("{} on {key} ({why})", t.name));
+                }
+                if named.len() == 3 {
+                    break;
                 }
             }
+            if named.len() == 3 {
+                break;
+            }
         }
-        let more = if blind > named.len() { ", …" } else { "" };
-        (blind > 0).then(|| {
-            format!(
-                "{blind} of {total} triggers have no clean data: {}{more}",
-                named.join("; ")
-            )
-        })
+        let more = if tally.blind > named.len() {
+            ", …"
+        } else {
+            ""
+        };
+        Some(format!(
+            "{} of {} triggers have no clean data: {}{more}",
+            tally.blind,
+            tally.total,
+            named.join("; ")
+        ))
     }
 
     /// (answered, asked): how many (Prometheus trigger, service) pairs have had an
     /// answer of any kind, so a cold start can say how far it has got.
     pub fn answered(&self) -> (usize, usize) {
-        let asked: Vec<&str> = self.config.queried().map(|t| t.name.as_str()).collect();
-        let answered = self
-            .services
-            .values()
-            .map(|svc| {
-                asked
-                    .iter()
-                    .filter(|name| {
-                        svc.triggers
-                            .get(**name)
-                            .is_some_and(|t| t.last_answer.is_some())
-                    })
-                    .count()
-            })
-            .sum();
-        (answered, asked.len() * self.services.len())
+        let tally = self.tally();
+        (tally.answered, tally.asked)
+    }
+
+    /// Every service's trigger states counted in one walk: what `blind()` and
+    /// `answered()` report, read by the console's header every tick.
+    pub fn tally(&self) -> Tally {
+        let by_name = super::by_name::ByName::new(&self.config.triggers);
+        let mut tally = Tally::default();
+        for svc in self.services.values() {
+            let instances = svc.has_instances();
+            for (at, state) in by_name.pair(svc.triggers.iter()) {
+                tally.add(&self.config.triggers[at], instances, state.map(|s| &**s));
+            }
+        }
+        tally
     }
 
     /// The Deployment is gone or not watched: forget the service everywhere.

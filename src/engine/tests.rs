@@ -292,6 +292,45 @@ fn every_blind_data_state_holds_and_shows_on_the_trigger() {
 }
 
 #[test]
+fn the_tick_counts_blind_and_answered_triggers_as_a_walk_of_its_own_would() {
+    let mut state = world("");
+    deploy(&mut state, "search", &["search:1", "search:2"], 0, false);
+    let queried = state.config.queried().count();
+    update(&mut state, Msg::Tick(t(1)));
+    assert_eq!(
+        state.answered_at_tick,
+        (0, 2 * queried),
+        "none answered yet"
+    );
+    assert_eq!(state.blind_at_tick, state.blind());
+    let banner = state
+        .blind_at_tick
+        .clone()
+        .expect("nothing answered is blind");
+    assert!(
+        banner.contains("error-rate on shop/checkout (no data"),
+        "{banner}"
+    );
+    // Every service answered (`run` answers the others calm).
+    run(&mut state, "checkout", "error-rate", 0.001, 0.001, 0, 60);
+    update(&mut state, Msg::Tick(t(61)));
+    assert_eq!(state.answered_at_tick, (2 * queried, 2 * queried));
+    assert_eq!(state.answered_at_tick, state.answered());
+    assert_eq!(state.blind_at_tick, state.blind());
+    assert!(
+        !state.blind_at_tick.iter().any(|b| b.contains("error-rate")),
+        "{:?}",
+        state.blind_at_tick
+    );
+    // Silent past the stale limit: still answered, and blind again.
+    update(&mut state, Msg::Tick(t(200)));
+    assert_eq!(state.answered_at_tick, (2 * queried, 2 * queried));
+    let banner = state.blind_at_tick.clone().expect("stale is blind");
+    assert_eq!(Some(&banner), state.blind().as_ref());
+    assert!(banner.contains("stale: no answer for"), "{banner}");
+}
+
+#[test]
 fn a_silent_prometheus_turns_data_stale_and_then_pages_metrics_blind() {
     let mut state = world("");
     run(&mut state, "checkout", "error-rate", 0.001, 0.001, 0, 60);

@@ -7,7 +7,7 @@ use super::journal::{incident_id, Entry};
 use super::msg::{Effect, Msg, PlacedAnswer};
 use super::rollbacks;
 use super::signals::DataState;
-use super::state::{Service, ServiceKey, State};
+use super::state::{Service, ServiceKey, State, Tally};
 
 pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
     let mut effects = Vec::new();
@@ -18,10 +18,10 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             for answer in super::cluster_signals::sample(state) {
                 touched.extend(apply_answer(state, answer, None, &mut effects));
             }
-            tick(state, &mut effects);
+            let tally = tick(state, &mut effects);
             super::retry::due(state, &mut effects);
-            state.blind_at_tick = state.blind();
-            state.answered_at_tick = state.answered();
+            state.blind_at_tick = state.blind_given(&tally);
+            state.answered_at_tick = (tally.answered, tally.asked);
             // A quiet service's decision reads only its objects, and those arrive as
             // messages: re-deciding thousands of them every second changed nothing and
             // cost a core's worth of ticks at 2,000 services.
@@ -215,8 +215,9 @@ fn keep_error(state: &mut State, error: String) {
 const JOURNAL_KEPT: usize = 200;
 
 /// Marks triggers whose last answer is too old as stale, and pages once when a trigger
-/// has been blind for longer than the policy allows.
-fn tick(state: &mut State, effects: &mut Vec<Effect>) {
+/// has been blind for longer than the policy allows. Counts every state as it goes
+/// (`State::tally`), in the same walk: at 2,000 services a walk is a millisecond.
+fn tick(state: &mut State, effects: &mut Vec<Effect>) -> Tally {
     let (now, stale, blind_after) = (
         state.now,
         stale_after(state),
@@ -224,19 +225,28 @@ fn tick(state: &mut State, effects: &mut Vec<Effect>) {
     );
     // A query that never answers (a hung Prometheus) is as blind as one that stopped:
     // the clock starts when the service is first ticked with the trigger unanswered.
-    let queried: Vec<String> = match state.config.prometheus {
-        Some(_) => state.config.queried().map(|t| t.name.clone()).collect(),
-        None => Vec::new(),
-    };
-    let mut pages = Vec::new();
+    let prometheus = state.config.prometheus.is_some();
+    let triggers = &state.config.triggers;
+    let queried = |at: usize| prometheus && triggers[at].cluster.is_none();
+    let by_name = super::by_name::ByName::new(triggers);
+    let (mut pages, mut tally) = (Vec::new(), Tally::default());
     for (key, svc) in state.services.iter_mut() {
-        for name in &queried {
-            // Checked first so a tick over thousands of services clones no names.
-            if !svc.triggers.contains_key(name) {
-                svc.triggers.insert(name.clone(), Default::default());
+        let unasked = by_name
+            .pair(svc.triggers.iter())
+            .any(|(at, t)| t.is_none() && queried(at));
+        if unasked {
+            for t in triggers.iter().enumerate().filter(|(at, _)| queried(*at)) {
+                if !svc.triggers.contains_key(&t.1.name) {
+                    svc.triggers.insert(t.1.name.clone(), Default::default());
+                }
             }
         }
-        for (name, t) in svc.triggers.iter_mut() {
+        let instances = svc.has_instances();
+        for (at, t) in by_name.pair(svc.triggers.iter_mut()) {
+            let Some(t) = t else {
+                tally.add(&triggers[at], instances, None);
+                continue;
+            };
             match t.last_answer {
                 Some(last) => {
                     let silent = now.duration_since(last).as_secs();
@@ -245,7 +255,7 @@ fn tick(state: &mut State, effects: &mut Vec<Effect>) {
                         t.blind_since.get_or_insert(now);
                     }
                 }
-                None if queried.contains(name) => {
+                None if queried(at) => {
                     let since = *t.blind_since.get_or_insert(now);
                     let silent = now.duration_since(since).as_secs();
                     if silent > stale.as_secs() as i64 {
@@ -262,12 +272,13 @@ fn tick(state: &mut State, effects: &mut Vec<Effect>) {
                     pages.push((
                         key.clone(),
                         svc.incident.clone(),
-                        name.clone(),
+                        triggers[at].name.clone(),
                         since,
                         t.data.clone(),
                     ));
                 }
             }
+            tally.add(&triggers[at], instances, Some(t));
         }
     }
     for (key, incident, trigger, since, data) in pages {
@@ -292,6 +303,7 @@ fn tick(state: &mut State, effects: &mut Vec<Effect>) {
             ),
         });
     }
+    tally
 }
 
 /// Whether a service's decision can move without a change to its objects: something
