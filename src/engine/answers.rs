@@ -8,7 +8,7 @@ use super::decision::Action;
 use super::journal::Entry;
 use super::msg::{Effect, PlacedAnswer, QueryAnswer};
 use super::signals::{self, DataState};
-use super::state::{Service, ServiceKey, State, QUALITY_WINDOW};
+use super::state::{Service, ServiceKey, State};
 
 /// The rate window of the recorded series, over which the volume guard counts requests.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -98,10 +98,7 @@ pub(super) fn apply_answer(
         t.points = points;
     }
     let clean = judged.data.is_clean();
-    t.recent.push_back(clean);
-    while t.recent.len() > QUALITY_WINDOW {
-        t.recent.pop_front();
-    }
+    t.recent.push(clean);
     t.last_answer = Some(answer.answered_at);
     if clean {
         t.last_clean = Some(answer.answered_at);

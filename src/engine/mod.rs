@@ -16,6 +16,7 @@ pub mod kept;
 mod kube_apply;
 pub mod lineage;
 pub mod model;
+pub mod recent;
 pub mod retry;
 pub mod rollbacks;
 pub mod rollout;

@@ -68,7 +68,7 @@ pub struct TriggerState {
     pub blind_since: Option<Timestamp>,
     pub paged_blind: bool,
     /// Whether each recent answer was clean, newest last.
-    pub recent: VecDeque<bool>,
+    pub recent: super::recent::Recent,
 }
 
 impl Default for TriggerState {
@@ -83,7 +83,7 @@ impl Default for TriggerState {
             last_answer: None,
             blind_since: None,
             paged_blind: false,
-            recent: VecDeque::new(),
+            recent: Default::default(),
         }
     }
 }
@@ -93,7 +93,7 @@ impl TriggerState {
         if self.recent.is_empty() {
             return 0.0;
         }
-        self.recent.iter().filter(|c| **c).count() as f64 / self.recent.len() as f64
+        self.recent.clean() as f64 / self.recent.len() as f64
     }
 }
 
