@@ -4,7 +4,8 @@
 
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
-use super::state::QUALITY_WINDOW;
+/// How many recent answers the data-quality part of the confidence looks at.
+pub const QUALITY_WINDOW: usize = 20;
 
 /// The last `QUALITY_WINDOW` answers, newest in the lowest bit.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -38,7 +39,7 @@ impl Recent {
 
     /// Oldest first.
     pub fn iter(&self) -> impl Iterator<Item = bool> + '_ {
-        (0..self.len).rev().map(|age| self.clean >> age & 1 == 1)
+        (0..self.len).rev().map(|age| (self.clean >> age) & 1 == 1)
     }
 }
 

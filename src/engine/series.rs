@@ -25,7 +25,7 @@ const SPAN_MS: i64 = u32::MAX as i64;
 
 /// Points (unix ms, value) in the order they came: oldest first from Prometheus and
 /// from the cluster sampler.
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct Series {
     base: i64,
     points: Vec<Point>,
@@ -75,7 +75,7 @@ impl Series {
         }
     }
 
-    /// Keeps the points `keep` says yes to, then counts time from the oldest kept.
+    /// Keeps the points `keep` says yes to, then counts time from the earliest kept.
     pub fn retain(&mut self, mut keep: impl FnMut(i64, f64) -> bool) {
         let base = self.base;
         self.points
@@ -113,15 +113,16 @@ impl Series {
         }
     }
 
-    /// Counts time from the oldest point, so the newest has 49 days of room.
+    /// Counts time from the earliest point, so the newest has 49 days of room. The
+    /// earliest, not the first: a malformed answer's points may come in any order.
     fn rebase(&mut self) {
-        let Some(first) = self.points.first().map(|p| p.after_base) else {
+        let Some(earliest) = self.points.iter().map(|p| p.after_base).min() else {
             return;
         };
-        if first > 0 {
-            self.base += i64::from(first);
+        if earliest > 0 {
+            self.base += i64::from(earliest);
             for p in &mut self.points {
-                p.after_base -= first;
+                p.after_base -= earliest;
             }
         }
     }
@@ -158,6 +159,13 @@ impl FromIterator<(i64, f64)> for Series {
 impl From<Vec<(i64, f64)>> for Series {
     fn from(points: Vec<(i64, f64)>) -> Series {
         points.into_iter().collect()
+    }
+}
+
+/// Equal when they hold the same points, whatever each counts its time from.
+impl PartialEq for Series {
+    fn eq(&self, other: &Series) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
@@ -199,6 +207,35 @@ mod tests {
             serde_json::to_string(&Series::from(vec![(5, 0.25)])).unwrap(),
             "[[5,0.25]]"
         );
+    }
+
+    #[test]
+    fn series_are_equal_by_their_points_not_by_their_base() {
+        let mut rebased = Series::from(vec![(10, 1.0), (20, 2.0), (30, 3.0)]);
+        rebased.retain(|at, _| at >= 20);
+        let built = Series::from(vec![(20, 2.0), (30, 3.0)]);
+        assert_eq!(rebased, built);
+        // Out of order, as a malformed answer may be: counted from its oldest point.
+        let unordered = Series::from(vec![(30, 3.0), (20, 2.0)]);
+        assert_eq!(unordered.iter().next(), Some((30, 3.0)));
+        assert_ne!(unordered, built, "the order is part of a series");
+        assert_ne!(Series::from(vec![(20, 2.0)]), built);
+    }
+
+    #[test]
+    fn points_out_of_order_keep_their_times_through_a_retain_and_an_extend() {
+        let mut unordered = Series::from(vec![(30, 3.0), (20, 2.0), (40, 4.0)]);
+        unordered.retain(|_, _| true);
+        assert_eq!(at(&unordered), [30, 20, 40]);
+        unordered.retain(|at, _| at >= 25);
+        assert_eq!(at(&unordered), [30, 40]);
+        let extended = Series::from(vec![(30, 3.0), (20, 2.0), (40, 4.0)]).extend(
+            50,
+            Series::from(vec![(50, 5.0)]),
+            5,
+            0,
+        );
+        assert_eq!(at(&extended), [30, 20, 40, 50]);
     }
 
     #[test]

@@ -50,8 +50,7 @@ impl Tally {
     }
 }
 
-/// How many recent answers the data-quality part of the confidence looks at.
-pub const QUALITY_WINDOW: usize = 20;
+pub use super::recent::QUALITY_WINDOW;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TriggerState {
