@@ -41,6 +41,8 @@ pub use state::State;
 pub use update::update;
 
 #[cfg(test)]
+mod blind_tests;
+#[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]
 mod dependency_tests;

@@ -2,7 +2,7 @@
 //! confidence. Held as bits in the state itself; a `VecDeque<bool>` of them was a heap
 //! allocation per (trigger, service), 16,000 at 2,000 services.
 
-use serde::ser::{Serialize, SerializeSeq, Serializer};
+use serde::ser::{Serialize, Serializer};
 
 /// How many recent answers the data-quality part of the confidence looks at.
 pub const QUALITY_WINDOW: usize = 20;
@@ -46,11 +46,7 @@ impl Recent {
 /// As the list of booleans it holds, oldest first.
 impl Serialize for Recent {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.len()))?;
-        for clean in self.iter() {
-            seq.serialize_element(&clean)?;
-        }
-        seq.end()
+        s.collect_seq(self.iter())
     }
 }
 

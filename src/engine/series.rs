@@ -7,7 +7,7 @@
 //! these. Values stay `f64`: a value of exactly the threshold (5 errors in 100
 //! requests against 0.05) would read as a breach in `f32`.
 
-use serde::ser::{Serialize, SerializeSeq, Serializer};
+use serde::ser::{Serialize, Serializer};
 
 /// One point: milliseconds after its series' base, and the value. Packed, so a point
 /// is 12 bytes, not the 16 an aligned `f64` beside a `u32` would take.
@@ -178,11 +178,7 @@ impl std::fmt::Debug for Series {
 /// As the (unix ms, value) pairs it holds: `[[ms, value], ...]` in JSON.
 impl Serialize for Series {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.len()))?;
-        for point in self.iter() {
-            seq.serialize_element(&point)?;
-        }
-        seq.end()
+        s.collect_seq(self.iter())
     }
 }
 
